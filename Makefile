@@ -1,0 +1,75 @@
+# qvl build. `make` builds build/qvl and build/libqvl.a; `make test` runs the CPU test suite.
+# BUILD=dir selects the output folder (several builds can coexist, e.g. build-asan).
+BUILD    ?= build
+CC       ?= cc
+NVCC     ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+OPT      ?= -O2
+SAN      ?=
+CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wshadow -D_GNU_SOURCE \
+            -Iinclude -Isrc -pthread $(SAN)
+LDLIBS   += -lcjson -lpcre2-8 -lutf8proc -ljpeg -lpng -lwebp -lgif -lsnappy -lzstd -lm -pthread
+LDFLAGS  += $(SAN)
+
+LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/*.c))
+CU_SRC   := $(shell find src/backend/cuda -name '*.cu' 2>/dev/null | sort)
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+
+# The CUDA backend is compiled whenever nvcc exists (CI compiles it without a GPU).
+ifneq ($(NVCC),)
+ifeq ($(NO_CUDA),)
+CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
+CFLAGS   += -DQVL_CUDA=1
+NVFLAGS  ?= -O2 -std=c++17 -Iinclude -Isrc -DQVL_CUDA=1 \
+            -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+endif
+endif
+
+.PHONY: all deps test test-asan clean bench demo
+all: deps $(BUILD)/qvl $(BUILD)/libqvl.a
+
+deps: $(BUILD)/.deps-ok
+$(BUILD)/.deps-ok: scripts/install-deps.sh
+	@mkdir -p $(BUILD)
+	@bash scripts/install-deps.sh
+	@touch $@
+
+$(BUILD)/libqvl.a: $(LIB_OBJ) $(CU_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/qvl: $(CLI_OBJ) $(BUILD)/libqvl.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libqvl.a $(LDLIBS)
+
+$(BUILD)/qvl-tests: $(TEST_OBJ) $(BUILD)/libqvl.a
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libqvl.a $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+# Tests run from the repository root; QVL_BIN lets CLI tests call the binary of this build.
+test: deps $(BUILD)/qvl $(BUILD)/qvl-tests
+	QVL_BIN=$(BUILD)/qvl $(BUILD)/qvl-tests $(T)
+
+test-asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 NO_CUDA=1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+
+# The README's main command: the whole pipeline on the bundled default.
+demo: all
+	bash scripts/demo.sh $(BUILD)/qvl
+
+clean:
+	rm -rf build build-*
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages qvl builds against (idempotent). Without root it prints the command.
+set -euo pipefail
+pkgs=(build-essential pkg-config
+      libcjson-dev        # JSON: config.json, tokenizer.json, safetensors headers, results
+      libpcre2-dev        # the tokenizer's pre-tokenizer regex (Unicode classes, lookahead)
+      libutf8proc-dev     # NFC normalization, Unicode categories, case mapping
+      libjpeg62-turbo-dev # JPEG decoding (the same libjpeg-turbo family PIL links)
+      libpng-dev          # PNG decoding
+      libwebp-dev         # WebP decoding
+      libgif-dev          # GIF decoding (first frame)
+      libsnappy-dev       # parquet pages (snappy)
+      libzstd-dev)        # parquet pages (zstd)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "qvl: installing missing build dependencies: ${missing[*]}" >&2
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
+    { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${missing[@]}"; }
+else
+  echo "qvl: please run: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi

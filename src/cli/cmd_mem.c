@@ -1,0 +1,14 @@
+/* qvl mem (spec/cli.md). Placeholder until its issue lands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+int cmd_mem(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--help")) {
+        printf("usage: qvl mem ... (not implemented yet)\n");
+        return 0;
+    }
+    fprintf(stderr, "qvl: mem: not implemented yet\n");
+    return 1;
+}

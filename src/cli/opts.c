@@ -1,0 +1,107 @@
+#include "cli/opts.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/error.h"
+
+int usage_error(const char *cmd, const char *fmt, ...) {
+    fprintf(stderr, "qvl: %s: ", cmd);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'qvl %s --help')\n", cmd);
+    return 2;
+}
+
+int runtime_error(void) {
+    const char *e = qvl_error();
+    fprintf(stderr, "qvl: %s\n", e[0] ? e : "unknown error");
+    return 1;
+}
+
+static void print_help(const char *cmd, const cli_opt *opts, int n, const char *usage, const char *about) {
+    printf("usage: %s\n\n", usage);
+    if (about) printf("%s\n\n", about);
+    printf("options:\n");
+    for (int i = 0; i < n; i++) {
+        char left[64];
+        if (opts[i].kind == OPT_FLAG)
+            snprintf(left, sizeof left, "--%s", opts[i].name);
+        else
+            snprintf(left, sizeof left, "--%s %s", opts[i].name, opts[i].arg ? opts[i].arg : "X");
+        printf("  %-26s %s\n", left, opts[i].help ? opts[i].help : "");
+    }
+    printf("  %-26s %s\n", "--help", "show this help");
+    (void)cmd;
+}
+
+static int set_value(const char *cmd, const cli_opt *o, const char *v) {
+    char *end;
+    errno = 0;
+    switch (o->kind) {
+    case OPT_STR: *(const char **)o->dest = v; return 0;
+    case OPT_INT: {
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end || x < -2147483647L || x > 2147483647L)
+            return usage_error(cmd, "--%s: '%s' is not an integer", o->name, v);
+        *(int *)o->dest = (int)x;
+        return 0;
+    }
+    case OPT_LONG: {
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end) return usage_error(cmd, "--%s: '%s' is not an integer", o->name, v);
+        *(long *)o->dest = x;
+        return 0;
+    }
+    case OPT_DOUBLE: {
+        double x = strtod(v, &end);
+        if (errno || end == v || *end) return usage_error(cmd, "--%s: '%s' is not a number", o->name, v);
+        *(double *)o->dest = x;
+        return 0;
+    }
+    case OPT_FLAG: break;
+    }
+    return 0;
+}
+
+int opts_parse(int argc, char **argv, const cli_opt *opts, int n_opts, const char *usage,
+               const char *about, const char **pos, int max_pos, int *n_pos) {
+    const char *cmd = argv[0];
+    int np = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            print_help(cmd, opts, n_opts, usage, about);
+            return 1;
+        }
+        if (a[0] == '-' && a[1] == '-' && a[2]) {
+            const char *name = a + 2, *eq = strchr(name, '=');
+            size_t len = eq ? (size_t)(eq - name) : strlen(name);
+            const cli_opt *o = NULL;
+            for (int k = 0; k < n_opts; k++)
+                if (strlen(opts[k].name) == len && strncmp(opts[k].name, name, len) == 0) o = &opts[k];
+            if (!o) return usage_error(cmd, "unknown option '--%.*s'", (int)len, name);
+            if (o->kind == OPT_FLAG) {
+                if (eq) return usage_error(cmd, "--%s takes no value", o->name);
+                *(int *)o->dest = 1;
+                continue;
+            }
+            const char *v = eq ? eq + 1 : NULL;
+            if (!v) {
+                if (i + 1 >= argc) return usage_error(cmd, "--%s needs a value", o->name);
+                v = argv[++i];
+            }
+            if (set_value(cmd, o, v)) return 2;
+            continue;
+        }
+        if (np >= max_pos) return usage_error(cmd, "unexpected argument '%s'", a);
+        pos[np++] = a;
+    }
+    if (n_pos) *n_pos = np;
+    return 0;
+}

@@ -1,0 +1,52 @@
+/* Command-line options: `--opt value` and `--opt=value`, any order, plus positional arguments.
+ * Every command declares a table of options; the parser fills the destinations, prints --help
+ * from the table, and reports usage errors as "qvl: <cmd>: <reason>" (exit code 2). */
+#ifndef QVL_CLI_OPTS_H
+#define QVL_CLI_OPTS_H
+#include <stdint.h>
+
+enum opt_kind { OPT_FLAG, OPT_STR, OPT_INT, OPT_LONG, OPT_DOUBLE };
+
+typedef struct {
+    const char *name;   /* without the leading "--" */
+    enum opt_kind kind;
+    void *dest;         /* int* for FLAG/INT, const char** for STR, long* for LONG, double* for DOUBLE */
+    const char *arg;    /* placeholder shown in help, e.g. "N" (NULL for flags) */
+    const char *help;
+} cli_opt;
+
+/* Options shared by every command that runs a model (spec/cli.md). -1 / NULL mean "not given". */
+typedef struct {
+    const char *device;     /* "cpu" | "cuda" | NULL (auto) */
+    int threads;            /* 0 = all cores */
+    long gpu_mem_mib;
+    long max_model_len;
+    long min_pixels, max_pixels;
+    long max_image_tokens;
+    long seed;
+} common_opts;
+
+#define COMMON_OPTS_INIT {NULL, 0, -1, -1, -1, -1, -1, 0}
+/* Expands to the cli_opt rows for a common_opts variable `c`. */
+#define COMMON_OPT_ROWS(c)                                                                          \
+    {"device", OPT_STR, &(c).device, "cpu|cuda", "device to run on (default: cuda if usable, else cpu)"}, \
+    {"threads", OPT_INT, &(c).threads, "N", "CPU threads (default: all cores)"},                      \
+    {"gpu-mem", OPT_LONG, &(c).gpu_mem_mib, "MiB", "hard cap on all GPU memory qvl allocates"},        \
+    {"max-model-len", OPT_LONG, &(c).max_model_len, "N", "maximum context length in tokens"},          \
+    {"min-pixels", OPT_LONG, &(c).min_pixels, "N", "minimum image area after resize"},                 \
+    {"max-pixels", OPT_LONG, &(c).max_pixels, "N", "maximum image area after resize"},                 \
+    {"max-image-tokens", OPT_LONG, &(c).max_image_tokens, "N", "cap tokens per image (max-pixels = N*1024)"}, \
+    {"seed", OPT_LONG, &(c).seed, "N", "random seed for sampling"}
+
+/* Parses argv (argv[0] is the command name). Positional arguments are collected into pos (size
+ * max_pos). Returns 0 on success, 1 if --help was printed (caller exits 0), 2 on a usage error
+ * (already printed). `usage` is the synopsis line, `about` one paragraph for --help. */
+int opts_parse(int argc, char **argv, const cli_opt *opts, int n_opts, const char *usage,
+               const char *about, const char **pos, int max_pos, int *n_pos);
+
+/* Prints "qvl: <cmd>: <msg>" and returns 2 (for missing required options and the like). */
+int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints "qvl: <library error>" and returns 1. */
+int runtime_error(void);
+
+#endif

@@ -1,0 +1,44 @@
+/* Image files to Qwen3-VL pixel_values, as the reference (PIL open + convert("RGB"), then the
+ * transformers Qwen2-VL image processor) produces them. */
+#ifndef QVL_IMAGE_H
+#define QVL_IMAGE_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int width, height;
+    uint8_t *rgb;          /* height*width*3, row-major, malloc'd */
+} qvl_image;
+
+/* Decodes a file (JPEG, PNG, WebP, BMP, GIF first frame) to RGB as PIL's convert("RGB") does. */
+int qvl_image_load(const char *path, qvl_image *img);
+/* Same from memory; name is used in error messages. */
+int qvl_image_decode(const uint8_t *data, size_t n, const char *name, qvl_image *img);
+void qvl_image_free(qvl_image *img);
+
+typedef struct {
+    long min_pixels, max_pixels;
+    int patch_size, temporal_patch_size, merge_size;
+    float image_mean[3], image_std[3];
+} qvl_image_params;
+
+/* Qwen3-VL defaults (65536..16777216 pixels, patch 16, temporal 2, merge 2, mean=std=0.5). */
+qvl_image_params qvl_image_params_default(void);
+
+/* The reference smart_resize (factor = patch*merge). Returns 0, or -1 + error (aspect > 200). */
+int qvl_smart_resize(int height, int width, int factor, long min_pixels, long max_pixels,
+                     int *out_h, int *out_w);
+
+typedef struct {
+    float *data;           /* [num_patches, row_len] float32, malloc'd */
+    int num_patches, row_len;
+    int grid_t, grid_h, grid_w;
+    int resized_h, resized_w;
+    int image_tokens;      /* num_patches / merge^2 */
+} qvl_pixel_values;
+
+/* Resize (bicubic, antialiased, as the reference), normalize, and lay out patches. */
+int qvl_image_preprocess(const qvl_image *img, const qvl_image_params *p, qvl_pixel_values *out);
+void qvl_pixel_values_free(qvl_pixel_values *pv);
+
+#endif

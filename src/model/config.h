@@ -1,0 +1,56 @@
+/* Model folder configuration: config.json (+ text_config, vision_config), preprocessor_config.json
+ * and generation_config.json of a Qwen3-VL checkpoint, validated for consistency. */
+#ifndef QVL_MODEL_CONFIG_H
+#define QVL_MODEL_CONFIG_H
+
+enum { QVL_MAX_DEEPSTACK = 8, QVL_MAX_EOS = 8 };
+
+typedef struct {
+    int hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads, head_dim;
+    int vocab_size, max_position_embeddings;
+    double rms_norm_eps, rope_theta;
+    int mrope_section[3];
+    int mrope_interleaved;
+    int tie_word_embeddings;
+} qvl_text_config;
+
+typedef struct {
+    int depth, hidden_size, intermediate_size, num_heads, out_hidden_size;
+    int patch_size, temporal_patch_size, spatial_merge_size, in_channels, num_position_embeddings;
+    int deepstack_indexes[QVL_MAX_DEEPSTACK];
+    int n_deepstack;
+    char hidden_act[32];
+} qvl_vision_config;
+
+typedef struct {
+    long min_pixels, max_pixels;             /* size.shortest_edge / size.longest_edge */
+    int patch_size, temporal_patch_size, merge_size;
+    float image_mean[3], image_std[3];
+    double rescale_factor;
+} qvl_preproc_config;
+
+typedef struct {
+    int do_sample, top_k;
+    double temperature, top_p, repetition_penalty, presence_penalty;
+    int eos_ids[QVL_MAX_EOS];
+    int n_eos;
+} qvl_generation_config;
+
+typedef struct {
+    char model_type[32];                      /* "qwen3_vl" */
+    char dtype[16];                           /* torch_dtype / dtype: "bfloat16", ... */
+    char quant_method[32];                    /* "" if not quantized; else e.g. "awq", "fp8", "compressed-tensors" */
+    qvl_text_config text;
+    qvl_vision_config vision;
+    qvl_preproc_config preproc;
+    qvl_generation_config gen;
+    int image_token_id, video_token_id, vision_start_token_id, vision_end_token_id;
+    int bos_token_id, pad_token_id;
+} qvl_config;
+
+/* Loads and validates DIR/config.json, DIR/preprocessor_config.json (defaults if absent) and
+ * DIR/generation_config.json (defaults if absent). Returns 0, or -1 + qvl_error naming the file
+ * and the field. */
+int qvl_config_load(const char *model_dir, qvl_config *cfg);
+
+#endif

@@ -1,0 +1,32 @@
+/* Qwen2-style byte-level BPE tokenizer loaded from a Hugging Face tokenizer.json
+ * (NFC normalizer, Split pre-tokenizer regex, ByteLevel, BPE merges, added/special tokens). */
+#ifndef QVL_TOKENIZER_H
+#define QVL_TOKENIZER_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct qvl_tokenizer qvl_tokenizer;
+
+/* PATH: a tokenizer.json, or a folder holding one. NULL + qvl_error on failure. */
+qvl_tokenizer *qvl_tokenizer_load(const char *path);
+void qvl_tokenizer_free(qvl_tokenizer *tok);
+
+/* Encodes UTF-8 text (special-token text such as "<|im_start|>" becomes that token, as the
+ * reference does by default). *ids is malloc'd. Invalid UTF-8 is an error. */
+int qvl_tokenizer_encode(const qvl_tokenizer *tok, const char *text, size_t len, int32_t **ids, size_t *n);
+/* Decodes ids to a malloc'd UTF-8 string; skip_special drops special tokens. NULL + error on a bad id. */
+char *qvl_tokenizer_decode(const qvl_tokenizer *tok, const int32_t *ids, size_t n, int skip_special);
+/* Id of a token's text (vocabulary or added token), or -1. */
+int32_t qvl_tokenizer_token_id(const qvl_tokenizer *tok, const char *text);
+int qvl_tokenizer_is_special(const qvl_tokenizer *tok, int32_t id);
+int qvl_tokenizer_vocab_size(const qvl_tokenizer *tok);   /* highest id + 1 */
+
+/* Streaming decode: feed ids one by one; returns the text that became complete (never half a
+ * UTF-8 character), in a buffer owned by the stream, valid until the next call. */
+typedef struct qvl_detok_stream qvl_detok_stream;
+qvl_detok_stream *qvl_detok_stream_new(const qvl_tokenizer *tok, int skip_special);
+const char *qvl_detok_stream_push(qvl_detok_stream *s, int32_t id);
+const char *qvl_detok_stream_flush(qvl_detok_stream *s);     /* whatever remains (bytes as U+FFFD) */
+void qvl_detok_stream_free(qvl_detok_stream *s);
+
+#endif
