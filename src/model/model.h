@@ -1,0 +1,52 @@
+/* A Qwen3-VL model on the CPU reference backend: weights bound from the checkpoint (computed in
+ * F32 whatever the stored dtype), the vision tower, and the text decoder with a KV cache.
+ * Spec: spec/qwen3vl.md sections 4-5. The forward pass reads top to bottom in src/backend/cpu/. */
+#ifndef QVL_MODEL_H
+#define QVL_MODEL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "image/image.h"
+#include "model/config.h"
+
+typedef struct qvl_model qvl_model;
+
+/* Loads DIR (config + safetensors), checks every tensor the model needs (name, shape, dtype),
+ * refuses quantized checkpoints ("not supported yet"). threads: 0 = all cores. */
+qvl_model *qvl_model_open(const char *model_dir, int threads);
+void qvl_model_close(qvl_model *m);
+const qvl_config *qvl_model_config(const qvl_model *m);
+
+/* Vision tower output for one image: merged tokens in <|image_pad|> order. */
+typedef struct {
+    float *embeds;                              /* [n_tokens, text hidden] */
+    float *deepstack[QVL_MAX_DEEPSTACK];        /* n_deepstack x [n_tokens, text hidden] */
+    int n_deepstack;
+    int n_tokens;
+    int grid_t, grid_h, grid_w;                 /* in patches */
+} qvl_vision_out;
+
+int qvl_model_encode_image(qvl_model *m, const qvl_pixel_values *pv, qvl_vision_out *out);
+void qvl_vision_out_free(qvl_vision_out *v);
+
+/* MRoPE position ids (get_rope_index, spec 5.4) for a prompt: pos is [3][n] (T row, H row, W row).
+ * grids holds (t, h, w) in patches for each image in order of appearance. Returns 0 or -1 + error
+ * (pad count not matching the grids). */
+int qvl_mrope_positions(const int32_t *ids, int n, int image_token_id, const int (*grids)[3],
+                        int n_images, int merge_size, int32_t *pos, int *rope_delta);
+
+/* One sequence being generated: KV cache for max_len tokens, position bookkeeping. */
+typedef struct qvl_seq qvl_seq;
+qvl_seq *qvl_seq_new(qvl_model *m, int max_len);
+void qvl_seq_free(qvl_seq *s);
+int qvl_seq_len(const qvl_seq *s);
+
+/* Runs the prompt; image-pad tokens take the rows of images[0..n_images) in order (with their
+ * deepstack features). logits: [vocab] for the last position, as float32 values of the bf16-rounded
+ * reference logits is NOT assumed: they are plain F32 here. */
+int qvl_seq_prefill(qvl_model *m, qvl_seq *s, const int32_t *ids, int n, const qvl_vision_out *images,
+                    int n_images, float *logits);
+/* Appends one token and returns the next logits. */
+int qvl_seq_decode(qvl_model *m, qvl_seq *s, int32_t id, float *logits);
+
+#endif
