@@ -1,5 +1,5 @@
 /* A minimal test harness: TEST(name) registers a test; CHECK* record failures and continue.
- * All tests/*.c link into one binary (build/qvl-tests) that runs from the repository root and
+ * All tests/ *.c files link into one binary (build/qvl-tests) that runs from the repository root and
  * ends with "N passed, N failed". `build/qvl-tests SUBSTRING` runs the tests whose name matches. */
 #ifndef QVL_TEST_H
 #define QVL_TEST_H
