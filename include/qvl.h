@@ -53,11 +53,14 @@ typedef struct {
 
 typedef void (*qvl_token_cb)(const char *text_piece, void *user);
 
+/* Greedy by default. With sample = 1 the checkpoint's generation_config.json values are used
+ * except where a field below is set; qvl_gen_opts_default() leaves them unset (NAN, top_k -1).
+ * A repetition or presence penalty that is set also applies to greedy decoding. */
 typedef struct {
     int max_new_tokens;       /* default 128 */
     int sample;               /* 0 = greedy */
-    double temperature, top_p, repetition_penalty, presence_penalty;
-    int top_k;
+    double temperature, top_p, repetition_penalty, presence_penalty;   /* NAN = unset */
+    int top_k;                /* -1 = unset, 0 = no top-k */
     uint64_t seed;
     int on_overflow_downscale;/* 1: shrink an image that would overflow the context; 0: fail */
     qvl_token_cb on_token;    /* streaming: called with each complete piece of text */
@@ -74,7 +77,10 @@ typedef struct {
     int n_tokens;
     qvl_finish finish_reason;
     int prompt_tokens, image_tokens;
+    /* Seconds of this request: image read+decode, preprocess, vision tower, prefill (prompt
+     * forward), decode (token loop), total; ttft = request start to the first token. */
     double load_s, preprocess_s, vision_s, prefill_s, decode_s, total_s, ttft_s;
+    int downscaled_from_tokens;  /* > 0: on_overflow_downscale shrank the image from this many tokens */
 } qvl_result;
 
 /* Runs one request. Errors on user input (unreadable image, prompt longer than the context)

@@ -1,0 +1,330 @@
+/* The public engine (include/qvl.h): one request runs image load -> preprocess -> vision -> prefill
+ * -> decode loop, on the CPU reference model (spec/qwen3vl.md section 10). Buffers that live for
+ * every token (logits, sampler state) are allocated once at open; per-request buffers (KV cache
+ * sized to the request, pixel values, vision output) once per request; the token loop allocates
+ * nothing except inside the streaming detokenizer's reused buffer. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend/cuda/cuda_device.h"
+#include "engine/sampler.h"
+#include "image/image.h"
+#include "model/model.h"
+#include "qvl.h"
+#include "tokenizer/chat.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+#include "util/file.h"
+
+/* Default context when --max-model-len is not given: the model's own limit (262144 for the
+ * released checkpoints) would let one huge image take minutes on the CPU; 32768 covers any
+ * OCRBench image at the default pixel limits. */
+enum { QVL_DEFAULT_MAX_MODEL_LEN = 32768 };
+
+struct qvl_engine {
+    qvl_model *model;
+    const qvl_config *cfg;
+    qvl_tokenizer *tok;
+    qvl_sampler *sampler;
+    float *logits;             /* [vocab] */
+    int vocab;
+    int threads;
+    long max_model_len;
+    qvl_image_params img;      /* pixel limits after the options */
+    char device_name[64];
+};
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+qvl_engine_opts qvl_engine_opts_default(void) {
+    qvl_engine_opts o = {0};
+    o.device = QVL_DEVICE_AUTO;
+    return o;
+}
+
+qvl_gen_opts qvl_gen_opts_default(void) {
+    qvl_gen_opts g = {0};
+    g.max_new_tokens = 128;
+    g.temperature = g.top_p = g.repetition_penalty = g.presence_penalty = NAN;
+    g.top_k = -1;
+    return g;
+}
+
+/* The checkpoint's pixel limits, overridden by the options. */
+static int resolve_image_params(const qvl_config *cfg, const qvl_engine_opts *o, qvl_image_params *p) {
+    *p = qvl_image_params_default();
+    const qvl_preproc_config *pc = &cfg->preproc;
+    p->min_pixels = pc->min_pixels;
+    p->max_pixels = pc->max_pixels;
+    p->patch_size = pc->patch_size;
+    p->temporal_patch_size = pc->temporal_patch_size;
+    p->merge_size = pc->merge_size;
+    memcpy(p->image_mean, pc->image_mean, sizeof p->image_mean);
+    memcpy(p->image_std, pc->image_std, sizeof p->image_std);
+    if (o->min_pixels > 0) p->min_pixels = o->min_pixels;
+    if (o->max_pixels > 0) p->max_pixels = o->max_pixels;
+    long token_px = (long)p->patch_size * p->merge_size * p->patch_size * p->merge_size;
+    if (o->max_image_tokens > 0 && o->max_image_tokens * token_px < p->max_pixels)
+        p->max_pixels = o->max_image_tokens * token_px;
+    if (p->max_pixels < token_px)
+        return qvl_errorf("max-pixels: %ld is below one image token (%ld pixels)", p->max_pixels, token_px);
+    if (o->min_pixels > 0 && o->min_pixels > p->max_pixels)
+        return qvl_errorf("min-pixels: %ld is above max-pixels %ld", o->min_pixels, p->max_pixels);
+    if (p->min_pixels > p->max_pixels) p->min_pixels = p->max_pixels;   /* lowered by --max-image-tokens */
+    return 0;
+}
+
+static int resolve_device(const qvl_engine_opts *o, int threads, char *name, size_t len) {
+    if (o->device == QVL_DEVICE_CUDA) {
+        if (qvl_cuda_device_count() <= 0) return qvl_errorf("cuda: no usable CUDA device");
+        return qvl_errorf("cuda: the CUDA backend cannot run models yet (use --device cpu)");
+    }
+    /* AUTO: the CPU until the CUDA backend can run the model. */
+    snprintf(name, len, "cpu (%d thread%s)", threads, threads == 1 ? "" : "s");
+    return 0;
+}
+
+qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
+    qvl_engine_opts o = opts ? *opts : qvl_engine_opts_default();
+    if (!o.model_dir || !o.model_dir[0]) {
+        qvl_errorf("model: no model folder given");
+        return NULL;
+    }
+    if (!qvl_is_dir(o.model_dir)) {
+        qvl_errorf("%s: no such model folder", o.model_dir);
+        return NULL;
+    }
+    qvl_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        qvl_errorf("%s: out of memory", o.model_dir);
+        return NULL;
+    }
+    e->threads = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (e->threads < 1) e->threads = 1;
+    if (resolve_device(&o, e->threads, e->device_name, sizeof e->device_name)) goto fail;
+    e->model = qvl_model_open(o.model_dir, e->threads);
+    if (!e->model) goto fail;
+    e->cfg = qvl_model_config(e->model);
+    long max_pos = e->cfg->text.max_position_embeddings;
+    if (o.max_model_len > 0) {
+        if (o.max_model_len > max_pos) {
+            qvl_errorf("max-model-len: %ld exceeds the model's max_position_embeddings %ld", o.max_model_len, max_pos);
+            goto fail;
+        }
+        e->max_model_len = o.max_model_len;
+    } else {
+        e->max_model_len = max_pos < QVL_DEFAULT_MAX_MODEL_LEN ? max_pos : QVL_DEFAULT_MAX_MODEL_LEN;
+    }
+    if (resolve_image_params(e->cfg, &o, &e->img)) goto fail;
+    e->tok = qvl_tokenizer_load(o.model_dir);
+    if (!e->tok) goto fail;
+    e->vocab = e->cfg->text.vocab_size;
+    e->logits = malloc((size_t)e->vocab * sizeof *e->logits);
+    qvl_sampler_params sp = qvl_sampler_params_greedy();
+    e->sampler = qvl_sampler_new(e->vocab, &sp);
+    if (!e->logits || !e->sampler) {
+        qvl_errorf("%s: out of memory", o.model_dir);
+        goto fail;
+    }
+    return e;
+fail:
+    qvl_engine_close(e);
+    return NULL;
+}
+
+void qvl_engine_close(qvl_engine *e) {
+    if (!e) return;
+    qvl_sampler_free(e->sampler);
+    free(e->logits);
+    qvl_tokenizer_free(e->tok);
+    qvl_model_close(e->model);
+    free(e);
+}
+
+const char *qvl_engine_device_name(const qvl_engine *e) { return e->device_name; }
+
+double qvl_engine_peak_memory_mib(const qvl_engine *e) {
+    (void)e;
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru)) return 0;
+    return (double)ru.ru_maxrss / 1024.0;   /* Linux reports KiB */
+}
+
+void qvl_result_free(qvl_result *r) {
+    if (!r) return;
+    free(r->text);
+    free(r->token_ids);
+    r->text = NULL;
+    r->token_ids = NULL;
+    r->n_tokens = 0;
+}
+
+/* ---- one request ---- */
+
+/* Image tokens the preprocessor will produce for a w x h image under p. */
+static int plan_image_tokens(const qvl_image *img, const qvl_image_params *p) {
+    int factor = p->patch_size * p->merge_size, rh, rw;
+    if (qvl_smart_resize(img->height, img->width, factor, p->min_pixels, p->max_pixels, &rh, &rw)) return -1;
+    return (rh / factor) * (rw / factor);
+}
+
+/* Lowers p->max_pixels until the image takes at most budget tokens. Returns its tokens or -1. */
+static int shrink_to_budget(const qvl_image *img, qvl_image_params *p, int budget, const char *name, long max_len) {
+    long token_px = (long)p->patch_size * p->merge_size * p->patch_size * p->merge_size;
+    if (budget >= 1) {
+        p->max_pixels = budget * token_px;
+        for (int tries = 0; tries < 200 && p->max_pixels >= token_px; tries++) {
+            if (p->min_pixels > p->max_pixels) p->min_pixels = p->max_pixels;
+            int n = plan_image_tokens(img, p);
+            if (n < 0) return -1;
+            if (n <= budget) return n;
+            p->max_pixels -= token_px;
+        }
+    }
+    return qvl_errorf("%s: image does not fit max-model-len %ld even when downscaled", name, max_len);
+}
+
+static void request_cleanup(qvl_image *img, qvl_pixel_values *pv, qvl_vision_out *vo, int32_t *ids,
+                            qvl_seq *seq, qvl_detok_stream *ds) {
+    if (ds) qvl_detok_stream_free(ds);
+    if (seq) qvl_seq_free(seq);
+    free(ids);
+    qvl_vision_out_free(vo);
+    qvl_pixel_values_free(pv);
+    qvl_image_free(img);
+}
+
+static void overflow_error(const char *image, long n, int n_img, long max_len) {
+    const char *why = n > max_len ? "exceeds" : "leaves no room to generate within";
+    if (image)
+        qvl_errorf("%s: prompt of %ld tokens (%d image tokens) %s max-model-len %ld", image, n, n_img, why, max_len);
+    else
+        qvl_errorf("prompt of %ld tokens %s max-model-len %ld", n, why, max_len);
+}
+
+static int is_eos(const qvl_config *cfg, int32_t id) {
+    for (int i = 0; i < cfg->gen.n_eos; i++)
+        if (cfg->gen.eos_ids[i] == id) return 1;
+    return 0;
+}
+
+int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *gopt, qvl_result *out) {
+    memset(out, 0, sizeof *out);
+    qvl_gen_opts g = gopt ? *gopt : qvl_gen_opts_default();
+    double t0 = now_s();
+    if (!req || !req->prompt) return qvl_errorf("prompt: no prompt given");
+    if (g.max_new_tokens < 1) return qvl_errorf("max-new-tokens: %d is not a positive count", g.max_new_tokens);
+    const char *name = req->image_path ? req->image_path : req->image_name ? req->image_name : "image";
+    int has_image = req->image_path || req->image_data;
+
+    qvl_image img = {0};
+    qvl_pixel_values pv = {0};
+    qvl_vision_out vo = {0};
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    qvl_seq *seq = NULL;
+    qvl_detok_stream *ds = NULL;
+#define FAIL()                                                  \
+    do {                                                        \
+        request_cleanup(&img, &pv, &vo, ids, seq, ds);          \
+        qvl_result_free(out);                                   \
+        return -1;                                              \
+    } while (0)
+
+    /* Load the image, then settle its token count so that the prompt fits the context. */
+    qvl_image_params ip = e->img;
+    int n_img = 0;
+    if (has_image) {
+        int rc = req->image_path ? qvl_image_load(req->image_path, &img)
+                                 : qvl_image_decode(req->image_data, req->image_size, name, &img);
+        if (rc) FAIL();
+        n_img = plan_image_tokens(&img, &ip);
+        if (n_img < 0) FAIL();
+    }
+    double t_load = now_s();
+    if (qvl_chat_encode_single(e->tok, req->prompt, n_img, &ids, &n_ids)) FAIL();
+    long M = e->max_model_len;
+    if ((long)n_ids >= M) {   /* at least one generated token must fit */
+        int text_len = (int)n_ids - n_img;
+        if (!has_image || !g.on_overflow_downscale || text_len >= M - 1) {
+            overflow_error(has_image ? name : NULL, (long)n_ids, n_img, M);
+            FAIL();
+        }
+        int before = n_img;
+        n_img = shrink_to_budget(&img, &ip, (int)(M - 1 - text_len), name, M);
+        if (n_img < 0) FAIL();
+        free(ids);
+        ids = NULL;
+        if (qvl_chat_encode_single(e->tok, req->prompt, n_img, &ids, &n_ids)) FAIL();
+        out->downscaled_from_tokens = before;
+    }
+
+    if (has_image) {
+        if (qvl_image_preprocess(&img, &ip, &pv)) FAIL();
+        if (pv.image_tokens != n_img) {
+            qvl_errorf("%s: preprocessing gave %d image tokens, planned %d", name, pv.image_tokens, n_img);
+            FAIL();
+        }
+    }
+    double t_pre = now_s();
+    if (has_image && qvl_model_encode_image(e->model, &pv, &vo)) FAIL();
+    double t_vis = now_s();
+
+    /* Prefill, then pick and decode until eos, max_new_tokens or the end of the context. */
+    int max_new = g.max_new_tokens;
+    if ((long)max_new > M - (long)n_ids) max_new = (int)(M - (long)n_ids);
+    out->token_ids = malloc((size_t)max_new * sizeof *out->token_ids);
+    seq = qvl_seq_new(e->model, (int)n_ids + max_new);
+    ds = qvl_detok_stream_new(e->tok, 1);
+    if (!seq) FAIL();
+    if (!out->token_ids || !ds) {
+        qvl_errorf("%s: out of memory for the request", has_image ? name : "prompt");
+        FAIL();
+    }
+    qvl_sampler_params sp = qvl_sampler_params_resolve(&g, &e->cfg->gen);
+    qvl_sampler_reset(e->sampler, &sp);
+    qvl_sampler_accept_prompt(e->sampler, ids, (int)n_ids);
+    if (qvl_seq_prefill(e->model, seq, ids, (int)n_ids, has_image ? &vo : NULL, has_image, e->logits)) FAIL();
+    double t_prefill = now_s();
+    out->finish_reason = QVL_FINISH_LENGTH;
+    for (;;) {
+        int32_t id = qvl_sampler_pick(e->sampler, e->logits);
+        if (out->n_tokens == 0) out->ttft_s = now_s() - t0;
+        out->token_ids[out->n_tokens++] = id;
+        qvl_sampler_accept(e->sampler, id);
+        const char *piece = qvl_detok_stream_push(ds, id);
+        if (g.on_token && piece && piece[0]) g.on_token(piece, g.user);
+        if (is_eos(e->cfg, id)) {
+            out->finish_reason = QVL_FINISH_STOP;
+            break;
+        }
+        if (out->n_tokens >= max_new) break;
+        if (qvl_seq_decode(e->model, seq, id, e->logits)) FAIL();
+    }
+    const char *rest = qvl_detok_stream_flush(ds);
+    if (g.on_token && rest && rest[0]) g.on_token(rest, g.user);
+    out->text = qvl_tokenizer_decode(e->tok, out->token_ids, (size_t)out->n_tokens, 1);
+    if (!out->text) FAIL();
+    double t_end = now_s();
+
+    out->prompt_tokens = (int)n_ids;
+    out->image_tokens = n_img;
+    out->load_s = t_load - t0;
+    out->preprocess_s = t_pre - t_load;
+    out->vision_s = t_vis - t_pre;
+    out->prefill_s = t_prefill - t_vis;
+    out->decode_s = t_end - t_prefill;
+    out->total_s = t_end - t0;
+    request_cleanup(&img, &pv, &vo, ids, seq, ds);
+    return 0;
+#undef FAIL
+}
