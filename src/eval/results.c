@@ -262,6 +262,7 @@ static int cmp_index(const void *a, const void *b) {
 }
 
 const qvl_eval_record *qvl_results_find(qvl_results *r, long index) {
+    if (r->n_records == 0) return NULL;
     if (!r->sorted) {
         /* Stable order matters for duplicates only, which load_existing never keeps. */
         qsort(r->records, (size_t)r->n_records, sizeof *r->records, cmp_index);
