@@ -41,5 +41,20 @@ int64_t qvl_tensor_numel(const qvl_tensor *t);
 float qvl_tensor_get_f32(const qvl_tensor *t, int64_t i);
 /* Converts a whole F32/F16/BF16 tensor to a float array (dst holds numel floats). */
 int qvl_tensor_to_f32(const qvl_tensor *t, float *dst);
+/* (The two above also accept I32, I64, U8, I8 and F8_E4M3, converted value by value.) */
+
+/* The file listing the tensors (the index.json, or the single .safetensors; resolved when a folder
+ * was opened); the number of files mapped; the sum of all tensors' bytes. */
+const char *qvl_st_path(const qvl_safetensors *st);
+int qvl_st_file_count(const qvl_safetensors *st);
+size_t qvl_st_data_bytes(const qvl_safetensors *st);
+
+/* "BF16" -> QVL_BF16; -1 for a name qvl does not support. */
+int qvl_dtype_parse(const char *s, qvl_dtype *out);
+
+/* Scalar conversions (exact; F8_E4M3 is float8_e4m3fn: no infinities, max 448). */
+float qvl_bf16_to_f32(uint16_t h);
+float qvl_f16_to_f32(uint16_t h);
+float qvl_f8e4m3_to_f32(uint8_t v);
 
 #endif

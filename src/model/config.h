@@ -46,11 +46,20 @@ typedef struct {
     qvl_generation_config gen;
     int image_token_id, video_token_id, vision_start_token_id, vision_end_token_id;
     int bos_token_id, pad_token_id;
+    int eos_token_id;                         /* config.json's (text_config or top level) */
+    char model_dir[1024];                     /* the folder given to qvl_config_load */
 } qvl_config;
 
 /* Loads and validates DIR/config.json, DIR/preprocessor_config.json (defaults if absent) and
  * DIR/generation_config.json (defaults if absent). Returns 0, or -1 + qvl_error naming the file
  * and the field. */
 int qvl_config_load(const char *model_dir, qvl_config *cfg);
+
+/* The same three loaders one by one (path = the file itself). qvl_config_load_main fills everything
+ * but preproc/gen; the other two need the vision/text fields of cfg already loaded and fill in the
+ * spec defaults when path does not exist. */
+int qvl_config_load_main(const char *path, qvl_config *cfg);
+int qvl_preproc_load(const char *path, qvl_config *cfg);
+int qvl_generation_load(const char *path, qvl_config *cfg);
 
 #endif

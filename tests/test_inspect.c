@@ -1,0 +1,290 @@
+/* Checkpoint check and `qvl inspect` on real-shaped sparse checkpoints (2B, 4B single file; 8B
+ * sharded). Expected parameter counts are computed here from the spec's shape formulas, not from
+ * src/model/tensor_check.c. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "model/tensor_check.h"
+#include "sparse_ckpt.h"
+#include "test.h"
+#include "util/error.h"
+
+typedef struct {
+    const char *name;
+    int64_t d, i, layers, heads, tie, dv, iv, depth;
+} size_row;
+
+static const size_row sizes[] = {
+    {"2b", 2048, 6144, 28, 16, 1, 1024, 4096, 24},
+    {"4b", 2560, 9728, 36, 32, 1, 1024, 4096, 24},
+    {"8b", 4096, 12288, 36, 32, 0, 1152, 4304, 27},
+};
+
+/* Parameter counts straight from spec 1.3. */
+static void expected_params(const size_row *s, int64_t g[5]) {
+    int64_t V = 151936, D = s->d, Dv = s->dv, Iv = s->iv, q = s->heads * 128, kv = 1024;
+    g[0] = Dv * 3 * 2 * 16 * 16 + Dv + 2304 * Dv +
+           s->depth * (4 * Dv + (3 * Dv * Dv + 3 * Dv) + (Dv * Dv + Dv) + (Iv * Dv + Iv) + (Dv * Iv + Dv));
+    g[1] = 2 * Dv + (16 * Dv * Dv + 4 * Dv) + (D * 4 * Dv + D);
+    g[2] = 3 * (2 * 4 * Dv + (16 * Dv * Dv + 4 * Dv) + (D * 4 * Dv + D));
+    g[3] = V * D + s->layers * (2 * D + q * D + 2 * kv * D + D * q + 2 * 128 + 3 * s->i * D) + D;
+    g[4] = s->tie ? 0 : V * D;
+}
+
+static char *mkdir_tmp(const char *name) {
+    static char buf[8][512];
+    static int k;
+    char *p = buf[k++ % 8];
+    snprintf(p, 512, "%s/%s", test_tmpdir(), name);
+    return p;
+}
+
+TEST(inspect_params_match_spec_formulas) {
+    int64_t g[5];
+    expected_params(&sizes[2], g);
+    CHECK_INT(g[0] + g[1] + g[2] + g[3] + g[4], 8767123696LL); /* the released 8B: 8.77e9 */
+    for (int s = 0; s < 3; s++) {
+        char src[256];
+        snprintf(src, sizeof src, "tests/fixtures/configs/%s", sizes[s].name);
+        qvl_config cfg;
+        CHECK_INT(qvl_config_load(src, &cfg), 0);
+        qvl_param_counts pc;
+        CHECK_INT(qvl_param_count(&cfg, &pc), 0);
+        expected_params(&sizes[s], g);
+        int64_t total = 0;
+        for (int k = 0; k < 5; k++) {
+            CHECK_INT(pc.group[k], g[k]);
+            total += g[k];
+        }
+        CHECK_INT(pc.total, total);
+    }
+}
+
+TEST(inspect_expected_tensor_list) {
+    qvl_config cfg;
+    CHECK_INT(qvl_config_load("tests/fixtures/configs/8b", &cfg), 0);
+    int n = 0;
+    qvl_tensor_spec *s = qvl_expected_tensors(&cfg, &n);
+    /* vision 3 + 27*12, merger 6, deepstack 3*6, text 1 + 36*11 + 1, lm_head 1 */
+    CHECK_INT(n, 3 + 27 * 12 + 6 + 18 + 1 + 36 * 11 + 1 + 1);
+    CHECK_STR(s[0].name, "model.visual.patch_embed.proj.weight");
+    CHECK_INT(s[0].ndim, 5);
+    CHECK_INT(s[0].shape[0], 1152);
+    CHECK_INT(s[0].shape[4], 16);
+    CHECK_STR(s[n - 1].name, "lm_head.weight");
+    int found = 0;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s[i].name, "model.language_model.layers.35.self_attn.q_proj.weight")) {
+            found += 1;
+            CHECK_INT(s[i].shape[0], 4096);
+            CHECK_INT(s[i].shape[1], 4096);
+            CHECK_INT(s[i].group, QVL_GROUP_TEXT);
+        } else if (!strcmp(s[i].name, "model.visual.deepstack_merger_list.2.norm.weight")) {
+            found += 10;
+            CHECK_INT(s[i].shape[0], 4 * 1152);
+            CHECK_INT(s[i].group, QVL_GROUP_DEEPSTACK);
+        } else if (!strcmp(s[i].name, "model.visual.merger.linear_fc2.weight")) {
+            found += 100;
+            CHECK_INT(s[i].shape[0], 4096);
+            CHECK_INT(s[i].shape[1], 4608);
+        }
+    CHECK_INT(found, 111);
+    free(s);
+    /* 4B is tied: no lm_head.weight expected. */
+    CHECK_INT(qvl_config_load("tests/fixtures/configs/4b", &cfg), 0);
+    s = qvl_expected_tensors(&cfg, &n);
+    CHECK_INT(n, 3 + 24 * 12 + 6 + 18 + 1 + 36 * 11 + 1);
+    CHECK_STR(s[n - 1].name, "model.language_model.norm.weight");
+    free(s);
+}
+
+/* Builds a sparse checkpoint of SIZE in tmp/NAME and runs the check; returns its rc. */
+static int check_dir(const char *dir) {
+    qvl_config cfg;
+    if (qvl_config_load(dir, &cfg) != 0) return -2;
+    qvl_safetensors *st = qvl_st_open(dir);
+    if (!st) return -3;
+    int rc = qvl_checkpoint_check(&cfg, st);
+    qvl_st_close(st);
+    return rc;
+}
+
+TEST(inspect_check_real_shaped_checkpoints) {
+    const char *names[] = {"2b", "4b", "8b"};
+    for (int s = 0; s < 3; s++) {
+        char src[256], dir[512];
+        snprintf(src, sizeof src, "tests/fixtures/configs/%s", names[s]);
+        snprintf(dir, sizeof dir, "%s/ok-%s", test_tmpdir(), names[s]);
+        CHECK_INT(sparse_model_dir(dir, src, s == 2 ? 4 : 1, NULL), 0);
+        CHECK_INT(check_dir(dir), 0);
+    }
+    /* the 8B set is sharded: 4 files behind the index */
+    qvl_safetensors *st = qvl_st_open(mkdir_tmp("ok-8b"));
+    CHECK(st != NULL);
+    if (st) {
+        CHECK_INT(qvl_st_file_count(st), 4);
+        CHECK_INT(qvl_st_count(st), 3 + 27 * 12 + 6 + 18 + 1 + 36 * 11 + 1 + 1);
+        const qvl_tensor *t = qvl_st_find(st, "lm_head.weight");
+        CHECK(t != NULL);
+        if (t) {
+            CHECK_CONTAINS(t->file, "model-00004-of-00004.safetensors");
+            CHECK_INT(t->nbytes, 151936LL * 4096 * 2);
+        }
+        CHECK_INT(qvl_st_data_bytes(st), 8767123696LL * 2);
+        qvl_st_close(st);
+    }
+}
+
+static int drop_q_proj_7(qvl_tensor_spec *s, int n) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s[i].name, "model.language_model.layers.7.self_attn.q_proj.weight")) {
+            memmove(&s[i], &s[i + 1], (size_t)(n - i - 1) * sizeof *s);
+            return n - 1;
+        }
+    return n;
+}
+
+static int transpose_fc2(qvl_tensor_spec *s, int n) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s[i].name, "model.visual.blocks.3.mlp.linear_fc2.weight")) {
+            int64_t a = s[i].shape[0];
+            s[i].shape[0] = s[i].shape[1];
+            s[i].shape[1] = a;
+        }
+    return n;
+}
+
+static int drop_lm_head(qvl_tensor_spec *s, int n) { return strcmp(s[n - 1].name, "lm_head.weight") ? n : n - 1; }
+
+TEST(inspect_check_names_missing_and_wrong_tensors) {
+    const char *src8 = "tests/fixtures/configs/8b";
+    char *d = mkdir_tmp("miss-q");
+    CHECK_INT(sparse_model_dir(d, src8, 3, drop_q_proj_7), 0);
+    CHECK_INT(check_dir(d), -1);
+    CHECK_CONTAINS(qvl_error(), "model.safetensors.index.json: missing tensor model.language_model.layers.7.self_attn.q_proj.weight");
+    CHECK_CONTAINS(qvl_error(), "expected shape [4096, 4096]");
+
+    d = mkdir_tmp("bad-fc2");
+    CHECK_INT(sparse_model_dir(d, src8, 3, transpose_fc2), 0);
+    CHECK_INT(check_dir(d), -1);
+    CHECK_CONTAINS(qvl_error(), "model-00001-of-00003.safetensors: tensor model.visual.blocks.3.mlp.linear_fc2.weight "
+                                "has shape [4304, 1152], expected [1152, 4304]");
+
+    d = mkdir_tmp("no-lm-head");
+    CHECK_INT(sparse_model_dir(d, src8, 1, drop_lm_head), 0);
+    CHECK_INT(check_dir(d), -1);
+    CHECK_CONTAINS(qvl_error(), "model.safetensors: missing tensor lm_head.weight");
+
+    /* a tied model with an extra lm_head.weight is fine; one with an int tensor is not */
+    d = mkdir_tmp("int-norm");
+    CHECK_INT(sparse_model_dir(d, "tests/fixtures/configs/2b", 1, NULL), 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.safetensors", d);
+    CHECK_INT(sparse_write_raw(path,
+                               "{\"model.visual.patch_embed.proj.weight\":{\"dtype\":\"I8\",\"shape\":[1024,3,2,16,16],"
+                               "\"data_offsets\":[0,1572864]}}",
+                               -1, 1572864),
+              0);
+    CHECK_INT(check_dir(d), -1);
+    CHECK_CONTAINS(qvl_error(), "tensor model.visual.patch_embed.proj.weight has dtype I8, expected BF16, F16 or F32");
+}
+
+TEST(inspect_check_refuses_quantized) {
+    char *d = mkdir_tmp("awq");
+    CHECK_INT(sparse_model_dir(d, "tests/fixtures/configs/4b", 1, NULL), 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/config.json", d);
+    size_t n;
+    FILE *f = fopen(path, "rb");
+    char buf[8192];
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *brace = strrchr(buf, '}');
+    strcpy(brace, ",\"quantization_config\":{\"quant_method\":\"compressed-tensors\",\"format\":\"pack-quantized\"}}\n");
+    CHECK_INT(write_text(path, buf), 0);
+    CHECK_INT(check_dir(d), -1);
+    char want[700];
+    snprintf(want, sizeof want, "%s: quantized checkpoints (compressed-tensors) are not supported yet", d);
+    CHECK_STR(qvl_error(), want);
+
+    char *out = NULL, *err = NULL;
+    CHECK_INT(test_qvl(&out, &err, "inspect --json %s", d), 0);
+    cJSON *j = cJSON_Parse(out);
+    CHECK(j != NULL);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(j, "quantization")), "compressed-tensors");
+    cJSON_Delete(j);
+    free(out);
+    free(err);
+}
+
+TEST(inspect_cli_json_8b_sharded) {
+    char *d = mkdir_tmp("cli-8b");
+    CHECK_INT(sparse_model_dir(d, "tests/fixtures/configs/8b", 4, NULL), 0);
+    char *out = NULL, *err = NULL;
+    CHECK_INT(test_qvl(&out, &err, "inspect %s --json", d), 0);
+    cJSON *j = cJSON_Parse(out);
+    CHECK(j != NULL);
+    if (j) {
+        CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(j, "model_type")), "qwen3_vl");
+        CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(j, "dtype")), "bfloat16");
+        CHECK(cJSON_IsNull(cJSON_GetObjectItem(j, "quantization")));
+        cJSON *t = cJSON_GetObjectItem(j, "text"), *v = cJSON_GetObjectItem(j, "vision"), *p = cJSON_GetObjectItem(j, "params");
+        CHECK_INT(cJSON_GetNumberValue(cJSON_GetObjectItem(t, "hidden_size")), 4096);
+        CHECK_INT(cJSON_GetNumberValue(cJSON_GetObjectItem(t, "num_hidden_layers")), 36);
+        CHECK(cJSON_IsFalse(cJSON_GetObjectItem(t, "tie_word_embeddings")));
+        CHECK_INT(cJSON_GetNumberValue(cJSON_GetObjectItem(v, "depth")), 27);
+        CHECK_INT(cJSON_GetArraySize(cJSON_GetObjectItem(v, "deepstack_visual_indexes")), 3);
+        int64_t g[5];
+        expected_params(&sizes[2], g);
+        const char *keys[] = {"vision", "merger", "deepstack", "text", "lm_head"};
+        for (int k = 0; k < 5; k++) CHECK_INT((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(p, keys[k])), g[k]);
+        CHECK_INT((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(p, "total")), 8767123696LL);
+        CHECK_INT((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(j, "weight_bytes")), 2 * 8767123696LL);
+        cJSON_Delete(j);
+    }
+    free(out);
+    free(err);
+}
+
+TEST(inspect_cli_human_and_errors) {
+    char *d = mkdir_tmp("cli-2b");
+    CHECK_INT(sparse_model_dir(d, "tests/fixtures/configs/2b", 1, NULL), 0);
+    char *out = NULL, *err = NULL;
+    CHECK_INT(test_qvl(&out, &err, "inspect %s", d), 0);
+    CHECK_CONTAINS(out, "28 layers, hidden 2048");
+    CHECK_CONTAINS(out, "total 2.128B (2127532032)");
+    CHECK_CONTAINS(out, "tied lm_head");
+    free(out);
+    free(err);
+
+    CHECK_INT(test_qvl(&out, &err, "inspect"), 2); /* usage */
+    CHECK_CONTAINS(err, "qvl: inspect: missing MODEL_DIR");
+    free(out);
+    free(err);
+    CHECK_INT(test_qvl(&out, &err, "inspect %s --bogus", d), 2);
+    free(out);
+    free(err);
+    CHECK_INT(test_qvl(&out, &err, "inspect %s/nowhere", test_tmpdir()), 1);
+    CHECK_CONTAINS(err, "nowhere: not a folder");
+    free(out);
+    free(err);
+    /* config only, no weights */
+    CHECK_INT(test_qvl(&out, &err, "inspect tests/fixtures/configs/4b --json"), 1);
+    CHECK_CONTAINS(err, "qvl: tests/fixtures/configs/4b: no model.safetensors or model.safetensors.index.json");
+    CHECK_STR(out, "");
+    free(out);
+    free(err);
+    /* missing tensor: error, nothing on stdout */
+    d = mkdir_tmp("cli-miss");
+    CHECK_INT(sparse_model_dir(d, "tests/fixtures/configs/8b", 2, drop_q_proj_7), 0);
+    CHECK_INT(test_qvl(&out, &err, "inspect --json %s", d), 1);
+    CHECK_CONTAINS(err, "missing tensor model.language_model.layers.7.self_attn.q_proj.weight");
+    CHECK_STR(out, "");
+    free(out);
+    free(err);
+}
