@@ -20,10 +20,17 @@ typedef struct {
     long min_pixels, max_pixels;
     int patch_size, temporal_patch_size, merge_size;
     float image_mean[3], image_std[3];
+    int threads;           /* CPU threads for resize + patchify (<= 1: the calling thread only) */
 } qvl_image_params;
 
-/* Qwen3-VL defaults (65536..16777216 pixels, patch 16, temporal 2, merge 2, mean=std=0.5). */
+/* Qwen3-VL defaults (65536..16777216 pixels, patch 16, temporal 2, merge 2, mean=std=0.5, 1 thread). */
 qvl_image_params qvl_image_params_default(void);
+
+/* Applies the CLI pixel options (spec/cli.md); -1 leaves a value as it is. max_image_tokens lowers
+ * max_pixels to N*1024 (one token = 32x32 pixels) and, if needed, min_pixels to the new max_pixels
+ * so that the cap holds for small images too. Returns 0, or -1 + error for a value < 1 or
+ * min_pixels > max_pixels. */
+int qvl_image_params_set_pixels(qvl_image_params *p, long min_pixels, long max_pixels, long max_image_tokens);
 
 /* The reference smart_resize (factor = patch*merge). Returns 0, or -1 + error (aspect > 200). */
 int qvl_smart_resize(int height, int width, int factor, long min_pixels, long max_pixels,
@@ -40,5 +47,14 @@ typedef struct {
 /* Resize (bicubic, antialiased, as the reference), normalize, and lay out patches. */
 int qvl_image_preprocess(const qvl_image *img, const qvl_image_params *p, qvl_pixel_values *out);
 void qvl_pixel_values_free(qvl_pixel_values *pv);
+
+/* The resize step alone: RGB (in_h x in_w) to RGB (out_h x out_w) with torch's antialiased uint8
+ * bicubic (a port of Pillow-SIMD: int16 weights, horizontal then vertical pass, uint8 in between;
+ * a pass whose size does not change is skipped). out must hold out_h*out_w*3 bytes. */
+int qvl_resize_bicubic(const uint8_t *in, int in_h, int in_w, uint8_t *out, int out_h, int out_w,
+                       int threads);
+
+/* pixel_values for an RGB image that already has the target size (multiple of patch*merge). */
+int qvl_image_patchify(const uint8_t *rgb, int h, int w, const qvl_image_params *p, qvl_pixel_values *out);
 
 #endif
