@@ -1,0 +1,48 @@
+/* The end-of-run report of `qvl eval` (spec/report.md): the EVALUATION REPORT block in its exact
+ * layout, then skipped samples, latency percentiles, per-category and per-type scores, memory,
+ * settings and token counts; and the same facts as the summary JSON (spec/cli.md). */
+#ifndef QVL_EVAL_REPORT_H
+#define QVL_EVAL_REPORT_H
+#include <cjson/cJSON.h>
+
+#include "eval/results.h"
+#include "eval/score.h"
+
+typedef struct {
+    const char *model;              /* the model path as the user gave it */
+    const char *data;               /* the data path as given */
+    const char *date;               /* local time at the end of the run, "YYYY-MM-DD HH:MM:SS" */
+    const char *device;             /* device name, e.g. "cpu (16 threads)" or "NVIDIA H100 80GB HBM3" */
+    int device_is_cpu;              /* the peak memory figure is then the peak resident set */
+    const cJSON *settings;          /* printed and copied into the summary (may be NULL) */
+    /* One record per sample the run was asked to evaluate (skipped ones included). */
+    const qvl_eval_record *const *records;
+    long n_samples;
+    double total_time_s;            /* first sample's start to last sample's end */
+    double load_s, warmup_s;        /* < 0: not known */
+    long resumed;                   /* samples whose results came from an earlier run */
+    double peak_memory_mib;         /* < 0: not known */
+    double planned_memory_mib;      /* < 0: not known */
+    const cJSON *memory_plan_mib;   /* object of plan items in MiB (may be NULL) */
+    double memory_budget_mib;       /* <= 0: none given */
+} qvl_report_input;
+
+/* The whole human report (malloc'd, ends with a newline). */
+char *qvl_report_text(const qvl_report_input *in);
+/* The summary JSON object (caller deletes). */
+cJSON *qvl_report_summary(const qvl_report_input *in);
+
+/* Per-type tally of the records. */
+void qvl_report_tally(const qvl_report_input *in, qvl_ocrbench_tally *t);
+/* 1 when the tally is the whole benchmark: 1000 samples with the item counts of spec section 2. */
+int qvl_ocrbench_is_full(const qvl_ocrbench_tally *t);
+
+/* The per-category and per-type table (shared with `qvl score`), malloc'd. */
+char *qvl_report_score_table(const qvl_ocrbench_tally *t);
+/* Adds "categories" and "types" objects ({name: {"correct", "total"}}) to obj. */
+void qvl_report_add_scores(cJSON *obj, const qvl_ocrbench_tally *t);
+
+/* Percentile with linear interpolation between closest ranks (numpy's default); sorts v. */
+double qvl_percentile(double *v, long n, double p);
+
+#endif
