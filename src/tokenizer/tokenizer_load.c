@@ -1,0 +1,293 @@
+/* Loading tokenizer.json: checks that it is the byte-level BPE kind this tokenizer implements
+ * (anything else is refused with a reason), then builds the id, merge and added-token tables. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokenizer/bytelevel.h"
+#include "tokenizer/pretok.h"
+#include "tokenizer/tokenizer_internal.h"
+#include "util/error.h"
+#include "util/file.h"
+
+static const char *str_field(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* A missing/null field, false, or an empty string count as "off". */
+static int field_is_off(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return !v || cJSON_IsNull(v) || cJSON_IsFalse(v) || (cJSON_IsString(v) && !v->valuestring[0]);
+}
+
+static int check_normalizer(const cJSON *n, const char *path) {
+    if (!n || cJSON_IsNull(n)) return 0;
+    const char *t = str_field(n, "type");
+    if (t && !strcmp(t, "NFC")) return 0;
+    if (t && !strcmp(t, "Sequence")) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(n, "normalizers")) {
+            const char *tt = str_field(it, "type");
+            if (!tt || strcmp(tt, "NFC")) return qvl_errorf("%s: unsupported normalizer '%s' (only NFC)", path, tt ? tt : "?");
+        }
+        return 0;
+    }
+    return qvl_errorf("%s: unsupported normalizer '%s' (only NFC)", path, t ? t : "?");
+}
+
+/* Accepts [Split(regex, Isolated), ByteLevel(use_regex=false)]; returns the regex. */
+static const char *check_pre_tokenizer(const cJSON *p, const char *path) {
+    const char *t = p ? str_field(p, "type") : NULL;
+    const cJSON *seq = t && !strcmp(t, "Sequence") ? cJSON_GetObjectItemCaseSensitive(p, "pretokenizers") : NULL;
+    const cJSON *split = seq ? cJSON_GetArrayItem(seq, 0) : NULL, *bl = seq ? cJSON_GetArrayItem(seq, 1) : NULL;
+    const char *st = split ? str_field(split, "type") : NULL, *bt = bl ? str_field(bl, "type") : NULL;
+    if (!seq || cJSON_GetArraySize(seq) != 2 || !st || strcmp(st, "Split") || !bt || strcmp(bt, "ByteLevel")) {
+        qvl_errorf("%s: unsupported pre_tokenizer (expected Sequence[Split, ByteLevel] as in Qwen2/Qwen3)", path);
+        return NULL;
+    }
+    const char *re = str_field(cJSON_GetObjectItemCaseSensitive(split, "pattern"), "Regex");
+    const char *beh = str_field(split, "behavior");
+    if (!re || !beh || strcmp(beh, "Isolated") || !field_is_off(split, "invert")) {
+        qvl_errorf("%s: unsupported Split pre_tokenizer (expected a Regex pattern, behavior Isolated)", path);
+        return NULL;
+    }
+    if (!field_is_off(bl, "add_prefix_space") || !field_is_off(bl, "use_regex")) {
+        qvl_errorf("%s: unsupported ByteLevel pre_tokenizer (add_prefix_space/use_regex must be false)", path);
+        return NULL;
+    }
+    return re;
+}
+
+static int check_model(const cJSON *m, const char *path) {
+    const char *t = m ? str_field(m, "type") : NULL;
+    if (!t) return qvl_errorf("%s: no model type", path);
+    if (strcmp(t, "BPE")) return qvl_errorf("%s: unsupported tokenizer model type '%s' (only byte-level BPE)", path, t);
+    const char *off[] = {"dropout", "continuing_subword_prefix", "end_of_word_suffix", "byte_fallback", "ignore_merges"};
+    for (size_t i = 0; i < sizeof off / sizeof off[0]; i++)
+        if (!field_is_off(m, off[i])) return qvl_errorf("%s: unsupported BPE option '%s'", path, off[i]);
+    if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(m, "vocab")))
+        return qvl_errorf("%s: model.vocab is not an object", path);
+    if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m, "merges")))
+        return qvl_errorf("%s: model.merges is not an array", path);
+    return 0;
+}
+
+static int valid_id(const cJSON *v) {
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 16777216 &&
+           v->valuedouble == (double)(int32_t)v->valuedouble;
+}
+
+void qvl_tokenizer_free(qvl_tokenizer *tok) {
+    if (!tok) return;
+    tok_free_split(tok);
+    if (tok->owned_block) {
+        free(tok->owned_block);
+    } else {
+        free(tok->tok_off);
+        free(tok->tok_len);
+        free(tok->tok_flags);
+        free(tok->arena);
+        free(tok->vocab.slots);
+        free(tok->merges.keys);
+        free(tok->merges.rank);
+        free(tok->merges.merged);
+        free(tok->added);
+    }
+    free(tok);
+}
+
+/* Adds token id's bytes to the arena (the arena was sized for the whole file). */
+static int set_token(qvl_tokenizer *tok, int32_t id, const char *spelled, size_t n, uint8_t flags, int unmap) {
+    if (tok->tok_flags[id] & TOK_PRESENT && !(flags & TOK_ADDED)) return 0; /* duplicate vocab id: keep first */
+    tok->tok_off[id] = (uint32_t)tok->arena_len;
+    size_t len = unmap ? bytelevel_unmap(spelled, n, tok->arena + tok->arena_len) : n;
+    if (!unmap) memcpy(tok->arena + tok->arena_len, spelled, n);
+    tok->tok_len[id] = (uint32_t)len;
+    tok->arena_len += len;
+    tok->tok_flags[id] = (uint8_t)(TOK_PRESENT | flags);
+    return 0;
+}
+
+/* The id of a ByteLevel-spelled token string, or -1. */
+static int32_t spelled_id(const qvl_tokenizer *tok, const char *s, char *scratch) {
+    size_t n = bytelevel_unmap(s, strlen(s), scratch);
+    return tok_str_map_get(&tok->vocab, tok, scratch, n);
+}
+
+static int load_merges(qvl_tokenizer *tok, const cJSON *merges, const char *path) {
+    int n = cJSON_GetArraySize(merges);
+    if (tok_merge_map_init(&tok->merges, (size_t)n)) return qvl_errorf("%s: out of memory", path);
+    char a_buf[1024], b_buf[1024], ab[2048];
+    uint32_t rank = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, merges) {
+        const char *a, *b;
+        char pair[1024];
+        if (cJSON_IsString(m)) { /* older "a b" form */
+            const char *sp = strchr(m->valuestring, ' ');
+            size_t la = sp ? (size_t)(sp - m->valuestring) : 0;
+            if (!sp || la >= sizeof pair || strchr(sp + 1, ' ') || strlen(m->valuestring) >= sizeof pair)
+                return qvl_errorf("%s: merge %u is not \"a b\"", path, rank);
+            memcpy(pair, m->valuestring, strlen(m->valuestring) + 1);
+            pair[la] = 0;
+            a = pair, b = pair + la + 1;
+        } else {
+            const cJSON *x = cJSON_GetArrayItem(m, 0), *y = cJSON_GetArrayItem(m, 1);
+            if (cJSON_GetArraySize(m) != 2 || !cJSON_IsString(x) || !cJSON_IsString(y))
+                return qvl_errorf("%s: merge %u is not a pair of strings", path, rank);
+            a = x->valuestring, b = y->valuestring;
+        }
+        size_t la = strlen(a), lb = strlen(b);
+        if (la >= sizeof a_buf || lb >= sizeof b_buf) return qvl_errorf("%s: merge %u too long", path, rank);
+        int32_t ia = spelled_id(tok, a, a_buf), ib = spelled_id(tok, b, b_buf);
+        memcpy(ab, a, la);
+        memcpy(ab + la, b, lb + 1);
+        int32_t im = spelled_id(tok, ab, a_buf);
+        if (ia < 0 || ib < 0 || im < 0)
+            return qvl_errorf("%s: merge %u ('%s' '%s') uses a token not in the vocabulary", path, rank, a, b);
+        tok_merge_map_put(&tok->merges, ia, ib, rank, im);
+        rank++;
+    }
+    tok->n_merges = (int32_t)rank;
+    return 0;
+}
+
+static int cmp_added_longest_first(const void *x, const void *y, void *ctx) {
+    const qvl_tokenizer *tok = ctx;
+    const tok_added *a = x, *b = y;
+    uint32_t la = tok->tok_len[a->id], lb = tok->tok_len[b->id];
+    return la != lb ? (la < lb ? 1 : -1) : (a->id > b->id) - (a->id < b->id);
+}
+
+int tok_finish_load(qvl_tokenizer *tok, const char *split_pattern, const char *path) {
+    memset(tok->added_first, 0, sizeof tok->added_first);
+    qsort_r(tok->added, (size_t)tok->n_added, sizeof *tok->added, cmp_added_longest_first, tok);
+    for (int i = 0; i < tok->n_added; i++) {
+        int32_t id = tok->added[i].id;
+        if (tok->tok_len[id]) tok->added_first[(unsigned char)tok->arena[tok->tok_off[id]]] = 1;
+    }
+    for (int b = 0; b < 256; b++) {
+        char c = (char)b;
+        tok->byte_id[b] = tok_str_map_get(&tok->vocab, tok, &c, 1);
+        if (tok->byte_id[b] < 0) return qvl_errorf("%s: vocabulary lacks the token for byte 0x%02X", path, b);
+    }
+    if (tok_compile_split(tok, split_pattern)) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", qvl_error());
+        return qvl_errorf("%s: %s", path, msg);
+    }
+    return 0;
+}
+
+static qvl_tokenizer *load_json(const char *path, const char *text, size_t len) {
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    if (!root) {
+        qvl_errorf("%s: not valid JSON", path);
+        return NULL;
+    }
+    qvl_tokenizer *tok = calloc(1, sizeof *tok);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    const char *dec_type = str_field(cJSON_GetObjectItemCaseSensitive(root, "decoder"), "type");
+    const char *split_pattern = NULL;
+    if (!tok) goto oom;
+    if (!cJSON_IsObject(root)) {
+        qvl_errorf("%s: not a tokenizer.json (top level is not an object)", path);
+        goto fail;
+    }
+    if (check_model(model, path) || check_normalizer(cJSON_GetObjectItemCaseSensitive(root, "normalizer"), path))
+        goto fail;
+    if (!(split_pattern = check_pre_tokenizer(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), path)))
+        goto fail;
+    if (!dec_type || strcmp(dec_type, "ByteLevel")) {
+        qvl_errorf("%s: unsupported decoder '%s' (only ByteLevel)", path, dec_type ? dec_type : "none");
+        goto fail;
+    }
+    if (added && !cJSON_IsArray(added)) {
+        qvl_errorf("%s: added_tokens is not an array", path);
+        goto fail;
+    }
+    /* Size the tables: highest id, total token bytes. */
+    int32_t max_id = -1;
+    size_t bytes = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, vocab) {
+        if (!valid_id(it)) {
+            qvl_errorf("%s: vocab entry '%s' has a bad id", path, it->string);
+            goto fail;
+        }
+        if ((int32_t)it->valuedouble > max_id) max_id = (int32_t)it->valuedouble;
+        bytes += strlen(it->string);
+    }
+    cJSON_ArrayForEach(it, added) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
+        const char *content = str_field(it, "content");
+        if (!valid_id(id) || !content || !content[0]) {
+            qvl_errorf("%s: added token %d has no id or content", path, tok->n_added);
+            goto fail;
+        }
+        if (!field_is_off(it, "lstrip") || !field_is_off(it, "rstrip") || !field_is_off(it, "single_word")) {
+            qvl_errorf("%s: added token '%s': lstrip/rstrip/single_word are not supported", path, content);
+            goto fail;
+        }
+        if ((int32_t)id->valuedouble > max_id) max_id = (int32_t)id->valuedouble;
+        bytes += strlen(content);
+        tok->n_added++;
+    }
+    if (max_id < 255) {
+        qvl_errorf("%s: vocabulary too small (%d tokens)", path, max_id + 1);
+        goto fail;
+    }
+    tok->n_tokens = max_id + 1;
+    tok->tok_off = calloc((size_t)tok->n_tokens, sizeof *tok->tok_off);
+    tok->tok_len = calloc((size_t)tok->n_tokens, sizeof *tok->tok_len);
+    tok->tok_flags = calloc((size_t)tok->n_tokens, 1);
+    tok->arena = malloc(bytes + 1);
+    tok->added = calloc((size_t)tok->n_added + 1, sizeof *tok->added);
+    if (!tok->tok_off || !tok->tok_len || !tok->tok_flags || !tok->arena || !tok->added) goto oom;
+    cJSON_ArrayForEach(it, vocab) set_token(tok, (int32_t)it->valuedouble, it->string, strlen(it->string), 0, 1);
+    int k = 0;
+    cJSON_ArrayForEach(it, added) {
+        int32_t id = (int32_t)cJSON_GetObjectItemCaseSensitive(it, "id")->valuedouble;
+        const char *content = str_field(it, "content");
+        int special = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "special"));
+        /* Stored verbatim: input text matches it as written, and the decoder passes it through
+         * (a string of ByteLevel characters would be unmapped, but added tokens are plain text). */
+        set_token(tok, id, content, strlen(content), (uint8_t)(TOK_ADDED | (special ? TOK_SPECIAL : 0)), 0);
+        tok->added[k++] = (tok_added){id, special};
+    }
+    if (tok_str_map_build(&tok->vocab, tok)) goto oom;
+    if (load_merges(tok, cJSON_GetObjectItemCaseSensitive(model, "merges"), path)) goto fail;
+    if (tok_finish_load(tok, split_pattern, path)) goto fail;
+    cJSON_Delete(root);
+    return tok;
+oom:
+    qvl_errorf("%s: out of memory", path);
+fail:
+    cJSON_Delete(root);
+    qvl_tokenizer_free(tok);
+    return NULL;
+}
+
+qvl_tokenizer *qvl_tokenizer_load(const char *path) {
+    char *file = qvl_is_dir(path) ? qvl_path_join(path, "tokenizer.json") : strdup(path);
+    if (!file) {
+        qvl_errorf("%s: out of memory", path);
+        return NULL;
+    }
+    qvl_tokenizer *tok = tok_cache_load(file);
+    if (!tok) {
+        size_t len;
+        char *text = qvl_read_file(file, &len);
+        if (text) {
+            tok = load_json(file, text, len);
+            free(text);
+            if (tok) tok_cache_save(tok, file); /* best effort */
+        }
+    }
+    free(file);
+    return tok;
+}

@@ -1,0 +1,244 @@
+/* The Qwen3 tokenizer on known ids, special tokens, decode, streaming and bad input. Ids were
+ * checked against the reference (tests/fixtures/tokenizer holds the full parity corpus). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+#define TOKENIZER_JSON "models/tokenizer/tokenizer.json"
+
+const qvl_tokenizer *test_qwen_tokenizer(void);
+const qvl_tokenizer *test_qwen_tokenizer(void) {
+    static qvl_tokenizer *tok;
+    static int tried;
+    if (!tried) {
+        tried = 1;
+        tok = qvl_tokenizer_load(TOKENIZER_JSON);
+        if (!tok) fprintf(stderr, "tokenizer load failed: %s\n", qvl_error());
+    }
+    return tok;
+}
+
+__attribute__((destructor)) static void free_shared_tokenizer(void) {
+    qvl_tokenizer_free((qvl_tokenizer *)test_qwen_tokenizer());
+}
+
+/* Encodes s and compares with the expected ids (terminated by -1). */
+static void check_encode(const char *s, const int32_t *want) {
+    const qvl_tokenizer *tok = test_qwen_tokenizer();
+    CHECK(tok != NULL);
+    if (!tok) return;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK_INT(qvl_tokenizer_encode(tok, s, strlen(s), &ids, &n), 0);
+    size_t nw = 0;
+    while (want[nw] >= 0) nw++;
+    CHECK_INT(n, nw);
+    for (size_t i = 0; i < n && i < nw; i++) CHECK_INT(ids[i], want[i]);
+    free(ids);
+}
+
+TEST(tokenizer_known_ids) {
+    const qvl_tokenizer *tok = test_qwen_tokenizer();
+    CHECK(tok != NULL);
+    if (!tok) return;
+    CHECK_INT(qvl_tokenizer_vocab_size(tok), 151669);
+    CHECK_INT(qvl_tokenizer_token_id(tok, "\n"), 198);
+    CHECK_INT(qvl_tokenizer_token_id(tok, "user"), 872);
+    CHECK_INT(qvl_tokenizer_token_id(tok, "assistant"), 77091);
+    CHECK_INT(qvl_tokenizer_token_id(tok, "<|im_start|>"), 151644);
+    CHECK_INT(qvl_tokenizer_token_id(tok, "<|image_pad|>"), 151655);
+    CHECK_INT(qvl_tokenizer_token_id(tok, "no such token here"), -1);
+    CHECK(qvl_tokenizer_is_special(tok, 151645));
+    CHECK(!qvl_tokenizer_is_special(tok, 151667)); /* <think> is added but not special */
+    CHECK(!qvl_tokenizer_is_special(tok, 198));
+    check_encode("Hello world", (const int32_t[]){9707, 1879, -1});
+    check_encode("<|im_start|>user\nhi<|im_end|>", (const int32_t[]){151644, 872, 198, 6023, 151645, -1});
+    check_encode("\xe4\xbd\xa0\xe5\xa5\xbd\xef\xbc\x8c\xe4\xb8\x96\xe7\x95\x8c", (const int32_t[]){108386, 3837, 99489, -1});
+}
+
+TEST(tokenizer_empty_input) {
+    const qvl_tokenizer *tok = test_qwen_tokenizer();
+    if (!tok) return;
+    int32_t *ids = NULL;
+    size_t n = 99;
+    CHECK_INT(qvl_tokenizer_encode(tok, "", 0, &ids, &n), 0);
+    CHECK_INT(n, 0);
+    CHECK(ids != NULL);
+    free(ids);
+    char *s = qvl_tokenizer_decode(tok, NULL, 0, 0);
+    CHECK_STR(s, "");
+    free(s);
+}
+
+TEST(tokenizer_invalid_utf8_is_an_error) {
+    const qvl_tokenizer *tok = test_qwen_tokenizer();
+    if (!tok) return;
+    const char *bad[] = {"ok\xff", "\xc0\xaf", "\xed\xa0\x80" /* surrogate */, "ab\xe4\xbd" /* truncated */,
+                         "\xf4\x90\x80\x80" /* > U+10FFFF */};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        CHECK_INT(qvl_tokenizer_encode(tok, bad[i], strlen(bad[i]), &ids, &n), -1);
+        CHECK_CONTAINS(qvl_error(), "invalid UTF-8 at byte");
+        CHECK(ids == NULL);
+    }
+}
+
+TEST(tokenizer_decode_and_skip_special) {
+    const qvl_tokenizer *tok = test_qwen_tokenizer();
+    if (!tok) return;
+    int32_t ids[] = {151644, 872, 198, 6023, 151645, 151667};
+    char *s = qvl_tokenizer_decode(tok, ids, 6, 0);
+    CHECK_STR(s, "<|im_start|>user\nhi<|im_end|><think>");
+    free(s);
+    s = qvl_tokenizer_decode(tok, ids, 6, 1);
+    CHECK_STR(s, "user\nhi<think>");
+    free(s);
+    int32_t bad[] = {9707, 151669};
+    CHECK(qvl_tokenizer_decode(tok, bad, 2, 0) == NULL);
+    CHECK_CONTAINS(qvl_error(), "token id 151669 out of range");
+    int32_t neg[] = {-1};
+    CHECK(qvl_tokenizer_decode(tok, neg, 1, 0) == NULL);
+}
+
+TEST(tokenizer_decode_replaces_invalid_bytes) {
+    const qvl_tokenizer *tok = test_qwen_tokenizer();
+    if (!tok) return;
+    /* Byte tokens: 0xE4 alone is an incomplete character -> one U+FFFD, then "a". */
+    char e4[] = "\xe4";
+    int32_t ids[2] = {qvl_tokenizer_token_id(tok, e4), qvl_tokenizer_token_id(tok, "a")};
+    CHECK(ids[0] >= 0);
+    char *s = qvl_tokenizer_decode(tok, ids, 2, 0);
+    CHECK_STR(s, "\xef\xbf\xbd" "a");
+    free(s);
+}
+
+TEST(tokenizer_stream_never_splits_a_character) {
+    const qvl_tokenizer *tok = test_qwen_tokenizer();
+    if (!tok) return;
+    /* Feed a CJK + emoji text as single-byte tokens: output appears only at character ends. */
+    const char *text = "\xe4\xbd\xa0\xf0\x9f\x91\x8dx";
+    qvl_detok_stream *st = qvl_detok_stream_new(tok, 1);
+    CHECK(st != NULL);
+    char all[64] = "";
+    for (const char *p = text; *p; p++) {
+        char b[2] = {*p, 0};
+        const char *out = qvl_detok_stream_push(st, qvl_tokenizer_token_id(tok, b));
+        CHECK(out != NULL);
+        if (!out) break;
+        size_t k = strlen(out);
+        CHECK(k == 0 || k == 3 || k == 4 || k == 1);
+        strcat(all, out);
+    }
+    const char *rest = qvl_detok_stream_flush(st);
+    CHECK_STR(rest, "");
+    CHECK_STR(all, text);
+    /* An incomplete character at the end comes out as U+FFFD on flush; specials are skipped. */
+    char e4[] = "\xe4";
+    CHECK_STR(qvl_detok_stream_push(st, qvl_tokenizer_token_id(tok, e4)), "");
+    CHECK_STR(qvl_detok_stream_push(st, 151645), "");
+    CHECK_STR(qvl_detok_stream_flush(st), "\xef\xbf\xbd");
+    CHECK(qvl_detok_stream_push(st, 999999) == NULL);
+    qvl_detok_stream_free(st);
+}
+
+TEST(tokenizer_long_single_line) {
+    const qvl_tokenizer *tok = test_qwen_tokenizer();
+    if (!tok) return;
+    /* 10 MB on one line: mixed words, then one huge word, then a huge run of spaces. */
+    size_t len = 10u << 20;
+    char *s = malloc(len + 1);
+    const char *unit = "The quick brown fox 12345 jumps; \xe4\xbd\xa0\xe5\xa5\xbd ";
+    size_t u = strlen(unit), i = 0;
+    for (; i + u <= len / 2; i += u) memcpy(s + i, unit, u);
+    memset(s + i, 'a', len - i);
+    for (size_t k = len - len / 4; k < len; k++) s[k] = ' ';
+    s[len] = 0;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK_INT(qvl_tokenizer_encode(tok, s, len, &ids, &n), 0);
+    CHECK(n > 1000000);
+    char *back = qvl_tokenizer_decode(tok, ids, n, 0);
+    CHECK(back && strlen(back) == len && memcmp(back, s, len) == 0);
+    free(back);
+    free(ids);
+    free(s);
+}
+
+TEST(tokenizer_refuses_other_models) {
+    const char *dir = test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/wordpiece.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}, \"added_tokens\": []}", f);
+    fclose(f);
+    CHECK(qvl_tokenizer_load(path) == NULL);
+    CHECK_CONTAINS(qvl_error(), "unsupported tokenizer model type 'WordPiece'");
+    snprintf(path, sizeof path, "%s/notjson.json", dir);
+    f = fopen(path, "w");
+    fputs("{\"model\": ", f);
+    fclose(f);
+    CHECK(qvl_tokenizer_load(path) == NULL);
+    CHECK_CONTAINS(qvl_error(), "not valid JSON");
+    snprintf(path, sizeof path, "%s/missing.json", dir);
+    CHECK(qvl_tokenizer_load(path) == NULL);
+    CHECK_CONTAINS(qvl_error(), "missing.json");
+    CHECK(qvl_tokenizer_load(dir) == NULL); /* a folder without tokenizer.json */
+    CHECK_CONTAINS(qvl_error(), "tokenizer.json");
+}
+
+/* Writes content to a file in the test's temporary folder; returns its path (static buffer). */
+static const char *tmp_input(const char *name, const char *content) {
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", test_tmpdir(), name);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fputs(content, f);
+        fclose(f);
+    }
+    return path;
+}
+
+TEST(tokenizer_cli) {
+    char *out = NULL, *err = NULL;
+    CHECK_INT(test_qvl(&out, NULL, "tokenize --tokenizer models/tokenizer < /dev/null"), 0);
+    CHECK_STR(out, "[]\n");
+    free(out);
+    CHECK_INT(test_qvl(&out, NULL, "tokenize --tokenizer models/tokenizer < %s", tmp_input("a.txt", "Hello world\n")), 0);
+    CHECK_STR(out, "[9707,1879,198]\n");
+    free(out);
+    CHECK_INT(test_qvl(&out, NULL, "tokenize --tokenizer=%s --jsonl < %s", TOKENIZER_JSON,
+                       tmp_input("b.jsonl", "\"Hello world\"\n\"<|im_end|>\"\n")), 0);
+    CHECK_STR(out, "[9707,1879]\n[151645]\n");
+    free(out);
+    CHECK_INT(test_qvl(&out, NULL, "tokenize --tokenizer models/tokenizer --decode --jsonl < %s",
+                       tmp_input("c.jsonl", "[9707,1879,151645]\n[198,1]\n")), 0);
+    CHECK_STR(out, "\"Hello world<|im_end|>\"\n\"\\n\\\"\"\n");
+    free(out);
+    CHECK_INT(test_qvl(&out, NULL, "tokenize --tokenizer models/tokenizer --decode --skip-special < %s",
+                       tmp_input("d.json", "[9707,1879,151645]\n")), 0);
+    CHECK_STR(out, "\"Hello world\"\n");
+    free(out);
+    CHECK_INT(test_qvl(NULL, &err, "tokenize --tokenizer models/tokenizer --decode < %s", tmp_input("e.json", "[1,\"x\"]")), 1);
+    CHECK_CONTAINS(err, "qvl: stdin: element 1 is not an integer token id");
+    free(err);
+    CHECK_INT(test_qvl(NULL, &err, "tokenize --tokenizer models/tokenizer --jsonl < %s", tmp_input("f.jsonl", "\"ok\"\nnot json\n")), 1);
+    CHECK_CONTAINS(err, "qvl: stdin line 2:");
+    free(err);
+    CHECK_INT(test_qvl(NULL, &err, "tokenize --tokenizer models/tokenizer --bogus"), 2);
+    CHECK_CONTAINS(err, "--bogus");
+    free(err);
+    CHECK_INT(test_qvl(NULL, &err, "tokenize"), 2);
+    CHECK_CONTAINS(err, "--tokenizer");
+    free(err);
+    CHECK_INT(test_qvl(NULL, &err, "tokenize --tokenizer /nonexistent/tok.json"), 1);
+    CHECK_CONTAINS(err, "qvl: /nonexistent/tok.json:");
+    free(err);
+    CHECK_INT(test_qvl(NULL, &err, "tokenize --tokenizer models/tokenizer < %s", tmp_input("g.txt", "ab\xff")), 1);
+    CHECK_CONTAINS(err, "qvl: stdin: invalid UTF-8 at byte 2");
+    free(err);
+}
