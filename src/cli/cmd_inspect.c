@@ -91,7 +91,8 @@ static void print_human(const char *dir, const qvl_config *c, const qvl_param_co
     for (int i = 0; i < c->gen.n_eos; i++) printf(" %d", c->gen.eos_ids[i]);
     printf("\nparams:");
     for (int g = 0; g < QVL_GROUP_COUNT; g++) printf(" %s %.3fM,", qvl_param_group_name(g), pc->group[g] / 1e6);
-    printf(" total %.3fB (%lld)\n", pc->total / 1e9, (long long)pc->total);
+    if (pc->total >= 1000000000) printf(" total %.3fB (%lld)\n", pc->total / 1e9, (long long)pc->total);
+    else printf(" total %.3fM (%lld)\n", pc->total / 1e6, (long long)pc->total);
     size_t wb = qvl_st_data_bytes(st);
     printf("weights: %d tensors in %d file%s, %.2f GiB (%zu bytes)%s\n", qvl_st_count(st), qvl_st_file_count(st),
            qvl_st_file_count(st) == 1 ? "" : "s", wb / 1073741824.0, wb,
