@@ -92,7 +92,7 @@ TEST(eval_report_hand_computed_with_skips) {
         "  index 500: image: cannot decode JPEG\n"
         "Latency: p50 0.2000 s, p95 0.2900 s; time to first token: mean 0.1000 s\n"
         "Load: 2.25 s, warm-up 0.50 s (not in Total Time)\n"
-        "Resumed: 1 samples came from an earlier run (their time counts as their latency)\n"
+        "Resumed: 1 samples came from an earlier run (Total Time adds their recorded wall time)\n"
         "\n"
         "Per category (correct / total):\n"
         "  Text Recognition                                      1 / 2      50.00%\n"

@@ -40,6 +40,8 @@ static qvl_eval_record fake(long index, int correct) {
     r.generated_tokens = 3;
     r.latency_s = 0.25;
     r.ttft_s = 0.125;
+    r.wall_s = 0.5;
+    r.peak_memory_mib = 123.456;
     return r;
 }
 
@@ -53,7 +55,8 @@ TEST(eval_results_record_round_trip) {
                  "\"question\":\"what is written in the image?\",\"answers\":[\"CENTRE\",\"Centre\\n\"],"
                  "\"prediction\":\"nope \\\"quoted\\\"\\n\",\"correct\":0,\"status\":\"skipped\","
                  "\"reason\":\"image: cannot decode\",\"prompt_tokens\":47,\"image_tokens\":16,"
-                 "\"generated_tokens\":3,\"latency_s\":0.25,\"ttft_s\":0.125}");
+                 "\"generated_tokens\":3,\"latency_s\":0.25,\"ttft_s\":0.125,\"wall_s\":0.5,"
+                 "\"peak_memory_mib\":123.46}");
     qvl_eval_record back;
     CHECK_INT(qvl_eval_record_from_json(j, "x", &back), 0);
     CHECK_INT(back.index, 7);
@@ -62,6 +65,8 @@ TEST(eval_results_record_round_trip) {
     CHECK_STR(back.answers[1], "Centre\n");
     CHECK_INT(back.prompt_tokens, 47);
     CHECK_NEAR(back.ttft_s, 0.125, 1e-12);
+    CHECK_NEAR(back.wall_s, 0.5, 1e-12);
+    CHECK_NEAR(back.peak_memory_mib, 123.46, 1e-9);
     qvl_eval_record_free(&back);
     cJSON_free(s);
     cJSON_Delete(j);

@@ -196,7 +196,7 @@ char *qvl_report_text(const qvl_report_input *in) {
         sb_printf(&b, "Load: %.2f s, warm-up %.2f s (not in Total Time)\n", in->load_s,
                   in->warmup_s > 0 ? in->warmup_s : 0.0);
     if (in->resumed)
-        sb_printf(&b, "Resumed: %ld samples came from an earlier run (their time counts as their latency)\n",
+        sb_printf(&b, "Resumed: %ld samples came from an earlier run (Total Time adds their recorded wall time)\n",
                   in->resumed);
 
     char *table = qvl_report_score_table(&t);

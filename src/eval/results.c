@@ -33,6 +33,8 @@ cJSON *qvl_eval_record_to_json(const qvl_eval_record *rec) {
     cJSON_AddNumberToObject(j, "generated_tokens", rec->generated_tokens);
     cJSON_AddNumberToObject(j, "latency_s", round_us(rec->latency_s));
     cJSON_AddNumberToObject(j, "ttft_s", round_us(rec->ttft_s));
+    cJSON_AddNumberToObject(j, "wall_s", round_us(rec->wall_s));
+    cJSON_AddNumberToObject(j, "peak_memory_mib", round(rec->peak_memory_mib * 100) / 100);
     return j;
 }
 
@@ -56,7 +58,7 @@ static int get_num(const cJSON *j, const char *key, double *out) {
 
 int qvl_eval_record_from_json(const cJSON *j, const char *where, qvl_eval_record *rec) {
     memset(rec, 0, sizeof *rec);
-    double index, correct, pt = 0, it = 0, gt = 0, lat = 0, ttft = 0;
+    double index, correct, pt = 0, it = 0, gt = 0, lat = 0, ttft = 0, wall = -1, peak = 0;
     const char *status = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "status"));
     const char *pred = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "prediction"));
     const cJSON *answers = cJSON_GetObjectItemCaseSensitive(j, "answers");
@@ -69,6 +71,8 @@ int qvl_eval_record_from_json(const cJSON *j, const char *where, qvl_eval_record
     get_num(j, "generated_tokens", &gt);
     get_num(j, "latency_s", &lat);
     get_num(j, "ttft_s", &ttft);
+    get_num(j, "wall_s", &wall);
+    get_num(j, "peak_memory_mib", &peak);
     rec->index = (long)index;
     rec->type = dupstr(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "type")));
     rec->dataset = dupstr(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "dataset")));
@@ -88,6 +92,8 @@ int qvl_eval_record_from_json(const cJSON *j, const char *where, qvl_eval_record
     rec->generated_tokens = (int)gt;
     rec->latency_s = lat;
     rec->ttft_s = ttft;
+    rec->wall_s = wall >= 0 ? wall : lat;   /* a log without wall_s: the latency is the best estimate */
+    rec->peak_memory_mib = peak;
     return 0;
 }
 
