@@ -31,15 +31,20 @@ int sparse_write_raw(const char *path, const char *header, int64_t hlen, uint64_
 }
 
 int sparse_write_specs(const char *path, const qvl_tensor_spec *specs, int n, const char *dtype) {
+    return sparse_write_specs_mixed(path, specs, NULL, dtype, n);
+}
+
+int sparse_write_specs_mixed(const char *path, const qvl_tensor_spec *specs, const char *const *dtypes,
+                             const char *default_dtype, int n) {
     size_t cap = 256 + (size_t)n * 200, k = 0;
     char *h = malloc(cap);
     if (!h) return -1;
-    qvl_dtype dt;
-    size_t es = qvl_dtype_parse(dtype, &dt) == 0 ? qvl_dtype_size(dt) : 2;
     uint64_t off = 0;
     k += (size_t)snprintf(h + k, cap - k, "{\"__metadata__\":{\"format\":\"pt\"}");
     for (int i = 0; i < n; i++) {
-        uint64_t bytes = es;
+        const char *dtype = dtypes && dtypes[i] ? dtypes[i] : default_dtype;
+        qvl_dtype dt;
+        uint64_t bytes = qvl_dtype_parse(dtype, &dt) == 0 ? qvl_dtype_size(dt) : 2;
         k += (size_t)snprintf(h + k, cap - k, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", specs[i].name, dtype);
         for (int d = 0; d < specs[i].ndim; d++) {
             k += (size_t)snprintf(h + k, cap - k, "%s%lld", d ? "," : "", (long long)specs[i].shape[d]);

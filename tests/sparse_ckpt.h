@@ -14,6 +14,10 @@ int sparse_write_raw(const char *path, const char *header, int64_t hlen, uint64_
 /* Writes a safetensors file holding specs[0..n) as dtype, back to back, data sparse. */
 int sparse_write_specs(const char *path, const qvl_tensor_spec *specs, int n, const char *dtype);
 
+/* The same with a dtype per tensor (dtypes[i] NULL or dtypes NULL: default_dtype). */
+int sparse_write_specs_mixed(const char *path, const qvl_tensor_spec *specs, const char *const *dtypes,
+                             const char *default_dtype, int n);
+
 /* Builds a model folder DIR from the config fixture folder SRC (its three json files are copied)
  * with every expected tensor as BF16. n_shards > 1 splits the tensors into
  * model-0000i-of-0000n.safetensors + model.safetensors.index.json. `mutate` (may be NULL) can edit

@@ -356,3 +356,39 @@ TEST(config_bad_files) {
     CHECK_INT(qvl_config_load(d, &cfg), -1);
     CHECK_CONTAINS(qvl_error(), "generation_config.json: do_sample: must be true or false");
 }
+
+static void e_fp8(cJSON *r) {
+    cJSON *q = cJSON_Parse("{\"quant_method\":\"fp8\",\"fmt\":\"e4m3\",\"activation_scheme\":\"dynamic\","
+                           "\"weight_block_size\":[128,128],\"modules_to_not_convert\":[\"lm_head\"]}");
+    cJSON_AddItemToObject(r, "quantization_config", q);
+}
+static void e_awq(cJSON *r) {
+    cJSON *q = cJSON_Parse("{\"quant_method\":\"awq\",\"version\":\"gemm\",\"bits\":4,\"group_size\":128,\"zero_point\":true}");
+    cJSON_AddItemToObject(r, "quantization_config", q);
+}
+static void e_quant_no_method(cJSON *r) { cJSON_AddItemToObject(r, "quantization_config", cJSON_CreateObject()); }
+static void e_quant_bad(cJSON *r) { cJSON_AddItemToObject(r, "quantization_config", cJSON_CreateString("awq")); }
+
+TEST(config_quantization_details) {
+    CHECK_INT(qvl_config_load(variant("fp8", e_fp8, 1), &cfg), 0);
+    CHECK_STR(cfg.quant_method, "fp8");
+    CHECK_STR(cfg.quant.format, "e4m3");
+    CHECK_INT(cfg.quant.bits, 8);
+    CHECK_INT(cfg.quant.block[0], 128);
+    CHECK_INT(cfg.quant.block[1], 128);
+    CHECK_INT(cfg.quant.symmetric, -1);
+    CHECK_INT(qvl_config_load(variant("awq", e_awq, 1), &cfg), 0);
+    CHECK_STR(cfg.quant_method, "awq");
+    CHECK_STR(cfg.quant.format, "gemm");
+    CHECK_INT(cfg.quant.bits, 4);
+    CHECK_INT(cfg.quant.group_size, 128);
+    CHECK_INT(cfg.quant.symmetric, 0);
+    CHECK_INT(qvl_config_load(variant("qnomethod", e_quant_no_method, 1), &cfg), 0);
+    CHECK_STR(cfg.quant_method, "unknown");
+    CHECK_INT(qvl_config_load(variant("qbad", e_quant_bad, 1), &cfg), -1);
+    CHECK_CONTAINS(qvl_error(), "config.json: quantization_config: not an object");
+    /* not quantized: all zero */
+    CHECK_INT(qvl_config_load("tests/fixtures/configs/2b", &cfg), 0);
+    CHECK_STR(cfg.quant_method, "");
+    CHECK_INT(cfg.quant.bits, 0);
+}

@@ -323,3 +323,103 @@ TEST(inspect_check_hf_written_tiny_models) {
         qvl_st_close(st);
     }
 }
+
+/* A real-shaped community AWQ 4B checkpoint (compressed-tensors pack-quantized W4A16, group 128,
+ * spec 7.1): the 7 text Linears per layer become weight_packed I32 [N, K/8] + weight_scale BF16
+ * [N, K/128] + weight_shape I64 [2]; everything else stays BF16. inspect reports it and counts
+ * the real bytes; the check refuses it. */
+TEST(inspect_awq_real_shaped) {
+    qvl_config c;
+    CHECK_INT(qvl_config_load("tests/fixtures/configs/4b", &c), 0);
+    int n = 0;
+    qvl_tensor_spec *s = qvl_expected_tensors(&c, &n);
+    qvl_tensor_spec *q = malloc(sizeof *q * (size_t)n * 3);
+    const char **dt = malloc(sizeof *dt * (size_t)n * 3);
+    int m = 0;
+    int64_t want_bytes = 0;
+    for (int i = 0; i < n; i++) {
+        const char *nm = s[i].name;
+        size_t L = strlen(nm);
+        int linear = strstr(nm, "model.language_model.layers.") && L > 12 && !strcmp(nm + L - 12, "_proj.weight");
+        if (!linear) {
+            q[m] = s[i];
+            dt[m++] = "BF16";
+            int64_t e = 2;
+            for (int k = 0; k < s[i].ndim; k++) e *= s[i].shape[k];
+            want_bytes += e;
+            continue;
+        }
+        int64_t N = s[i].shape[0], K = s[i].shape[1];
+        char base[96];
+        snprintf(base, sizeof base, "%.*s", (int)(L - 7), nm); /* without ".weight" */
+        q[m] = s[i], snprintf(q[m].name, sizeof q[m].name, "%s.weight_packed", base), q[m].shape[1] = K / 8, dt[m++] = "I32";
+        q[m] = s[i], snprintf(q[m].name, sizeof q[m].name, "%s.weight_scale", base), q[m].shape[1] = K / 128, dt[m++] = "BF16";
+        q[m] = s[i], snprintf(q[m].name, sizeof q[m].name, "%s.weight_shape", base), q[m].ndim = 1, q[m].shape[0] = 2, dt[m++] = "I64";
+        want_bytes += N * (K / 8) * 4 + N * (K / 128) * 2 + 16;
+    }
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/awq-4b", test_tmpdir());
+    CHECK_INT(sparse_model_dir(dir, "tests/fixtures/configs/4b", 1, NULL), 0);
+    char path[700];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    CHECK_INT(sparse_write_specs_mixed(path, q, dt, "BF16", m), 0);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    cJSON *j = NULL;
+    {
+        FILE *f = fopen(path, "rb");
+        char buf[8192];
+        size_t k = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[k] = 0;
+        j = cJSON_Parse(buf);
+    }
+    cJSON *qc = cJSON_Parse("{\"quant_method\":\"compressed-tensors\",\"format\":\"pack-quantized\",\"config_groups\":"
+                            "{\"group_0\":{\"targets\":[\"Linear\"],\"weights\":{\"num_bits\":4,\"type\":\"int\","
+                            "\"strategy\":\"group\",\"group_size\":128,\"symmetric\":true},\"input_activations\":null}},"
+                            "\"ignore\":[\"lm_head\"]}");
+    cJSON_AddItemToObject(j, "quantization_config", qc);
+    char *txt = cJSON_Print(j);
+    CHECK_INT(write_text(path, txt), 0);
+    free(txt);
+    cJSON_Delete(j);
+
+    CHECK_INT(qvl_config_load(dir, &c), 0);
+    CHECK_STR(c.quant_method, "compressed-tensors");
+    CHECK_STR(c.quant.format, "pack-quantized");
+    CHECK_INT(c.quant.bits, 4);
+    CHECK_INT(c.quant.group_size, 128);
+    CHECK_INT(c.quant.symmetric, 1);
+    qvl_safetensors *st = qvl_st_open(dir);
+    CHECK(st != NULL);
+    if (st) {
+        CHECK_INT(qvl_checkpoint_check(&c, st), -1);
+        CHECK_CONTAINS(qvl_error(), "quantized checkpoints (compressed-tensors) are not supported yet");
+        CHECK_INT(qvl_st_count(st), m);
+        CHECK_INT(qvl_st_data_bytes(st), want_bytes);
+        qvl_st_close(st);
+    }
+    char *out = NULL, *err = NULL;
+    CHECK_INT(test_qvl(&out, &err, "inspect --json %s", dir), 0);
+    cJSON *o = cJSON_Parse(out);
+    CHECK(o != NULL);
+    if (o) {
+        CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(o, "quantization")), "compressed-tensors");
+        cJSON *d = cJSON_GetObjectItem(o, "quantization_config");
+        CHECK_INT(cJSON_GetNumberValue(cJSON_GetObjectItem(d, "bits")), 4);
+        CHECK_INT(cJSON_GetNumberValue(cJSON_GetObjectItem(d, "group_size")), 128);
+        CHECK_INT((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "weight_bytes")), want_bytes);
+        /* logical parameter count, from the config, as for the BF16 model */
+        CHECK_INT((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "params"), "total")), 4437815808LL);
+        cJSON_Delete(o);
+    }
+    free(out);
+    free(err);
+    CHECK_INT(test_qvl(&out, &err, "inspect %s", dir), 0);
+    CHECK_CONTAINS(out, "quantization compressed-tensors (pack-quantized, 4-bit, group 128, symmetric)");
+    CHECK_CONTAINS(out, "tensor check skipped (quantized)");
+    free(out);
+    free(err);
+    free(q);
+    free(dt);
+    free(s);
+}

@@ -53,8 +53,18 @@ static int print_json(const qvl_config *c, const qvl_param_counts *pc, const qvl
     cJSON_AddItemToObject(o, "text", text_json(&c->text));
     cJSON_AddItemToObject(o, "vision", vision_json(&c->vision));
     cJSON_AddStringToObject(o, "dtype", c->dtype);
-    if (c->quant_method[0]) cJSON_AddStringToObject(o, "quantization", c->quant_method);
-    else cJSON_AddNullToObject(o, "quantization");
+    if (c->quant_method[0]) {
+        cJSON_AddStringToObject(o, "quantization", c->quant_method);
+        cJSON *q = cJSON_AddObjectToObject(o, "quantization_config");
+        cJSON_AddStringToObject(q, "method", c->quant_method);
+        cJSON_AddStringToObject(q, "format", c->quant.format);
+        cJSON_AddNumberToObject(q, "bits", c->quant.bits);
+        cJSON_AddNumberToObject(q, "group_size", c->quant.group_size);
+        if (c->quant.symmetric >= 0) cJSON_AddBoolToObject(q, "symmetric", c->quant.symmetric);
+        else cJSON_AddNullToObject(q, "symmetric");
+        if (c->quant.block[0]) cJSON_AddItemToObject(q, "weight_block_size", cJSON_CreateIntArray(c->quant.block, 2));
+    } else
+        cJSON_AddNullToObject(o, "quantization");
     cJSON *p = cJSON_AddObjectToObject(o, "params");
     for (int g = 0; g < QVL_GROUP_COUNT; g++) cJSON_AddNumberToObject(p, qvl_param_group_name(g), (double)pc->group[g]);
     cJSON_AddNumberToObject(p, "total", (double)pc->total);
@@ -75,8 +85,17 @@ static int print_json(const qvl_config *c, const qvl_param_counts *pc, const qvl
 static void print_human(const char *dir, const qvl_config *c, const qvl_param_counts *pc, const qvl_safetensors *st) {
     const qvl_text_config *t = &c->text;
     const qvl_vision_config *v = &c->vision;
-    printf("%s: %s, dtype %s, quantization %s\n", dir, c->model_type, c->dtype[0] ? c->dtype : "(not given)",
+    printf("%s: %s, dtype %s, quantization %s", dir, c->model_type, c->dtype[0] ? c->dtype : "(not given)",
            c->quant_method[0] ? c->quant_method : "none");
+    if (c->quant_method[0]) {
+        const qvl_quant_config *q = &c->quant;
+        printf(" (%s%s%d-bit", q->format, q->format[0] ? ", " : "", q->bits);
+        if (q->group_size) printf(", group %d", q->group_size);
+        if (q->block[0]) printf(", block %dx%d", q->block[0], q->block[1]);
+        if (q->symmetric >= 0) printf(", %s", q->symmetric ? "symmetric" : "asymmetric");
+        printf(")");
+    }
+    printf("\n");
     printf("text:   %d layers, hidden %d, mlp %d, heads %d (kv %d, head_dim %d), vocab %d, rope_theta %g, "
            "mrope_section [%d, %d, %d]%s, %s\n",
            t->num_layers, t->hidden_size, t->intermediate_size, t->num_heads, t->num_kv_heads, t->head_dim,

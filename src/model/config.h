@@ -36,10 +36,20 @@ typedef struct {
     int n_eos;
 } qvl_generation_config;
 
+/* What quantization_config says, as far as qvl reads it (0 / "" / -1 when not given). */
+typedef struct {
+    char format[32];        /* compressed-tensors "format" (pack-quantized), awq "version" (gemm), fp8 "fmt" (e4m3) */
+    int bits;               /* weight bits: num_bits / bits (4, 8); 8 for fp8 */
+    int group_size;         /* weight group size (compressed-tensors strategy group, awq) */
+    int symmetric;          /* 1 / 0; -1 unknown (awq: !zero_point) */
+    int block[2];           /* fp8 weight_block_size */
+} qvl_quant_config;
+
 typedef struct {
     char model_type[32];                      /* "qwen3_vl" */
     char dtype[16];                           /* torch_dtype / dtype: "bfloat16", ... */
     char quant_method[32];                    /* "" if not quantized; else e.g. "awq", "fp8", "compressed-tensors" */
+    qvl_quant_config quant;                   /* details of quantization_config (spec 7), recorded only */
     qvl_text_config text;
     qvl_vision_config vision;
     qvl_preproc_config preproc;
