@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "test.h"
 #include "tokenizer/tokenizer.h"
@@ -187,7 +188,9 @@ TEST(tokenizer_refuses_other_models) {
     snprintf(path, sizeof path, "%s/missing.json", dir);
     CHECK(qvl_tokenizer_load(path) == NULL);
     CHECK_CONTAINS(qvl_error(), "missing.json");
-    CHECK(qvl_tokenizer_load(dir) == NULL); /* a folder without tokenizer.json */
+    snprintf(path, sizeof path, "%s/empty_model_dir", dir);
+    mkdir(path, 0755);
+    CHECK(qvl_tokenizer_load(path) == NULL); /* a folder without tokenizer.json */
     CHECK_CONTAINS(qvl_error(), "tokenizer.json");
 }
 
@@ -241,4 +244,84 @@ TEST(tokenizer_cli) {
     CHECK_INT(test_qvl(NULL, &err, "tokenize --tokenizer models/tokenizer < %s", tmp_input("g.txt", "ab\xff")), 1);
     CHECK_CONTAINS(err, "qvl: stdin: invalid UTF-8 at byte 2");
     free(err);
+}
+
+/* Copies the real tokenizer.json, optionally replacing the first occurrence of `from` by `to`. */
+static int copy_tokenizer(const char *dst, const char *from, const char *to) {
+    size_t n;
+    FILE *in = fopen(TOKENIZER_JSON, "rb");
+    if (!in) return -1;
+    fseek(in, 0, SEEK_END);
+    n = (size_t)ftell(in);
+    fseek(in, 0, SEEK_SET);
+    char *buf = malloc(n + 1);
+    size_t got = fread(buf, 1, n, in);
+    fclose(in);
+    buf[got] = 0;
+    char *at = from ? strstr(buf, from) : NULL;
+    if (at) memcpy(at, to, strlen(to)); /* same length: same file size */
+    FILE *out = fopen(dst, "wb");
+    fwrite(buf, 1, got, out);
+    fclose(out);
+    free(buf);
+    return from && !at ? -1 : 0;
+}
+
+TEST(tokenizer_cache_is_used_and_invalidated) {
+    char cache[512], json[512];
+    snprintf(cache, sizeof cache, "%s/cache", test_tmpdir());
+    snprintf(json, sizeof json, "%s/tokenizer.json", test_tmpdir());
+    const char *old = getenv("QVL_CACHE_DIR");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("QVL_CACHE_DIR", cache, 1);
+    CHECK_INT(copy_tokenizer(json, NULL, NULL), 0);
+    qvl_tokenizer *a = qvl_tokenizer_load(json); /* builds from JSON, writes the cache */
+    CHECK(a && !qvl_tokenizer_from_cache(a));
+    qvl_tokenizer *b = qvl_tokenizer_load(test_tmpdir()); /* same file via its folder: cache hit */
+    CHECK(b && qvl_tokenizer_from_cache(b));
+    if (b) {
+        int32_t *ids;
+        size_t n;
+        const char *s = "Hello world <think>\xe4\xbd\xa0\xe5\xa5\xbd";
+        CHECK_INT(qvl_tokenizer_encode(b, s, strlen(s), &ids, &n), 0);
+        CHECK_INT(n, 5);
+        CHECK_INT(ids[2], 220);
+        CHECK_INT(ids[3], 151667);
+        free(ids);
+        CHECK(qvl_tokenizer_is_special(b, 151644));
+    }
+    qvl_tokenizer_free(a);
+    qvl_tokenizer_free(b);
+    /* An edit of the JSON that keeps its size must miss the cache and take effect. */
+    CHECK_INT(copy_tokenizer(json, "\"<think>\"", "\"<thonk>\""), 0);
+    a = qvl_tokenizer_load(json);
+    CHECK(a && !qvl_tokenizer_from_cache(a));
+    CHECK_INT(a ? qvl_tokenizer_token_id(a, "<thonk>") : 0, 151667);
+    CHECK_INT(a ? qvl_tokenizer_token_id(a, "<think>") : 0, -1);
+    qvl_tokenizer_free(a);
+    /* A corrupt cache file is ignored (and rewritten). */
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "for f in %s/*.bin; do printf 'garbage' | dd of=$f bs=1 seek=5000 conv=notrunc 2>/dev/null; done", cache);
+    CHECK_INT(system(cmd), 0);
+    a = qvl_tokenizer_load(json);
+    CHECK(a && !qvl_tokenizer_from_cache(a));
+    CHECK_INT(a ? qvl_tokenizer_token_id(a, "<thonk>") : 0, 151667);
+    qvl_tokenizer_free(a);
+    snprintf(cmd, sizeof cmd, "for f in %s/*.bin; do truncate -s 1000 $f; done", cache);
+    CHECK_INT(system(cmd), 0);
+    a = qvl_tokenizer_load(json);
+    CHECK(a && !qvl_tokenizer_from_cache(a));
+    qvl_tokenizer_free(a);
+    a = qvl_tokenizer_load(json); /* rewritten by the previous load */
+    CHECK(a && qvl_tokenizer_from_cache(a));
+    qvl_tokenizer_free(a);
+    /* QVL_TOKENIZER_CACHE=0 bypasses it. */
+    setenv("QVL_TOKENIZER_CACHE", "0", 1);
+    a = qvl_tokenizer_load(json);
+    CHECK(a && !qvl_tokenizer_from_cache(a));
+    qvl_tokenizer_free(a);
+    unsetenv("QVL_TOKENIZER_CACHE");
+    if (saved) setenv("QVL_CACHE_DIR", saved, 1);
+    else unsetenv("QVL_CACHE_DIR");
+    free(saved);
 }

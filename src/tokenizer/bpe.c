@@ -18,7 +18,9 @@ uint64_t tok_hash_bytes(const void *p, size_t n) {
     uint64_t w = 0;
     memcpy(&w, s, n);
     h = (h ^ w) * 0xC4CEB9FE1A85EC53ull;
-    h ^= h >> 32;
+    h ^= h >> 33; /* murmur3 finalizer: every input bit reaches the low (slot) bits */
+    h *= 0xFF51AFD7ED558CCDull;
+    h ^= h >> 33;
     return h;
 }
 

@@ -10,6 +10,8 @@ typedef struct qvl_tokenizer qvl_tokenizer;
 /* PATH: a tokenizer.json, or a folder holding one. NULL + qvl_error on failure. */
 qvl_tokenizer *qvl_tokenizer_load(const char *path);
 void qvl_tokenizer_free(qvl_tokenizer *tok);
+/* 1 if the tables came from the binary cache (see tokenizer_cache.c) rather than the JSON. */
+int qvl_tokenizer_from_cache(const qvl_tokenizer *tok);
 
 /* Encodes UTF-8 text (special-token text such as "<|im_start|>" becomes that token, as the
  * reference does by default). *ids is malloc'd. Invalid UTF-8 is an error. */

@@ -69,8 +69,9 @@ typedef struct {
 int tok_ids_push(tok_ids *v, int32_t id);
 int tok_bpe_word(const qvl_tokenizer *tok, const unsigned char *w, size_t n, tok_ids *out);
 
-/* The binary cache (tokenizer_cache.c): returns a tokenizer or NULL (no/stale cache; no error). */
-qvl_tokenizer *tok_cache_load(const char *json_path);
-int tok_cache_save(const qvl_tokenizer *tok, const char *json_path);
+/* The binary cache (tokenizer_cache.c), keyed by the JSON's size and content hash
+ * (tok_hash_bytes): a tokenizer, or NULL with no error when there is no valid cache entry. */
+qvl_tokenizer *tok_cache_load(const char *json_path, uint64_t json_size, uint64_t json_hash);
+int tok_cache_save(const qvl_tokenizer *tok, uint64_t json_size, uint64_t json_hash, const char *split_pattern);
 
 #endif

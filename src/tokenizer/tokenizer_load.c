@@ -181,7 +181,7 @@ int tok_finish_load(qvl_tokenizer *tok, const char *split_pattern, const char *p
     return 0;
 }
 
-static qvl_tokenizer *load_json(const char *path, const char *text, size_t len) {
+static qvl_tokenizer *load_json(const char *path, const char *text, size_t len, uint64_t hash) {
     cJSON *root = cJSON_ParseWithLength(text, len);
     if (!root) {
         qvl_errorf("%s: not valid JSON", path);
@@ -262,6 +262,7 @@ static qvl_tokenizer *load_json(const char *path, const char *text, size_t len) 
     if (tok_str_map_build(&tok->vocab, tok)) goto oom;
     if (load_merges(tok, cJSON_GetObjectItemCaseSensitive(model, "merges"), path)) goto fail;
     if (tok_finish_load(tok, split_pattern, path)) goto fail;
+    tok_cache_save(tok, len, hash, split_pattern); /* best effort */
     cJSON_Delete(root);
     return tok;
 oom:
@@ -278,15 +279,14 @@ qvl_tokenizer *qvl_tokenizer_load(const char *path) {
         qvl_errorf("%s: out of memory", path);
         return NULL;
     }
-    qvl_tokenizer *tok = tok_cache_load(file);
-    if (!tok) {
-        size_t len;
-        char *text = qvl_read_file(file, &len);
-        if (text) {
-            tok = load_json(file, text, len);
-            free(text);
-            if (tok) tok_cache_save(tok, file); /* best effort */
-        }
+    size_t len;
+    char *text = qvl_read_file(file, &len);
+    qvl_tokenizer *tok = NULL;
+    if (text) {
+        uint64_t hash = tok_hash_bytes(text, len);
+        tok = tok_cache_load(file, len, hash);
+        if (!tok) tok = load_json(file, text, len, hash);
+        free(text);
     }
     free(file);
     return tok;
