@@ -180,6 +180,9 @@ TEST(safetensors_bad_json_and_entries) {
          "tensor a appears twice in the header"},
         {"{\"__metadata__\":[1],\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", "__metadata__ is not an object"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}} xyz", "header has trailing bytes"},
+        {"{\"a\\nb\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", "a tensor name contains control characters"},
+        {"  {\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,8]}}",
+         "tensor b: shape and dtype F32 need 8 bytes but data_offsets hold 4"}, /* leading spaces are fine */
     };
     uint8_t data[8] = {0};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

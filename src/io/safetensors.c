@@ -184,12 +184,12 @@ static int load_file(qvl_safetensors *st, st_file *f) {
                           MAX_HEADER_BYTES);
     if (hlen < 2) return qvl_errorf("%s: header length %llu is too small", f->path, (unsigned long long)hlen);
     const char *hdr = (const char *)m + 8;
-    if (hdr[0] != '{') return qvl_errorf("%s: header is not a JSON object", f->path);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &end, 0);
-    if (!root || !cJSON_IsObject(root)) {
+    if (!root) return qvl_errorf("%s: header is not valid JSON", f->path);
+    if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return qvl_errorf("%s: header is not valid JSON", f->path);
+        return qvl_errorf("%s: header is not a JSON object", f->path);
     }
     for (; end < hdr + hlen; end++) /* the writer pads the header with spaces */
         if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r' && *end != 0) {
@@ -211,6 +211,9 @@ static int load_file(qvl_safetensors *st, st_file *f) {
             continue;
         }
         qvl_tensor t = {0};
+        for (const unsigned char *c = (const unsigned char *)e->string; *c && rc == 0; c++)
+            if (*c < 0x20) rc = qvl_errorf("%s: a tensor name contains control characters", f->path);
+        if (rc) break;
         rc = parse_entry(f, e, data_len, data, &t, &spans[ns]);
         if (rc == 0) {
             t.name = strdup(e->string);
