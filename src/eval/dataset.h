@@ -10,8 +10,11 @@
 
 typedef enum { QVL_DATA_JSON, QVL_DATA_TSV, QVL_DATA_PARQUET } qvl_data_format;
 
+/* When error is set, the fields that could still be read are filled and the others are "" (strings)
+ * or 0 (n_answers); strings are never NULL except image_path / image_data. */
 typedef struct {
-    long index;            /* the sample's key: JSON array position, TSV `index` column, parquet row */
+    long index;            /* the sample's key: JSON array position, TSV `index` column, parquet row
+                              (-1 for a TSV line whose index cannot be read) */
     char *dataset;         /* dataset_name / dataset ("" if the form has none) */
     char *type;            /* one of the 10 question-type strings */
     char *question;
@@ -38,5 +41,12 @@ int qvl_dataset_load(const char *path, const char *images_dir, int with_images, 
 void qvl_dataset_free(qvl_dataset *ds);
 /* The sample with this key, or NULL. */
 const qvl_sample *qvl_dataset_find(const qvl_dataset *ds, long index);
+
+/* Which form PATH is, by content: a folder or "PAR1" magic = parquet, a JSON array = OCRBench.json,
+ * a tab-separated first line = TSV. -1 + qvl_error if none fits. */
+int qvl_dataset_detect(const char *path, qvl_data_format *format);
+const char *qvl_data_format_name(qvl_data_format format);  /* "json", "tsv", "parquet" */
+/* Samples that carry an error. */
+long qvl_dataset_count_errors(const qvl_dataset *ds);
 
 #endif
