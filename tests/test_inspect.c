@@ -279,6 +279,19 @@ TEST(inspect_cli_human_and_errors) {
     CHECK_STR(out, "");
     free(out);
     free(err);
+    /* a truncated weights file: one error line naming file and tensor, exit 1 */
+    d = mkdir_tmp("cli-trunc");
+    CHECK_INT(sparse_model_dir(d, "tests/fixtures/configs/4b", 1, NULL), 0);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "truncate -s -2 %s/model.safetensors", d);
+    CHECK_INT(system(cmd), 0);
+    CHECK_INT(test_qvl(&out, &err, "inspect %s", d), 1);
+    CHECK_CONTAINS(err, "model.safetensors: tensor model.language_model.norm.weight: data_offsets");
+    CHECK_CONTAINS(err, "run past the end of the data");
+    CHECK_INT(strchr(err, '\n') - err, (long)strlen(err) - 1);
+    CHECK_STR(out, "");
+    free(out);
+    free(err);
     /* missing tensor: error, nothing on stdout */
     d = mkdir_tmp("cli-miss");
     CHECK_INT(sparse_model_dir(d, "tests/fixtures/configs/8b", 2, drop_q_proj_7), 0);
