@@ -16,7 +16,7 @@ typedef struct {
     qvl_dtype dtype;
     int ndim;
     int64_t shape[QVL_MAX_DIMS];
-    const void *data;            /* points into the mmap'd file */
+    const void *data;            /* points into the mmap'd file (read-only; alignment not guaranteed) */
     size_t nbytes;
     const char *file;            /* the shard it lives in (path as opened) */
 } qvl_tensor;
