@@ -16,6 +16,8 @@ typedef struct qvl_model qvl_model;
 qvl_model *qvl_model_open(const char *model_dir, int threads);
 void qvl_model_close(qvl_model *m);
 const qvl_config *qvl_model_config(const qvl_model *m);
+/* Worker threads the model computes with. */
+int qvl_model_threads(const qvl_model *m);
 
 /* Vision tower output for one image: merged tokens in <|image_pad|> order. */
 typedef struct {
@@ -38,12 +40,21 @@ int qvl_mrope_positions(const int32_t *ids, int n, int image_token_id, const int
 /* One sequence being generated: KV cache for max_len tokens, position bookkeeping. */
 typedef struct qvl_seq qvl_seq;
 qvl_seq *qvl_seq_new(qvl_model *m, int max_len);
+/* Same, with prompts run through the decoder `chunk` tokens at a time (qvl_seq_new: 256); the
+ * activation memory scales with chunk, the KV cache with max_len. Results do not depend on it. */
+qvl_seq *qvl_seq_new_chunked(qvl_model *m, int max_len, int chunk);
 void qvl_seq_free(qvl_seq *s);
 int qvl_seq_len(const qvl_seq *s);
+/* MRoPE offset of the next token: the token at cache index p has position p + rope_delta. */
+int qvl_seq_rope_delta(const qvl_seq *s);
 
 /* Runs the prompt; image-pad tokens take the rows of images[0..n_images) in order (with their
  * deepstack features). logits: [vocab] for the last position, as float32 values of the bf16-rounded
- * reference logits is NOT assumed: they are plain F32 here. */
+ * reference logits is NOT assumed: they are plain F32 here (NULL: not computed). A prompt that does
+ * not fit max_len, ids outside the vocabulary or pad counts not matching the images are errors.
+ * With QVL_DUMP set, every stage is written under the reference fixture names (text.embed,
+ * text.layer<l>.in/.out, text.norm; prompts longer than one chunk get "@<first index>" suffixes);
+ * qvl_model_encode_image dumps vision.* the same way (the last image encoded wins). */
 int qvl_seq_prefill(qvl_model *m, qvl_seq *s, const int32_t *ids, int n, const qvl_vision_out *images,
                     int n_images, float *logits);
 /* Appends one token and returns the next logits. */

@@ -1,0 +1,37 @@
+/* CPU reference kernels, all float32. Row-major; a "row" is one token or patch. Linear weights
+ * are PyTorch's [out, in]. Every function is the plain definition of the operation in the
+ * reference (spec/qwen3vl.md sections 4, 5 and 8), written so a reader can check it. */
+#ifndef QVL_CPU_OPS_H
+#define QVL_CPU_OPS_H
+#include <stddef.h>
+
+#include "backend/cpu/pool.h"
+
+/* y[M,N] = x[M,K] @ w[N,K]^T (+ b[N] if b). Threads split the output columns. y must not alias x. */
+void qvl_cpu_matmul(qvl_pool *pool, float *y, const float *x, const float *w, const float *b, int M, int K,
+                    int N);
+
+/* LayerNorm over each row of dim: (x - mean) / sqrt(var + eps) * w + b (biased variance). y may be x. */
+void qvl_cpu_layernorm(float *y, const float *x, const float *w, const float *b, int rows, int dim, float eps);
+/* RMSNorm over each row of dim: x * rsqrt(mean(x^2) + eps) * w. y may be x. */
+void qvl_cpu_rmsnorm(float *y, const float *x, const float *w, int rows, int dim, float eps);
+
+void qvl_cpu_gelu_tanh(float *x, size_t n);               /* gelu_pytorch_tanh (vision block MLP) */
+void qvl_cpu_gelu_erf(float *x, size_t n);                /* nn.GELU() exact (patch mergers) */
+void qvl_cpu_silu_mul(float *gate, const float *up, size_t n); /* gate = silu(gate) * up (SwiGLU) */
+void qvl_cpu_add(float *x, const float *y, size_t n);     /* x += y */
+
+/* Rotary embedding of one head of hd values, NeoX half-split pairs (d, d + hd/2):
+ * x' = x * cos + rotate_half(x) * sin, rotate_half(x) = concat(-x[hd/2:], x[:hd/2]). cos/sin have hd. */
+void qvl_cpu_rope_half(float *x, const float *cos, const float *sin, int hd);
+
+/* Scaled dot-product attention, softmax in float32.
+ * Query i (row i of q, head h) attends keys j of head h / (n_heads / n_kv_heads) (GQA), for
+ * j < n_kv if causal_pos0 < 0 (bidirectional), else j <= causal_pos0 + i (causal with a cache:
+ * query i sits at cache index causal_pos0 + i). q/out rows hold n_heads*hd values at their strides;
+ * k/v rows hold n_kv_heads*hd at kv_stride. scratch: qvl_pool_threads * n_kv floats. */
+void qvl_cpu_attention(qvl_pool *pool, float *out, int out_stride, const float *q, int q_stride, const float *k,
+                       const float *v, int kv_stride, int n_q, int n_kv, int n_heads, int n_kv_heads, int hd,
+                       int causal_pos0, float *scratch);
+
+#endif

@@ -1,0 +1,154 @@
+/* Qwen3-VL text decoder (Qwen3VLTextModel.forward), spec section 5: embeddings with image rows
+ * scattered in -> layers (RMSNorm, q/k per-head RMSNorm, interleaved MRoPE, GQA causal attention
+ * over the KV cache, SwiGLU; DeepStack features added after the first layers) -> final norm ->
+ * lm_head logits of the last token. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/forward.h"
+#include "backend/cpu/ops.h"
+#include "io/npy.h"
+#include "util/error.h"
+
+int qvl_cpu_text_state_init(qvl_cpu_text_state *s, const qvl_config *cfg, int max_len, int chunk, int threads) {
+    const qvl_text_config *tc = &cfg->text;
+    const int D = tc->hidden_size, qdim = tc->num_heads * tc->head_dim, hd = tc->head_dim;
+    memset(s, 0, sizeof *s);
+    s->max_len = max_len;
+    s->chunk = chunk;
+    s->kv_dim = tc->num_kv_heads * hd;
+    size_t cache = (size_t)tc->num_layers * max_len * s->kv_dim;
+    size_t sizes[] = {cache, cache, (size_t)chunk * D, (size_t)chunk * D, (size_t)chunk * qdim, (size_t)chunk * qdim,
+                      (size_t)chunk * tc->intermediate_size, (size_t)chunk * tc->intermediate_size,
+                      (size_t)chunk * hd, (size_t)chunk * hd, (size_t)hd / 2, (size_t)threads * max_len};
+    float **dst[] = {&s->k_cache, &s->v_cache, &s->x, &s->y, &s->q, &s->att, &s->gate, &s->up,
+                     &s->cos, &s->sin, &s->inv_freq, &s->scores};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += sizes[i];
+    s->arena = calloc(total, sizeof(float));
+    if (!s->arena)
+        return qvl_errorf("context of %d tokens: out of memory (%.1f MiB for the KV cache and activations)", max_len,
+                          total * 4.0 / (1 << 20));
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        *dst[i] = s->arena + off;
+        off += sizes[i];
+    }
+    /* RoPE inverse frequencies as the reference computes them in float32. */
+    for (int i = 0; i < hd / 2; i++)
+        s->inv_freq[i] = 1.0f / powf((float)tc->rope_theta, (float)(2 * i) / (float)hd);
+    return 0;
+}
+
+void qvl_cpu_text_state_free(qvl_cpu_text_state *s) {
+    free(s->arena);
+    memset(s, 0, sizeof *s);
+}
+
+/* Which position row (0 = T, 1 = H, 2 = W) drives rotary frequency f. Interleaved MRoPE
+ * (apply_interleaved_mrope): H takes f = 1, 4, ... below 3*section[1], W takes f = 2, 5, ... below
+ * 3*section[2], T the rest. Chunked (Qwen2-VL style): consecutive sections T | H | W. */
+static int mrope_axis(const qvl_text_config *tc, int f) {
+    const int *sec = tc->mrope_section;
+    if (tc->mrope_interleaved) {
+        if (f % 3 == 1 && f < 3 * sec[1]) return 1;
+        if (f % 3 == 2 && f < 3 * sec[2]) return 2;
+        return 0;
+    }
+    return f < sec[0] ? 0 : f < sec[0] + sec[1] ? 1 : 2;
+}
+
+/* Row r of the images' concatenated vision outputs: the merger output (layer < 0) or DeepStack
+ * feature `layer`. */
+static const float *image_row(const qvl_vision_out *images, int n_images, int r, int layer, int D) {
+    for (int i = 0; i < n_images; i++) {
+        if (r < images[i].n_tokens) {
+            const float *base = layer < 0 ? images[i].embeds : images[i].deepstack[layer];
+            return base + (size_t)r * D;
+        }
+        r -= images[i].n_tokens;
+    }
+    return NULL; /* unreachable: the caller checked the counts */
+}
+
+static void dump2(const char *base, const char *suffix, const float *x, int rows, int cols) {
+    if (!suffix) return;
+    char name[96];
+    snprintf(name, sizeof name, "%s%s", base, suffix);
+    int64_t shape[2] = {rows, cols};
+    qvl_dump_f32(name, x, shape, 2);
+}
+
+void qvl_cpu_text_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_text_w *w, qvl_cpu_text_state *s,
+                          const int32_t *ids, int n, int p0, const int32_t *pos, int pos_stride,
+                          const int32_t *vis_row, const qvl_vision_out *images, int n_images, float *logits,
+                          const char *dump) {
+    const qvl_text_config *tc = &cfg->text;
+    const int D = tc->hidden_size, Hq = tc->num_heads, Hkv = tc->num_kv_heads, hd = tc->head_dim;
+    const int qdim = Hq * hd, kv = s->kv_dim, I = tc->intermediate_size, half = hd / 2;
+    const float eps = (float)tc->rms_norm_eps;
+    const int n_ds = n_images > 0 && vis_row ? images[0].n_deepstack : 0;
+    float *x = s->x, *y = s->y, *q = s->q, *att = s->att;
+    char name[64];
+
+    /* Token embeddings; <|image_pad|> positions take the vision tower's rows in order. */
+    for (int i = 0; i < n; i++) {
+        const float *src = vis_row && vis_row[i] >= 0 ? image_row(images, n_images, vis_row[i], -1, D)
+                                                      : w->embed + (size_t)ids[i] * D;
+        memcpy(x + (size_t)i * D, src, (size_t)D * sizeof(float));
+    }
+    dump2("text.embed", dump, x, n, D);
+
+    /* MRoPE angles: frequency f rotates by the T, H or W position of the token. */
+    for (int i = 0; i < n; i++)
+        for (int f = 0; f < half; f++) {
+            float ang = (float)pos[mrope_axis(tc, f) * pos_stride + i] * s->inv_freq[f];
+            s->cos[(size_t)i * hd + f] = s->cos[(size_t)i * hd + f + half] = cosf(ang);
+            s->sin[(size_t)i * hd + f] = s->sin[(size_t)i * hd + f + half] = sinf(ang);
+        }
+
+    for (int l = 0; l < tc->num_layers; l++) {
+        const qvl_text_layer_w *L = &w->layers[l];
+        float *kc = s->k_cache + (size_t)l * s->max_len * kv, *vc = s->v_cache + (size_t)l * s->max_len * kv;
+        snprintf(name, sizeof name, "text.layer%d.in", l);
+        dump2(name, dump, x, n, D);
+
+        /* Self-attention: q/k/v projections, per-head RMSNorm of q and k, MRoPE, then causal
+         * attention of the new tokens over the whole cache. K and V go straight into the cache. */
+        qvl_cpu_rmsnorm(y, x, L->in_norm, n, D, eps);
+        qvl_cpu_matmul(pool, q, y, L->q_w, NULL, n, D, qdim);
+        qvl_cpu_matmul(pool, kc + (size_t)p0 * kv, y, L->k_w, NULL, n, D, kv);
+        qvl_cpu_matmul(pool, vc + (size_t)p0 * kv, y, L->v_w, NULL, n, D, kv);
+        qvl_cpu_rmsnorm(q, q, L->q_norm, n * Hq, hd, eps);
+        qvl_cpu_rmsnorm(kc + (size_t)p0 * kv, kc + (size_t)p0 * kv, L->k_norm, n * Hkv, hd, eps);
+        for (int i = 0; i < n; i++) {
+            const float *cs = s->cos + (size_t)i * hd, *sn = s->sin + (size_t)i * hd;
+            for (int h = 0; h < Hq; h++) qvl_cpu_rope_half(q + (size_t)i * qdim + (size_t)h * hd, cs, sn, hd);
+            for (int h = 0; h < Hkv; h++) qvl_cpu_rope_half(kc + (size_t)(p0 + i) * kv + (size_t)h * hd, cs, sn, hd);
+        }
+        qvl_cpu_attention(pool, att, qdim, q, qdim, kc, vc, kv, n, p0 + n, Hq, Hkv, hd, p0, s->scores);
+        qvl_cpu_matmul(pool, y, att, L->o_w, NULL, n, qdim, D);
+        qvl_cpu_add(x, y, (size_t)n * D);
+
+        /* SwiGLU MLP. */
+        qvl_cpu_rmsnorm(y, x, L->post_norm, n, D, eps);
+        qvl_cpu_matmul(pool, s->gate, y, L->gate_w, NULL, n, D, I);
+        qvl_cpu_matmul(pool, s->up, y, L->up_w, NULL, n, D, I);
+        qvl_cpu_silu_mul(s->gate, s->up, (size_t)n * I);
+        qvl_cpu_matmul(pool, y, s->gate, L->down_w, NULL, n, I, D);
+        qvl_cpu_add(x, y, (size_t)n * D);
+        snprintf(name, sizeof name, "text.layer%d.out", l);
+        dump2(name, dump, x, n, D);
+
+        /* DeepStack: after layer l < n_deepstack, image positions get the l-th vision tap. */
+        if (l < n_ds)
+            for (int i = 0; i < n; i++)
+                if (vis_row[i] >= 0) qvl_cpu_add(x + (size_t)i * D, image_row(images, n_images, vis_row[i], l, D), D);
+    }
+
+    qvl_cpu_rmsnorm(y, x, w->norm, n, D, eps);
+    dump2("text.norm", dump, y, n, D);
+    if (logits) qvl_cpu_matmul(pool, logits, y + (size_t)(n - 1) * D, w->lm_head, NULL, 1, D, tc->vocab_size);
+}

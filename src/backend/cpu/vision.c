@@ -1,0 +1,168 @@
+/* Qwen3-VL vision tower (Qwen3VLVisionModel.forward), spec section 4:
+ * patch embed -> + interpolated learned position table -> 2D rotary -> blocks (with deepstack taps)
+ * -> patch merger. One image (grid_t frames of grid_h x grid_w patches) per call. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/forward.h"
+#include "backend/cpu/ops.h"
+#include "io/npy.h"
+#include "util/error.h"
+
+static void dump2(const char *name, const float *x, int rows, int cols) {
+    int64_t shape[2] = {rows, cols};
+    qvl_dump_f32(name, x, shape, 2);
+}
+
+/* torch.linspace(0, end, n) in float32 as PyTorch computes it on the CPU: the first half counts up
+ * from the start, the second half counts down from the end (spec 8.5). */
+static void linspace_f32(float *out, int n, float end) {
+    if (n == 1) {
+        out[0] = 0.0f;
+        return;
+    }
+    float step = end / (float)(n - 1);
+    for (int i = 0; i < n; i++) out[i] = i < n / 2 ? 0.0f + step * (float)i : end - step * (float)(n - 1 - i);
+}
+
+/* fast_pos_embed_interpolate: bilinear sampling (align-corners) of the G x G learned table at a
+ * grid_h x grid_w lattice, written in merge-block patch order and repeated for each frame. */
+static void pos_embed_interpolate(float *out, const float *table, int G, int Dv, int grid_t, int grid_h,
+                                  int grid_w, int M, float *hs, float *ws) {
+    linspace_f32(hs, grid_h, (float)(G - 1));
+    linspace_f32(ws, grid_w, (float)(G - 1));
+    int p = 0;
+    for (int t = 0; t < grid_t; t++)
+        for (int br = 0; br < grid_h / M; br++)
+            for (int bc = 0; bc < grid_w / M; bc++)
+                for (int ih = 0; ih < M; ih++)
+                    for (int iw = 0; iw < M; iw++, p++) {
+                        int r = br * M + ih, c = bc * M + iw;
+                        int h0 = (int)hs[r], w0 = (int)ws[c];
+                        int h1 = h0 + 1 < G - 1 ? h0 + 1 : G - 1, w1 = w0 + 1 < G - 1 ? w0 + 1 : G - 1;
+                        float dh = hs[r] - (float)h0, dw = ws[c] - (float)w0;
+                        float w00 = (1 - dh) * (1 - dw), w01 = (1 - dh) * dw, w10 = dh * (1 - dw), w11 = dh * dw;
+                        const float *e00 = table + (size_t)(h0 * G + w0) * Dv, *e01 = table + (size_t)(h0 * G + w1) * Dv;
+                        const float *e10 = table + (size_t)(h1 * G + w0) * Dv, *e11 = table + (size_t)(h1 * G + w1) * Dv;
+                        float *o = out + (size_t)p * Dv;
+                        for (int d = 0; d < Dv; d++)
+                            o[d] = ((e00[d] * w00 + e01[d] * w01) + e10[d] * w10) + e11[d] * w11;
+                    }
+}
+
+/* rot_pos_emb: per patch, the first hd/4 angles use the patch row, the next hd/4 the column;
+ * emb = concat(angles, angles) over hd. */
+static void vision_rotary(float *cosb, float *sinb, int hd, int grid_t, int grid_h, int grid_w, int M) {
+    int rdim = hd / 2, nf = rdim / 2;
+    float inv_freq[512];
+    for (int j = 0; j < nf; j++) inv_freq[j] = 1.0f / powf(10000.0f, (float)(2 * j) / (float)rdim);
+    int p = 0;
+    for (int t = 0; t < grid_t; t++)
+        for (int br = 0; br < grid_h / M; br++)
+            for (int bc = 0; bc < grid_w / M; bc++)
+                for (int ih = 0; ih < M; ih++)
+                    for (int iw = 0; iw < M; iw++, p++) {
+                        float row = (float)(br * M + ih), col = (float)(bc * M + iw);
+                        float *cs = cosb + (size_t)p * hd, *sn = sinb + (size_t)p * hd;
+                        for (int j = 0; j < nf; j++) {
+                            float a = row * inv_freq[j], b = col * inv_freq[j];
+                            cs[j] = cs[j + rdim] = cosf(a);
+                            sn[j] = sn[j + rdim] = sinf(a);
+                            cs[nf + j] = cs[nf + j + rdim] = cosf(b);
+                            sn[nf + j] = sn[nf + j + rdim] = sinf(b);
+                        }
+                    }
+}
+
+/* Qwen3VLVisionPatchMerger. postshuffle = 0: LayerNorm over Dv per patch, then view 4 patches as
+ * one row (main merger); postshuffle = 1: view first, LayerNorm over 4Dv (deepstack mergers).
+ * Then fc1 -> exact GELU -> fc2. */
+static void patch_merger(qvl_pool *pool, const qvl_merger_w *w, int postshuffle, const float *x, int n_merged,
+                         int Dv4, int Dv, int D, float *tmp, float *tmp2, float *out) {
+    if (postshuffle)
+        qvl_cpu_layernorm(tmp, x, w->norm_w, w->norm_b, n_merged, Dv4, 1e-6f);
+    else
+        qvl_cpu_layernorm(tmp, x, w->norm_w, w->norm_b, n_merged * (Dv4 / Dv), Dv, 1e-6f);
+    qvl_cpu_matmul(pool, tmp2, tmp, w->fc1_w, w->fc1_b, n_merged, Dv4, Dv4);
+    qvl_cpu_gelu_erf(tmp2, (size_t)n_merged * Dv4);
+    qvl_cpu_matmul(pool, out, tmp2, w->fc2_w, w->fc2_b, n_merged, Dv4, D);
+}
+
+int qvl_cpu_vision_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_vision_w *w, const float *pixels,
+                           int grid_t, int grid_h, int grid_w, float *embeds, float *const *deepstack) {
+    const qvl_vision_config *vc = &cfg->vision;
+    const int Dv = vc->hidden_size, H = vc->num_heads, hd = Dv / H, Iv = vc->intermediate_size;
+    const int D = vc->out_hidden_size, M = vc->spatial_merge_size, unit = M * M, Dv4 = Dv * unit;
+    const int row_len = vc->in_channels * vc->temporal_patch_size * vc->patch_size * vc->patch_size;
+    const int G = (int)lround(sqrt((double)vc->num_position_embeddings));
+    const int frame = grid_h * grid_w, n = grid_t * frame, n_merged = n / unit;
+    const int threads = qvl_pool_threads(pool);
+
+    /* Activation arena for this image. */
+    size_t sizes[] = {(size_t)n * Dv, (size_t)n * Dv, (size_t)n * 3 * Dv, (size_t)n * Dv, (size_t)n * Iv,
+                      (size_t)n * hd, (size_t)n * hd, (size_t)n_merged * Dv4, (size_t)n_merged * Dv4,
+                      (size_t)threads * frame, (size_t)grid_h + grid_w};
+    enum { X, Y, QKV, ATT, HID, COS, SIN, MT1, MT2, SCORES, LIN, N_BUF };
+    size_t total = 0;
+    for (int i = 0; i < N_BUF; i++) total += sizes[i];
+    float *arena = malloc(total * sizeof(float));
+    if (!arena) return qvl_errorf("vision: out of memory for %d patches", n);
+    float *buf[N_BUF];
+    size_t off = 0;
+    for (int i = 0; i < N_BUF; off += sizes[i], i++) buf[i] = arena + off;
+    float *x = buf[X], *y = buf[Y], *qkv = buf[QKV], *att = buf[ATT], *hid = buf[HID];
+
+    /* Patch embedding (Conv3d with kernel = stride = one patch is a matmul) + position table. */
+    qvl_cpu_matmul(pool, x, pixels, w->patch_w, w->patch_b, n, row_len, Dv);
+    dump2("vision.patch_embed", x, n, Dv);
+    pos_embed_interpolate(y, w->pos_embed, G, Dv, grid_t, grid_h, grid_w, M, buf[LIN], buf[LIN] + grid_h);
+    dump2("vision.pos_embed", y, n, Dv);
+    qvl_cpu_add(x, y, (size_t)n * Dv);
+    dump2("vision.embed", x, n, Dv);
+    vision_rotary(buf[COS], buf[SIN], hd, grid_t, grid_h, grid_w, M);
+
+    int tap = 0;
+    for (int i = 0; i < vc->depth; i++) {
+        const qvl_vision_block_w *b = &w->blocks[i];
+        /* x = x + proj(attention(rope(qkv(norm1(x))))), attention within each frame of the image */
+        qvl_cpu_layernorm(y, x, b->norm1_w, b->norm1_b, n, Dv, 1e-6f);
+        qvl_cpu_matmul(pool, qkv, y, b->qkv_w, b->qkv_b, n, Dv, 3 * Dv);
+        for (int p = 0; p < n; p++)
+            for (int h = 0; h < H; h++) {
+                float *row = qkv + (size_t)p * 3 * Dv + (size_t)h * hd;
+                qvl_cpu_rope_half(row, buf[COS] + (size_t)p * hd, buf[SIN] + (size_t)p * hd, hd);
+                qvl_cpu_rope_half(row + Dv, buf[COS] + (size_t)p * hd, buf[SIN] + (size_t)p * hd, hd);
+            }
+        for (int f = 0; f < grid_t; f++) {
+            const float *base = qkv + (size_t)f * frame * 3 * Dv;
+            qvl_cpu_attention(pool, att + (size_t)f * frame * Dv, Dv, base, 3 * Dv, base + Dv, base + 2 * Dv, 3 * Dv,
+                              frame, frame, H, H, hd, -1, buf[SCORES]);
+        }
+        qvl_cpu_matmul(pool, y, att, b->proj_w, b->proj_b, n, Dv, Dv);
+        qvl_cpu_add(x, y, (size_t)n * Dv);
+        /* x = x + fc2(gelu_tanh(fc1(norm2(x)))) */
+        qvl_cpu_layernorm(y, x, b->norm2_w, b->norm2_b, n, Dv, 1e-6f);
+        qvl_cpu_matmul(pool, hid, y, b->fc1_w, b->fc1_b, n, Dv, Iv);
+        qvl_cpu_gelu_tanh(hid, (size_t)n * Iv);
+        qvl_cpu_matmul(pool, y, hid, b->fc2_w, b->fc2_b, n, Iv, Dv);
+        qvl_cpu_add(x, y, (size_t)n * Dv);
+        char name[64];
+        snprintf(name, sizeof name, "vision.block%d", i);
+        dump2(name, x, n, Dv);
+        /* DeepStack tap: the output of this block, merged by its own post-shuffle merger. */
+        for (int j = 0; j < vc->n_deepstack; j++)
+            if (vc->deepstack_indexes[j] == i) {
+                patch_merger(pool, &w->deepstack[j], 1, x, n_merged, Dv4, Dv, D, buf[MT1], buf[MT2], deepstack[j]);
+                snprintf(name, sizeof name, "vision.deepstack%d", j);
+                dump2(name, deepstack[j], n_merged, D);
+                tap++;
+            }
+    }
+    patch_merger(pool, &w->merger, 0, x, n_merged, Dv4, Dv, D, buf[MT1], buf[MT2], embeds);
+    dump2("vision.merger", embeds, n_merged, D);
+    free(arena);
+    if (tap != vc->n_deepstack) return qvl_errorf("vision: deepstack index beyond depth %d", vc->depth);
+    return 0;
+}
