@@ -117,7 +117,7 @@ static int bit_width(int max_value) {
 }
 
 /* The RLE / bit-packed hybrid encoding (levels, dictionary indices): count values of width bits. */
-static const char *decode_hybrid(const uint8_t *p, size_t n, int width, int64_t count, int32_t *out) {
+const char *qvl_parquet_decode_hybrid(const uint8_t *p, size_t n, int width, int64_t count, int32_t *out) {
     size_t pos = 0;
     int64_t k = 0;
     size_t value_bytes = ((size_t)width + 7) / 8;
@@ -239,7 +239,7 @@ static const char *read_values(builder *b, const uint8_t *p, size_t len, int64_t
     if (len < 1 || p[0] > 32) return "corrupt dictionary indices";
     int32_t *idx = malloc((size_t)n_present * sizeof *idx);
     if (!idx) return "out of memory";
-    const char *why = decode_hybrid(p + 1, len - 1, p[0], n_present, idx);
+    const char *why = qvl_parquet_decode_hybrid(p + 1, len - 1, p[0], n_present, idx);
     for (int64_t i = 0; i < n_present && !why; i++) {
         if (idx[i] < 0 || idx[i] >= b->dict_n) why = "dictionary index out of range";
         else if (append_value(b, b->dict_buf + b->dict_start[idx[i]], (size_t)b->dict_len[idx[i]])) why = "out of memory";
@@ -252,7 +252,7 @@ static const char *read_values(builder *b, const uint8_t *p, size_t len, int64_t
 static const char *read_levels(const uint8_t *p, size_t len, int max_level, int64_t count, int16_t *dst) {
     int32_t *tmp = malloc((size_t)(count ? count : 1) * sizeof *tmp);
     if (!tmp) return "out of memory";
-    const char *why = decode_hybrid(p, len, bit_width(max_level), count, tmp);
+    const char *why = qvl_parquet_decode_hybrid(p, len, bit_width(max_level), count, tmp);
     for (int64_t i = 0; i < count && !why; i++) {
         if (tmp[i] > max_level) why = "level exceeds the column's maximum";
         dst[i] = (int16_t)tmp[i];

@@ -44,5 +44,8 @@ struct qvl_parquet {
 
 const char *qvl_parquet_codec_name(int codec);
 const char *qvl_parquet_encoding_name(int encoding);
+/* The RLE / bit-packed hybrid encoding (levels, dictionary indices): decodes count values of width
+ * bits from p[0..n) into out. NULL, or why the data is bad. */
+const char *qvl_parquet_decode_hybrid(const uint8_t *p, size_t n, int width, int64_t count, int32_t *out);
 
 #endif
