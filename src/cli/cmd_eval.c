@@ -1,14 +1,426 @@
-/* qvl eval (spec/cli.md). Placeholder until its issue lands. */
+/* qvl eval --model DIR --data PATH [...] (spec/cli.md): runs every selected OCRBench sample through
+ * the engine one at a time, appends each result to the results JSONL as it finishes (the resume
+ * log), shows progress on stderr, then prints the report (spec/report.md) and writes the summary
+ * JSON atomically. A rerun with the same settings resumes: finished samples are kept. */
+#include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/commands.h"
+#include "cli/opts.h"
+#include "eval/dataset.h"
+#include "eval/progress.h"
+#include "eval/report.h"
+#include "eval/results.h"
+#include "eval/score.h"
+#include "model/config.h"
+#include "qvl.h"
+#include "util/error.h"
+#include "util/file.h"
 
-int cmd_eval(int argc, char **argv) {
-    if (argc > 1 && !strcmp(argv[1], "--help")) {
-        printf("usage: qvl eval ... (not implemented yet)\n");
+typedef struct {
+    const char *model, *data, *images, *out, *summary, *on_overflow, *rule;
+    long limit, offset;
+    int max_new_tokens, batch, overwrite, sample, top_k;
+    double temperature, top_p, presence_penalty, repetition_penalty;
+    common_opts c;
+} eval_args;
+
+/* The last path component without a trailing slash and, for files, without the extension. */
+static char *base_name(const char *path, int strip_ext) {
+    char *s = strdup(path);
+    size_t n = strlen(s);
+    while (n > 1 && s[n - 1] == '/') s[--n] = 0;
+    const char *b = strrchr(s, '/');
+    char *out = strdup(b ? b + 1 : s);
+    free(s);
+    char *dot = strrchr(out, '.');
+    if (strip_ext && dot && dot != out) *dot = 0;
+    return out;
+}
+
+static const char *format_name(qvl_data_format f) {
+    return f == QVL_DATA_JSON ? "json" : f == QVL_DATA_TSV ? "tsv" : "parquet";
+}
+
+static void add_long_or_default(cJSON *o, const char *key, long v) {
+    if (v > 0) cJSON_AddNumberToObject(o, key, (double)v);
+    else cJSON_AddStringToObject(o, key, "default");
+}
+
+/* The settings that decide the results: a resumed log must have been made with the same ones. */
+static cJSON *run_settings(const eval_args *a, const qvl_config *cfg, const qvl_dataset *ds) {
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "model", a->model);
+    cJSON_AddStringToObject(s, "data", a->data);
+    cJSON_AddStringToObject(s, "format", format_name(ds->format));
+    if (a->images) cJSON_AddStringToObject(s, "images", a->images);
+    cJSON_AddStringToObject(s, "requested_device", a->c.device ? a->c.device : "auto");
+    cJSON_AddStringToObject(s, "dtype", cfg->dtype);
+    if (cfg->quant_method[0]) cJSON_AddStringToObject(s, "quantization", cfg->quant_method);
+    else cJSON_AddNullToObject(s, "quantization");
+    add_long_or_default(s, "max_model_len", a->c.max_model_len);
+    long min_px = a->c.min_pixels > 0 ? a->c.min_pixels : cfg->preproc.min_pixels;
+    long max_px = a->c.max_pixels > 0 ? a->c.max_pixels : cfg->preproc.max_pixels;
+    if (a->c.max_image_tokens > 0 && a->c.max_image_tokens * 1024 < max_px) max_px = a->c.max_image_tokens * 1024;
+    cJSON_AddNumberToObject(s, "min_pixels", (double)min_px);
+    cJSON_AddNumberToObject(s, "max_pixels", (double)max_px);
+    cJSON_AddNumberToObject(s, "max_new_tokens", a->max_new_tokens);
+    cJSON_AddStringToObject(s, "on_overflow", a->on_overflow);
+    if (a->sample) {
+        cJSON *g = cJSON_AddObjectToObject(s, "sampling");
+        /* The checkpoint's generation_config values unless overridden (spec/cli.md). */
+        cJSON_AddNumberToObject(g, "temperature", !isnan(a->temperature) ? a->temperature : cfg->gen.temperature);
+        cJSON_AddNumberToObject(g, "top_p", !isnan(a->top_p) ? a->top_p : cfg->gen.top_p);
+        cJSON_AddNumberToObject(g, "top_k", a->top_k >= 0 ? a->top_k : cfg->gen.top_k);
+        cJSON_AddNumberToObject(g, "presence_penalty",
+                                !isnan(a->presence_penalty) ? a->presence_penalty : cfg->gen.presence_penalty);
+        cJSON_AddNumberToObject(g, "repetition_penalty",
+                                !isnan(a->repetition_penalty) ? a->repetition_penalty : cfg->gen.repetition_penalty);
+        cJSON_AddNumberToObject(g, "seed", (double)a->c.seed);
+    } else {
+        cJSON_AddStringToObject(s, "sampling", "greedy");
+    }
+    cJSON_AddStringToObject(s, "prompt", "question verbatim after the image, checkpoint chat template");
+    cJSON_AddStringToObject(s, "score_rule", a->rule);
+    return s;
+}
+
+static qvl_engine *open_engine(const eval_args *a) {
+    qvl_engine_opts o = qvl_engine_opts_default();
+    o.model_dir = a->model;
+    o.device = !a->c.device ? QVL_DEVICE_AUTO : !strcmp(a->c.device, "cpu") ? QVL_DEVICE_CPU : QVL_DEVICE_CUDA;
+    o.threads = a->c.threads;
+    o.gpu_mem_mib = a->c.gpu_mem_mib;
+    o.max_model_len = a->c.max_model_len;
+    o.min_pixels = a->c.min_pixels;
+    o.max_pixels = a->c.max_pixels;
+    o.max_image_tokens = a->c.max_image_tokens;
+    return qvl_engine_open(&o);
+}
+
+static qvl_gen_opts gen_opts(const eval_args *a) {
+    qvl_gen_opts g = qvl_gen_opts_default();
+    g.max_new_tokens = a->max_new_tokens;
+    g.sample = a->sample;
+    if (!isnan(a->temperature)) g.temperature = a->temperature;
+    if (!isnan(a->top_p)) g.top_p = a->top_p;
+    if (a->top_k >= 0) g.top_k = a->top_k;
+    if (!isnan(a->presence_penalty)) g.presence_penalty = a->presence_penalty;
+    if (!isnan(a->repetition_penalty)) g.repetition_penalty = a->repetition_penalty;
+    g.seed = (uint64_t)a->c.seed;
+    g.on_overflow_downscale = !strcmp(a->on_overflow, "downscale");
+    return g;
+}
+
+/* The record of one sample, before timing: fields from the data. Borrowed strings. */
+static qvl_eval_record base_record(const qvl_sample *s) {
+    qvl_eval_record r = {0};
+    r.index = s->index;
+    r.type = s->type;
+    r.dataset = s->dataset;
+    r.question = s->question;
+    r.answers = s->answers;
+    r.n_answers = s->n_answers;
+    r.prediction = "";
+    return r;
+}
+
+/* Runs one sample; fills rec (prediction borrowed from *res until qvl_result_free). Returns 0, or
+ * -1 for a failure that must stop the run (the sample is then not recorded, so a rerun retries it). */
+static int run_sample(qvl_engine *e, const qvl_sample *s, const qvl_gen_opts *g, qvl_score_rule rule,
+                      qvl_eval_record *rec, qvl_result *res) {
+    memset(res, 0, sizeof *res);
+    *rec = base_record(s);
+    if (s->error) {
+        rec->skipped = 1;
+        rec->reason = s->error;
         return 0;
     }
-    fprintf(stderr, "qvl: eval: not implemented yet\n");
-    return 1;
+    qvl_request req = {.image_path = s->image_path, .image_data = s->image_data, .image_size = s->image_size,
+                       .prompt = s->question};
+    char name[64];
+    snprintf(name, sizeof name, "sample %ld image", s->index);
+    req.image_name = name;
+    double t0 = qvl_now_s();
+    if (qvl_generate(e, &req, g, res) != 0) {
+        const char *why = qvl_last_error();
+        /* Running out of memory is the machine's problem, not the sample's: stop, keep it pending. */
+        if (strstr(why, "out of memory")) return -1;
+        rec->skipped = 1;
+        rec->reason = (char *)why;
+        return 0;
+    }
+    rec->latency_s = qvl_now_s() - t0;
+    rec->ttft_s = res->ttft_s;
+    rec->prediction = res->text ? res->text : "";
+    rec->prompt_tokens = res->prompt_tokens;
+    rec->image_tokens = res->image_tokens;
+    rec->generated_tokens = res->n_tokens;
+    rec->correct = qvl_ocrbench_match_rule(rec->prediction, (const char *const *)s->answers, s->n_answers,
+                                           s->type, rule);
+    return 0;
+}
+
+static int write_summary(const char *path, const cJSON *summary) {
+    char *text = cJSON_Print(summary);
+    if (!text) return qvl_errorf("%s: out of memory", path);
+    size_t n = strlen(text);
+    char *buf = malloc(n + 2);
+    memcpy(buf, text, n);
+    buf[n] = '\n';
+    int rc = qvl_write_file_atomic(path, buf, n + 1);
+    free(buf);
+    cJSON_free(text);
+    return rc;
+}
+
+static int parse_args(int argc, char **argv, eval_args *a) {
+    memset(a, 0, sizeof *a);
+    a->limit = -1;
+    a->on_overflow = "skip";
+    a->rule = "official";
+    a->max_new_tokens = 128;
+    a->batch = 1;
+    a->top_k = -1;
+    a->temperature = a->top_p = a->presence_penalty = a->repetition_penalty = NAN;
+    common_opts c0 = COMMON_OPTS_INIT;
+    a->c = c0;
+    cli_opt opts[] = {
+        {"model", OPT_STR, &a->model, "DIR", "checkpoint folder"},
+        {"data", OPT_STR, &a->data, "PATH", "OCRBench.json, VLMEvalKit .tsv, or .parquet file/folder"},
+        {"images", OPT_STR, &a->images, "DIR", "image folder for OCRBench.json (default: its folder)"},
+        {"out", OPT_STR, &a->out, "RUN.jsonl", "results log (default ./qvl-<model>-<data>.jsonl)"},
+        {"summary", OPT_STR, &a->summary, "RUN.json", "summary JSON (default: --out with .json)"},
+        {"limit", OPT_LONG, &a->limit, "N", "evaluate at most N samples"},
+        {"offset", OPT_LONG, &a->offset, "K", "skip the first K samples"},
+        {"on-overflow", OPT_STR, &a->on_overflow, "skip|downscale", "a prompt over max-model-len (default skip)"},
+        {"max-new-tokens", OPT_INT, &a->max_new_tokens, "N", "generated tokens per sample (default 128)"},
+        {"batch", OPT_INT, &a->batch, "N", "samples per batch (only 1 for now)"},
+        {"overwrite", OPT_FLAG, &a->overwrite, NULL, "start afresh instead of resuming --out"},
+        {"rule", OPT_STR, &a->rule, "official|lmms-eval", "scoring rule (default official)"},
+        {"sample", OPT_FLAG, &a->sample, NULL, "sample with generation_config.json values (default greedy)"},
+        {"temperature", OPT_DOUBLE, &a->temperature, "T", "sampling temperature (with --sample)"},
+        {"top-p", OPT_DOUBLE, &a->top_p, "P", "nucleus sampling (with --sample)"},
+        {"top-k", OPT_INT, &a->top_k, "K", "top-k sampling (with --sample)"},
+        {"presence-penalty", OPT_DOUBLE, &a->presence_penalty, "X", "presence penalty"},
+        {"repetition-penalty", OPT_DOUBLE, &a->repetition_penalty, "X", "repetition penalty"},
+        COMMON_OPT_ROWS(a->c),
+    };
+    int rc = opts_parse(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]),
+                        "qvl eval --model DIR --data PATH [--out RUN.jsonl] [--summary RUN.json] [--limit N] "
+                        "[--offset K] [--on-overflow skip|downscale] [--max-new-tokens N] [--batch N] [--overwrite] "
+                        "[common options]",
+                        "Evaluates a model on OCRBench with the official scoring rule. Each result is appended to "
+                        "--out as it finishes; rerunning the same command resumes where it stopped.",
+                        NULL, 0, NULL);
+    if (rc) return rc == 1 ? 1 : 2;
+    if (!a->model) return usage_error("eval", "--model is required");
+    if (!a->data) return usage_error("eval", "--data is required");
+    if (a->batch > 1)
+        return usage_error("eval", "--batch %d: batched evaluation does not exist yet; samples run one at a time "
+                                   "(use --batch 1)", a->batch);
+    if (a->batch < 1) return usage_error("eval", "--batch %d: must be 1", a->batch);
+    if (strcmp(a->on_overflow, "skip") && strcmp(a->on_overflow, "downscale"))
+        return usage_error("eval", "--on-overflow: '%s' is not skip or downscale", a->on_overflow);
+    if (strcmp(a->rule, "official") && strcmp(a->rule, "lmms-eval"))
+        return usage_error("eval", "--rule: '%s' is not official or lmms-eval", a->rule);
+    if (a->c.device && strcmp(a->c.device, "cpu") && strcmp(a->c.device, "cuda"))
+        return usage_error("eval", "--device: '%s' is not cpu or cuda", a->c.device);
+    if (a->max_new_tokens < 1) return usage_error("eval", "--max-new-tokens %d: must be at least 1", a->max_new_tokens);
+    if (a->offset < 0) return usage_error("eval", "--offset %ld: must not be negative", a->offset);
+    if (a->limit == 0 || a->limit < -1) return usage_error("eval", "--limit %ld: must be positive", a->limit);
+    return 0;
+}
+
+typedef struct {
+    qvl_dataset ds;
+    qvl_results res;
+    cJSON *settings;
+    char *out, *summary;
+    qvl_engine *engine;
+} eval_state;
+
+static void state_free(eval_state *st) {
+    if (st->engine) qvl_engine_close(st->engine);
+    qvl_results_close(&st->res);
+    qvl_dataset_free(&st->ds);
+    cJSON_Delete(st->settings);
+    free(st->out);
+    free(st->summary);
+}
+
+int cmd_eval(int argc, char **argv) {
+    eval_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc == 1 ? 0 : rc;
+    eval_state st;
+    memset(&st, 0, sizeof st);
+    st.res.fd = -1;
+    qvl_config cfg;
+    if (qvl_config_load(a.model, &cfg)) return runtime_error();
+    if (qvl_dataset_load(a.data, a.images, 1, &st.ds)) return runtime_error();
+    if (a.offset >= st.ds.n_samples) {
+        qvl_errorf("%s: --offset %ld is past its %ld samples", a.data, a.offset, st.ds.n_samples);
+        state_free(&st);
+        return runtime_error();
+    }
+    long first = a.offset, n = st.ds.n_samples - a.offset;
+    if (a.limit > 0 && a.limit < n) n = a.limit;
+    const qvl_sample *sel = st.ds.samples + first;
+
+    if (a.out) {
+        st.out = strdup(a.out);
+    } else {
+        char *m = base_name(a.model, 0), *d = base_name(a.data, 1);
+        size_t len = strlen(m) + strlen(d) + 32;
+        st.out = malloc(len);
+        snprintf(st.out, len, "./qvl-%s-%s.jsonl", m, d);
+        free(m);
+        free(d);
+    }
+    if (a.summary) {
+        st.summary = strdup(a.summary);
+    } else {
+        size_t len = strlen(st.out);
+        st.summary = malloc(len + 8);
+        memcpy(st.summary, st.out, len + 1);
+        if (len > 6 && !strcmp(st.summary + len - 6, ".jsonl")) st.summary[len - 1] = 0;   /* .jsonl -> .json */
+        else strcat(st.summary, ".json");
+    }
+    st.settings = run_settings(&a, &cfg, &st.ds);
+    if (qvl_results_open(&st.res, st.out, st.settings, a.overwrite)) {
+        state_free(&st);
+        return runtime_error();
+    }
+
+    /* What the log already holds for this selection. Samples without a readable key (index -1)
+     * are never logged: they are recounted as skipped on every run. */
+    long done = 0, done_correct = 0, pending = 0;
+    for (long i = 0; i < n; i++) {
+        const qvl_eval_record *r = sel[i].index >= 0 ? qvl_results_find(&st.res, sel[i].index) : NULL;
+        if (r) {
+            done++;
+            done_correct += r->correct && !r->skipped;
+        } else if (!sel[i].error) {
+            pending++;
+        }
+    }
+    long resumed = done;
+
+    double load_s = -1, warmup_s = -1;
+    if (pending > 0) {
+        double t0 = qvl_now_s();
+        st.engine = open_engine(&a);
+        if (!st.engine) {
+            state_free(&st);
+            fprintf(stderr, "qvl: %s\n", qvl_last_error());
+            return 1;
+        }
+        load_s = qvl_now_s() - t0;
+        /* Warm-up (first-call allocations, kernel loading) stays out of Total Time. */
+        qvl_request wreq = {.prompt = "Hi"};
+        qvl_gen_opts wg = qvl_gen_opts_default();
+        wg.max_new_tokens = 1;
+        qvl_result wres;
+        t0 = qvl_now_s();
+        if (qvl_generate(st.engine, &wreq, &wg, &wres) != 0) {
+            fprintf(stderr, "qvl: warm-up: %s\n", qvl_last_error());
+            state_free(&st);
+            return 1;
+        }
+        qvl_result_free(&wres);
+        warmup_s = qvl_now_s() - t0;
+    }
+
+    qvl_score_rule rule = !strcmp(a.rule, "lmms-eval") ? QVL_SCORE_LMMS_EVAL : QVL_SCORE_OFFICIAL;
+    qvl_gen_opts g = gen_opts(&a);
+    qvl_progress prog;
+    qvl_progress_start(&prog, stderr, -1, n, done, done_correct);
+    /* Unlogged skips (index -1) are built here and kept until the report is printed. */
+    qvl_eval_record *unlogged = calloc((size_t)n + 1, sizeof *unlogged);
+    double t_prev_end = qvl_now_s();
+    int failed = 0;
+    for (long i = 0; i < n && !failed; i++) {
+        const qvl_sample *s = &sel[i];
+        if (s->index >= 0 && qvl_results_find(&st.res, s->index)) continue;
+        qvl_eval_record rec;
+        qvl_result res;
+        if (run_sample(st.engine, s, &g, rule, &rec, &res)) {
+            fprintf(stderr, "%sqvl: sample %ld: %s (stopped; rerun the same command to resume)\n",
+                    prog.mode == QVL_PROGRESS_TTY ? "\n" : "", s->index, qvl_last_error());
+            failed = 1;
+            break;
+        }
+        char *reason_copy = rec.reason ? strdup(rec.reason) : NULL;   /* qvl_last_error may change */
+        rec.reason = reason_copy;
+        rec.peak_memory_mib = st.engine ? qvl_engine_peak_memory_mib(st.engine) : 0;
+        double t_end = qvl_now_s();
+        rec.wall_s = t_end - t_prev_end;
+        t_prev_end = t_end;
+        if (s->index < 0) {
+            unlogged[i] = rec;
+            unlogged[i].reason = reason_copy ? reason_copy : strdup("");
+            reason_copy = NULL;
+        } else if (qvl_results_append(&st.res, &rec)) {
+            free(reason_copy);
+            qvl_result_free(&res);
+            failed = 2;
+            break;
+        }
+        free(reason_copy);
+        qvl_progress_step(&prog, rec.correct && !rec.skipped);
+        qvl_result_free(&res);
+    }
+    qvl_progress_finish(&prog);
+    if (failed) {
+        if (failed == 2) fprintf(stderr, "qvl: %s\n", qvl_last_error());
+        for (long i = 0; i < n; i++) free(unlogged[i].reason);
+        free(unlogged);
+        state_free(&st);
+        return 1;
+    }
+
+    /* The report: every selected sample's record. */
+    const qvl_eval_record **recs = calloc((size_t)n + 1, sizeof *recs);
+    double total_time = 0, peak = st.engine ? qvl_engine_peak_memory_mib(st.engine) : 0;
+    for (long i = 0; i < n; i++) {
+        recs[i] = sel[i].index >= 0 ? qvl_results_find(&st.res, sel[i].index) : &unlogged[i];
+        total_time += recs[i]->wall_s;
+        if (recs[i]->peak_memory_mib > peak) peak = recs[i]->peak_memory_mib;
+    }
+    char date[32];
+    time_t now = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S", localtime(&now));
+    const char *device = st.engine ? qvl_engine_device_name(st.engine) : "(not opened: every sample was already done)";
+    cJSON *report_settings = cJSON_Duplicate(st.settings, 1);
+    cJSON_AddNumberToObject(report_settings, "batch", a.batch);
+    cJSON_AddStringToObject(report_settings, "qvl_version", QVL_VERSION);
+    cJSON_AddStringToObject(report_settings, "results", st.out);
+    qvl_report_input in = {
+        .model = a.model, .data = a.data, .date = date, .device = device,
+        .device_is_cpu = st.engine ? strncmp(device, "cpu", 3) == 0 : (a.c.device && !strcmp(a.c.device, "cpu")),
+        .settings = report_settings, .records = recs, .n_samples = n, .total_time_s = total_time,
+        .load_s = load_s, .warmup_s = warmup_s, .resumed = resumed, .peak_memory_mib = peak,
+        .planned_memory_mib = -1, .memory_plan_mib = NULL,
+        .memory_budget_mib = a.c.gpu_mem_mib > 0 ? (double)a.c.gpu_mem_mib : 0,
+    };
+    char *text = qvl_report_text(&in);
+    fputs(text, stdout);
+    fflush(stdout);
+    free(text);
+    cJSON *summary = qvl_report_summary(&in);
+    rc = write_summary(st.summary, summary);
+    if (rc == 0) fprintf(stderr, "qvl eval: results in %s, summary in %s\n", st.out, st.summary);
+    else rc = runtime_error();
+    cJSON_Delete(summary);
+    cJSON_Delete(report_settings);
+    free(recs);
+    for (long i = 0; i < n; i++) free(unlogged[i].reason);
+    free(unlogged);
+    state_free(&st);
+    return rc;
 }
