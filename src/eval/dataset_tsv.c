@@ -100,17 +100,21 @@ static int cmp_long(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* VLMEvalKit stores a repeated image once: the other rows' image field is that row's index
+ * (it treats any field of at most 64 characters so; we also require an integer). */
+static int is_reference(const field *f, long *ref) { return f->len <= 64 && parse_index(f, ref) == 0; }
+
 /* Image of every sample: decode base64, following "index" references to the row holding the bytes. */
 static void decode_images(qvl_dataset *ds, field *images) {
     for (long i = 0; i < ds->n_samples; i++) {
         qvl_sample *s = &ds->samples[i];
         field *f = &images[i];
         if (!f->p) continue;  /* a line with the wrong number of fields */
-        if (f->len <= 64) {   /* VLMEvalKit: a short image field names the row whose image it shares */
-            long ref;
-            const qvl_sample *t = parse_index(f, &ref) ? NULL : qvl_dataset_find(ds, ref);
+        long ref;
+        if (is_reference(f, &ref)) {
+            const qvl_sample *t = qvl_dataset_find(ds, ref);
             field *tf = t ? &images[t - ds->samples] : NULL;
-            if (!tf || !tf->p || tf->len <= 64) {
+            if (!tf || !tf->p || is_reference(tf, &ref)) {
                 qvl_sample_set_error(s, "image field '%.*s' is neither base64 nor the index of a row with an image",
                                      (int)f->len, f->p);
                 continue;

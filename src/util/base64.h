@@ -4,8 +4,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Decodes len characters of s. ASCII whitespace is skipped (as Python's b64decode does);
- * '=' padding is optional at the end. Returns a malloc'd buffer (NUL-terminated, *out_len bytes),
+/* Decodes len characters of s. ASCII whitespace (line breaks) is skipped and '=' padding is
+ * optional at the end; any other character outside the alphabet is an error (Python's b64decode
+ * would silently drop it, which hides a damaged image). Returns a malloc'd buffer (NUL-terminated, *out_len bytes),
  * or NULL + qvl_error "invalid base64: <why>" (no item prefix: the caller adds it). */
 uint8_t *qvl_base64_decode(const char *s, size_t len, size_t *out_len);
 
