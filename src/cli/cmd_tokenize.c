@@ -74,7 +74,8 @@ static int decode_array(const qvl_tokenizer *tok, const char *s, size_t len, int
         ids[k++] = (int32_t)it->valuedouble;
     }
     cJSON_Delete(arr);
-    char *text = qvl_tokenizer_decode(tok, ids, (size_t)n, skip_special);
+    size_t text_len;
+    char *text = qvl_tokenizer_decode_len(tok, ids, (size_t)n, skip_special, &text_len);
     free(ids);
     if (!text) {
         char msg[512];
@@ -82,7 +83,7 @@ static int decode_array(const qvl_tokenizer *tok, const char *s, size_t len, int
         return qvl_errorf("%s: %s", what, msg);
     }
     utf8_buf out = {0};
-    int rc = json_str_write(&out, text, strlen(text));
+    int rc = json_str_write(&out, text, text_len);
     free(text);
     if (rc) return qvl_errorf("%s: out of memory", what);
     fwrite(out.data, 1, out.len, stdout);

@@ -64,3 +64,5 @@ void qvl_detok_stream_free(qvl_detok_stream *s) {
     free(s->out.data);
     free(s);
 }
+
+size_t qvl_detok_stream_last_len(const qvl_detok_stream *s) { return s->out.len; }

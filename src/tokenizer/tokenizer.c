@@ -159,6 +159,12 @@ done:
 }
 
 char *qvl_tokenizer_decode(const qvl_tokenizer *tok, const int32_t *ids, size_t n, int skip_special) {
+    size_t len;
+    return qvl_tokenizer_decode_len(tok, ids, n, skip_special, &len);
+}
+
+char *qvl_tokenizer_decode_len(const qvl_tokenizer *tok, const int32_t *ids, size_t n, int skip_special,
+                               size_t *len) {
     utf8_buf raw = {0}, out = {0};
     for (size_t i = 0; i < n; i++) {
         int32_t id = ids[i];
@@ -174,6 +180,7 @@ char *qvl_tokenizer_decode(const qvl_tokenizer *tok, const int32_t *ids, size_t 
     }
     if (utf8_lossy_append(&out, (const unsigned char *)raw.data, raw.len, 1) == (size_t)-1) goto oom;
     free(raw.data);
+    *len = out.len;
     return out.data;
 oom:
     free(raw.data);

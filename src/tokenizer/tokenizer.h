@@ -18,6 +18,9 @@ int qvl_tokenizer_from_cache(const qvl_tokenizer *tok);
 int qvl_tokenizer_encode(const qvl_tokenizer *tok, const char *text, size_t len, int32_t **ids, size_t *n);
 /* Decodes ids to a malloc'd UTF-8 string; skip_special drops special tokens. NULL + error on a bad id. */
 char *qvl_tokenizer_decode(const qvl_tokenizer *tok, const int32_t *ids, size_t n, int skip_special);
+/* The same, also giving the length (the text may hold U+0000, e.g. from token "\u0000"). */
+char *qvl_tokenizer_decode_len(const qvl_tokenizer *tok, const int32_t *ids, size_t n, int skip_special,
+                               size_t *len);
 /* Id of a token's text (vocabulary or added token), or -1. */
 int32_t qvl_tokenizer_token_id(const qvl_tokenizer *tok, const char *text);
 int qvl_tokenizer_is_special(const qvl_tokenizer *tok, int32_t id);
@@ -30,5 +33,7 @@ qvl_detok_stream *qvl_detok_stream_new(const qvl_tokenizer *tok, int skip_specia
 const char *qvl_detok_stream_push(qvl_detok_stream *s, int32_t id);
 const char *qvl_detok_stream_flush(qvl_detok_stream *s);     /* whatever remains (bytes as U+FFFD) */
 void qvl_detok_stream_free(qvl_detok_stream *s);
+/* Byte length of the text the last push/flush returned (it may hold U+0000). */
+size_t qvl_detok_stream_last_len(const qvl_detok_stream *s);
 
 #endif
