@@ -20,7 +20,7 @@
 static const double TOL = 1e-4, MARGIN = 1e-3;
 
 static int load(const char *dir, const char *name, qvl_npy *a) {
-    char path[512];
+    char path[1024];
     snprintf(path, sizeof path, "%s/%s.npy", dir, name);
     return qvl_npy_read(path, a);
 }
@@ -99,6 +99,24 @@ static void run_case(qvl_model *m, const char *model, const char *cname) {
         tok_total += imgs[i].n_tokens;
     }
     if (n_img == 1) {
+        /* The interpolated position table alone: the reference's embed - patch_embed. */
+        qvl_npy pe, emb, ours;
+        if (load(rdir, "vision.patch_embed", &pe) == 0 && load(rdir, "vision.embed", &emb) == 0 &&
+            load(ddir, "vision.pos_embed", &ours) == 0) {
+            size_t cnt = emb.nbytes / 4;
+            float *ref_pos = malloc(emb.nbytes);
+            for (size_t i = 0; i < cnt; i++) ref_pos[i] = ((float *)emb.data)[i] - ((float *)pe.data)[i];
+            double e = ours.nbytes == emb.nbytes ? rel_err(ours.data, ref_pos, cnt) : 1e9;
+            /* Tighter than TOL: only the subtraction's rounding is allowed, so a one-ulp shift of
+             * the sample points (e.g. torch's older symmetric linspace, 2.5e-6 here) fails. */
+            if (!(e <= 5e-7)) test_fail(__FILE__, __LINE__, "%s %s: vision.pos_embed relative error %.3g", model, cname, e);
+            if (verbose()) fprintf(stderr, "    %-22s %.2e (vs embed - patch_embed)\n", "vision.pos_embed", e);
+            free(ref_pos);
+            qvl_npy_free(&pe);
+            qvl_npy_free(&emb);
+            qvl_npy_free(&ours);
+        } else
+            test_fail(__FILE__, __LINE__, "%s %s: position-table dumps missing", model, cname);
         const char *stages[] = {"vision.patch_embed", "vision.embed", "vision.merger"};
         for (int k = 0; k < 3; k++) compare_dump(ddir, rdir, stages[k]);
         for (int b = 0; b < cfg->vision.depth; b++) {

@@ -197,3 +197,37 @@ TEST(forward_chunked_prefill_matches_single_chunk) {
     free(ids);
     qvl_model_close(m);
 }
+
+/* Threads split work without changing any sum: 1 and 3 threads give bit-identical logits. */
+TEST(forward_thread_count_does_not_change_results) {
+    float *a = malloc(151936 * sizeof(float)), *b = malloc(151936 * sizeof(float));
+    int n = 0;
+    int32_t *ids = read_ids("two_images", &n);
+    qvl_npy px;
+    CHECK_INT(qvl_npy_read(FIX "/ref/two_images/pixel_values.npy", &px), 0);
+    float *out[2] = {a, b};
+    int threads[2] = {1, 3};
+    for (int r = 0; r < 2; r++) {
+        qvl_model *m = qvl_model_open(FIX "/tied", threads[r]);
+        CHECK(m != NULL);
+        if (!m) break;
+        CHECK_INT(qvl_model_threads(m), threads[r]);
+        qvl_pixel_values pv1 = {px.data, 16, 1536, 1, 4, 4, 64, 64, 4};
+        qvl_pixel_values pv2 = {(float *)px.data + 16 * 1536, 32, 1536, 1, 8, 4, 128, 64, 8};
+        qvl_vision_out img[2];
+        CHECK_INT(qvl_model_encode_image(m, &pv1, &img[0]), 0);
+        CHECK_INT(qvl_model_encode_image(m, &pv2, &img[1]), 0);
+        qvl_seq *s = qvl_seq_new(m, 64);
+        CHECK_INT(qvl_seq_prefill(m, s, ids, n, img, 2, out[r]), 0);
+        CHECK_INT(qvl_seq_decode(m, s, 7, out[r]), 0);
+        qvl_seq_free(s);
+        qvl_vision_out_free(&img[0]);
+        qvl_vision_out_free(&img[1]);
+        qvl_model_close(m);
+    }
+    CHECK(memcmp(a, b, 151936 * sizeof(float)) == 0);
+    qvl_npy_free(&px);
+    free(ids);
+    free(a);
+    free(b);
+}

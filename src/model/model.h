@@ -12,7 +12,8 @@
 typedef struct qvl_model qvl_model;
 
 /* Loads DIR (config + safetensors), checks every tensor the model needs (name, shape, dtype),
- * refuses quantized checkpoints ("not supported yet"). threads: 0 = all cores. */
+ * refuses quantized checkpoints ("not supported yet"). threads: 0 = all cores. A model runs one
+ * call at a time (its worker threads are shared by encode/prefill/decode). */
 qvl_model *qvl_model_open(const char *model_dir, int threads);
 void qvl_model_close(qvl_model *m);
 const qvl_config *qvl_model_config(const qvl_model *m);

@@ -16,15 +16,12 @@ static void dump2(const char *name, const float *x, int rows, int cols) {
     qvl_dump_f32(name, x, shape, 2);
 }
 
-/* torch.linspace(0, end, n) in float32 as PyTorch computes it on the CPU: the first half counts up
- * from the start, the second half counts down from the end (spec 8.5). */
+/* The sample points linspace(0, end, n) of the position-table interpolation: i * end / (n - 1)
+ * rounded once to float32. This reproduces the reference (transformers 5.17 + torch 2.11 on the
+ * CPU) bit for bit on the fixture grids; the symmetric float32 formula of older torch.linspace
+ * (spec 8.5: the second half counted down from the end) differs from it in the last bit. */
 static void linspace_f32(float *out, int n, float end) {
-    if (n == 1) {
-        out[0] = 0.0f;
-        return;
-    }
-    float step = end / (float)(n - 1);
-    for (int i = 0; i < n; i++) out[i] = i < n / 2 ? 0.0f + step * (float)i : end - step * (float)(n - 1 - i);
+    for (int i = 0; i < n; i++) out[i] = n == 1 ? 0.0f : (float)((double)end * i / (n - 1));
 }
 
 /* fast_pos_embed_interpolate: bilinear sampling (align-corners) of the G x G learned table at a
