@@ -231,3 +231,42 @@ TEST(forward_thread_count_does_not_change_results) {
     free(a);
     free(b);
 }
+
+/* A prompt prefilled in two calls (image in the first, text in the second) equals one call, and
+ * a reset sequence behaves like a new one. */
+TEST(forward_prefill_continuation_and_reset) {
+    qvl_model *m = qvl_model_open(FIX "/tied", 2);
+    CHECK(m != NULL);
+    if (!m) return;
+    int n = 0;
+    int32_t *ids = read_ids("img_square", &n);
+    qvl_npy px;
+    CHECK_INT(qvl_npy_read(FIX "/ref/img_square/pixel_values.npy", &px), 0);
+    qvl_pixel_values pv = {px.data, 16, 1536, 1, 4, 4, 64, 64, 4};
+    qvl_vision_out img;
+    CHECK_INT(qvl_model_encode_image(m, &pv, &img), 0);
+    float *a = malloc(151936 * sizeof(float)), *b = malloc(151936 * sizeof(float));
+    qvl_seq *s1 = qvl_seq_new(m, 32), *s2 = qvl_seq_new(m, 32);
+    CHECK_INT(qvl_seq_prefill(m, s1, ids, n, &img, 1, a), 0);
+    CHECK_INT(qvl_seq_prefill(m, s2, ids, 10, &img, 1, NULL), 0);
+    CHECK_INT(qvl_seq_prefill(m, s2, ids + 10, n - 10, NULL, 0, b), 0);
+    CHECK_INT(qvl_seq_len(s2), n);
+    CHECK_INT(qvl_seq_rope_delta(s1), qvl_seq_rope_delta(s2));
+    double md = 0;
+    for (int i = 0; i < 151936; i++) md = fmax(md, fabs(a[i] - b[i]));
+    CHECK(md < 1e-4);
+    qvl_seq_reset(s2);
+    CHECK_INT(qvl_seq_len(s2), 0);
+    CHECK_INT(qvl_seq_prefill(m, s2, ids, n, &img, 1, b), 0);
+    md = 0;
+    for (int i = 0; i < 151936; i++) md = fmax(md, fabs(a[i] - b[i]));
+    CHECK(md == 0);
+    qvl_seq_free(s1);
+    qvl_seq_free(s2);
+    free(a);
+    free(b);
+    qvl_vision_out_free(&img);
+    qvl_npy_free(&px);
+    free(ids);
+    qvl_model_close(m);
+}

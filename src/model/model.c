@@ -170,6 +170,11 @@ void qvl_seq_free(qvl_seq *s) {
 int qvl_seq_len(const qvl_seq *s) { return s->len; }
 int qvl_seq_rope_delta(const qvl_seq *s) { return s->rope_delta; }
 
+void qvl_seq_reset(qvl_seq *s) {
+    s->len = 0;
+    s->rope_delta = 0;
+}
+
 static int check_ids(const qvl_config *c, const int32_t *ids, int n) {
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= c->text.vocab_size)

@@ -46,6 +46,8 @@ qvl_seq *qvl_seq_new(qvl_model *m, int max_len);
 qvl_seq *qvl_seq_new_chunked(qvl_model *m, int max_len, int chunk);
 void qvl_seq_free(qvl_seq *s);
 int qvl_seq_len(const qvl_seq *s);
+/* Empties the sequence (a new prompt reuses its KV cache memory). */
+void qvl_seq_reset(qvl_seq *s);
 /* MRoPE offset of the next token: the token at cache index p has position p + rope_delta. */
 int qvl_seq_rope_delta(const qvl_seq *s);
 
@@ -58,6 +60,8 @@ int qvl_seq_rope_delta(const qvl_seq *s);
  * qvl_model_encode_image dumps vision.* the same way (the last image encoded wins). */
 int qvl_seq_prefill(qvl_model *m, qvl_seq *s, const int32_t *ids, int n, const qvl_vision_out *images,
                     int n_images, float *logits);
+/* A later prefill on a non-empty sequence continues it (e.g. the next turn of a chat): its
+ * positions resume after the cached tokens, as if the whole conversation were one prompt. */
 /* Appends one token and returns the next logits. */
 int qvl_seq_decode(qvl_model *m, qvl_seq *s, int32_t id, float *logits);
 
