@@ -17,6 +17,7 @@
 #include "eval/results.h"
 #include "eval/score.h"
 #include "model/config.h"
+#include "model/mem_plan.h"
 #include "qvl.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -87,6 +88,27 @@ static cJSON *run_settings(const eval_args *a, const qvl_config *cfg, const qvl_
     cJSON_AddStringToObject(s, "prompt", "question verbatim after the image, checkpoint chat template");
     cJSON_AddStringToObject(s, "score_rule", a->rule);
     return s;
+}
+
+/* qvl's GPU memory plan for these settings (as `qvl mem` prints it, context estimated), as a JSON
+ * object of MiB figures; NULL if it cannot be computed. */
+static cJSON *memory_plan(const eval_args *a, const qvl_config *cfg, double *total) {
+    enum { DEFAULT_MAX_MODEL_LEN = 32768 };   /* the engine's default context (engine.c) */
+    long max_len = a->c.max_model_len > 0 ? a->c.max_model_len : DEFAULT_MAX_MODEL_LEN;
+    if (max_len > cfg->text.max_position_embeddings) max_len = cfg->text.max_position_embeddings;
+    long max_px = a->c.max_pixels > 0 ? a->c.max_pixels : cfg->preproc.max_pixels;
+    if (a->c.max_image_tokens > 0 && a->c.max_image_tokens * 1024 < max_px) max_px = a->c.max_image_tokens * 1024;
+    qvl_mem_plan p;
+    if (qvl_mem_plan_compute(cfg, -1, max_len, max_px, -1, &p)) return NULL;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "cuda_context", round(p.cuda_context * 100) / 100);
+    cJSON_AddNumberToObject(o, "weights", round(p.weights * 100) / 100);
+    cJSON_AddNumberToObject(o, "kv_cache", round(p.kv_cache * 100) / 100);
+    cJSON_AddNumberToObject(o, "vision_activations", round(p.vision_activations * 100) / 100);
+    cJSON_AddNumberToObject(o, "workspace", round(p.workspace * 100) / 100);
+    cJSON_AddNumberToObject(o, "total", round(p.total * 100) / 100);
+    *total = p.total;
+    return o;
 }
 
 static qvl_engine *open_engine(const eval_args *a) {
@@ -400,12 +422,14 @@ int cmd_eval(int argc, char **argv) {
     cJSON_AddNumberToObject(report_settings, "batch", a.batch);
     cJSON_AddStringToObject(report_settings, "qvl_version", QVL_VERSION);
     cJSON_AddStringToObject(report_settings, "results", st.out);
+    double planned = -1;
+    cJSON *plan = memory_plan(&a, &cfg, &planned);
     qvl_report_input in = {
         .model = a.model, .data = a.data, .date = date, .device = device,
         .device_is_cpu = st.engine ? strncmp(device, "cpu", 3) == 0 : (a.c.device && !strcmp(a.c.device, "cpu")),
         .settings = report_settings, .records = recs, .n_samples = n, .total_time_s = total_time,
         .load_s = load_s, .warmup_s = warmup_s, .resumed = resumed, .peak_memory_mib = peak,
-        .planned_memory_mib = -1, .memory_plan_mib = NULL,
+        .planned_memory_mib = planned, .memory_plan_mib = plan,
         .memory_budget_mib = a.c.gpu_mem_mib > 0 ? (double)a.c.gpu_mem_mib : 0,
     };
     char *text = qvl_report_text(&in);
@@ -418,6 +442,7 @@ int cmd_eval(int argc, char **argv) {
     else rc = runtime_error();
     cJSON_Delete(summary);
     cJSON_Delete(report_settings);
+    cJSON_Delete(plan);
     free(recs);
     for (long i = 0; i < n; i++) free(unlogged[i].reason);
     free(unlogged);

@@ -203,7 +203,7 @@ char *qvl_report_text(const qvl_report_input *in) {
     sb_printf(&b, "\n%s", table);
     free(table);
 
-    sb_printf(&b, "\nMemory (MiB):\n");
+    sb_printf(&b, "\nMemory (MiB)%s:\n", in->device_is_cpu ? "; the plan is for the GPU path, this run used the CPU" : "");
     if (in->memory_plan_mib && cJSON_GetArraySize(in->memory_plan_mib) > 0) {
         const cJSON *it;
         cJSON_ArrayForEach(it, in->memory_plan_mib) {
