@@ -59,6 +59,14 @@ TEST(run_json_object_and_streamed_text_agree) {
     free(err);
 }
 
+TEST(run_max_image_tokens_caps_the_image) {
+    char *out = NULL;
+    /* 96x128 is 12 tokens by default; at most 4 tokens (4096 pixels) it becomes 32x64 = 2 tokens */
+    CHECK_INT(test_qvl(&out, NULL, RUN_TIED " " WIDE " --max-new-tokens 2 --json --max-image-tokens 4"), 0);
+    CHECK_CONTAINS(out, "\"prompt_tokens\":20,\"image_tokens\":2,");
+    free(out);
+}
+
 TEST(run_text_only_and_sampling) {
     char *out = NULL, *out2 = NULL;
     CHECK_INT(test_qvl(&out, NULL, RUN_TIED " --prompt 'Hello, who are you?' --max-new-tokens 5 --json"), 0);
@@ -126,8 +134,10 @@ TEST(run_usage_errors) {
         "run --model " TINY "/tied --prompt x --device tpu",
         "run --model " TINY "/tied --prompt x --bogus",
         "run --model " TINY "/tied --prompt x extra",
+        "run --model " TINY "/tied --prompt x --max-image-tokens 0",
+        "run --model " TINY "/tied --prompt x --max-model-len 0",
     };
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 10; i++) {
         char *err = NULL;
         int rc = test_qvl(NULL, &err, "%s", bad[i]);
         if (rc != 2) test_fail(__FILE__, __LINE__, "'%s' exited %d, want 2", bad[i], rc);

@@ -93,6 +93,10 @@ int cmd_run(int argc, char **argv) {
     if (sample && top_k < -1) return usage_error(cmd, "--top-k must be >= 0");
     if (!isnan(repetition) && !(repetition > 0)) return usage_error(cmd, "--repetition-penalty must be > 0");
     if (c.threads < 0) return usage_error(cmd, "--threads must be >= 0");
+    if (c.max_model_len != -1 && c.max_model_len < 2) return usage_error(cmd, "--max-model-len must be at least 2");
+    if ((c.min_pixels != -1 && c.min_pixels < 1) || (c.max_pixels != -1 && c.max_pixels < 1) ||
+        (c.max_image_tokens != -1 && c.max_image_tokens < 1))
+        return usage_error(cmd, "--min-pixels, --max-pixels and --max-image-tokens must be at least 1");
 
     qvl_engine_opts eo = qvl_engine_opts_default();
     eo.model_dir = model;

@@ -59,8 +59,8 @@ qvl_gen_opts qvl_gen_opts_default(void) {
     return g;
 }
 
-/* The checkpoint's pixel limits, overridden by the options. */
-static int resolve_image_params(const qvl_config *cfg, const qvl_engine_opts *o, qvl_image_params *p) {
+/* The checkpoint's pixel limits, overridden by the options (as `qvl preprocess` applies them). */
+static int resolve_image_params(const qvl_config *cfg, const qvl_engine_opts *o, int threads, qvl_image_params *p) {
     *p = qvl_image_params_default();
     const qvl_preproc_config *pc = &cfg->preproc;
     p->min_pixels = pc->min_pixels;
@@ -70,17 +70,9 @@ static int resolve_image_params(const qvl_config *cfg, const qvl_engine_opts *o,
     p->merge_size = pc->merge_size;
     memcpy(p->image_mean, pc->image_mean, sizeof p->image_mean);
     memcpy(p->image_std, pc->image_std, sizeof p->image_std);
-    if (o->min_pixels > 0) p->min_pixels = o->min_pixels;
-    if (o->max_pixels > 0) p->max_pixels = o->max_pixels;
-    long token_px = (long)p->patch_size * p->merge_size * p->patch_size * p->merge_size;
-    if (o->max_image_tokens > 0 && o->max_image_tokens * token_px < p->max_pixels)
-        p->max_pixels = o->max_image_tokens * token_px;
-    if (p->max_pixels < token_px)
-        return qvl_errorf("max-pixels: %ld is below one image token (%ld pixels)", p->max_pixels, token_px);
-    if (o->min_pixels > 0 && o->min_pixels > p->max_pixels)
-        return qvl_errorf("min-pixels: %ld is above max-pixels %ld", o->min_pixels, p->max_pixels);
-    if (p->min_pixels > p->max_pixels) p->min_pixels = p->max_pixels;   /* lowered by --max-image-tokens */
-    return 0;
+    p->threads = threads;
+    return qvl_image_params_set_pixels(p, o->min_pixels > 0 ? o->min_pixels : -1, o->max_pixels > 0 ? o->max_pixels : -1,
+                                       o->max_image_tokens > 0 ? o->max_image_tokens : -1);
 }
 
 static int resolve_device(const qvl_engine_opts *o, int threads, char *name, size_t len) {
@@ -124,7 +116,7 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
     } else {
         e->max_model_len = max_pos < QVL_DEFAULT_MAX_MODEL_LEN ? max_pos : QVL_DEFAULT_MAX_MODEL_LEN;
     }
-    if (resolve_image_params(e->cfg, &o, &e->img)) goto fail;
+    if (resolve_image_params(e->cfg, &o, e->threads, &e->img)) goto fail;
     e->tok = qvl_tokenizer_load(o.model_dir);
     if (!e->tok) goto fail;
     e->vocab = e->cfg->text.vocab_size;
@@ -193,6 +185,15 @@ static int shrink_to_budget(const qvl_image *img, qvl_image_params *p, int budge
     return qvl_errorf("%s: image does not fit max-model-len %ld even when downscaled", name, max_len);
 }
 
+/* Prefixes the recorded error with the image's name unless it names it already. */
+static void name_error(const char *name) {
+    const char *msg = qvl_error();
+    if (strstr(msg, name)) return;
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", msg);
+    qvl_errorf("%s: %s", name, buf);
+}
+
 static void request_cleanup(qvl_image *img, qvl_pixel_values *pv, qvl_vision_out *vo, int32_t *ids,
                             qvl_seq *seq, qvl_detok_stream *ds) {
     if (ds) qvl_detok_stream_free(ds);
@@ -246,9 +247,15 @@ int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *gopt
     if (has_image) {
         int rc = req->image_path ? qvl_image_load(req->image_path, &img)
                                  : qvl_image_decode(req->image_data, req->image_size, name, &img);
-        if (rc) FAIL();
+        if (rc) {
+            name_error(name);
+            FAIL();
+        }
         n_img = plan_image_tokens(&img, &ip);
-        if (n_img < 0) FAIL();
+        if (n_img < 0) {
+            name_error(name);
+            FAIL();
+        }
     }
     double t_load = now_s();
     if (qvl_chat_encode_single(e->tok, req->prompt, n_img, &ids, &n_ids)) FAIL();
@@ -261,7 +268,10 @@ int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *gopt
         }
         int before = n_img;
         n_img = shrink_to_budget(&img, &ip, (int)(M - 1 - text_len), name, M);
-        if (n_img < 0) FAIL();
+        if (n_img < 0) {
+            name_error(name);
+            FAIL();
+        }
         free(ids);
         ids = NULL;
         if (qvl_chat_encode_single(e->tok, req->prompt, n_img, &ids, &n_ids)) FAIL();
@@ -269,14 +279,20 @@ int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *gopt
     }
 
     if (has_image) {
-        if (qvl_image_preprocess(&img, &ip, &pv)) FAIL();
+        if (qvl_image_preprocess(&img, &ip, &pv)) {
+            name_error(name);
+            FAIL();
+        }
         if (pv.image_tokens != n_img) {
             qvl_errorf("%s: preprocessing gave %d image tokens, planned %d", name, pv.image_tokens, n_img);
             FAIL();
         }
     }
     double t_pre = now_s();
-    if (has_image && qvl_model_encode_image(e->model, &pv, &vo)) FAIL();
+    if (has_image && qvl_model_encode_image(e->model, &pv, &vo)) {
+        name_error(name);
+        FAIL();
+    }
     double t_vis = now_s();
 
     /* Prefill, then pick and decode until eos, max_new_tokens or the end of the context. */
