@@ -241,6 +241,9 @@ TEST(tokenizer_cli) {
     CHECK_INT(test_qvl(NULL, &err, "tokenize --tokenizer /nonexistent/tok.json"), 1);
     CHECK_CONTAINS(err, "qvl: /nonexistent/tok.json:");
     free(err);
+    CHECK_INT(test_qvl(NULL, &err, "tokenize --tokenizer %s", tmp_input("wp.json", "{\"model\": {\"type\": \"WordPiece\"}}")), 1);
+    CHECK_CONTAINS(err, "wp.json: unsupported tokenizer model type 'WordPiece' (only byte-level BPE)");
+    free(err);
     CHECK_INT(test_qvl(NULL, &err, "tokenize --tokenizer models/tokenizer < %s", tmp_input("g.txt", "ab\xff")), 1);
     CHECK_CONTAINS(err, "qvl: stdin: invalid UTF-8 at byte 2");
     free(err);

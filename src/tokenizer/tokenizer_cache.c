@@ -93,6 +93,18 @@ static size_t layout(const cache_header *h, cache_layout *l) {
     return l->off + l->len + l->flags + l->arena + l->vocab + l->mkeys + l->mrank + l->mmerged + l->added + l->pattern;
 }
 
+static int tables_in_bounds(const qvl_tokenizer *tok) {
+    for (int32_t i = 0; i < tok->n_tokens; i++)
+        if ((uint64_t)tok->tok_off[i] + tok->tok_len[i] > tok->arena_len) return 0;
+    for (uint64_t i = 0; i <= tok->vocab.mask; i++)
+        if (tok->vocab.slots[i] >= tok->n_tokens) return 0;
+    for (uint64_t i = 0; i <= tok->merges.mask; i++)
+        if (tok->merges.keys[i] && (tok->merges.merged[i] < 0 || tok->merges.merged[i] >= tok->n_tokens)) return 0;
+    for (int i = 0; i < tok->n_added; i++)
+        if (tok->added[i].id < 0 || tok->added[i].id >= tok->n_tokens) return 0;
+    return 1;
+}
+
 qvl_tokenizer *tok_cache_load(const char *json_path, uint64_t size, uint64_t hash) {
     char *path = cache_path(size, hash);
     if (!path) return NULL;
@@ -131,8 +143,9 @@ qvl_tokenizer *tok_cache_load(const char *json_path, uint64_t size, uint64_t has
     tok->merges.mask = h.merge_mask;
     tok->added = (tok_added *)p, p += l.added;
     const char *pattern = p;
-    /* The checksum matched, so the tables are what tok_cache_save wrote from a valid load. */
-    if (pattern[h.pattern_len] != 0 || tok_finish_load(tok, pattern, json_path)) {
+    /* The checksum matched, so the tables are what tok_cache_save wrote; still, never index out
+     * of bounds on a cache file that was tampered with consistently. */
+    if (pattern[h.pattern_len] != 0 || !tables_in_bounds(tok) || tok_finish_load(tok, pattern, json_path)) {
         qvl_tokenizer_free(tok);
         qvl_error_clear();
         return NULL;
