@@ -2,10 +2,13 @@
  * reference (tests/fixtures/tiny/ref, made by tools/gen_tiny_models.py), streaming, sampling
  * determinism, context overflow, downscaling, and errors that leave the engine usable. */
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "backend/cuda/cuda_device.h"
 #include "io/npy.h"
@@ -266,4 +269,34 @@ TEST(engine_open_errors) {
         CHECK(qvl_engine_open(&o) == NULL);
         CHECK_STR(qvl_last_error(), "cuda: no usable CUDA device");
     }
+}
+
+/* A model folder that is tiny/tied with another generation_config.json: its eos ids end the answer. */
+TEST(engine_stops_on_generation_config_eos) {
+    char dir[600], src[PATH_MAX], path[700];
+    snprintf(dir, sizeof dir, "%s/eos_model", test_tmpdir());
+    CHECK_INT(mkdir(dir, 0755), 0);
+    static const char *files[] = {"config.json", "preprocessor_config.json", "model.safetensors", "tokenizer.json"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, TINY "/tied/%s", files[i]);
+        CHECK(realpath(path, src) != NULL);
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        CHECK_INT(symlink(src, path), 0);
+    }
+    /* 93808 ("jn") is the first greedy token of img_wide on the tied model */
+    const char *gc = "{\"eos_token_id\": [151645, 93808], \"do_sample\": false}";
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    CHECK_INT(qvl_write_file_atomic(path, gc, strlen(gc)), 0);
+    qvl_engine *e = open_tiny(dir, 0);
+    if (!e) return;
+    qvl_request req = {.image_path = TINY "/images/shapes96x128.png", .prompt = "What is written here? Answer briefly."};
+    qvl_gen_opts g = qvl_gen_opts_default();
+    qvl_result r;
+    CHECK_INT(qvl_generate(e, &req, &g, &r), 0);
+    CHECK_INT(r.n_tokens, 1);
+    CHECK_INT(r.token_ids[0], 93808);
+    CHECK(r.finish_reason == QVL_FINISH_STOP);
+    CHECK_STR(r.text, "jn");
+    qvl_result_free(&r);
+    qvl_engine_close(e);
 }

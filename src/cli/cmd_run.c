@@ -76,10 +76,12 @@ int cmd_run(int argc, char **argv) {
     };
     int rc = opts_parse(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]),
                         "qvl run --model DIR [--image FILE] --prompt TEXT [--max-new-tokens N] [--json] [options]",
-                        "Generates an answer to PROMPT about the image, streaming it to stdout. Greedy unless "
-                        "--sample. With --json, prints {text, token_ids, finish_reason, prompt_tokens, "
-                        "image_tokens, timings, peak_memory_mib}; timings.load_s and total_s include loading "
-                        "the model. Context defaults to min(max_position_embeddings, 32768) tokens.",
+                        "Generates an answer to PROMPT about the image, streaming it to stdout (a summary line\n"
+                        "goes to stderr). Greedy unless --sample; generation stops at an eos id of\n"
+                        "generation_config.json or after --max-new-tokens. With --json, prints one object:\n"
+                        "{text, token_ids, finish_reason, prompt_tokens, image_tokens, timings, peak_memory_mib};\n"
+                        "timings.load_s and total_s include loading the model. The context defaults to\n"
+                        "min(max_position_embeddings, 32768) tokens.",
                         NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : rc;
     const char *cmd = argv[0];
