@@ -322,3 +322,20 @@ TEST(eval_e2e_offset_selects_samples) {
     free(preds);
     free(out);
 }
+
+/* A prompt over --max-model-len: skipped with its reason under the default --on-overflow skip,
+ * run with a smaller image under downscale. */
+TEST(eval_e2e_overflow_skip_or_downscale) {
+    char *out = NULL, *err = NULL;
+    CHECK_INT(test_qvl(&out, &err, "eval --model " MODEL " --data " SET "/OCRBench.tsv --out %s " FAST
+                       " --limit 3 --max-model-len 24", tmp_path("ovf-skip.jsonl")), 0);
+    CHECK_CONTAINS(out, "Skipped: ");
+    CHECK_CONTAINS(out, "max-model-len 24");
+    free(out);
+    free(err);
+    CHECK_INT(test_qvl(&out, &err, "eval --model " MODEL " --data " SET "/OCRBench.tsv --out %s " FAST
+                       " --limit 3 --max-model-len 24 --on-overflow downscale", tmp_path("ovf-down.jsonl")), 0);
+    CHECK(!strstr(out, "Skipped: "));
+    free(out);
+    free(err);
+}

@@ -3,6 +3,7 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <utf8proc.h>
 
 #include "eval/score.h"
 #include "eval/unicode_case.h"
@@ -172,4 +173,23 @@ TEST(score_unicode_matches_python) {
     CHECK_INT(bad_lower, 0);
     CHECK_INT(bad_strip, 0);
     free(text);
+}
+
+/* Cross-check of the Python-made table against an independent source: utf8proc's simple
+ * lower-case mapping agrees on every code point except U+0130, whose full mapping (Python's) is
+ * "i" U+0307 where the simple one is plain "i" (this is why qvl does not use utf8proc_tolower). */
+TEST(score_unicode_table_vs_utf8proc) {
+    int differ = 0;
+    uint32_t first = 0;
+    for (uint32_t c = 0; c < 0x110000; c++) {
+        if (c >= 0xD800 && c <= 0xDFFF) continue;
+        uint32_t o[2];
+        int k = qvl_py_lower_cp(c, o);
+        if (k != 1 || (int32_t)o[0] != utf8proc_tolower((utf8proc_int32_t)c)) {
+            if (!differ) first = c;
+            differ++;
+        }
+    }
+    CHECK_INT(differ, 1);
+    CHECK_INT(first, 0x130);
 }
