@@ -384,7 +384,8 @@ int cmd_eval(int argc, char **argv) {
         rec.wall_s = t_end - t_prev_end;
         t_prev_end = t_end;
         if (s->index < 0) {
-            unlogged[i] = rec;
+            unlogged[i] = rec;   /* such samples are always unreadable ones: nothing borrowed from res */
+            unlogged[i].prediction = "";
             unlogged[i].reason = reason_copy ? reason_copy : strdup("");
             reason_copy = NULL;
         } else if (qvl_results_append(&st.res, &rec)) {

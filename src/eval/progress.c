@@ -27,7 +27,7 @@ void qvl_progress_start(qvl_progress *p, FILE *out, int mode, long total, long d
     p->done = p->done_at_start = p->last_printed_done = done;
     p->correct = correct;
     p->t_start = p->t_last_print = qvl_now_s();
-    if (p->mode == QVL_PROGRESS_PLAIN && done > 0)
+    if (p->mode != QVL_PROGRESS_OFF && done > 0)
         fprintf(out, "qvl eval: resuming: %ld of %ld samples already done\n", done, total);
 }
 
