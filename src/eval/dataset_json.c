@@ -112,7 +112,8 @@ int qvl_dataset_load_json(const char *path, const char *images_dir, int with_ima
     char *text = qvl_read_file(path, &len);
     if (!text) return -1;
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    size_t bom = len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3) ? 3 : 0;
+    cJSON *root = cJSON_ParseWithLengthOpts(text + bom, len - bom, &end, 0);
     if (!root) {
         long off = end ? (long)(end - text) : -1;
         free(text);

@@ -211,7 +211,7 @@ static int read_footer(qvl_parquet *pq, const uint8_t *p, size_t n) {
         }
     rc = 0;
 done:
-    for (int64_t k = 0; k < n_el; k++) free(el[k].name);
+    for (int64_t k = 0; el && k < n_el; k++) free(el[k].name);
     free(el);
     return rc;
 }

@@ -15,7 +15,8 @@
 enum { PAGE_DATA = 0, PAGE_INDEX = 1, PAGE_DICTIONARY = 2, PAGE_DATA_V2 = 3 };
 enum { ENC_PLAIN = 0, ENC_PLAIN_DICTIONARY = 2, ENC_RLE = 3, ENC_RLE_DICTIONARY = 8 };
 enum { CODEC_UNCOMPRESSED = 0, CODEC_SNAPPY = 1, CODEC_ZSTD = 6 };
-#define MAX_PAGE_BYTES (1u << 30)
+#define MAX_PAGE_BYTES (1u << 28)   /* 256 MiB: far above what pyarrow writes, bounds hostile sizes */
+#define MAX_PAGE_VALUES (1 << 26)
 
 typedef struct {
     int type;
@@ -263,11 +264,12 @@ static const char *read_levels(const uint8_t *p, size_t len, int max_level, int6
 
 /* One data page (v1 or v2) whose header is h and whose stored bytes are raw[0..n). */
 static const char *read_data_page(const ctx *c, builder *b, int codec, const page_header *h,
-                                  const uint8_t *raw, size_t n, int *reported) {
+                                  const uint8_t *raw, size_t n, int64_t remaining, int *reported) {
     qvl_parquet_column *col = b->col;
     const pq_leaf *leaf = c->leaf;
     int64_t count = h->num_values;
-    if (count > (int64_t)MAX_PAGE_BYTES) return "corrupt page header";
+    if (count > MAX_PAGE_VALUES) return "page holds too many values";
+    if (count > remaining) return "pages hold more values than the column chunk says";
     if (h->encoding != ENC_PLAIN && h->encoding != ENC_RLE_DICTIONARY && h->encoding != ENC_PLAIN_DICTIONARY) {
         char why[96];
         snprintf(why, sizeof why, "unsupported encoding %s", qvl_parquet_encoding_name(h->encoding));
@@ -378,7 +380,8 @@ static int read_chunk(const ctx *c, builder *b, const pq_chunk *ch) {
             b->dict_buf = page;  /* owned by the builder from here */
             why = read_dictionary(b, page, (size_t)h.uncompressed_size, &h);
         } else if (h.type == PAGE_DATA || h.type == PAGE_DATA_V2) {
-            why = read_data_page(c, b, ch->codec, &h, p, (size_t)h.compressed_size, &reported);
+            why = read_data_page(c, b, ch->codec, &h, p, (size_t)h.compressed_size,
+                                 want - (b->col->n_levels - levels_before), &reported);
         } else if (h.type != PAGE_INDEX) {
             why = "unknown page type";
         }
