@@ -256,3 +256,47 @@ TEST(sampler_params_resolve) {
     p = qvl_sampler_params_resolve(&g, &gc);
     CHECK(p.repetition_penalty == 1.0f);
 }
+
+static int cmp_desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+TEST(sampler_top_k_top_p_on_a_real_vocabulary) {
+    enum { V = 151936 };
+    float *x = malloc(V * sizeof *x), *sorted = malloc(V * sizeof *x), *work = malloc(V * sizeof *x);
+    uint32_t r = 12345;
+    for (int i = 0; i < V; i++) {
+        r = r * 1664525u + 1013904223u;
+        /* exponential tail: the largest values are spread apart like real logits, few bf16 ties */
+        x[i] = qvl_bf16_round(-2.0f * logf(((float)(r >> 8) + 0.5f) / (float)(1 << 24)));
+        sorted[i] = x[i];
+    }
+    qsort(sorted, V, sizeof *sorted, cmp_desc);
+    /* top-k 20: the 20 largest values (plus any tie with the 20th), in decreasing order */
+    int32_t ids[64];
+    qvl_sampler_params p = sampling_params(1.0f, 20, 1.0f);
+    qvl_sampler *s = qvl_sampler_new(V, &p);
+    memcpy(work, x, V * sizeof *x);
+    int n = qvl_sampler_candidates(s, work, ids, 64);
+    int ties = 0;
+    while (20 + ties < V && sorted[20 + ties] == sorted[19]) ties++;
+    CHECK_INT(n, 20 + ties);
+    for (int i = 0; i < n && i < 64; i++) CHECK(x[ids[i]] == sorted[i]);
+    qvl_sampler_free(s);
+    /* top-p 0.9 after top-k 20 at temperature 3: the head whose preceding mass is below 0.9 */
+    p = sampling_params(3.0f, 20, 0.9f);
+    s = qvl_sampler_new(V, &p);
+    memcpy(work, x, V * sizeof *x);
+    n = qvl_sampler_candidates(s, work, ids, 64);
+    double z = 0, above = 0;
+    int want = 0;
+    for (int i = 0; i < 20 + ties; i++) z += exp(((double)(sorted[i] / 3.0f)) - (double)(sorted[0] / 3.0f));
+    while (want < 20 + ties && (want == 0 || above < 0.9)) above += exp((double)(sorted[want++] / 3.0f) - (double)(sorted[0] / 3.0f)) / z;
+    CHECK_INT(n, want);
+    CHECK(n >= 2);
+    qvl_sampler_free(s);
+    free(x);
+    free(sorted);
+    free(work);
+}
