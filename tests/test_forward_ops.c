@@ -46,11 +46,12 @@ TEST(forward_ops_attention_causal_gqa) {
     qvl_pool *pool = qvl_pool_new(2);
     CHECK(pool != NULL);
     if (!pool) return;
-    enum { NQ = 3, NKV = 5, H = 4, HKV = 2, HD = 6, P0 = 2 };
+    enum { NQ = 6, NKV = 9, H = 4, HKV = 2, HD = 10, P0 = 3 };
     unsigned seed = 3;
-    float q[NQ * H * HD], k[NKV * HKV * HD], v[NKV * HKV * HD], out[NQ * H * HD], scratch[2 * NKV];
+    float q[NQ * H * HD], k[NKV * HKV * HD], v[NKV * HKV * HD], out[NQ * H * HD], scratch[2 * 4 * NKV];
     for (int i = 0; i < NQ * H * HD; i++) q[i] = frand(&seed);
     for (int i = 0; i < NKV * HKV * HD; i++) k[i] = frand(&seed), v[i] = frand(&seed);
+    CHECK(qvl_cpu_attention_scratch(2, NKV) <= sizeof scratch / sizeof *scratch);
     qvl_cpu_attention(pool, out, H * HD, q, H * HD, k, v, HKV * HD, NQ, NKV, H, HKV, HD, P0, scratch);
     double worst = 0;
     for (int i = 0; i < NQ; i++)

@@ -25,7 +25,7 @@ typedef struct {
     float *gate, *up;             /* [chunk][I] */
     float *cos, *sin;             /* [chunk][hd] */
     float *inv_freq;              /* [hd/2] */
-    float *scores;                /* [threads][max_len] */
+    float *scores;                /* attention scratch: qvl_cpu_attention_scratch(threads, max_len) */
     float *arena;
 } qvl_cpu_text_state;
 

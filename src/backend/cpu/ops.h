@@ -29,9 +29,10 @@ void qvl_cpu_rope_half(float *x, const float *cos, const float *sin, int hd);
  * Query i (row i of q, head h) attends keys j of head h / (n_heads / n_kv_heads) (GQA), for
  * j < n_kv if causal_pos0 < 0 (bidirectional), else j <= causal_pos0 + i (causal with a cache:
  * query i sits at cache index causal_pos0 + i). q/out rows hold n_heads*hd values at their strides;
- * k/v rows hold n_kv_heads*hd at kv_stride. scratch: qvl_pool_threads * n_kv floats. */
+ * k/v rows hold n_kv_heads*hd at kv_stride. scratch: qvl_cpu_attention_scratch(threads, n_kv) floats. */
 void qvl_cpu_attention(qvl_pool *pool, float *out, int out_stride, const float *q, int q_stride, const float *k,
                        const float *v, int kv_stride, int n_q, int n_kv, int n_heads, int n_kv_heads, int hd,
                        int causal_pos0, float *scratch);
+size_t qvl_cpu_attention_scratch(int threads, int n_kv);
 
 #endif

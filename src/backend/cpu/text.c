@@ -22,7 +22,7 @@ int qvl_cpu_text_state_init(qvl_cpu_text_state *s, const qvl_config *cfg, int ma
     size_t cache = (size_t)tc->num_layers * max_len * s->kv_dim;
     size_t sizes[] = {cache, cache, (size_t)chunk * D, (size_t)chunk * D, (size_t)chunk * qdim, (size_t)chunk * qdim,
                       (size_t)chunk * tc->intermediate_size, (size_t)chunk * tc->intermediate_size,
-                      (size_t)chunk * hd, (size_t)chunk * hd, (size_t)hd / 2, (size_t)threads * max_len};
+                      (size_t)chunk * hd, (size_t)chunk * hd, (size_t)hd / 2, qvl_cpu_attention_scratch(threads, max_len)};
     float **dst[] = {&s->k_cache, &s->v_cache, &s->x, &s->y, &s->q, &s->att, &s->gate, &s->up,
                      &s->cos, &s->sin, &s->inv_freq, &s->scores};
     size_t total = 0;

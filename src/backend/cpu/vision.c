@@ -100,7 +100,7 @@ int qvl_cpu_vision_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_visi
     /* Activation arena for this image. */
     size_t sizes[] = {(size_t)n * Dv, (size_t)n * Dv, (size_t)n * 3 * Dv, (size_t)n * Dv, (size_t)n * Iv,
                       (size_t)n * hd, (size_t)n * hd, (size_t)n_merged * Dv4, (size_t)n_merged * Dv4,
-                      (size_t)threads * frame, (size_t)grid_h + grid_w};
+                      qvl_cpu_attention_scratch(threads, frame), (size_t)grid_h + grid_w};
     enum { X, Y, QKV, ATT, HID, COS, SIN, MT1, MT2, SCORES, LIN, N_BUF };
     size_t total = 0;
     for (int i = 0; i < N_BUF; i++) total += sizes[i];
