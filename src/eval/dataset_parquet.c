@@ -79,7 +79,8 @@ static int missing_column(const qvl_parquet *pq, const char *path, const char *n
     return qvl_errorf("%s: not an OCRBench parquet: missing column '%s' (it has: %s)", path, name, cols);
 }
 
-/* Row r's slot of a non-repeated column: the value index, or -1 for null. slot[] is running state. */
+/* Row r of a non-repeated column: the index of its value, or -1 for null. *next_value counts the
+ * values used so far (nulls take a level slot but no value). */
 static long scalar_value(const qvl_parquet_column *c, int64_t row, int64_t *next_value) {
     int present = !c->def || c->def[row] == c->max_def;
     return present ? (long)(*next_value)++ : -1;
