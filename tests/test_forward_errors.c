@@ -93,6 +93,18 @@ TEST(forward_error_shape_mismatch) {
     qvl_model_close(m);
 }
 
+TEST(forward_error_deepstack_beyond_depth) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/bad_taps", test_tmpdir());
+    make_model_dir(dir, FIX "/untied", "\"deepstack_visual_indexes\": [\n      0,\n      2\n    ]",
+                   "\"deepstack_visual_indexes\": [0, 3]");
+    link_weights(dir, "model.safetensors", FIX "/untied");
+    qvl_model *m = qvl_model_open(dir, 1);
+    CHECK(m == NULL);
+    CHECK_CONTAINS(qvl_error(), "deepstack");
+    qvl_model_close(m);
+}
+
 TEST(forward_error_no_weights) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/no_weights", test_tmpdir());

@@ -54,6 +54,11 @@ static int check_dims(const qvl_config *c) {
     if (v->spatial_merge_size < 1 || v->n_deepstack > QVL_MAX_DEEPSTACK)
         return qvl_errorf("%s/config.json: unsupported spatial_merge_size %d or %d deepstack taps", dir,
                           v->spatial_merge_size, v->n_deepstack);
+    for (int j = 0; j < v->n_deepstack; j++)
+        if (v->deepstack_indexes[j] < 0 || v->deepstack_indexes[j] >= v->depth ||
+            (j > 0 && v->deepstack_indexes[j] <= v->deepstack_indexes[j - 1]))
+            return qvl_errorf("%s/config.json: deepstack_visual_indexes must rise within the %d vision blocks", dir,
+                              v->depth);
     return 0;
 }
 
