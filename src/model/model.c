@@ -180,10 +180,10 @@ void qvl_seq_reset(qvl_seq *s) {
     s->rope_delta = 0;
 }
 
-static int check_ids(const qvl_config *c, const int32_t *ids, int n) {
+static int check_ids(const qvl_config *c, const int32_t *ids, int n, const char *what) {
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= c->text.vocab_size)
-            return qvl_errorf("prompt: token id %d at position %d is outside the vocabulary of %d", ids[i], i,
+            return qvl_errorf("%s: token id %d at position %d is outside the vocabulary of %d", what, ids[i], i,
                               c->text.vocab_size);
     return 0;
 }
@@ -198,7 +198,7 @@ int qvl_seq_prefill(qvl_model *m, qvl_seq *s, const int32_t *ids, int n, const q
                               s->max_len);
         return qvl_errorf("prompt: %d tokens exceed the context of %d tokens", n, s->max_len);
     }
-    if (check_ids(c, ids, n) != 0) return -1;
+    if (check_ids(c, ids, n, "prompt") != 0) return -1;
     if (n_images < 0 || (n_images > 0 && !images)) return qvl_errorf("prompt: bad image list");
     int grids[64][3];
     if (n_images > 64) return qvl_errorf("prompt: %d images, at most 64 are supported", n_images);
@@ -232,7 +232,7 @@ int qvl_seq_prefill(qvl_model *m, qvl_seq *s, const int32_t *ids, int n, const q
 
 int qvl_seq_decode(qvl_model *m, qvl_seq *s, int32_t id, float *logits) {
     if (s->len >= s->max_len) return qvl_errorf("generation: the context of %d tokens is full", s->max_len);
-    if (check_ids(&m->cfg, &id, 1) != 0) return -1;
+    if (check_ids(&m->cfg, &id, 1, "generation") != 0) return -1;
     int32_t p = s->len + s->rope_delta;
     int32_t pos[3] = {p, p, p};
     qvl_cpu_text_forward(m->pool, &m->cfg, &m->w.text, &s->st, &id, 1, s->len, pos, 1, NULL, NULL, 0, logits, NULL);
