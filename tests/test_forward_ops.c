@@ -77,10 +77,10 @@ TEST(forward_ops_attention_causal_gqa) {
 
 TEST(forward_ops_norms_and_rope) {
     float x[8] = {1, -2, 3, -4, 0.5f, 0.25f, -1, 2}, w[4] = {1, 2, 0.5f, -1}, b[4] = {0.1f, 0, 0, -0.1f}, y[8];
-    qvl_cpu_rmsnorm(y, x, w, 2, 4, 1e-6f);
+    qvl_cpu_rmsnorm(NULL, y, x, w, 2, 4, 1e-6f);
     double rms = sqrt((1 + 4 + 9 + 16) / 4.0 + 1e-6);
     CHECK_NEAR(y[1], 2 * -2 / rms, 1e-6);
-    qvl_cpu_layernorm(y, x, w, b, 2, 4, 1e-6f);
+    qvl_cpu_layernorm(NULL, y, x, w, b, 2, 4, 1e-6f);
     double mean = -0.5, var = (2.25 + 2.25 + 12.25 + 12.25) / 4;
     CHECK_NEAR(y[2], (3 - mean) / sqrt(var + 1e-6) * 0.5, 1e-6);
     CHECK_NEAR(y[3], (-4 - mean) / sqrt(var + 1e-6) * -1 - 0.1, 1e-6);
@@ -92,11 +92,11 @@ TEST(forward_ops_norms_and_rope) {
     CHECK_NEAR(r[2], 1, 1e-7);
     CHECK_NEAR(r[3], 4, 1e-7);
     float g[3] = {-1, 0, 2};
-    qvl_cpu_gelu_tanh(g, 3);
+    qvl_cpu_gelu_tanh(NULL, g, 3);
     CHECK_NEAR(g[0], -0.158808, 1e-5);
     CHECK_NEAR(g[2], 1.954598, 1e-5);
     float e[2] = {-1, 2};
-    qvl_cpu_gelu_erf(e, 2);
+    qvl_cpu_gelu_erf(NULL, e, 2);
     CHECK_NEAR(e[0], -0.158655, 1e-5);
     CHECK_NEAR(e[1], 1.954500, 1e-5);
 }

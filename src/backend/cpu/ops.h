@@ -11,14 +11,16 @@
 void qvl_cpu_matmul(qvl_pool *pool, float *y, const float *x, const float *w, const float *b, int M, int K,
                     int N);
 
-/* LayerNorm over each row of dim: (x - mean) / sqrt(var + eps) * w + b (biased variance). y may be x. */
-void qvl_cpu_layernorm(float *y, const float *x, const float *w, const float *b, int rows, int dim, float eps);
-/* RMSNorm over each row of dim: x * rsqrt(mean(x^2) + eps) * w. y may be x. */
-void qvl_cpu_rmsnorm(float *y, const float *x, const float *w, int rows, int dim, float eps);
+/* The next five split their rows / elements over pool (NULL: run inline); results never depend
+ * on the split. LayerNorm over each row of dim: (x - mean) / sqrt(var + eps) * w + b (biased
+ * variance). RMSNorm: x * rsqrt(mean(x^2) + eps) * w. y may be x. */
+void qvl_cpu_layernorm(qvl_pool *pool, float *y, const float *x, const float *w, const float *b, int rows, int dim,
+                       float eps);
+void qvl_cpu_rmsnorm(qvl_pool *pool, float *y, const float *x, const float *w, int rows, int dim, float eps);
 
-void qvl_cpu_gelu_tanh(float *x, size_t n);               /* gelu_pytorch_tanh (vision block MLP) */
-void qvl_cpu_gelu_erf(float *x, size_t n);                /* nn.GELU() exact (patch mergers) */
-void qvl_cpu_silu_mul(float *gate, const float *up, size_t n); /* gate = silu(gate) * up (SwiGLU) */
+void qvl_cpu_gelu_tanh(qvl_pool *pool, float *x, size_t n);          /* gelu_pytorch_tanh (vision block MLP) */
+void qvl_cpu_gelu_erf(qvl_pool *pool, float *x, size_t n);           /* nn.GELU() exact (patch mergers) */
+void qvl_cpu_silu_mul(qvl_pool *pool, float *gate, const float *up, size_t n); /* gate = silu(gate) * up */
 void qvl_cpu_add(float *x, const float *y, size_t n);     /* x += y */
 
 /* Rotary embedding of one head of hd values, NeoX half-split pairs (d, d + hd/2):

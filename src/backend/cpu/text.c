@@ -117,12 +117,12 @@ void qvl_cpu_text_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_text_
 
         /* Self-attention: q/k/v projections, per-head RMSNorm of q and k, MRoPE, then causal
          * attention of the new tokens over the whole cache. K and V go straight into the cache. */
-        qvl_cpu_rmsnorm(y, x, L->in_norm, n, D, eps);
+        qvl_cpu_rmsnorm(pool, y, x, L->in_norm, n, D, eps);
         qvl_cpu_matmul(pool, q, y, L->q_w, NULL, n, D, qdim);
         qvl_cpu_matmul(pool, kc + (size_t)p0 * kv, y, L->k_w, NULL, n, D, kv);
         qvl_cpu_matmul(pool, vc + (size_t)p0 * kv, y, L->v_w, NULL, n, D, kv);
-        qvl_cpu_rmsnorm(q, q, L->q_norm, n * Hq, hd, eps);
-        qvl_cpu_rmsnorm(kc + (size_t)p0 * kv, kc + (size_t)p0 * kv, L->k_norm, n * Hkv, hd, eps);
+        qvl_cpu_rmsnorm(pool, q, q, L->q_norm, n * Hq, hd, eps);
+        qvl_cpu_rmsnorm(pool, kc + (size_t)p0 * kv, kc + (size_t)p0 * kv, L->k_norm, n * Hkv, hd, eps);
         for (int i = 0; i < n; i++) {
             const float *cs = s->cos + (size_t)i * hd, *sn = s->sin + (size_t)i * hd;
             for (int h = 0; h < Hq; h++) qvl_cpu_rope_half(q + (size_t)i * qdim + (size_t)h * hd, cs, sn, hd);
@@ -133,10 +133,10 @@ void qvl_cpu_text_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_text_
         qvl_cpu_add(x, y, (size_t)n * D);
 
         /* SwiGLU MLP. */
-        qvl_cpu_rmsnorm(y, x, L->post_norm, n, D, eps);
+        qvl_cpu_rmsnorm(pool, y, x, L->post_norm, n, D, eps);
         qvl_cpu_matmul(pool, s->gate, y, L->gate_w, NULL, n, D, I);
         qvl_cpu_matmul(pool, s->up, y, L->up_w, NULL, n, D, I);
-        qvl_cpu_silu_mul(s->gate, s->up, (size_t)n * I);
+        qvl_cpu_silu_mul(pool, s->gate, s->up, (size_t)n * I);
         qvl_cpu_matmul(pool, y, s->gate, L->down_w, NULL, n, I, D);
         qvl_cpu_add(x, y, (size_t)n * D);
         snprintf(name, sizeof name, "text.layer%d.out", l);
@@ -148,7 +148,7 @@ void qvl_cpu_text_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_text_
                 if (vis_row[i] >= 0) qvl_cpu_add(x + (size_t)i * D, image_row(images, n_images, vis_row[i], l, D), D);
     }
 
-    qvl_cpu_rmsnorm(y, x, w->norm, n, D, eps);
+    qvl_cpu_rmsnorm(pool, y, x, w->norm, n, D, eps);
     dump2("text.norm", dump, y, n, D);
     if (logits) qvl_cpu_matmul(pool, logits, y + (size_t)(n - 1) * D, w->lm_head, NULL, 1, D, tc->vocab_size);
 }

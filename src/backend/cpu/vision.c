@@ -79,11 +79,11 @@ static void vision_rotary(float *cosb, float *sinb, int hd, int grid_t, int grid
 static void patch_merger(qvl_pool *pool, const qvl_merger_w *w, int postshuffle, const float *x, int n_merged,
                          int Dv4, int Dv, int D, float *tmp, float *tmp2, float *out) {
     if (postshuffle)
-        qvl_cpu_layernorm(tmp, x, w->norm_w, w->norm_b, n_merged, Dv4, 1e-6f);
+        qvl_cpu_layernorm(pool, tmp, x, w->norm_w, w->norm_b, n_merged, Dv4, 1e-6f);
     else
-        qvl_cpu_layernorm(tmp, x, w->norm_w, w->norm_b, n_merged * (Dv4 / Dv), Dv, 1e-6f);
+        qvl_cpu_layernorm(pool, tmp, x, w->norm_w, w->norm_b, n_merged * (Dv4 / Dv), Dv, 1e-6f);
     qvl_cpu_matmul(pool, tmp2, tmp, w->fc1_w, w->fc1_b, n_merged, Dv4, Dv4);
-    qvl_cpu_gelu_erf(tmp2, (size_t)n_merged * Dv4);
+    qvl_cpu_gelu_erf(pool, tmp2, (size_t)n_merged * Dv4);
     qvl_cpu_matmul(pool, out, tmp2, w->fc2_w, w->fc2_b, n_merged, Dv4, D);
 }
 
@@ -123,7 +123,7 @@ int qvl_cpu_vision_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_visi
     for (int i = 0; i < vc->depth; i++) {
         const qvl_vision_block_w *b = &w->blocks[i];
         /* x = x + proj(attention(rope(qkv(norm1(x))))), attention within each frame of the image */
-        qvl_cpu_layernorm(y, x, b->norm1_w, b->norm1_b, n, Dv, 1e-6f);
+        qvl_cpu_layernorm(pool, y, x, b->norm1_w, b->norm1_b, n, Dv, 1e-6f);
         qvl_cpu_matmul(pool, qkv, y, b->qkv_w, b->qkv_b, n, Dv, 3 * Dv);
         for (int p = 0; p < n; p++)
             for (int h = 0; h < H; h++) {
@@ -139,9 +139,9 @@ int qvl_cpu_vision_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_visi
         qvl_cpu_matmul(pool, y, att, b->proj_w, b->proj_b, n, Dv, Dv);
         qvl_cpu_add(x, y, (size_t)n * Dv);
         /* x = x + fc2(gelu_tanh(fc1(norm2(x)))) */
-        qvl_cpu_layernorm(y, x, b->norm2_w, b->norm2_b, n, Dv, 1e-6f);
+        qvl_cpu_layernorm(pool, y, x, b->norm2_w, b->norm2_b, n, Dv, 1e-6f);
         qvl_cpu_matmul(pool, hid, y, b->fc1_w, b->fc1_b, n, Dv, Iv);
-        qvl_cpu_gelu_tanh(hid, (size_t)n * Iv);
+        qvl_cpu_gelu_tanh(pool, hid, (size_t)n * Iv);
         qvl_cpu_matmul(pool, y, hid, b->fc2_w, b->fc2_b, n, Iv, Dv);
         qvl_cpu_add(x, y, (size_t)n * Dv);
         char name[64];
