@@ -31,7 +31,7 @@ LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcubl
 endif
 endif
 
-.PHONY: all deps test test-asan clean bench demo
+.PHONY: all deps test test-asan clean bench demo test-gpu
 all: deps $(BUILD)/qvl $(BUILD)/libqvl.a
 
 deps: $(BUILD)/.deps-ok
@@ -64,6 +64,21 @@ test: deps $(BUILD)/qvl $(BUILD)/qvl-tests
 
 test-asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 NO_CUDA=1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+
+# GPU tests (tests/gpu/, their own binary; they need a CUDA device) and the GPU benchmark
+# (bench/bench_gpu.c: qvl side; bench/bench_gpu_ref.py: transformers side).
+GPU_TEST_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tests/gpu/*.c))) $(BUILD)/tests/test_main.o
+
+$(BUILD)/qvl-gpu-tests: $(GPU_TEST_OBJ) $(BUILD)/libqvl.a
+	$(CC) $(LDFLAGS) -o $@ $(GPU_TEST_OBJ) $(BUILD)/libqvl.a $(LDLIBS)
+
+test-gpu: deps $(BUILD)/qvl $(BUILD)/qvl-gpu-tests
+	QVL_BIN=$(BUILD)/qvl $(BUILD)/qvl-gpu-tests $(T)
+
+$(BUILD)/bench_gpu: $(BUILD)/bench/bench_gpu.o $(BUILD)/libqvl.a
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libqvl.a $(LDLIBS)
+
+bench: deps $(BUILD)/bench_gpu
 
 # The README's main command: the whole pipeline on the bundled default.
 demo: all

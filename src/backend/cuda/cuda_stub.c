@@ -1,6 +1,8 @@
-/* Without the CUDA build there are no CUDA devices. */
+/* Without the CUDA build there are no CUDA devices and no CUDA model. */
 #ifndef QVL_CUDA
 #include "backend/cuda/cuda_device.h"
+#include "model/model_cuda.h"
+#include "util/error.h"
 
 int qvl_cuda_device_count(void) { return 0; }
 int qvl_cuda_device_info(char *name, size_t name_len, size_t *total_bytes) {
@@ -8,6 +10,27 @@ int qvl_cuda_device_info(char *name, size_t name_len, size_t *total_bytes) {
     return -1;
 }
 double qvl_cuda_context_mib(void) { return -1; }
+
+static int no_cuda(void) { return qvl_errorf("cuda: this build has no CUDA backend"); }
+
+qvl_cuda_model *qvl_cuda_model_open(const char *model_dir, const qvl_cuda_opts *o) {
+    (void)model_dir; (void)o;
+    no_cuda();
+    return NULL;
+}
+void qvl_cuda_model_close(qvl_cuda_model *m) { (void)m; }
+const qvl_config *qvl_cuda_model_config(const qvl_cuda_model *m) { (void)m; return NULL; }
+const qvl_mem_plan *qvl_cuda_model_plan(const qvl_cuda_model *m) { (void)m; return NULL; }
+double qvl_cuda_model_arena_mib(const qvl_cuda_model *m) { (void)m; return 0; }
+double qvl_cuda_model_peak_mib(const qvl_cuda_model *m) { (void)m; return 0; }
+long qvl_cuda_model_max_image_tokens(const qvl_cuda_model *m) { (void)m; return 0; }
+const char *qvl_cuda_model_device_name(const qvl_cuda_model *m) { (void)m; return ""; }
+void qvl_cuda_clear_images(qvl_cuda_model *m) { (void)m; }
+int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv) { (void)m; (void)pv; return no_cuda(); }
+int qvl_cuda_prefill(qvl_cuda_model *m, const int32_t *ids, int n) { (void)m; (void)ids; (void)n; return no_cuda(); }
+int qvl_cuda_decode(qvl_cuda_model *m, int32_t id) { (void)m; (void)id; return no_cuda(); }
+int qvl_cuda_seq_len(const qvl_cuda_model *m) { (void)m; return 0; }
+int qvl_cuda_logits(qvl_cuda_model *m, float *out) { (void)m; (void)out; return no_cuda(); }
 #else
 typedef int qvl_cuda_stub_unused;
 #endif

@@ -1,0 +1,309 @@
+/* Elementwise and per-row kernels of the forward pass. Arithmetic that the reference does in F32
+ * uses the explicitly rounded intrinsics (__fmul_rn, __fadd_rn) where nvcc would otherwise fuse a
+ * multiply-add and shift the last bit; BF16 rounding is round-to-nearest-even (__float2bfloat16). */
+#include <math.h>
+
+#include "backend/cuda/cuda_ops.h"
+
+static __device__ __forceinline__ float f(bf16 x) { return __bfloat162float(x); }
+static __device__ __forceinline__ bf16 b(float x) { return __float2bfloat16(x); }
+static __device__ __forceinline__ float rb(float x) { return __bfloat162float(__float2bfloat16(x)); }
+
+static unsigned blocks_for(size_t n, unsigned t) {
+    size_t g = (n + t - 1) / t;
+    return (unsigned)(g > 65535u * 32u ? 65535u * 32u : g);
+}
+
+static __global__ void k_f32_to_bf16(bf16 *y, const float *x, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = b(x[i]);
+}
+void qvl_k_f32_to_bf16(cudaStream_t st, bf16 *y, const float *x, size_t n) {
+    if (n) k_f32_to_bf16<<<blocks_for(n, 256), 256, 0, st>>>(y, x, n);
+}
+static __global__ void k_bf16_to_f32(float *y, const bf16 *x, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = f(x[i]);
+}
+void qvl_k_bf16_to_f32(cudaStream_t st, float *y, const bf16 *x, size_t n) {
+    if (n) k_bf16_to_f32<<<blocks_for(n, 256), 256, 0, st>>>(y, x, n);
+}
+
+/* Block-wide sum of one float per thread (blockDim.x a multiple of 32, <= 1024). */
+static __device__ float block_sum(float v, float *red) {
+    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    int w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) red[w] = v;
+    __syncthreads();
+    float s = 0;
+    for (int i = 0; i < nw; i++) s += red[i];
+    return s;
+}
+
+static __global__ void k_layernorm(bf16 *y, const bf16 *x, const bf16 *w, const bf16 *bias, int dim, float eps) {
+    __shared__ float red[32];
+    const bf16 *xr = x + (size_t)blockIdx.x * dim;
+    bf16 *yr = y + (size_t)blockIdx.x * dim;
+    float s = 0;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) s += f(xr[i]);
+    float mean = block_sum(s, red) / dim;
+    float v = 0;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float d = f(xr[i]) - mean;
+        v += d * d;
+    }
+    float rstd = rsqrtf(block_sum(v, red) / dim + eps);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = b((f(xr[i]) - mean) * rstd * f(w[i]) + f(bias[i]));
+}
+void qvl_k_layernorm(cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, const bf16 *bias, int rows, int dim,
+                     float eps) {
+    if (rows) k_layernorm<<<rows, 256, 0, st>>>(y, x, w, bias, dim, eps);
+}
+
+/* add: x = bf16(x + r) first when r != NULL. */
+static __global__ void k_rmsnorm(bf16 *y, bf16 *x, const bf16 *r, const bf16 *w, int dim, float eps) {
+    __shared__ float red[32];
+    bf16 *xr = x + (size_t)blockIdx.x * dim;
+    bf16 *yr = y + (size_t)blockIdx.x * dim;
+    const bf16 *rr = r ? r + (size_t)blockIdx.x * dim : NULL;
+    float s = 0;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float v = f(xr[i]);
+        if (rr) {
+            v = rb(v + f(rr[i]));
+            xr[i] = b(v);
+        }
+        s += v * v;
+    }
+    float inv = rsqrtf(block_sum(s, red) / dim + eps);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = b(f(w[i]) * rb(f(xr[i]) * inv));
+}
+void qvl_k_rmsnorm(cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, int rows, int dim, float eps) {
+    if (rows) k_rmsnorm<<<rows, dim >= 1024 ? 512 : 128, 0, st>>>(y, (bf16 *)x, NULL, w, dim, eps);
+}
+void qvl_k_add_rmsnorm(cudaStream_t st, bf16 *y, bf16 *x, const bf16 *r, const bf16 *w, int rows, int dim,
+                       float eps) {
+    if (rows) k_rmsnorm<<<rows, dim >= 1024 ? 512 : 128, 0, st>>>(y, x, r, w, dim, eps);
+}
+
+static __global__ void k_add(bf16 *x, const bf16 *y, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] = b(f(x[i]) + f(y[i]));
+}
+void qvl_k_add(cudaStream_t st, bf16 *x, const bf16 *y, size_t n) {
+    if (n) k_add<<<blocks_for(n, 256), 256, 0, st>>>(x, y, n);
+}
+
+static __global__ void k_gelu_tanh(bf16 *x, size_t n) {
+    const float kBeta = 0.7978845608028654f, kKappa = 0.044715f;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float v = f(x[i]);
+        x[i] = b(0.5f * v * (1.0f + tanhf(kBeta * (v + kKappa * v * v * v))));
+    }
+}
+void qvl_k_gelu_tanh(cudaStream_t st, bf16 *x, size_t n) {
+    if (n) k_gelu_tanh<<<blocks_for(n, 256), 256, 0, st>>>(x, n);
+}
+static __global__ void k_gelu_erf(bf16 *x, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float v = f(x[i]);
+        x[i] = b(0.5f * v * (1.0f + erff(v * 0.70710678118654752f)));
+    }
+}
+void qvl_k_gelu_erf(cudaStream_t st, bf16 *x, size_t n) {
+    if (n) k_gelu_erf<<<blocks_for(n, 256), 256, 0, st>>>(x, n);
+}
+
+static __global__ void k_silu_mul(bf16 *out, const bf16 *gu, int rows, int I) {
+    size_t n = (size_t)rows * I;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / I, j = i % I;
+        float g = f(gu[r * 2 * I + j]), u = f(gu[r * 2 * I + I + j]);
+        out[i] = b(rb(g / (1.0f + expf(-g))) * u);
+    }
+}
+void qvl_k_silu_mul(cudaStream_t st, bf16 *out, const bf16 *gu, int rows, int I) {
+    if (rows) k_silu_mul<<<blocks_for((size_t)rows * I, 256), 256, 0, st>>>(out, gu, rows, I);
+}
+
+/* Patch p of a frame in merge-block order -> (row, col) in patches. */
+static __device__ void patch_rc(int p, int grid_h, int grid_w, int M, int *row, int *col) {
+    int pf = p % (grid_h * grid_w), u = M * M;
+    int blk = pf / u, in = pf % u, bw = grid_w / M;
+    *row = (blk / bw) * M + in / M;
+    *col = (blk % bw) * M + in % M;
+}
+
+/* torch.linspace(0, end, n) in float32 as computed on the CPU (spec 8.5). */
+static __device__ float linspace_at(int i, int n, float end) {
+    if (n == 1) return 0.0f;
+    float step = __fdiv_rn(end, (float)(n - 1));
+    return i < n / 2 ? __fmul_rn(step, (float)i) : __fsub_rn(end, __fmul_rn(step, (float)(n - 1 - i)));
+}
+
+static __global__ void k_vision_pos_embed(bf16 *x, const bf16 *table, int G, int Dv, int n, int grid_h, int grid_w,
+                                          int M) {
+    size_t total = (size_t)n * Dv;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        int p = (int)(i / Dv), d = (int)(i % Dv), r, c;
+        patch_rc(p, grid_h, grid_w, M, &r, &c);
+        float hs = linspace_at(r, grid_h, (float)(G - 1)), ws = linspace_at(c, grid_w, (float)(G - 1));
+        int h0 = (int)hs, w0 = (int)ws;
+        int h1 = min(h0 + 1, G - 1), w1 = min(w0 + 1, G - 1);
+        float dh = __fsub_rn(hs, (float)h0), dw = __fsub_rn(ws, (float)w0);
+        float a = __fsub_rn(1.0f, dh), bb = __fsub_rn(1.0f, dw);
+        float w00 = rb(__fmul_rn(a, bb)), w01 = rb(__fmul_rn(a, dw)), w10 = rb(__fmul_rn(dh, bb)),
+              w11 = rb(__fmul_rn(dh, dw));
+        float p00 = rb(f(table[(size_t)(h0 * G + w0) * Dv + d]) * w00);
+        float p01 = rb(f(table[(size_t)(h0 * G + w1) * Dv + d]) * w01);
+        float p10 = rb(f(table[(size_t)(h1 * G + w0) * Dv + d]) * w10);
+        float p11 = rb(f(table[(size_t)(h1 * G + w1) * Dv + d]) * w11);
+        float pos = rb(rb(rb(p00 + p01) + p10) + p11);
+        x[i] = b(f(x[i]) + pos);
+    }
+}
+void qvl_k_vision_pos_embed(cudaStream_t st, bf16 *x, const bf16 *table, int G, int Dv, int grid_t, int grid_h,
+                            int grid_w, int M) {
+    size_t n = (size_t)grid_t * grid_h * grid_w;
+    k_vision_pos_embed<<<blocks_for(n * Dv, 256), 256, 0, st>>>(x, table, G, Dv, (int)n, grid_h, grid_w, M);
+}
+
+/* One thread per (patch, head, d < hd/2): rotates the pairs (d, d + hd/2) of q and k. */
+static __global__ void k_vision_rope(bf16 *qkv, const float *inv_freq, int n, int Dv, int H, int hd, int grid_h,
+                                     int grid_w, int M) {
+    int half = hd / 2, nf = half / 2;
+    size_t total = (size_t)n * H * half;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        int d = (int)(i % half), h = (int)((i / half) % H), p = (int)(i / ((size_t)half * H)), r, c;
+        patch_rc(p, grid_h, grid_w, M, &r, &c);
+        float ang = d < nf ? __fmul_rn((float)r, inv_freq[d]) : __fmul_rn((float)c, inv_freq[d - nf]);
+        float cs = cosf(ang), sn = sinf(ang);
+        for (int part = 0; part < 2; part++) {
+            bf16 *row = qkv + (size_t)p * 3 * Dv + (size_t)part * Dv + (size_t)h * hd;
+            float a = f(row[d]), bb = f(row[d + half]);
+            row[d] = b(__fadd_rn(__fmul_rn(a, cs), __fmul_rn(-bb, sn)));
+            row[d + half] = b(__fadd_rn(__fmul_rn(bb, cs), __fmul_rn(a, sn)));
+        }
+    }
+}
+void qvl_k_vision_rope(cudaStream_t st, bf16 *qkv, const float *inv_freq, int n, int Dv, int H, int hd, int grid_h,
+                       int grid_w, int M) {
+    size_t total = (size_t)n * H * (hd / 2);
+    if (total) k_vision_rope<<<blocks_for(total, 256), 256, 0, st>>>(qkv, inv_freq, n, Dv, H, hd, grid_h, grid_w, M);
+}
+
+/* One block per token, one warp per head (q heads, then k heads, then v heads copied). */
+static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride, bf16 *k_cache, bf16 *v_cache, const bf16 *qkv,
+                                      const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int p0,
+                                      const int32_t *pos, int pos_stride, int pos_scalar) {
+    extern __shared__ float sh[]; /* [warps][hd] */
+    const int i = blockIdx.x, hd = d.hd, half = hd / 2, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    const int nw = blockDim.x >> 5, qdim = d.Hq * hd, kv = d.Hkv * hd;
+    const bf16 *row = qkv + (size_t)i * (qdim + 2 * kv);
+    float *buf = sh + (size_t)w * hd;
+    int pt, ph, pw;
+    if (pos) {
+        pt = pos[i];
+        ph = pos[pos_stride + i];
+        pw = pos[2 * pos_stride + i];
+    } else
+        pt = ph = pw = pos_scalar + i;
+    for (int h = w; h < d.Hq + d.Hkv; h += nw) {
+        int is_q = h < d.Hq;
+        const bf16 *src = is_q ? row + (size_t)h * hd : row + qdim + (size_t)(h - d.Hq) * hd;
+        const bf16 *nw_ = is_q ? q_norm : k_norm;
+        bf16 *dst = is_q ? q_out + (size_t)i * q_stride + (size_t)h * hd
+                         : k_cache + (size_t)(p0 + i) * kv + (size_t)(h - d.Hq) * hd;
+        float s = 0;
+        for (int e = lane; e < hd; e += 32) {
+            float v = f(src[e]);
+            s += v * v;
+        }
+        for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        float inv = rsqrtf(s / hd + d.eps);
+        for (int e = lane; e < hd; e += 32) buf[e] = rb(f(nw_[e]) * rb(f(src[e]) * inv));
+        __syncwarp();
+        for (int e = lane; e < hd; e += 32) {
+            int fq = e % half, axis = 0;
+            if (d.interleaved) {
+                if (fq % 3 == 1 && fq < 3 * d.sec[1]) axis = 1;
+                else if (fq % 3 == 2 && fq < 3 * d.sec[2]) axis = 2;
+            } else
+                axis = fq < d.sec[0] ? 0 : fq < d.sec[0] + d.sec[1] ? 1 : 2;
+            int p = axis == 0 ? pt : axis == 1 ? ph : pw;
+            float ang = __fmul_rn((float)p, inv_freq[fq]);
+            float cs = rb(cosf(ang)), sn = rb(sinf(ang));
+            float rot = e < half ? -buf[e + half] : buf[e - half];
+            dst[e] = b(rb(buf[e] * cs) + rb(rot * sn));
+        }
+        __syncwarp();
+    }
+    const bf16 *vsrc = row + qdim + kv;
+    bf16 *vdst = v_cache + (size_t)(p0 + i) * kv;
+    for (int e = threadIdx.x; e < kv; e += blockDim.x) vdst[e] = vsrc[e];
+}
+void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, bf16 *k_cache, bf16 *v_cache,
+                        const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int n, int p0,
+                        const int32_t *pos, int pos_stride, int pos_scalar) {
+    if (!n) return;
+    int warps = 8;
+    k_qk_norm_rope<<<n, warps * 32, (size_t)warps * d->hd * sizeof(float), st>>>(
+        *d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm, inv_freq, p0, pos, pos_stride, pos_scalar);
+}
+
+static __global__ void k_embed(bf16 *x, const bf16 *embed, const int32_t *ids, const int32_t *vis_row,
+                               const bf16 *img, int D) {
+    int i = blockIdx.x;
+    int r = vis_row ? vis_row[i] : -1;
+    const bf16 *src = r >= 0 ? img + (size_t)r * D : embed + (size_t)ids[i] * D;
+    for (int e = threadIdx.x; e < D; e += blockDim.x) x[(size_t)i * D + e] = src[e];
+}
+void qvl_k_embed(cudaStream_t st, bf16 *x, const bf16 *embed, const int32_t *ids, const int32_t *vis_row,
+                 const bf16 *img, int n, int D) {
+    if (n) k_embed<<<n, 256, 0, st>>>(x, embed, ids, vis_row, img, D);
+}
+
+static __global__ void k_deepstack_add(bf16 *x, const int32_t *vis_row, const bf16 *ds, int D) {
+    int i = blockIdx.x, r = vis_row[i];
+    if (r < 0) return;
+    for (int e = threadIdx.x; e < D; e += blockDim.x)
+        x[(size_t)i * D + e] = b(f(x[(size_t)i * D + e]) + f(ds[(size_t)r * D + e]));
+}
+void qvl_k_deepstack_add(cudaStream_t st, bf16 *x, const int32_t *vis_row, const bf16 *ds, int n, int D) {
+    if (n) k_deepstack_add<<<n, 256, 0, st>>>(x, vis_row, ds, D);
+}
+
+/* Better = larger value, or equal value and lower id. NaN never wins. */
+static __device__ __forceinline__ void better(float v, int id, float *bv, int *bi) {
+    if (v > *bv || (v == *bv && id < *bi)) {
+        *bv = v;
+        *bi = id;
+    }
+}
+static __global__ void k_argmax(int32_t *out, const bf16 *logits, int V) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    const bf16 *row = logits + (size_t)blockIdx.x * V;
+    float bv = -INFINITY;
+    int bi = 0x7fffffff;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) better(f(row[i]), i, &bv, &bi);
+    for (int o = 16; o; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        better(ov, oi, &bv, &bi);
+    }
+    int w = threadIdx.x >> 5;
+    if ((threadIdx.x & 31) == 0) {
+        sv[w] = bv;
+        si[w] = bi;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int k = 1; k < (int)(blockDim.x >> 5); k++) better(sv[k], si[k], &bv, &bi);
+        out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+    }
+}
+void qvl_k_argmax(cudaStream_t st, int32_t *out, const bf16 *logits, int rows, int V) {
+    if (rows) k_argmax<<<rows, 1024, 0, st>>>(out, logits, V);
+}

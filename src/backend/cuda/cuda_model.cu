@@ -1,0 +1,558 @@
+/* The CUDA model of model_cuda.h: arena planning, weight upload, vision tower, text prefill and
+ * decode. Reads like src/backend/cpu/{vision,text}.c, with BF16 rounding at the points of
+ * spec/qwen3vl.md section 8. One stream; the host only waits for the greedy id. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <type_traits>
+
+#include "backend/cuda/cuda_ops.h"
+extern "C" {
+#include "backend/cuda/cuda_device.h"
+#include "io/npy.h"
+#include "io/safetensors.h"
+#include "model/model.h"
+#include "model/model_cuda.h"
+#include "model/tensor_check.h"
+#include "util/error.h"
+}
+
+enum { DEFAULT_MAX_LEN = 8192, GEMM_WS = 32 << 20, MAX_IMAGES = 64 };
+
+typedef struct {
+    bf16 *norm1_w, *norm1_b, *qkv_w, *qkv_b, *proj_w, *proj_b, *norm2_w, *norm2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} vblock;
+typedef struct {
+    bf16 *norm_w, *norm_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} merger;
+typedef struct {
+    bf16 *in_norm, *qkv_w, *q_norm, *k_norm, *o_w, *post_norm, *gu_w, *down_w; /* qkv_w: q|k|v rows, gu_w: gate|up */
+} tlayer;
+
+struct qvl_cuda_model {
+    qvl_config cfg;
+    qvl_mem_plan plan;
+    char device[64];
+    long max_len, max_patches, max_tokens;
+    int chunk;
+    cudaStream_t st;
+    qvl_gemm *gemm;
+    char *arena;
+    size_t arena_bytes;
+    double peak_mib;
+    /* weights */
+    bf16 *patch_w, *patch_b, *pos_embed, *embed, *norm, *lm_head;
+    vblock *vb;
+    merger mg, ds[QVL_MAX_DEEPSTACK];
+    tlayer *tl;
+    float *vis_inv_freq, *txt_inv_freq;
+    /* vision activations (max_patches rows) and outputs (max_tokens rows per feature) */
+    bf16 *vx, *vy, *vqkv, *vhid;
+    bf16 *img[1 + QVL_MAX_DEEPSTACK]; /* merger output, then deepstack features */
+    /* text */
+    bf16 *k_cache, *v_cache; /* [layers][max_len][kv] */
+    bf16 *x, *y, *qkv, *att, *gu, *h, *logits;
+    int32_t *d_ids, *d_pos, *d_vis, *d_next;
+    float *att_partial;
+    void *gemm_ws;
+    /* host state */
+    int n_images, img_tokens, grids[MAX_IMAGES][3];
+    int len, rope_delta, next_id;
+    int32_t *h_pos, *h_vis;
+};
+
+#define CK(call)                                                                                                \
+    do {                                                                                                        \
+        cudaError_t e_ = (call);                                                                                \
+        if (e_ != cudaSuccess) return qvl_errorf("cuda: %s (%s:%d)", cudaGetErrorString(e_), __FILE__, __LINE__); \
+    } while (0)
+
+static double MiB(size_t b) { return (double)b / 1048576.0; }
+
+static void sample_peak(qvl_cuda_model *m) {
+    size_t fr = 0, tot = 0;
+    if (cudaMemGetInfo(&fr, &tot) == cudaSuccess && MiB(tot - fr) > m->peak_mib) m->peak_mib = MiB(tot - fr);
+}
+
+/* ---- arena: the same walk sizes it (base NULL) and then hands out the pointers ---- */
+typedef struct {
+    char *base;
+    size_t used;
+} bump;
+static void *take(bump *b, size_t bytes) {
+    size_t off = (b->used + 255) & ~(size_t)255;
+    b->used = off + bytes;
+    return b->base ? b->base + off : NULL;
+}
+#define TAKE(b, ptr, count) ((ptr) = (std::remove_reference<decltype(ptr)>::type)take((b), (size_t)(count) * sizeof(*(ptr))))
+
+static void layout_weights(qvl_cuda_model *m, bump *b) {
+    const qvl_vision_config *v = &m->cfg.vision;
+    const qvl_text_config *t = &m->cfg.text;
+    const size_t Dv = v->hidden_size, Iv = v->intermediate_size, D = t->hidden_size, I = t->intermediate_size;
+    const size_t row = (size_t)v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size;
+    const size_t Dv4 = Dv * v->spatial_merge_size * v->spatial_merge_size, hd = t->head_dim;
+    const size_t qdim = t->num_heads * hd, kv = t->num_kv_heads * hd;
+    TAKE(b, m->patch_w, Dv * row);
+    TAKE(b, m->patch_b, Dv);
+    TAKE(b, m->pos_embed, (size_t)v->num_position_embeddings * Dv);
+    for (int i = 0; i < v->depth; i++) {
+        vblock *k = &m->vb[i];
+        TAKE(b, k->norm1_w, Dv), TAKE(b, k->norm1_b, Dv), TAKE(b, k->qkv_w, 3 * Dv * Dv), TAKE(b, k->qkv_b, 3 * Dv);
+        TAKE(b, k->proj_w, Dv * Dv), TAKE(b, k->proj_b, Dv), TAKE(b, k->norm2_w, Dv), TAKE(b, k->norm2_b, Dv);
+        TAKE(b, k->fc1_w, Iv * Dv), TAKE(b, k->fc1_b, Iv), TAKE(b, k->fc2_w, Dv * Iv), TAKE(b, k->fc2_b, Dv);
+    }
+    for (int j = -1; j < v->n_deepstack; j++) {
+        merger *g = j < 0 ? &m->mg : &m->ds[j];
+        size_t nd = j < 0 ? Dv : Dv4;
+        TAKE(b, g->norm_w, nd), TAKE(b, g->norm_b, nd), TAKE(b, g->fc1_w, Dv4 * Dv4), TAKE(b, g->fc1_b, Dv4);
+        TAKE(b, g->fc2_w, D * Dv4), TAKE(b, g->fc2_b, D);
+    }
+    TAKE(b, m->embed, (size_t)t->vocab_size * D);
+    for (int l = 0; l < t->num_layers; l++) {
+        tlayer *L = &m->tl[l];
+        TAKE(b, L->in_norm, D), TAKE(b, L->qkv_w, (qdim + 2 * kv) * D), TAKE(b, L->q_norm, hd), TAKE(b, L->k_norm, hd);
+        TAKE(b, L->o_w, D * qdim), TAKE(b, L->post_norm, D), TAKE(b, L->gu_w, 2 * I * D), TAKE(b, L->down_w, D * I);
+    }
+    TAKE(b, m->norm, D);
+    if (t->tie_word_embeddings)
+        m->lm_head = m->embed;
+    else
+        TAKE(b, m->lm_head, (size_t)t->vocab_size * D);
+}
+
+static void layout_buffers(qvl_cuda_model *m, bump *b) {
+    const qvl_vision_config *v = &m->cfg.vision;
+    const qvl_text_config *t = &m->cfg.text;
+    const size_t n = m->max_patches, Dv = v->hidden_size, D = t->hidden_size, I = t->intermediate_size;
+    const size_t hd = t->head_dim, qdim = t->num_heads * hd, kv = t->num_kv_heads * hd, C = m->chunk;
+    const size_t L = t->num_layers, T = m->max_len;
+    TAKE(b, m->vis_inv_freq, 512);
+    TAKE(b, m->txt_inv_freq, hd / 2);
+    /* vision: x, y, qkv (also the F32 pixels and the merger hidden), hid (also the BF16 pixels) */
+    TAKE(b, m->vx, n * Dv), TAKE(b, m->vy, n * Dv), TAKE(b, m->vqkv, n * 3 * Dv), TAKE(b, m->vhid, n * v->intermediate_size);
+    for (int j = 0; j <= v->n_deepstack; j++) TAKE(b, m->img[j], (size_t)m->max_tokens * D);
+    TAKE(b, m->k_cache, L * T * kv), TAKE(b, m->v_cache, L * T * kv);
+    TAKE(b, m->x, C * D), TAKE(b, m->y, C * D), TAKE(b, m->qkv, C * (qdim + 2 * kv)), TAKE(b, m->att, C * qdim);
+    TAKE(b, m->gu, C * 2 * I), TAKE(b, m->h, C * I), TAKE(b, m->logits, (size_t)t->vocab_size);
+    TAKE(b, m->d_ids, T), TAKE(b, m->d_pos, 3 * T), TAKE(b, m->d_vis, T), TAKE(b, m->d_next, 1);
+    TAKE(b, m->att_partial, qvl_attention_partial_floats(t->num_kv_heads, hd > (size_t)(Dv / v->num_heads) ? hd : Dv / v->num_heads));
+    m->gemm_ws = take(b, GEMM_WS);
+}
+
+/* ---- weight upload ---- */
+static int upload(const qvl_safetensors *st, bf16 *dst, const char *name, size_t expect) {
+    const qvl_tensor *t = qvl_st_find(st, name);
+    if (!t) return qvl_errorf("%s: missing tensor %s", qvl_st_path(st), name);
+    size_t n = (size_t)qvl_tensor_numel(t);
+    if (n != expect) return qvl_errorf("%s: tensor %s has %zu values, expected %zu", qvl_st_path(st), name, n, expect);
+    if (t->dtype == QVL_BF16) {
+        CK(cudaMemcpy(dst, t->data, n * 2, cudaMemcpyHostToDevice));
+        return 0;
+    }
+    float *tmp = (float *)malloc(n * sizeof(float));
+    uint16_t *h = (uint16_t *)malloc(n * 2);
+    if (!tmp || !h || qvl_tensor_to_f32(t, tmp) != 0) {
+        free(tmp), free(h);
+        return qvl_errorf("%s: cannot convert %s", qvl_st_path(st), name);
+    }
+    for (size_t i = 0; i < n; i++) {
+        bf16 x = __float2bfloat16(tmp[i]);
+        memcpy(&h[i], &x, 2);
+    }
+    cudaError_t e = cudaMemcpy(dst, h, n * 2, cudaMemcpyHostToDevice);
+    free(tmp), free(h);
+    CK(e);
+    return 0;
+}
+
+static int upload_all(qvl_cuda_model *m, const qvl_safetensors *st) {
+    const qvl_vision_config *v = &m->cfg.vision;
+    const qvl_text_config *t = &m->cfg.text;
+    const size_t Dv = v->hidden_size, Iv = v->intermediate_size, D = t->hidden_size, I = t->intermediate_size;
+    const size_t row = (size_t)v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size;
+    const size_t Dv4 = Dv * v->spatial_merge_size * v->spatial_merge_size, hd = t->head_dim;
+    const size_t qdim = t->num_heads * hd, kv = t->num_kv_heads * hd;
+    char nm[160];
+    int rc = 0;
+#define UP(ptr, count, ...) \
+    (snprintf(nm, sizeof nm, __VA_ARGS__), rc = rc ? rc : upload(st, (ptr), nm, (size_t)(count)))
+    UP(m->patch_w, Dv * row, "model.visual.patch_embed.proj.weight");
+    UP(m->patch_b, Dv, "model.visual.patch_embed.proj.bias");
+    UP(m->pos_embed, (size_t)v->num_position_embeddings * Dv, "model.visual.pos_embed.weight");
+    for (int i = 0; i < v->depth && !rc; i++) {
+        vblock *k = &m->vb[i];
+        const char *p = "model.visual.blocks";
+        UP(k->norm1_w, Dv, "%s.%d.norm1.weight", p, i), UP(k->norm1_b, Dv, "%s.%d.norm1.bias", p, i);
+        UP(k->qkv_w, 3 * Dv * Dv, "%s.%d.attn.qkv.weight", p, i), UP(k->qkv_b, 3 * Dv, "%s.%d.attn.qkv.bias", p, i);
+        UP(k->proj_w, Dv * Dv, "%s.%d.attn.proj.weight", p, i), UP(k->proj_b, Dv, "%s.%d.attn.proj.bias", p, i);
+        UP(k->norm2_w, Dv, "%s.%d.norm2.weight", p, i), UP(k->norm2_b, Dv, "%s.%d.norm2.bias", p, i);
+        UP(k->fc1_w, Iv * Dv, "%s.%d.mlp.linear_fc1.weight", p, i), UP(k->fc1_b, Iv, "%s.%d.mlp.linear_fc1.bias", p, i);
+        UP(k->fc2_w, Dv * Iv, "%s.%d.mlp.linear_fc2.weight", p, i), UP(k->fc2_b, Dv, "%s.%d.mlp.linear_fc2.bias", p, i);
+    }
+    for (int j = -1; j < v->n_deepstack && !rc; j++) {
+        merger *g = j < 0 ? &m->mg : &m->ds[j];
+        char p[64];
+        if (j < 0)
+            snprintf(p, sizeof p, "model.visual.merger");
+        else
+            snprintf(p, sizeof p, "model.visual.deepstack_merger_list.%d", j);
+        size_t nd = j < 0 ? Dv : Dv4;
+        UP(g->norm_w, nd, "%s.norm.weight", p), UP(g->norm_b, nd, "%s.norm.bias", p);
+        UP(g->fc1_w, Dv4 * Dv4, "%s.linear_fc1.weight", p), UP(g->fc1_b, Dv4, "%s.linear_fc1.bias", p);
+        UP(g->fc2_w, D * Dv4, "%s.linear_fc2.weight", p), UP(g->fc2_b, D, "%s.linear_fc2.bias", p);
+    }
+    const char *p = "model.language_model";
+    UP(m->embed, (size_t)t->vocab_size * D, "%s.embed_tokens.weight", p);
+    for (int l = 0; l < t->num_layers && !rc; l++) {
+        tlayer *L = &m->tl[l];
+        UP(L->in_norm, D, "%s.layers.%d.input_layernorm.weight", p, l);
+        UP(L->qkv_w, qdim * D, "%s.layers.%d.self_attn.q_proj.weight", p, l);
+        UP(L->qkv_w + qdim * D, kv * D, "%s.layers.%d.self_attn.k_proj.weight", p, l);
+        UP(L->qkv_w + (qdim + kv) * D, kv * D, "%s.layers.%d.self_attn.v_proj.weight", p, l);
+        UP(L->q_norm, hd, "%s.layers.%d.self_attn.q_norm.weight", p, l);
+        UP(L->k_norm, hd, "%s.layers.%d.self_attn.k_norm.weight", p, l);
+        UP(L->o_w, D * qdim, "%s.layers.%d.self_attn.o_proj.weight", p, l);
+        UP(L->post_norm, D, "%s.layers.%d.post_attention_layernorm.weight", p, l);
+        UP(L->gu_w, I * D, "%s.layers.%d.mlp.gate_proj.weight", p, l);
+        UP(L->gu_w + I * D, I * D, "%s.layers.%d.mlp.up_proj.weight", p, l);
+        UP(L->down_w, D * I, "%s.layers.%d.mlp.down_proj.weight", p, l);
+    }
+    UP(m->norm, D, "%s.norm.weight", p);
+    if (!t->tie_word_embeddings) UP(m->lm_head, (size_t)t->vocab_size * D, "lm_head.weight");
+#undef UP
+    if (rc) return rc;
+    /* Rotary inverse frequencies in float32 as the reference computes them. */
+    float vf[512] = {0}, tf[1024] = {0};
+    int vhd = v->hidden_size / v->num_heads, rdim = vhd / 2;
+    for (int j = 0; j < rdim / 2; j++) vf[j] = 1.0f / powf(10000.0f, (float)(2 * j) / (float)rdim);
+    for (int i = 0; i < (int)hd / 2; i++) tf[i] = 1.0f / powf((float)t->rope_theta, (float)(2 * i) / (float)hd);
+    CK(cudaMemcpy(m->vis_inv_freq, vf, sizeof vf, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(m->txt_inv_freq, tf, hd / 2 * sizeof(float), cudaMemcpyHostToDevice));
+    return 0;
+}
+
+/* ---- open / close ---- */
+static int check_dims(const qvl_config *c) {
+    int vhd = c->vision.hidden_size / c->vision.num_heads;
+    if (c->text.head_dim > 128 || vhd > 128 || c->text.head_dim % 2 || vhd % 4 || c->text.head_dim > 1024)
+        return qvl_errorf("%s/config.json: head sizes %d (text) / %d (vision) above the CUDA kernels' 128",
+                          c->model_dir, c->text.head_dim, vhd);
+    if (c->text.num_heads % c->text.num_kv_heads || c->text.num_heads / c->text.num_kv_heads > QVL_ATT_BQ)
+        return qvl_errorf("%s/config.json: unsupported GQA layout %d / %d heads", c->model_dir, c->text.num_heads,
+                          c->text.num_kv_heads);
+    if (c->vision.out_hidden_size != c->text.hidden_size)
+        return qvl_errorf("%s/config.json: vision out_hidden_size differs from text hidden_size", c->model_dir);
+    return 0;
+}
+
+qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
+    qvl_cuda_model *m = (qvl_cuda_model *)calloc(1, sizeof *m);
+    qvl_safetensors *st = NULL;
+    if (!m) {
+        qvl_errorf("%s: out of memory", dir);
+        return NULL;
+    }
+    if (qvl_cuda_device_count() <= 0) {
+        qvl_errorf("cuda: no usable CUDA device");
+        goto fail;
+    }
+    if (qvl_config_load(dir, &m->cfg) || check_dims(&m->cfg)) goto fail;
+    if (!(st = qvl_st_open(dir)) || qvl_checkpoint_check(&m->cfg, st)) goto fail;
+    {
+        const qvl_config *c = &m->cfg;
+        m->max_len = o && o->max_model_len > 0 ? o->max_model_len : DEFAULT_MAX_LEN;
+        long max_px = o && o->max_pixels > 0 ? o->max_pixels : c->preproc.max_pixels;
+        m->chunk = o && o->prefill_chunk > 0 ? o->prefill_chunk : QVL_PLAN_PREFILL_CHUNK;
+        if (m->chunk > m->max_len) m->chunk = (int)m->max_len;
+        qvl_cuda_device_info(m->device, sizeof m->device, NULL);
+        double ctx = qvl_cuda_context_mib();
+        m->vb = (vblock *)calloc(c->vision.depth, sizeof *m->vb);
+        m->tl = (tlayer *)calloc(c->text.num_layers, sizeof *m->tl);
+        m->h_pos = (int32_t *)malloc(3 * m->max_len * sizeof(int32_t));
+        m->h_vis = (int32_t *)malloc(m->max_len * sizeof(int32_t));
+        if (!m->vb || !m->tl || !m->h_pos || !m->h_vis) {
+            qvl_errorf("%s: out of memory", dir);
+            goto fail;
+        }
+        bump wb = {NULL, 0};
+        layout_weights(m, &wb);
+        if (qvl_mem_plan_compute(c, (double)wb.used, m->max_len, max_px, ctx, &m->plan)) goto fail;
+        m->max_tokens = m->plan.max_image_tokens;
+        m->max_patches = m->max_tokens * c->vision.spatial_merge_size * c->vision.spatial_merge_size;
+        bump all = {NULL, 0};
+        layout_weights(m, &all);
+        layout_buffers(m, &all);
+        m->arena_bytes = all.used;
+        double need = m->plan.cuda_context + MiB(m->arena_bytes);
+        const qvl_mem_plan *p = &m->plan;
+        if (o && o->gpu_mem_mib > 0 && need > (double)o->gpu_mem_mib) {
+            qvl_errorf("gpu-mem: %ld MiB is below the plan's %.0f MiB (context %.0f + weights %.0f + KV cache %.0f for "
+                       "%ld tokens + vision %.0f for %ld image tokens + workspace %.0f); lower --max-model-len or "
+                       "--max-pixels%s",
+                       o->gpu_mem_mib, need, p->cuda_context, p->weights, p->kv_cache, p->max_model_len,
+                       p->vision_activations, p->max_image_tokens, p->workspace,
+                       (double)o->gpu_mem_mib < p->cuda_context + p->weights ? " (the weights alone do not fit)" : "");
+            goto fail;
+        }
+        size_t fr = 0, tot = 0;
+        if (cudaMemGetInfo(&fr, &tot) != cudaSuccess || MiB(fr) < MiB(m->arena_bytes)) {
+            qvl_errorf("cuda: the plan needs %.0f MiB on the device but %.0f MiB are free; lower --max-model-len or "
+                       "--max-pixels",
+                       MiB(m->arena_bytes), MiB(fr));
+            goto fail;
+        }
+        if (cudaMalloc((void **)&m->arena, m->arena_bytes) != cudaSuccess) {
+            qvl_errorf("cuda: cannot allocate the %.0f MiB arena", MiB(m->arena_bytes));
+            goto fail;
+        }
+        bump real = {m->arena, 0};
+        layout_weights(m, &real);
+        layout_buffers(m, &real);
+        if (cudaStreamCreateWithFlags(&m->st, cudaStreamNonBlocking) != cudaSuccess ||
+            !(m->gemm = qvl_gemm_new(m->gemm_ws, GEMM_WS))) {
+            qvl_errorf("cuda: cannot create the stream or the cuBLASLt handle");
+            goto fail;
+        }
+        if (upload_all(m, st)) goto fail;
+        qvl_st_close(st);
+        st = NULL;
+        sample_peak(m);
+    }
+    return m;
+fail:
+    qvl_st_close(st);
+    qvl_cuda_model_close(m);
+    return NULL;
+}
+
+void qvl_cuda_model_close(qvl_cuda_model *m) {
+    if (!m) return;
+    if (m->gemm) qvl_gemm_free(m->gemm);
+    if (m->st) cudaStreamDestroy(m->st);
+    if (m->arena) cudaFree(m->arena);
+    free(m->vb), free(m->tl), free(m->h_pos), free(m->h_vis);
+    free(m);
+}
+
+const qvl_config *qvl_cuda_model_config(const qvl_cuda_model *m) { return &m->cfg; }
+const qvl_mem_plan *qvl_cuda_model_plan(const qvl_cuda_model *m) { return &m->plan; }
+double qvl_cuda_model_arena_mib(const qvl_cuda_model *m) { return MiB(m->arena_bytes); }
+double qvl_cuda_model_peak_mib(const qvl_cuda_model *m) { return m->peak_mib; }
+long qvl_cuda_model_max_image_tokens(const qvl_cuda_model *m) { return m->max_tokens; }
+const char *qvl_cuda_model_device_name(const qvl_cuda_model *m) { return m->device; }
+int qvl_cuda_seq_len(const qvl_cuda_model *m) { return m->len; }
+
+/* ---- dumps (QVL_DUMP): device bf16 -> host float32 .npy ---- */
+static void dump(qvl_cuda_model *m, const char *name, const bf16 *x, int rows, int cols) {
+    if (!getenv("QVL_DUMP")) return;
+    size_t n = (size_t)rows * cols;
+    uint16_t *h = (uint16_t *)malloc(n * 2);
+    float *f = (float *)malloc(n * sizeof(float));
+    if (h && f && cudaStreamSynchronize(m->st) == cudaSuccess &&
+        cudaMemcpy(h, x, n * 2, cudaMemcpyDeviceToHost) == cudaSuccess) {
+        for (size_t i = 0; i < n; i++) f[i] = qvl_bf16_to_f32(h[i]);
+        int64_t shape[2] = {rows, cols};
+        qvl_dump_f32(name, f, shape, 2);
+    }
+    free(h), free(f);
+}
+
+/* ---- vision ---- */
+#define G(call) \
+    do { if ((call) != 0) return qvl_errorf("cuda: cuBLASLt matmul failed (%s:%d)", __FILE__, __LINE__); } while (0)
+
+static int merge(qvl_cuda_model *m, const merger *w, int post, int n, bf16 *out) {
+    const qvl_vision_config *v = &m->cfg.vision;
+    const int Dv = v->hidden_size, unit = v->spatial_merge_size * v->spatial_merge_size, Dv4 = Dv * unit;
+    const int D = m->cfg.text.hidden_size, nm = n / unit;
+    if (post)
+        qvl_k_layernorm(m->st, m->vy, m->vx, w->norm_w, w->norm_b, nm, Dv4, 1e-6f);
+    else
+        qvl_k_layernorm(m->st, m->vy, m->vx, w->norm_w, w->norm_b, n, Dv, 1e-6f);
+    G(qvl_gemm_run(m->gemm, m->st, m->vqkv, Dv4, m->vy, Dv4, w->fc1_w, w->fc1_b, nm, Dv4, Dv4));
+    qvl_k_gelu_erf(m->st, m->vqkv, (size_t)nm * Dv4);
+    G(qvl_gemm_run(m->gemm, m->st, out, D, m->vqkv, Dv4, w->fc2_w, w->fc2_b, nm, Dv4, D));
+    return 0;
+}
+
+void qvl_cuda_clear_images(qvl_cuda_model *m) { m->n_images = m->img_tokens = 0; }
+
+int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv) {
+    const qvl_vision_config *v = &m->cfg.vision;
+    const int Dv = v->hidden_size, H = v->num_heads, hd = Dv / H, Iv = v->intermediate_size, M = v->spatial_merge_size;
+    const int D = m->cfg.text.hidden_size, row = v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size;
+    const int G_ = (int)lround(sqrt((double)v->num_position_embeddings));
+    if (!pv || !pv->data) return qvl_errorf("image: no pixel values");
+    if (pv->row_len != row) return qvl_errorf("image: pixel rows of %d values, the model expects %d", pv->row_len, row);
+    if (pv->grid_t < 1 || pv->grid_h < M || pv->grid_w < M || pv->grid_h % M || pv->grid_w % M ||
+        pv->num_patches != pv->grid_t * pv->grid_h * pv->grid_w)
+        return qvl_errorf("image: patch grid %dx%dx%d is not a multiple of the %dx%d merge", pv->grid_t, pv->grid_h,
+                          pv->grid_w, M, M);
+    const int n = pv->num_patches, frame = pv->grid_h * pv->grid_w, tokens = n / (M * M);
+    if (m->n_images >= MAX_IMAGES) return qvl_errorf("image: more than %d images", MAX_IMAGES);
+    if (n > m->max_patches || m->img_tokens + tokens > m->max_tokens)
+        return qvl_errorf("image: %d image tokens exceed the %ld the memory plan admits (--max-pixels, --max-model-len)",
+                          m->img_tokens + tokens, m->max_tokens);
+    cudaStream_t s = m->st;
+    /* F32 pixels land in the qkv buffer, BF16 in the hidden buffer (both free until block 0). */
+    float *pf = (float *)m->vqkv;
+    CK(cudaMemcpyAsync(pf, pv->data, (size_t)n * row * sizeof(float), cudaMemcpyHostToDevice, s));
+    qvl_k_f32_to_bf16(s, m->vhid, pf, (size_t)n * row);
+    G(qvl_gemm_run(m->gemm, s, m->vx, Dv, m->vhid, row, m->patch_w, m->patch_b, n, row, Dv));
+    dump(m, "vision.patch_embed", m->vx, n, Dv);
+    qvl_k_vision_pos_embed(s, m->vx, m->pos_embed, G_, Dv, pv->grid_t, pv->grid_h, pv->grid_w, M);
+    dump(m, "vision.embed", m->vx, n, Dv);
+    int tap = 0;
+    for (int i = 0; i < v->depth; i++) {
+        const vblock *b = &m->vb[i];
+        qvl_k_layernorm(s, m->vy, m->vx, b->norm1_w, b->norm1_b, n, Dv, 1e-6f);
+        G(qvl_gemm_run(m->gemm, s, m->vqkv, 3 * Dv, m->vy, Dv, b->qkv_w, b->qkv_b, n, Dv, 3 * Dv));
+        qvl_k_vision_rope(s, m->vqkv, m->vis_inv_freq, n, Dv, H, hd, pv->grid_h, pv->grid_w, M);
+        for (int fr = 0; fr < pv->grid_t; fr++) {
+            const bf16 *base = m->vqkv + (size_t)fr * frame * 3 * Dv;
+            qvl_attention(s, m->vy + (size_t)fr * frame * Dv, Dv, base, 3 * Dv, base + Dv, base + 2 * Dv, 3 * Dv, frame,
+                          frame, H, H, hd, -1, NULL);
+        }
+        G(qvl_gemm_run(m->gemm, s, m->vhid, Dv, m->vy, Dv, b->proj_w, b->proj_b, n, Dv, Dv));
+        qvl_k_add(s, m->vx, m->vhid, (size_t)n * Dv);
+        qvl_k_layernorm(s, m->vy, m->vx, b->norm2_w, b->norm2_b, n, Dv, 1e-6f);
+        G(qvl_gemm_run(m->gemm, s, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, n, Dv, Iv));
+        qvl_k_gelu_tanh(s, m->vhid, (size_t)n * Iv);
+        G(qvl_gemm_run(m->gemm, s, m->vy, Dv, m->vhid, Iv, b->fc2_w, b->fc2_b, n, Iv, Dv));
+        qvl_k_add(s, m->vx, m->vy, (size_t)n * Dv);
+        char name[48];
+        snprintf(name, sizeof name, "vision.block%d", i);
+        dump(m, name, m->vx, n, Dv);
+        for (int j = 0; j < v->n_deepstack; j++)
+            if (v->deepstack_indexes[j] == i) {
+                bf16 *out = m->img[1 + j] + (size_t)m->img_tokens * D;
+                if (merge(m, &m->ds[j], 1, n, out)) return -1;
+                snprintf(name, sizeof name, "vision.deepstack%d", j);
+                dump(m, name, out, tokens, D);
+                tap++;
+            }
+    }
+    if (tap != v->n_deepstack) return qvl_errorf("vision: deepstack index beyond depth %d", v->depth);
+    bf16 *out = m->img[0] + (size_t)m->img_tokens * D;
+    if (merge(m, &m->mg, 0, n, out)) return -1;
+    dump(m, "vision.merger", out, tokens, D);
+    CK(cudaStreamSynchronize(s));
+    CK(cudaGetLastError());
+    m->grids[m->n_images][0] = pv->grid_t, m->grids[m->n_images][1] = pv->grid_h, m->grids[m->n_images][2] = pv->grid_w;
+    m->n_images++;
+    m->img_tokens += tokens;
+    sample_peak(m);
+    return 0;
+}
+
+/* ---- text ---- */
+/* n tokens at cache rows p0..; pos: device T/H/W rows at pos_stride or NULL (decode: p0 + delta);
+ * vis: device image rows or NULL. Leaves the greedy id of the last row in d_next. */
+static int text_forward(qvl_cuda_model *m, const int32_t *ids, int n, int p0, const int32_t *pos, int pos_stride,
+                        const int32_t *vis, const char *sfx) {
+    const qvl_text_config *t = &m->cfg.text;
+    const int D = t->hidden_size, hd = t->head_dim, Hq = t->num_heads, Hkv = t->num_kv_heads, I = t->intermediate_size;
+    const int qdim = Hq * hd, kv = Hkv * hd, qkvd = qdim + 2 * kv;
+    const float eps = (float)t->rms_norm_eps;
+    const int n_ds = vis ? m->cfg.vision.n_deepstack : 0;
+    cudaStream_t s = m->st;
+    qvl_rope_desc rd = {Hq, Hkv, hd, {t->mrope_section[0], t->mrope_section[1], t->mrope_section[2]}, t->mrope_interleaved, eps};
+    char name[64];
+    qvl_k_embed(s, m->x, m->embed, ids, vis, m->img[0], n, D);
+    if (sfx) snprintf(name, sizeof name, "text.embed%s", sfx), dump(m, name, m->x, n, D);
+    for (int l = 0; l < t->num_layers; l++) {
+        const tlayer *L = &m->tl[l];
+        bf16 *kc = m->k_cache + (size_t)l * m->max_len * kv, *vc = m->v_cache + (size_t)l * m->max_len * kv;
+        if (sfx) snprintf(name, sizeof name, "text.layer%d.in%s", l, sfx), dump(m, name, m->x, n, D);
+        qvl_k_rmsnorm(s, m->y, m->x, L->in_norm, n, D, eps);
+        G(qvl_gemm_run(m->gemm, s, m->qkv, qkvd, m->y, D, L->qkv_w, NULL, n, D, qkvd));
+        qvl_k_qk_norm_rope(s, &rd, m->qkv, qkvd, kc, vc, m->qkv, L->q_norm, L->k_norm, m->txt_inv_freq, n, p0, pos,
+                           pos_stride, p0 + m->rope_delta);
+        qvl_attention(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, n, p0 + n, Hq, Hkv, hd, p0, m->att_partial);
+        G(qvl_gemm_run(m->gemm, s, m->y, D, m->att, qdim, L->o_w, NULL, n, qdim, D));
+        qvl_k_add_rmsnorm(s, m->y, m->x, m->y, L->post_norm, n, D, eps);
+        G(qvl_gemm_run(m->gemm, s, m->gu, 2 * I, m->y, D, L->gu_w, NULL, n, D, 2 * I));
+        qvl_k_silu_mul(s, m->h, m->gu, n, I);
+        G(qvl_gemm_run(m->gemm, s, m->y, D, m->h, I, L->down_w, NULL, n, I, D));
+        qvl_k_add(s, m->x, m->y, (size_t)n * D);
+        if (sfx) snprintf(name, sizeof name, "text.layer%d.out%s", l, sfx), dump(m, name, m->x, n, D);
+        if (l < n_ds) qvl_k_deepstack_add(s, m->x, vis, m->img[1 + l], n, D);
+    }
+    if (sfx && getenv("QVL_DUMP")) {
+        qvl_k_rmsnorm(s, m->y, m->x, m->norm, n, D, eps);
+        snprintf(name, sizeof name, "text.norm%s", sfx), dump(m, name, m->y, n, D);
+    }
+    qvl_k_rmsnorm(s, m->y, m->x + (size_t)(n - 1) * D, m->norm, 1, D, eps);
+    G(qvl_gemm_run(m->gemm, s, m->logits, t->vocab_size, m->y, D, m->lm_head, NULL, 1, D, t->vocab_size));
+    qvl_k_argmax(s, m->d_next, m->logits, 1, t->vocab_size);
+    return 0;
+}
+
+static int fetch_next(qvl_cuda_model *m) {
+    int32_t id = -1;
+    CK(cudaMemcpyAsync(&id, m->d_next, sizeof id, cudaMemcpyDeviceToHost, m->st));
+    CK(cudaStreamSynchronize(m->st));
+    CK(cudaGetLastError());
+    m->next_id = id;
+    return id;
+}
+
+int qvl_cuda_prefill(qvl_cuda_model *m, const int32_t *ids, int n) {
+    const qvl_config *c = &m->cfg;
+    if (n < 1) return qvl_errorf("prompt: empty");
+    if (n > m->max_len) return qvl_errorf("prompt: %d tokens exceed the context of %ld tokens", n, m->max_len);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= c->text.vocab_size)
+            return qvl_errorf("prompt: token id %d at position %d is outside the vocabulary of %d", ids[i], i,
+                              c->text.vocab_size);
+    int delta = 0;
+    if (qvl_mrope_positions(ids, n, c->image_token_id, (const int(*)[3])m->grids, m->n_images,
+                            c->vision.spatial_merge_size, m->h_pos, &delta))
+        return -1;
+    int pads = 0;
+    for (int i = 0; i < n; i++) m->h_vis[i] = ids[i] == c->image_token_id && m->n_images > 0 ? pads++ : -1;
+    CK(cudaMemcpyAsync(m->d_ids, ids, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice, m->st));
+    CK(cudaMemcpyAsync(m->d_pos, m->h_pos, (size_t)3 * n * sizeof(int32_t), cudaMemcpyHostToDevice, m->st));
+    CK(cudaMemcpyAsync(m->d_vis, m->h_vis, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice, m->st));
+    m->len = 0;
+    m->rope_delta = delta;
+    for (int c0 = 0; c0 < n; c0 += m->chunk) {
+        int cnt = n - c0 < m->chunk ? n - c0 : m->chunk;
+        char sfx[32] = "";
+        if (n > m->chunk) snprintf(sfx, sizeof sfx, "@%d", c0);
+        if (text_forward(m, m->d_ids + c0, cnt, c0, m->d_pos + c0, n, m->n_images ? m->d_vis + c0 : NULL, sfx)) return -1;
+    }
+    m->len = n;
+    int id = fetch_next(m);
+    sample_peak(m);
+    return id;
+}
+
+int qvl_cuda_decode(qvl_cuda_model *m, int32_t id) {
+    if (m->len >= m->max_len) return qvl_errorf("generation: the context of %ld tokens is full", m->max_len);
+    if (id < 0 || id >= m->cfg.text.vocab_size) return qvl_errorf("generation: token id %d is outside the vocabulary", id);
+    /* The id usually is the one just sampled, already on the device; else copy it over. */
+    const int32_t *d_id = m->d_next;
+    if (id != m->next_id) {
+        CK(cudaMemcpyAsync(m->d_ids, &id, sizeof id, cudaMemcpyHostToDevice, m->st));
+        d_id = m->d_ids;
+    }
+    if (text_forward(m, d_id, 1, m->len, NULL, 0, NULL, NULL)) return -1;
+    m->len++;
+    return fetch_next(m);
+}
+
+int qvl_cuda_logits(qvl_cuda_model *m, float *out) {
+    int V = m->cfg.text.vocab_size;
+    uint16_t *h = (uint16_t *)malloc((size_t)V * 2);
+    if (!h) return qvl_errorf("logits: out of memory");
+    cudaError_t e = cudaStreamSynchronize(m->st);
+    if (e == cudaSuccess) e = cudaMemcpy(h, m->logits, (size_t)V * 2, cudaMemcpyDeviceToHost);
+    for (int i = 0; e == cudaSuccess && i < V; i++) out[i] = qvl_bf16_to_f32(h[i]);
+    free(h);
+    CK(e);
+    return 0;
+}

@@ -1,0 +1,77 @@
+/* CUDA kernels of the Qwen3-VL forward pass (BF16 storage, F32 arithmetic where the reference
+ * computes in F32; rounding points follow spec/qwen3vl.md section 8). Launchers only: every
+ * function enqueues on `st` and returns at once. C++ (nvcc) only. Row-major; a "row" is one
+ * token or patch; linear weights are PyTorch's [out, in]. */
+#ifndef QVL_BACKEND_CUDA_OPS_H
+#define QVL_BACKEND_CUDA_OPS_H
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef __nv_bfloat16 bf16;
+
+/* ---- GEMM (cuda_gemm.cu): y[M,N] = x[M,K] @ w[N,K]^T (+ b[N]), BF16 in/out, F32 accumulate,
+ * bias added in F32 in the epilogue (one rounding). ldx/ldy: row strides of x/y in elements. */
+typedef struct qvl_gemm qvl_gemm;
+qvl_gemm *qvl_gemm_new(void *workspace, size_t workspace_bytes);
+void qvl_gemm_free(qvl_gemm *g);
+int qvl_gemm_run(qvl_gemm *g, cudaStream_t st, bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w,
+                 const bf16 *b, int M, int K, int N);
+
+/* ---- attention (cuda_attention.cu). Query row i, head h attends key j of head h/(Hq/Hkv) for
+ * j < n_kv (causal_pos0 < 0) or j <= causal_pos0 + i. Softmax in F32, scale hd^-0.5. Flash-style:
+ * no n_q x n_kv buffer. partial: scratch for split-key decoding, qvl_attention_partial_floats()
+ * floats (may be NULL when n_q * Hq/Hkv > 32, i.e. prefill). hd <= 128. */
+enum { QVL_ATT_BQ = 32, QVL_ATT_BK = 32, QVL_ATT_MAX_SPLITS = 64 };
+size_t qvl_attention_partial_floats(int n_kv_heads, int hd);
+void qvl_attention(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
+                   const bf16 *v, int kv_stride, int n_q, int n_kv, int Hq, int Hkv, int hd, int causal_pos0,
+                   float *partial);
+
+/* ---- elementwise and row kernels (cuda_kernels.cu) */
+void qvl_k_f32_to_bf16(cudaStream_t st, bf16 *y, const float *x, size_t n);
+void qvl_k_bf16_to_f32(cudaStream_t st, float *y, const bf16 *x, size_t n);
+/* LayerNorm: F32 statistics and affine, one rounding. */
+void qvl_k_layernorm(cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, const bf16 *b, int rows, int dim,
+                     float eps);
+/* RMSNorm, HF order: bf16(x * rsqrt(mean(x^2) + eps)) then * w rounded again. */
+void qvl_k_rmsnorm(cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, int rows, int dim, float eps);
+/* x = bf16(x + r) (residual), then y = RMSNorm(x). */
+void qvl_k_add_rmsnorm(cudaStream_t st, bf16 *y, bf16 *x, const bf16 *r, const bf16 *w, int rows, int dim,
+                       float eps);
+void qvl_k_add(cudaStream_t st, bf16 *x, const bf16 *y, size_t n);          /* x = bf16(x + y) */
+void qvl_k_gelu_tanh(cudaStream_t st, bf16 *x, size_t n);
+void qvl_k_gelu_erf(cudaStream_t st, bf16 *x, size_t n);
+/* gu rows hold [gate | up] (2I values); out[i, j] = bf16(bf16(silu(gate)) * up). */
+void qvl_k_silu_mul(cudaStream_t st, bf16 *out, const bf16 *gu, int rows, int I);
+
+/* Vision: x += bilinear position table (bf16 products and sums, spec 4.2), merge-block order. */
+void qvl_k_vision_pos_embed(cudaStream_t st, bf16 *x, const bf16 *table, int G, int Dv, int grid_t, int grid_h,
+                            int grid_w, int M);
+/* Vision 2D rotary on q and k of qkv rows [n, 3*Dv] (F32 rotation, one rounding). */
+void qvl_k_vision_rope(cudaStream_t st, bf16 *qkv, const float *inv_freq, int n, int Dv, int H, int hd,
+                       int grid_h, int grid_w, int M);
+
+/* Text: per token of qkv rows [n, Hq*hd + 2*Hkv*hd]: q/k per-head RMSNorm, interleaved MRoPE in
+ * bf16 arithmetic (spec 8.9); q -> q_out rows at q_stride (may be qkv itself, in place), k and v ->
+ * caches at rows p0.. (kv_dim each).
+ * pos: T, H, W rows at pos_stride (device), or NULL: all three = pos_scalar + i. */
+typedef struct {
+    int Hq, Hkv, hd, sec[3], interleaved;
+    float eps;
+} qvl_rope_desc;
+void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, bf16 *k_cache, bf16 *v_cache,
+                        const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int n,
+                        int p0, const int32_t *pos, int pos_stride, int pos_scalar);
+
+/* x[i] = vis_row[i] >= 0 ? img[vis_row[i]] : embed[ids[i]] (vis_row may be NULL). */
+void qvl_k_embed(cudaStream_t st, bf16 *x, const bf16 *embed, const int32_t *ids, const int32_t *vis_row,
+                 const bf16 *img, int n, int D);
+/* x[i] = bf16(x[i] + ds[vis_row[i]]) for image rows. */
+void qvl_k_deepstack_add(cudaStream_t st, bf16 *x, const int32_t *vis_row, const bf16 *ds, int n, int D);
+/* out[r] = argmax of row r of logits [rows, V] (bf16 values; lowest id on ties). */
+void qvl_k_argmax(cudaStream_t st, int32_t *out, const bf16 *logits, int rows, int V);
+
+#endif

@@ -1,0 +1,51 @@
+/* A Qwen3-VL model on one CUDA device (BF16 weights and activations, F32 accumulation; spec
+ * sections 4, 5 and 8). Everything lives in one device arena planned at open from the config, the
+ * context length and the largest image admitted: weights, KV cache, vision activations, workspace.
+ * Nothing is allocated after open; a generation step costs one 4-byte copy (the greedy id).
+ * Without the CUDA build every function fails with "cuda: this build has no CUDA backend". */
+#ifndef QVL_MODEL_CUDA_H
+#define QVL_MODEL_CUDA_H
+#include <stdint.h>
+
+#include "image/image.h"
+#include "model/config.h"
+#include "model/mem_plan.h"
+
+typedef struct qvl_cuda_model qvl_cuda_model;
+
+typedef struct {
+    long max_model_len;   /* KV cache tokens; <= 0: 8192 */
+    long max_pixels;      /* largest image area (after resize) admitted; <= 0: preprocessor max_pixels */
+    long gpu_mem_mib;     /* hard cap on CUDA context + arena; <= 0: none */
+    int prefill_chunk;    /* tokens per prefill step; <= 0: QVL_PLAN_PREFILL_CHUNK */
+} qvl_cuda_opts;
+
+/* Loads DIR, plans the arena and checks it against the cap and the free device memory before
+ * allocating (refusal: one line with the plan's breakdown and what to lower). */
+qvl_cuda_model *qvl_cuda_model_open(const char *model_dir, const qvl_cuda_opts *o);
+void qvl_cuda_model_close(qvl_cuda_model *m);
+const qvl_config *qvl_cuda_model_config(const qvl_cuda_model *m);
+/* The memory plan (context measured) and the arena actually reserved, MiB. */
+const qvl_mem_plan *qvl_cuda_model_plan(const qvl_cuda_model *m);
+double qvl_cuda_model_arena_mib(const qvl_cuda_model *m);
+/* Device memory in use (cudaMemGetInfo total - free), highest value sampled after open and after
+ * every call, MiB. */
+double qvl_cuda_model_peak_mib(const qvl_cuda_model *m);
+long qvl_cuda_model_max_image_tokens(const qvl_cuda_model *m);
+const char *qvl_cuda_model_device_name(const qvl_cuda_model *m);
+
+/* Images for the next prefill: clear, then encode one or more in prompt order (their vision
+ * outputs stay on the device). Returns 0, or -1 + error (too many tokens for the plan, bad grid). */
+void qvl_cuda_clear_images(qvl_cuda_model *m);
+int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv);
+
+/* Starts a new sequence with the prompt (image pads take the encoded images' rows in order).
+ * Returns the greedy next token id (bf16-rounded logits, lowest id on ties), or -1 + error. */
+int qvl_cuda_prefill(qvl_cuda_model *m, const int32_t *ids, int n);
+/* Appends id; returns the greedy next id, or -1 + error (context full, bad id). */
+int qvl_cuda_decode(qvl_cuda_model *m, int32_t id);
+int qvl_cuda_seq_len(const qvl_cuda_model *m);
+/* The last position's logits (bf16 values as float) into out[vocab]. */
+int qvl_cuda_logits(qvl_cuda_model *m, float *out);
+
+#endif
