@@ -7,7 +7,7 @@
  *   - pixel = clamp((2^(p-1) + sum w_i * x_i) >> p, 0, 255), int32 accumulation;
  *   - horizontal pass first into a uint8 buffer, then the vertical pass; a pass whose size does
  *     not change is skipped.
- * Both passes run one vectorisable kernel (filter_rows); the horizontal one on a transposed copy.
+ * Both passes have an SSE2 kernel (x86-64 baseline) and a plain C one; they give identical bytes.
  * Pillow itself uses 22-bit int32 weights for every axis, so PIL's resize can differ by 1 LSB. */
 #include <math.h>
 #include <stdlib.h>
@@ -16,6 +16,10 @@
 #include "image/image.h"
 #include "image/parallel.h"
 #include "util/error.h"
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 typedef struct {
     int ksize, precision;
@@ -97,17 +101,66 @@ typedef struct {
     const uint8_t *in;
     uint8_t *out;
     int in_w, out_w;       /* pixels per row (RGB) */
+    int in_h;              /* rows in `in` (bounds for the 8-byte reads of the horizontal pass) */
     const axis_coeffs *c;
 } pass_ctx;
 
-/* One pass of the separable filter along y: each output row is a weighted sum of whole input rows.
- * Columns go in blocks of 16 with fixed-length inner loops, which compilers turn into SIMD code even
- * at -O2. The horizontal pass runs the same kernel on the transposed image (see qvl_resize_bicubic):
- * summing the same products in the same order, it gives the same bytes as a direct loop along x. */
+/* Horizontal pass, along x on interleaved RGB. One output pixel = sum over its taps of w_j * pixel_j
+ * per channel. The SSE2 path takes taps in pairs: 8 bytes from pixel j hold pixels j and j+1; their
+ * bytes are interleaved per channel (r_j r_j+1 g_j g_j+1 ...), widened to int16, and one
+ * _mm_madd_epi16 with (w_j, w_j+1) gives the three channel sums (the fourth lane is discarded).
+ * Integer sums in any order give the same bytes as the plain loop, which handles the pixels whose
+ * 8-byte reads would pass the end of the buffer. */
+static void h_pixel_plain(const uint8_t *s, const int16_t *k, int taps, int half, int p, uint8_t *o) {
+    int32_t r = half, g = half, b = half;
+    for (int j = 0; j < taps; j++, s += 3) {
+        r += k[j] * s[0];
+        g += k[j] * s[1];
+        b += k[j] * s[2];
+    }
+    o[0] = clip_shift(r, p), o[1] = clip_shift(g, p), o[2] = clip_shift(b, p);
+}
+
+static void horizontal_rows(void *arg, int y0, int y1) {
+    const pass_ctx *ctx = arg;
+    const axis_coeffs *c = ctx->c;
+    int p = c->precision, half = p > 0 ? 1 << (p - 1) : 0;
+    size_t in_row = (size_t)ctx->in_w * 3, total = in_row * ctx->in_h;
+    for (int y = y0; y < y1; y++) {
+        const uint8_t *row = ctx->in + (size_t)y * in_row;
+        uint8_t *o = ctx->out + (size_t)y * ctx->out_w * 3;
+        for (int x = 0; x < ctx->out_w; x++, o += 3) {
+            const int16_t *k = c->w + (size_t)x * c->ksize;
+            const uint8_t *s = row + (size_t)c->start[x] * 3;
+            int taps = c->count[x];
+#ifdef __SSE2__
+            if ((size_t)(s - ctx->in) + (size_t)(taps > 0 ? taps - 1 : 0) * 3 + 8 <= total) {
+                const __m128i z = _mm_setzero_si128();
+                __m128i acc = _mm_set1_epi32(half);
+                for (int j = 0; j < taps; j += 2) {
+                    uint32_t wbits = (uint32_t)(uint16_t)k[j] | (uint32_t)(uint16_t)(j + 1 < taps ? k[j + 1] : 0) << 16;
+                    __m128i px = _mm_loadl_epi64((const __m128i *)(s + 3 * j));
+                    __m128i il = _mm_unpacklo_epi8(px, _mm_srli_si128(px, 3));
+                    acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_unpacklo_epi8(il, z), _mm_set1_epi32((int)wbits)));
+                }
+                acc = _mm_srai_epi32(acc, p);
+                __m128i b8 = _mm_packus_epi16(_mm_packs_epi32(acc, acc), z); /* clamp to 0..255 */
+                uint32_t v = (uint32_t)_mm_cvtsi128_si32(b8);
+                o[0] = (uint8_t)v, o[1] = (uint8_t)(v >> 8), o[2] = (uint8_t)(v >> 16);
+                continue;
+            }
+#endif
+            h_pixel_plain(s, k, taps, half, p, o);
+        }
+    }
+}
+
+/* Vertical pass: each output row is a weighted sum of whole input rows. Columns go in blocks of 16
+ * with fixed-length inner loops, which compilers turn into SIMD code even at -O2 (the SSE2 path pairs
+ * taps for _mm_madd_epi16, as Pillow-SIMD does). */
 enum { VBLOCK = 16 };
 
 #ifdef __SSE2__
-#include <emmintrin.h>
 
 /* 16 columns, taps in pairs: bytes of rows j and j+1 interleaved and widened to int16, so one
  * _mm_madd_epi16 adds w_j*a + w_j+1*b per column into int32 (Pillow-SIMD's vertical kernel). Integer
@@ -174,41 +227,6 @@ static void filter_rows(void *arg, int y0, int y1) {
     }
 }
 
-/* Pixel (3-byte) transpose of rows [y0, y1): in is h x w, out is w x h. Blocked for the caches;
- * pixels move as 4-byte words, the spare byte landing on the next output pixel, which is written
- * right after, except for the last row of this range, which is copied byte by byte (it may border
- * another thread's range, and its source may be the last pixel of the buffer). */
-typedef struct {
-    const uint8_t *in;
-    uint8_t *out;
-    int h, w;
-} transpose_ctx;
-
-static void transpose_rows(void *arg, int y0, int y1) {
-    const transpose_ctx *t = arg;
-    enum { B = 32 };
-    size_t out_stride = (size_t)t->h * 3;
-    for (int by = y0; by < y1; by += B) {
-        int ey = by + B < y1 ? by + B : y1;
-        int last = ey == y1 ? ey - 1 : ey;   /* rows [by, last) use word moves */
-        for (int bx = 0; bx < t->w; bx += B) {
-            int ex = bx + B < t->w ? bx + B : t->w;
-            for (int x = bx; x < ex; x++) {
-                const uint8_t *s = t->in + ((size_t)by * t->w + x) * 3;
-                uint8_t *d = t->out + (size_t)x * out_stride + (size_t)by * 3;
-                int y = by;
-                for (; y < last; y++, s += (size_t)t->w * 3, d += 3) memcpy(d, s, 4);
-                for (; y < ey; y++, s += (size_t)t->w * 3, d += 3) d[0] = s[0], d[1] = s[1], d[2] = s[2];
-            }
-        }
-    }
-}
-
-static void transpose_rgb(const uint8_t *in, int h, int w, uint8_t *out, int threads) {
-    transpose_ctx t = {in, out, h, w};
-    qvl_parallel_for(threads, h, 64, transpose_rows, &t);
-}
-
 int qvl_resize_bicubic(const uint8_t *in, int in_h, int in_w, uint8_t *out, int out_h, int out_w,
                        int threads) {
     if (in_h <= 0 || in_w <= 0 || out_h <= 0 || out_w <= 0)
@@ -219,7 +237,7 @@ int qvl_resize_bicubic(const uint8_t *in, int in_h, int in_w, uint8_t *out, int 
         return 0;
     }
     axis_coeffs ch = {0}, cv = {0};
-    uint8_t *tin = NULL, *tmid = NULL, *mid = NULL;
+    uint8_t *mid = NULL;
     int rc = 0;
     if (need_h && axis_init(&ch, in_w, out_w)) return -1;
     if (need_v && axis_init(&cv, in_h, out_h)) {
@@ -228,27 +246,20 @@ int qvl_resize_bicubic(const uint8_t *in, int in_h, int in_w, uint8_t *out, int 
     }
     const uint8_t *src = in;
     if (need_h) {
-        /* along x = along y of the transposed image: transpose, filter, transpose back */
-        tin = malloc((size_t)in_h * in_w * 3);
-        tmid = malloc((size_t)in_h * out_w * 3);
         uint8_t *dst = need_v ? (mid = malloc((size_t)in_h * out_w * 3)) : out;
-        if (!tin || !tmid || !dst) {
+        if (!dst) {
             rc = qvl_errorf("resize: out of memory");
             goto done;
         }
-        transpose_rgb(in, in_h, in_w, tin, threads);
-        pass_ctx hc = {tin, tmid, in_h, in_h, &ch};
-        qvl_parallel_for(threads, out_w, 16, filter_rows, &hc);
-        transpose_rgb(tmid, out_w, in_h, dst, threads);
+        pass_ctx hc = {in, dst, in_w, out_w, in_h, &ch};
+        qvl_parallel_for(threads, in_h, 16, horizontal_rows, &hc);
         src = dst;
     }
     if (need_v) {
-        pass_ctx vc = {src, out, out_w, out_w, &cv};
+        pass_ctx vc = {src, out, out_w, out_w, in_h, &cv};
         qvl_parallel_for(threads, out_h, 16, filter_rows, &vc);
     }
 done:
-    free(tin);
-    free(tmid);
     free(mid);
     axis_free(&ch);
     axis_free(&cv);
