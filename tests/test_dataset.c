@@ -18,7 +18,8 @@ static const char *const parquet_forms[] = {
     FIX "parquet/default_snappy.parquet", FIX "parquet/zstd.parquet", FIX "parquet/uncompressed.parquet",
     FIX "parquet/nodict.parquet", FIX "parquet/v2.parquet", FIX "parquet/v2_zstd_nodict.parquet",
     FIX "parquet/v2_uncompressed.parquet", FIX "parquet/format1.parquet", FIX "parquet/list_item.parquet",
-    FIX "parquet/small_pages.parquet", FIX "parquet/small_pages_v2.parquet", FIX "parquet/split",
+    FIX "parquet/small_pages.parquet", FIX "parquet/small_pages_v2.parquet", FIX "parquet/dict_fallback.parquet",
+    FIX "parquet/checksum_index.parquet", FIX "parquet/split",
 };
 
 static int same_sample(const qvl_sample *a, const qvl_sample *b) {
@@ -347,4 +348,25 @@ TEST(dataset_parquet_folder_rows_in_order) {
         CHECK_STR(ds.samples[7].dataset, "textVQA");
     }
     qvl_dataset_free(&ds);
+}
+
+TEST(dataset_parquet_many_rows) {
+    /* 640 rows: the 16 samples 40 times, each row with its own 6-byte image "img<row>" */
+    qvl_dataset ref, ds;
+    CHECK_INT(qvl_dataset_load(FIX "json/OCRBench.json", NULL, 0, &ref), 0);
+    CHECK_INT(qvl_dataset_load(FIX "parquet/many_rows.parquet", NULL, 1, &ds), 0);
+    CHECK_INT(ds.n_samples, 640);
+    CHECK_INT(qvl_dataset_count_errors(&ds), 0);
+    int bad = 0;
+    for (long i = 0; i < ds.n_samples && ref.n_samples == 16; i++) {
+        const qvl_sample *s = &ds.samples[i], *r = &ref.samples[i % 16];
+        char img[32];
+        snprintf(img, sizeof img, "img%03ld", i);
+        bad += s->index != i || strcmp(s->question, r->question) || strcmp(s->type, r->type) ||
+               s->n_answers != r->n_answers || strcmp(s->answers[s->n_answers - 1], r->answers[r->n_answers - 1]) ||
+               s->image_size != 6 || memcmp(s->image_data, img, 6);
+    }
+    CHECK_INT(bad, 0);
+    qvl_dataset_free(&ds);
+    qvl_dataset_free(&ref);
 }

@@ -15,7 +15,7 @@
 
 static const char *const variants[] = {
     "default_snappy", "zstd", "uncompressed", "nodict", "v2", "v2_zstd_nodict", "v2_uncompressed",
-    "format1", "list_item", "small_pages", "small_pages_v2",
+    "format1", "list_item", "small_pages", "small_pages_v2", "dict_fallback", "checksum_index",
 };
 #define N_VARIANTS (int)(sizeof variants / sizeof *variants)
 

@@ -148,9 +148,22 @@ def stage_parquet(root, out):
         "small_pages": {"row_group_size": 5, "data_page_size": 256, "write_batch_size": 2},
         "small_pages_v2": {"row_group_size": 7, "data_page_size": 256, "write_batch_size": 3,
                            "data_page_version": "2.0", "compression": "zstd"},
+        # the image dictionary overflows its page limit: later pages fall back to PLAIN, as in
+        # the real 1000-image export
+        "dict_fallback": {"dictionary_pagesize_limit": 1024, "data_page_size": 2048, "write_batch_size": 2},
+        "checksum_index": {"write_page_checksum": True, "write_page_index": True, "write_statistics": True},
     }
     for name, kw in variants.items():
         pq.write_table(table, os.path.join(pdir, name + ".parquet"), **kw)
+    # 640 rows (the 16 samples 40 times, each with its own 6-byte "image"): long level runs and
+    # 10-bit dictionary indices, still small
+    rows = table.to_pylist()
+    many = []
+    for i in range(640):
+        r = dict(rows[i % len(rows)])
+        r["image"] = {"bytes": b"img%03d" % i, "path": None}
+        many.append(r)
+    pq.write_table(pa.Table.from_pylist(many, schema=table.schema), os.path.join(pdir, "many_rows.parquet"))
     half = len(items) // 2
     pq.write_table(table.slice(0, half), os.path.join(pdir, "split", "test-00000-of-00002.parquet"))
     pq.write_table(table.slice(half), os.path.join(pdir, "split", "test-00001-of-00002.parquet"))
@@ -192,6 +205,8 @@ def stage_parquet(root, out):
                 f.write(theirs)
     except ImportError:
         print("pandas: not installed")
+    md = pq.ParquetFile(os.path.join(pdir, "dict_fallback.parquet")).metadata
+    print("dict_fallback image.bytes encodings:", md.row_group(0).column(4).encodings)
     for dp, _, fs in sorted(os.walk(out)):
         for fn in sorted(fs):
             p = os.path.join(dp, fn)
