@@ -132,7 +132,7 @@ static int load_file(const char *path, int with_images, long *row_base, qvl_data
     const qvl_parquet_column *ans = &col[3];
     int64_t ans_rows = 0;
     for (int64_t i = 0; i < ans->n_levels; i++) ans_rows += !ans->rep || ans->rep[i] == 0;
-    if (ans_rows != rows) {
+    if (ans_rows != rows || (ans->rep && ans->n_levels > 0 && ans->rep[0] != 0)) {
         qvl_errorf("%s: column 'answer' has %lld rows, the file %lld", path, (long long)ans_rows, (long long)rows);
         goto done;
     }
