@@ -1,8 +1,12 @@
 /* The Split pre-tokenizer: the tokenizer.json regex, compiled with PCRE2 in UTF + UCP mode.
  * The reference runs it with Oniguruma, whose \s is exactly the Unicode White_Space property;
- * PCRE2's UCP \s differs (it adds U+180E), so \s and \S are rewritten to the explicit set. */
+ * PCRE2's UCP \s differs (it adds U+180E), so \s and \S are rewritten to the explicit set.
+ * Oniguruma's Unicode tables are also newer than this PCRE2's (14.0): \p{L} and \p{N} get the
+ * code points the exhaustive sweep against the reference found missing
+ * (tests/test_tokenizer_codepoints.c, tools/gen_tokenizer_codepoints.py). */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,11 +14,30 @@
 #include "tokenizer/tokenizer_internal.h"
 #include "util/error.h"
 
+/* Letters and numbers of Unicode 15 and 16 that Oniguruma classifies and this PCRE2 does not,
+ * as derived by tools/derive_unicode_classes.c from the reference's split of every code point
+ * (all 9392 differing code points are explained by one of the two classes). */
+#define EXTRA_L \
+    "\\x{1C89}-\\x{1C8A}\\x{A7CB}-\\x{A7CD}\\x{A7DA}-\\x{A7DC}\\x{105C0}-\\x{105F3}" \
+    "\\x{10D4A}-\\x{10D65}\\x{10D6F}-\\x{10D85}\\x{10EC2}-\\x{10EC4}\\x{1123F}-\\x{11240}" \
+    "\\x{11380}-\\x{11389}\\x{1138B}\\x{1138E}\\x{11390}-\\x{113B5}\\x{113B7}\\x{113D1}" \
+    "\\x{113D3}\\x{11BC0}-\\x{11BE0}\\x{11F02}\\x{11F04}-\\x{11F10}\\x{11F12}-\\x{11F33}" \
+    "\\x{1342F}\\x{13441}-\\x{13446}\\x{13460}-\\x{143FA}\\x{16100}-\\x{1611D}" \
+    "\\x{16D40}-\\x{16D6C}\\x{18CFF}\\x{1B132}\\x{1B155}\\x{1DF25}-\\x{1DF2A}" \
+    "\\x{1E030}-\\x{1E06D}\\x{1E4D0}-\\x{1E4EB}\\x{1E5D0}-\\x{1E5ED}\\x{1E5F0}\\x{2B739}" \
+    "\\x{2EBF0}-\\x{2EE5D}\\x{31350}-\\x{323AF}"
+#define EXTRA_N \
+    "\\x{10D40}-\\x{10D49}\\x{116D0}-\\x{116E3}\\x{11BF0}-\\x{11BF9}\\x{11F50}-\\x{11F59}" \
+    "\\x{16130}-\\x{16139}\\x{16D70}-\\x{16D79}\\x{1CCF0}-\\x{1CCF9}\\x{1D2C0}-\\x{1D2D3}" \
+    "\\x{1E4F0}-\\x{1E4F9}\\x{1E5F1}-\\x{1E5FA}"
+
 #define WHITE_SPACE_SET "\\t\\n\\x0B\\f\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 
-/* Rewrites \s / \S (inside and outside character classes); NULL if \S occurs inside a class. */
-static char *rewrite_space_classes(const char *p) {
-    size_t n = strlen(p), cap = n * 8 + 256, o = 0;
+/* Rewrites \s / \S, \p{L} and \p{N} (inside and outside character classes); NULL if \S
+ * occurs inside a class. */
+static char *rewrite_classes(const char *p) {
+    size_t n = strlen(p), cap = (n + 1) * (16 + sizeof EXTRA_L + sizeof EXTRA_N + sizeof WHITE_SPACE_SET), o = 0;
+    char buf[sizeof EXTRA_L + sizeof EXTRA_N + 32];
     char *out = malloc(cap);
     if (!out) return NULL;
     int in_class = 0;
@@ -31,6 +54,12 @@ static char *rewrite_space_classes(const char *p) {
                     return NULL;
                 }
                 add = "[^" WHITE_SPACE_SET "]";
+            } else if (c == 'p' && (!strncmp(p + i + 1, "{L}", 3) || !strncmp(p + i + 1, "{N}", 3))) {
+                int is_l = p[i + 2] == 'L';
+                snprintf(buf, sizeof buf, in_class ? "\\p{%c}%s" : "[\\p{%c}%s]", is_l ? 'L' : 'N',
+                         is_l ? EXTRA_L : EXTRA_N);
+                add = buf;
+                i += 3;
             } else {
                 tmp[0] = '\\', tmp[1] = c;
                 add = tmp;
@@ -53,7 +82,7 @@ static char *rewrite_space_classes(const char *p) {
 }
 
 int tok_compile_split(qvl_tokenizer *tok, const char *pattern) {
-    char *pat = rewrite_space_classes(pattern);
+    char *pat = rewrite_classes(pattern);
     if (!pat) return qvl_errorf("pre_tokenizer regex: unsupported \\S inside a character class");
     int err;
     PCRE2_SIZE erroff;
