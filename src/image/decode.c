@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image/big_alloc.h"
 #include "image/decode_internal.h"
 #include "image/image.h"
 #include "util/error.h"
@@ -18,7 +19,7 @@ int qvl_image_check_size(const char *name, long width, long height) {
 
 int qvl_image_alloc(qvl_image *img, int width, int height, const char *name) {
     if (qvl_image_check_size(name, width, height)) return -1;
-    img->rgb = malloc((size_t)width * height * 3);
+    img->rgb = qvl_big_alloc((size_t)width * height * 3);
     if (!img->rgb) return qvl_errorf("%s: out of memory for a %dx%d image", name, width, height);
     img->width = width;
     img->height = height;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image/big_alloc.h"
 #include "image/image.h"
 #include "image/parallel.h"
 #include "util/error.h"
@@ -56,7 +57,7 @@ int qvl_image_patchify(const uint8_t *rgb, int h, int w, const qvl_image_params 
         for (int v = 0; v < 256; v++) c->lut[ch][v] = ((float)v - mean) / std;
     }
     int gh = h / P, gw = w / P, n = gh * gw;
-    c->out = malloc(sizeof(float) * (size_t)n * c->row_len);
+    c->out = qvl_big_alloc(sizeof(float) * (size_t)n * c->row_len);
     if (!c->out) {
         free(c);
         return qvl_errorf("patchify: out of memory for %d patches", n);
@@ -85,7 +86,7 @@ int qvl_image_preprocess(const qvl_image *img, const qvl_image_params *p, qvl_pi
     const uint8_t *rgb = img->rgb;
     uint8_t *resized = NULL;
     if (h != img->height || w != img->width) {
-        resized = malloc((size_t)h * w * 3);
+        resized = qvl_big_alloc((size_t)h * w * 3);
         if (!resized) return qvl_errorf("preprocess: out of memory resizing to %dx%d", w, h);
         if (qvl_resize_bicubic(img->rgb, img->height, img->width, resized, h, w, p->threads)) {
             free(resized);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image/big_alloc.h"
 #include "image/image.h"
 #include "image/parallel.h"
 #include "util/error.h"
@@ -246,7 +247,7 @@ int qvl_resize_bicubic(const uint8_t *in, int in_h, int in_w, uint8_t *out, int 
     }
     const uint8_t *src = in;
     if (need_h) {
-        uint8_t *dst = need_v ? (mid = malloc((size_t)in_h * out_w * 3)) : out;
+        uint8_t *dst = need_v ? (mid = qvl_big_alloc((size_t)in_h * out_w * 3)) : out;
         if (!dst) {
             rc = qvl_errorf("resize: out of memory");
             goto done;
