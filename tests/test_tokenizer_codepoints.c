@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "test.h"
+#include "tokenizer/normalize.h"
 #include "tokenizer/pretok.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
@@ -110,4 +111,68 @@ TEST(tokenizer_parity_every_codepoint_split) {
     fprintf(stderr, "    split sweep: %d/%d blocks of 256 identical\n", same, blocks);
     CHECK_INT(blocks, 0x110000 / 256);
     CHECK_INT(same, blocks);
+}
+
+/* Parses "X,Y,Z" hex code points; returns the count. */
+static int parse_cps(const char *h, uint32_t *out, int max) {
+    int m = 0;
+    while (*h && *h != ' ' && *h != '\n' && m < max) {
+        char *end;
+        out[m++] = (uint32_t)strtoul(h, &end, 16);
+        h = end + (*end == ',');
+    }
+    return m;
+}
+
+/* NFC of every code point between marks of several combining classes equals the reference
+ * normalizer's (tools/gen_tokenizer_nfc_sweep.py lists the code points where NFC changes the
+ * probe; for all others the probe must come out unchanged). */
+TEST(tokenizer_parity_every_codepoint_nfc) {
+    FILE *f = fopen("tests/fixtures/tokenizer/nfc_sweep.txt", "r");
+    CHECK(f != NULL);
+    if (!f) return;
+    static uint32_t want_cps[0x110000 / 32]; /* bit set: listed code points */
+    static char line[2048];
+    memset(want_cps, 0, sizeof want_cps);
+    int differ = 0, listed = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) rewind(f);
+        uint32_t cp = 0;
+        while (pass == 0 ? fgets(line, sizeof line, f) != NULL : cp < 0x110000) {
+            uint32_t expect[64];
+            int n_expect;
+            if (pass == 0) {
+                cp = (uint32_t)strtoul(line, NULL, 16);
+                const char *nfc_col = strchr(strchr(line, ' ') + 1, ' ');
+                if (!nfc_col || cp >= 0x110000) continue;
+                n_expect = parse_cps(nfc_col + 1, expect, 64);
+                want_cps[cp / 32] |= 1u << (cp % 32);
+                listed++;
+            } else {
+                if ((cp >= 0xD800 && cp <= 0xDFFF) || (want_cps[cp / 32] >> (cp % 32) & 1)) {
+                    cp++;
+                    continue;
+                }
+                n_expect = 0;
+            }
+            uint32_t probe[9] = {'a', cp, 0x323, cp, 0x93C, 0x301, cp, 0x5B0, cp};
+            if (pass == 1) memcpy(expect, probe, sizeof probe), n_expect = 9;
+            char s[64];
+            size_t n = 0, len;
+            for (int i = 0; i < 9; i++) n += (size_t)utf8_put(probe[i], s + n);
+            char *nfc = tok_nfc(s, n, &len);
+            char e[300];
+            size_t ne = 0;
+            for (int i = 0; i < n_expect; i++) ne += (size_t)utf8_put(expect[i], e + ne);
+            if (!nfc || len != ne || memcmp(nfc, e, ne)) {
+                if (differ++ < 10) test_fail(__FILE__, __LINE__, "NFC of the probe around U+%04X differs", cp);
+            }
+            free(nfc);
+            if (pass == 1) cp++;
+        }
+    }
+    fclose(f);
+    fprintf(stderr, "    NFC sweep: %d code points listed, %d differ\n", listed, differ);
+    CHECK(listed > 10000);
+    CHECK_INT(differ, 0);
 }

@@ -5,8 +5,8 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <utf8proc.h>
 
+#include "tokenizer/normalize.h"
 #include "tokenizer/pretok.h"
 #include "tokenizer/tokenizer_internal.h"
 #include "tokenizer/utf8.h"
@@ -99,11 +99,10 @@ static int encode_piece(encoder *e, const char *s, size_t n) {
     size_t i = 0;
     while (i < n && (unsigned char)s[i] < 0x80) i++;
     if (i == n) return encode_normalized(e, s, n); /* ASCII is already NFC */
-    utf8proc_uint8_t *nfc = NULL;
-    utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &nfc,
-                                      UTF8PROC_STABLE | UTF8PROC_COMPOSE);
-    if (k < 0) return qvl_errorf("input: NFC normalization failed: %s", utf8proc_errmsg(k));
-    int rc = encode_normalized(e, (const char *)nfc, (size_t)k);
+    size_t k;
+    char *nfc = tok_nfc(s, n, &k);
+    if (!nfc) return -1;
+    int rc = encode_normalized(e, nfc, k);
     free(nfc);
     return rc;
 }
