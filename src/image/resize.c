@@ -26,6 +26,7 @@ typedef struct {
     int ksize, precision;
     int *start, *count;   /* [out] first input index and number of taps */
     int16_t *w;           /* [out][ksize] */
+    uint32_t *pairs;      /* [out][(ksize+1)/2]: (w_2i, w_2i+1) packed as two int16, for _mm_madd_epi16 */
 } axis_coeffs;
 
 /* HelperInterpCubic::aa_filter (Keys cubic, a = -0.5), same float64 operation order. */
@@ -41,6 +42,7 @@ static void axis_free(axis_coeffs *c) {
     free(c->start);
     free(c->count);
     free(c->w);
+    free(c->pairs);
 }
 
 static int axis_init(axis_coeffs *c, int in, int out) {
@@ -52,8 +54,9 @@ static int axis_init(axis_coeffs *c, int in, int out) {
     c->start = malloc(sizeof(int) * out);
     c->count = malloc(sizeof(int) * out);
     c->w = malloc(sizeof(int16_t) * (size_t)out * ksize);
+    c->pairs = malloc(sizeof(uint32_t) * (size_t)out * ((ksize + 1) / 2));
     c->ksize = ksize;
-    if (!wf || !c->start || !c->count || !c->w) {
+    if (!wf || !c->start || !c->count || !c->w || !c->pairs) {
         free(wf);
         axis_free(c);
         return qvl_errorf("resize: out of memory");
@@ -90,6 +93,13 @@ static int axis_init(axis_coeffs *c, int in, int out) {
         c->w[i] = (int16_t)(v < 0 ? (int)(-0.5 + v) : (int)(0.5 + v));
     }
     free(wf);
+    int np = (ksize + 1) / 2;
+    for (int i = 0; i < out; i++)
+        for (int j = 0; j < np; j++) {
+            const int16_t *k = c->w + (size_t)i * ksize;
+            int16_t hi = 2 * j + 1 < ksize ? k[2 * j + 1] : 0; /* weights past count are 0 */
+            c->pairs[(size_t)i * np + j] = (uint32_t)(uint16_t)k[2 * j] | (uint32_t)(uint16_t)hi << 16;
+        }
     return 0;
 }
 
@@ -137,12 +147,12 @@ static void horizontal_rows(void *arg, int y0, int y1) {
 #ifdef __SSE2__
             if ((size_t)(s - ctx->in) + (size_t)(taps > 0 ? taps - 1 : 0) * 3 + 8 <= total) {
                 const __m128i z = _mm_setzero_si128();
+                const uint32_t *wp = c->pairs + (size_t)x * ((c->ksize + 1) / 2);
                 __m128i acc = _mm_set1_epi32(half);
                 for (int j = 0; j < taps; j += 2) {
-                    uint32_t wbits = (uint32_t)(uint16_t)k[j] | (uint32_t)(uint16_t)(j + 1 < taps ? k[j + 1] : 0) << 16;
                     __m128i px = _mm_loadl_epi64((const __m128i *)(s + 3 * j));
                     __m128i il = _mm_unpacklo_epi8(px, _mm_srli_si128(px, 3));
-                    acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_unpacklo_epi8(il, z), _mm_set1_epi32((int)wbits)));
+                    acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_unpacklo_epi8(il, z), _mm_set1_epi32((int)wp[j / 2])));
                 }
                 acc = _mm_srai_epi32(acc, p);
                 __m128i b8 = _mm_packus_epi16(_mm_packs_epi32(acc, acc), z); /* clamp to 0..255 */
