@@ -5,7 +5,17 @@
  * of the whole buffer; on a mismatch, the stored full image or sampled rows give the max abs
  * difference and the count of differing values). Bar: identical grids everywhere and identical
  * bytes, except the cases listed in `allowed` with their measured difference and the reason.
- * QVL_PARITY_VERBOSE=1 prints one line per case. */
+ * QVL_PARITY_VERBOSE=1 prints one line per case.
+ *
+ * Status (reference: PIL 12.3.0 with its bundled libjpeg-turbo/libwebp 1.6.0, torch 2.11.0,
+ * torchvision 0.26.0, transformers 5.17.0; qvl with Debian 12's libjpeg-turbo 2.1.5, libpng 1.6.39,
+ * libwebp 1.2.4, giflib 5.2.1): `allowed` is empty. All 59 decodable images are bit-identical after
+ * decoding (every JPEG/PNG/WebP/GIF/BMP path), and for the 58 the processor accepts, plus 5
+ * pixel-option cases, the resized uint8 image and the float32 pixel_values are bit-identical; the 14
+ * direct resize probes (one axis, both, 1/5 to 4x) match byte for byte; the 493 smart_resize cases
+ * agree, errors included. For comparison, PIL's own Image.resize(BICUBIC) differs from the
+ * reference's resize in 48 of the 56 resized images, by at most 2 (0.028% of all values): Pillow
+ * uses 22-bit int32 weights where torch (and qvl) use int16 weights with per-axis precision. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
