@@ -363,8 +363,8 @@ TEST(inspect_awq_real_shaped) {
             continue;
         }
         int64_t N = s[i].shape[0], K = s[i].shape[1];
-        char base[96];
-        snprintf(base, sizeof base, "%.*s", (int)(L - 7), nm); /* without ".weight" */
+        char base[80]; /* the longest text linear name without ".weight" is under 60 bytes */
+        snprintf(base, sizeof base, "%.*s", (int)(L - 7), nm);
         q[m] = s[i], snprintf(q[m].name, sizeof q[m].name, "%s.weight_packed", base), q[m].shape[1] = K / 8, dt[m++] = "I32";
         q[m] = s[i], snprintf(q[m].name, sizeof q[m].name, "%s.weight_scale", base), q[m].shape[1] = K / 128, dt[m++] = "BF16";
         q[m] = s[i], snprintf(q[m].name, sizeof q[m].name, "%s.weight_shape", base), q[m].ndim = 1, q[m].shape[0] = 2, dt[m++] = "I64";
