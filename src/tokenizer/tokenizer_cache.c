@@ -14,6 +14,7 @@
 #include "util/file.h"
 
 #define CACHE_MAGIC "QVLTOKC1"
+/* Bump CACHE_VERSION whenever the tables' layout or meaning changes, so old caches are ignored. */
 enum { CACHE_VERSION = 1, ENDIAN_MARK = 0x01020304 };
 
 typedef struct {

@@ -254,8 +254,9 @@ static qvl_tokenizer *load_json(const char *path, const char *text, size_t len, 
         int32_t id = (int32_t)cJSON_GetObjectItemCaseSensitive(it, "id")->valuedouble;
         const char *content = str_field(it, "content");
         int special = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "special"));
-        /* Stored verbatim: input text matches it as written, and the decoder passes it through
-         * (a string of ByteLevel characters would be unmapped, but added tokens are plain text). */
+        /* Stored verbatim: input text matches it as written, and decoding gives it back. (The
+         * reference decoder would unmap a content made only of ByteLevel stand-in characters such
+         * as "\u0120"; for ASCII contents, like all of Qwen's, both agree.) */
         set_token(tok, id, content, strlen(content), (uint8_t)(TOK_ADDED | (special ? TOK_SPECIAL : 0)), 0);
         tok->added[k++] = (tok_added){id, special};
     }
