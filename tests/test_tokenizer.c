@@ -328,3 +328,54 @@ TEST(tokenizer_cache_is_used_and_invalidated) {
     else unsetenv("QVL_CACHE_DIR");
     free(saved);
 }
+
+/* Writes a minimal Qwen-style tokenizer.json: the 256 byte tokens, "ab" = 256 and "abc" = 257
+ * by two merges (`merges` is the JSON of the merges array), added token "<|x|>" = 258. */
+static const char *write_tiny_tokenizer(const char *name, const char *merges) {
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", test_tmpdir(), name);
+    FILE *f = fopen(path, "w");
+    fputs("{\"added_tokens\": [{\"id\": 258, \"content\": \"<|x|>\", \"special\": true}],\n"
+          "\"normalizer\": {\"type\": \"NFC\"},\n"
+          "\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": "
+          "\"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|"
+          "\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"}, \"behavior\": \"Isolated\", \"invert\": false},"
+          "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}]},\n"
+          "\"decoder\": {\"type\": \"ByteLevel\"},\n"
+          "\"model\": {\"type\": \"BPE\", \"dropout\": null, \"vocab\": {", f);
+    int k = 0;
+    for (int b = 0; b < 256; b++) { /* the GPT-2 byte -> character table */
+        int self = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+        int cp = self ? b : 256 + k++;
+        fprintf(f, "\"\\u%04x\": %d, ", cp, b);
+    }
+    fprintf(f, "\"ab\": 256, \"abc\": 257}, \"merges\": %s}}\n", merges);
+    fclose(f);
+    return path;
+}
+
+TEST(tokenizer_tiny_bpe_and_merge_errors) {
+    /* Byte ids: "a" is byte 97 -> id 97. No cache files for these throwaway tokenizers. */
+    setenv("QVL_TOKENIZER_CACHE", "0", 1);
+    qvl_tokenizer *tok = qvl_tokenizer_load(write_tiny_tokenizer("tiny.json", "[[\"a\", \"b\"], \"ab c\"]"));
+    CHECK(tok != NULL);
+    if (tok) {
+        int32_t *ids;
+        size_t n;
+        CHECK_INT(qvl_tokenizer_encode(tok, "abcab<|x|>ba", 12, &ids, &n), 0);
+        int32_t want[] = {257, 256, 258, 98, 97};
+        CHECK_INT(n, 5);
+        for (size_t i = 0; i < n && i < 5; i++) CHECK_INT(ids[i], want[i]);
+        free(ids);
+        CHECK_INT(qvl_tokenizer_vocab_size(tok), 259);
+        CHECK(qvl_tokenizer_is_special(tok, 258));
+        qvl_tokenizer_free(tok);
+    }
+    CHECK(qvl_tokenizer_load(write_tiny_tokenizer("bad1.json", "[[\"a\", \"zz\"]]")) == NULL);
+    CHECK_CONTAINS(qvl_error(), "merge 0 ('a' 'zz') uses a token not in the vocabulary");
+    CHECK(qvl_tokenizer_load(write_tiny_tokenizer("bad2.json", "[[\"a\", \"b\"], 5]")) == NULL);
+    CHECK_CONTAINS(qvl_error(), "merge 1 is not a pair of strings");
+    CHECK(qvl_tokenizer_load(write_tiny_tokenizer("bad3.json", "[[\"a\", \"b\", \"c\"]]")) == NULL);
+    CHECK_CONTAINS(qvl_error(), "merge 0 is not a pair of strings");
+    unsetenv("QVL_TOKENIZER_CACHE");
+}

@@ -43,10 +43,12 @@ int tok_str_map_build(tok_str_map *m, const qvl_tokenizer *tok) {
             if (!!(tok->tok_flags[id] & TOK_ADDED) != (pass == 0)) continue;
             const char *s = tok->arena + tok->tok_off[id];
             size_t n = tok->tok_len[id];
-            if (tok_str_map_get(m, tok, s, n) >= 0) continue;
             uint32_t i = (uint32_t)tok_hash_bytes(s, n) & m->mask;
-            while (m->slots[i] >= 0) i = (i + 1) & m->mask;
-            m->slots[i] = id;
+            for (; m->slots[i] >= 0; i = (i + 1) & m->mask) {
+                int32_t o = m->slots[i];
+                if (tok->tok_len[o] == n && memcmp(tok->arena + tok->tok_off[o], s, n) == 0) break;
+            }
+            if (m->slots[i] < 0) m->slots[i] = id; /* else: same bytes already mapped; keep the first */
         }
     }
     return 0;

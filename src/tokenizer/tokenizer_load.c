@@ -1,9 +1,11 @@
 /* Loading tokenizer.json: checks that it is the byte-level BPE kind this tokenizer implements
  * (anything else is refused with a reason), then builds the id, merge and added-token tables. */
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tokenizer/bytelevel.h"
 #include "tokenizer/pretok.h"
@@ -116,42 +118,114 @@ static int32_t spelled_id(const qvl_tokenizer *tok, const char *s, char *scratch
     return tok_str_map_get(&tok->vocab, tok, scratch, n);
 }
 
-static int load_merges(qvl_tokenizer *tok, const cJSON *merges, const char *path) {
-    int n = cJSON_GetArraySize(merges);
-    if (tok_merge_map_init(&tok->merges, (size_t)n)) return qvl_errorf("%s: out of memory", path);
-    char a_buf[1024], b_buf[1024], ab[2048];
-    uint32_t rank = 0;
-    const cJSON *m;
-    cJSON_ArrayForEach(m, merges) {
-        const char *a, *b;
-        char pair[1024];
-        if (cJSON_IsString(m)) { /* older "a b" form */
-            const char *sp = strchr(m->valuestring, ' ');
-            size_t la = sp ? (size_t)(sp - m->valuestring) : 0;
-            if (!sp || la >= sizeof pair || strchr(sp + 1, ' ') || strlen(m->valuestring) >= sizeof pair)
-                return qvl_errorf("%s: merge %u is not \"a b\"", path, rank);
-            memcpy(pair, m->valuestring, strlen(m->valuestring) + 1);
-            pair[la] = 0;
-            a = pair, b = pair + la + 1;
-        } else {
-            const cJSON *x = cJSON_GetArrayItem(m, 0), *y = cJSON_GetArrayItem(m, 1);
-            if (cJSON_GetArraySize(m) != 2 || !cJSON_IsString(x) || !cJSON_IsString(y))
-                return qvl_errorf("%s: merge %u is not a pair of strings", path, rank);
-            a = x->valuestring, b = y->valuestring;
-        }
-        size_t la = strlen(a), lb = strlen(b);
-        if (la >= sizeof a_buf || lb >= sizeof b_buf) return qvl_errorf("%s: merge %u too long", path, rank);
-        int32_t ia = spelled_id(tok, a, a_buf), ib = spelled_id(tok, b, b_buf);
+/* The two parts of a merge, as ["a", "b"] or the older "a b"; pair is scratch for the latter.
+ * 0, or 1 if the entry has neither form. */
+static int merge_parts(const cJSON *m, char pair[1024], const char **a, const char **b) {
+    if (cJSON_IsString(m)) {
+        const char *sp = strchr(m->valuestring, ' ');
+        size_t len = strlen(m->valuestring);
+        if (!sp || len >= 1024 || strchr(sp + 1, ' ')) return 1;
+        memcpy(pair, m->valuestring, len + 1);
+        pair[sp - m->valuestring] = 0;
+        *a = pair, *b = pair + (sp - m->valuestring) + 1;
+        return 0;
+    }
+    const cJSON *x = cJSON_GetArrayItem(m, 0), *y = x ? x->next : NULL;
+    if (!cJSON_IsArray(m) || !cJSON_IsString(x) || !cJSON_IsString(y) || y->next) return 1;
+    *a = x->valuestring, *b = y->valuestring;
+    return 0;
+}
+
+enum { MERGE_OK, MERGE_BAD_FORM, MERGE_TOO_LONG, MERGE_UNKNOWN_TOKEN };
+
+/* Ids of a merge's left part, right part and result: out[0..2]. Read-only on tok. */
+static int resolve_merge(const qvl_tokenizer *tok, const cJSON *m, int32_t out[3]) {
+    char pair[1024], a_buf[1024], b_buf[1024], ab[2048];
+    const char *a, *b;
+    if (merge_parts(m, pair, &a, &b)) return MERGE_BAD_FORM;
+    size_t la = strlen(a), lb = strlen(b);
+    if (la >= sizeof a_buf || lb >= sizeof b_buf) return MERGE_TOO_LONG;
+    int32_t ia = spelled_id(tok, a, a_buf), ib = spelled_id(tok, b, b_buf), im = -1;
+    if (ia < 0 || ib < 0) return MERGE_UNKNOWN_TOKEN;
+    size_t na = tok->tok_len[ia], nb = tok->tok_len[ib];
+    if (na + nb <= sizeof ab) { /* the merged token's bytes are the two parts' bytes */
+        memcpy(ab, tok->arena + tok->tok_off[ia], na);
+        memcpy(ab + na, tok->arena + tok->tok_off[ib], nb);
+        im = tok_str_map_get(&tok->vocab, tok, ab, na + nb);
+    }
+    if (im < 0) { /* spelled with characters outside the ByteLevel map */
         memcpy(ab, a, la);
         memcpy(ab + la, b, lb + 1);
-        int32_t im = spelled_id(tok, ab, a_buf);
-        if (ia < 0 || ib < 0 || im < 0)
-            return qvl_errorf("%s: merge %u ('%s' '%s') uses a token not in the vocabulary", path, rank, a, b);
-        tok_merge_map_put(&tok->merges, ia, ib, rank, im);
-        rank++;
+        im = spelled_id(tok, ab, a_buf);
     }
-    tok->n_merges = (int32_t)rank;
-    return 0;
+    if (im < 0) return MERGE_UNKNOWN_TOKEN;
+    out[0] = ia, out[1] = ib, out[2] = im;
+    return MERGE_OK;
+}
+
+typedef struct {
+    const qvl_tokenizer *tok;
+    const cJSON **items;
+    int32_t *ids;
+    uint8_t *status;
+    size_t lo, hi;
+} merge_job;
+
+static void *resolve_merges(void *arg) {
+    merge_job *j = arg;
+    for (size_t i = j->lo; i < j->hi; i++) j->status[i] = (uint8_t)resolve_merge(j->tok, j->items[i], j->ids + 3 * i);
+    return NULL;
+}
+
+/* The merge lookups (hash-map probes, mostly cache misses) run on a few threads; the table is
+ * filled in rank order afterwards. */
+static int load_merges(qvl_tokenizer *tok, const cJSON *merges, const char *path) {
+    size_t n = (size_t)cJSON_GetArraySize(merges), k = 0;
+    if (tok_merge_map_init(&tok->merges, n)) return qvl_errorf("%s: out of memory", path);
+    const cJSON **items = malloc((n + 1) * sizeof *items);
+    int32_t *ids = malloc((3 * n + 1) * sizeof *ids);
+    uint8_t *status = malloc(n + 1);
+    int rc = 0;
+    if (!items || !ids || !status) {
+        rc = qvl_errorf("%s: out of memory", path);
+        goto done;
+    }
+    const cJSON *m;
+    cJSON_ArrayForEach(m, merges) items[k++] = m;
+    enum { MAX_THREADS = 4 };
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t n_threads = cpus < 1 ? 1 : cpus > MAX_THREADS ? MAX_THREADS : (size_t)cpus;
+    if (n < 10000) n_threads = 1;
+    merge_job jobs[MAX_THREADS];
+    pthread_t threads[MAX_THREADS];
+    size_t started = 0;
+    for (size_t t = 0; t < n_threads; t++) {
+        jobs[t] = (merge_job){tok, items, ids, status, n * t / n_threads, n * (t + 1) / n_threads};
+        if (t > 0 && pthread_create(&threads[t], NULL, resolve_merges, &jobs[t]) == 0) started |= (size_t)1 << t;
+    }
+    resolve_merges(&jobs[0]);
+    for (size_t t = 1; t < n_threads; t++) {
+        if (started & ((size_t)1 << t)) pthread_join(threads[t], NULL);
+        else resolve_merges(&jobs[t]); /* thread creation failed: do it here */
+    }
+    for (size_t i = 0; i < n && !rc; i++) {
+        char pair[1024];
+        const char *a = "?", *b = "?";
+        switch (status[i]) {
+        case MERGE_OK: tok_merge_map_put(&tok->merges, ids[3 * i], ids[3 * i + 1], (uint32_t)i, ids[3 * i + 2]); break;
+        case MERGE_BAD_FORM: rc = qvl_errorf("%s: merge %zu is not a pair of strings", path, i); break;
+        case MERGE_TOO_LONG: rc = qvl_errorf("%s: merge %zu too long", path, i); break;
+        default:
+            merge_parts(items[i], pair, &a, &b);
+            rc = qvl_errorf("%s: merge %zu ('%s' '%s') uses a token not in the vocabulary", path, i, a, b);
+        }
+    }
+    tok->n_merges = (int32_t)n;
+done:
+    free(items);
+    free(ids);
+    free(status);
+    return rc;
 }
 
 static int cmp_added_longest_first(const void *x, const void *y, void *ctx) {
