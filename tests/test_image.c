@@ -198,3 +198,24 @@ TEST(image_cli_preprocess) {
     CHECK_CONTAINS(err, "exceeds");
     free(out), free(err);
 }
+
+/* --model takes the pixel limits from the folder's preprocessor_config.json (the tiny fixture
+ * model uses min 4096); the result must equal the real processor's pixel_values stored by
+ * tools/gen_tiny_models.py (transformers 5.17 on the GPU machine) for the same image. */
+TEST(image_cli_preprocess_model_matches_tiny_reference) {
+    char *out = NULL, *err = NULL, npy[512];
+    snprintf(npy, sizeof npy, "%s/tiny.npy", test_tmpdir());
+    CHECK_INT(test_qvl(&out, &err, "preprocess --model tests/fixtures/tiny/tied --image tests/fixtures/tiny/images/odd80x112.png --npy %s", npy), 0);
+    CHECK_STR(out, "{\"grid_thw\": [1, 4, 8], \"resized\": [64, 128], \"image_tokens\": 8, \"num_patches\": 32}\n");
+    qvl_npy a, ref;
+    CHECK_INT(qvl_npy_read(npy, &a), 0);
+    CHECK_INT(qvl_npy_read("tests/fixtures/tiny/ref/img_resize/pixel_values.npy", &ref), 0);
+    CHECK_INT(a.nbytes, ref.nbytes);
+    CHECK(a.nbytes == ref.nbytes && memcmp(a.data, ref.data, a.nbytes) == 0);
+    qvl_npy_free(&a);
+    qvl_npy_free(&ref);
+    free(out), free(err);
+    CHECK_INT(test_qvl(&out, &err, "preprocess --model /nonexistent --image x.png --npy %s", npy), 1);
+    CHECK_CONTAINS(err, "qvl: ");
+    free(out), free(err);
+}
