@@ -108,11 +108,9 @@ int qvl_decode_jpeg(const uint8_t *data, size_t n, const char *name, qvl_image *
         if (err.truncated) break;
     }
     free(row);
-    if (err.truncated) {
-        jpeg_destroy_decompress(&cinfo);
-        return qvl_errorf("%s: truncated JPEG file", name);
-    }
-    jpeg_finish_decompress(&cinfo);
+    row = NULL;
+    /* No jpeg_finish_decompress: once every row is out, what follows (EOI, trailing bytes) does not
+     * change the pixels, and PIL does not fail on it either. */
     jpeg_destroy_decompress(&cinfo);
     if (err.truncated) return qvl_errorf("%s: truncated JPEG file", name);
     return 0;
