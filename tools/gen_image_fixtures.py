@@ -3,7 +3,7 @@
 the reference stack: PIL Image.open + the transformers 5.x Qwen2-VL image processor (torchvision
 backend) built from Qwen3-VL's released preprocessor_config.json.
 
-usage: gen_image_fixtures.py OUT_DIR [--bench-dir DIR] [--dry]
+usage: gen_image_fixtures.py OUT_DIR [--bench-dir DIR [--shapes ocrbench_shapes.tsv] [--bench-only]] [--dry]
 Reads tests/fixtures/image/images/ (made by tools/make_test_images.py) and writes into OUT_DIR:
   manifest.json                per image: PIL mode/size or PIL's error, grid_thw, resized size,
                                SHA-256 of the decoded RGB, of the resized uint8 image and of the
@@ -13,7 +13,7 @@ Reads tests/fixtures/image/images/ (made by tools/make_test_images.py) and write
   <name>.resized.png           the reference's resized uint8 image (FULL_RESIZED), recovered exactly
                                from pixel_values (x = v*127.5+127.5)
   <name>.rows.png              for every image: sampled rows (ROW_FRACTIONS) of decoded then resized
-With --bench-dir it also writes synthetic OCRBench-sized JPEGs (../shared/bench/ocrbench_shapes.tsv)
+With --bench-dir it also writes synthetic OCRBench-sized JPEGs (--shapes, default ../shared/bench/ocrbench_shapes.tsv)
 there and times the reference on them (bench/README.md). --dry replaces the processor with a numpy
 re-implementation (PIL resize) so the script can be checked where torch is missing."""
 import hashlib, io, json, math, os, sys, tempfile, time
@@ -271,8 +271,7 @@ def smart_resize_cases(ref):
     return cases
 
 
-def make_bench_images(bench_dir):
-    tsv = os.path.join(ROOT, "..", "shared", "bench", "ocrbench_shapes.tsv")
+def make_bench_images(bench_dir, tsv):
     os.makedirs(bench_dir, exist_ok=True)
     shapes = []
     for line in open(tsv).read().splitlines()[1:]:
@@ -334,25 +333,27 @@ def main():
     log("versions:", json.dumps(ref.versions))
     manifest = {"versions": ref.versions, "preprocessor_config": PREPROC, "small_limit": SMALL,
                 "row_fractions": ROW_FRACTIONS, "images": [], "options": [], "smart_resize": []}
-    for name in sorted(os.listdir(IMAGES)):
-        t = time.perf_counter()
-        rec = one_image(ref, out, name)
-        manifest["images"].append(rec)
-        log(f"{name:40s} {time.perf_counter() - t:6.2f}s", rec.get("grid_thw"), rec.get("pil_error", ""),
-            rec.get("ref_error", ""), rec.get("pil_resize_vs_ref", ""))
-    for tag, name, mn, mx in OPTION_CASES:
-        rec = one_image(ref, out, name, mn, mx, tag=tag)
-        rec.update(case=tag, min_pixels=mn, max_pixels=mx)
-        manifest["options"].append(rec)
-        log("option", tag, rec.get("grid_thw"), rec.get("ref_error", ""))
     dump = lambda: json.dump(manifest, open(os.path.join(out, "manifest.json"), "w"), indent=1)
-    dump()  # written after every stage, so a run cut short still leaves its results
-    manifest["resize_probes"] = resize_probes(ref, out)
-    manifest["smart_resize"] = smart_resize_cases(ref)
-    log("smart_resize cases:", len(manifest["smart_resize"]))
-    dump()
+    if "--bench-only" not in args:
+        for name in sorted(os.listdir(IMAGES)):
+            t = time.perf_counter()
+            rec = one_image(ref, out, name)
+            manifest["images"].append(rec)
+            log(f"{name:40s} {time.perf_counter() - t:6.2f}s", rec.get("grid_thw"), rec.get("pil_error", ""),
+                rec.get("ref_error", ""), rec.get("pil_resize_vs_ref", ""))
+        for tag, name, mn, mx in OPTION_CASES:
+            rec = one_image(ref, out, name, mn, mx, tag=tag)
+            rec.update(case=tag, min_pixels=mn, max_pixels=mx)
+            manifest["options"].append(rec)
+            log("option", tag, rec.get("grid_thw"), rec.get("ref_error", ""))
+        dump()  # written after every stage, so a run cut short still leaves its results
+        manifest["resize_probes"] = resize_probes(ref, out)
+        manifest["smart_resize"] = smart_resize_cases(ref)
+        log("smart_resize cases:", len(manifest["smart_resize"]))
+        dump()
     if bench_dir:
-        files = make_bench_images(bench_dir)
+        tsv = args[args.index("--shapes") + 1] if "--shapes" in args else os.path.join(ROOT, "..", "shared", "bench", "ocrbench_shapes.tsv")
+        files = make_bench_images(bench_dir, tsv)
         manifest["bench_reference"] = bench_reference(ref, files)
         log("bench reference:", json.dumps(manifest["bench_reference"]))
     dump()
