@@ -15,6 +15,7 @@
 #include "engine/sampler.h"
 #include "image/image.h"
 #include "model/model.h"
+#include "model/model_cuda.h"
 #include "qvl.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
@@ -28,6 +29,7 @@ enum { QVL_DEFAULT_MAX_MODEL_LEN = 32768 };
 
 struct qvl_engine {
     qvl_model *model;
+    qvl_cuda_model *gpu;       /* --device cuda: the CUDA model instead of model */
     const qvl_config *cfg;
     qvl_tokenizer *tok;
     qvl_sampler *sampler;
@@ -78,7 +80,7 @@ static int resolve_image_params(const qvl_config *cfg, const qvl_engine_opts *o,
 static int resolve_device(const qvl_engine_opts *o, int threads, char *name, size_t len) {
     if (o->device == QVL_DEVICE_CUDA) {
         if (qvl_cuda_device_count() <= 0) return qvl_errorf("cuda: no usable CUDA device");
-        return qvl_errorf("cuda: the CUDA backend cannot run models yet (use --device cpu)");
+        return 0;
     }
     /* AUTO: the CPU until the CUDA backend can run the model. */
     snprintf(name, len, "cpu (%d thread%s)", threads, threads == 1 ? "" : "s");
@@ -103,9 +105,19 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
     e->threads = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (e->threads < 1) e->threads = 1;
     if (resolve_device(&o, e->threads, e->device_name, sizeof e->device_name)) goto fail;
-    e->model = qvl_model_open(o.model_dir, e->threads);
-    if (!e->model) goto fail;
-    e->cfg = qvl_model_config(e->model);
+    if (o.device == QVL_DEVICE_CUDA) {
+        /* The arena is planned for the context and the largest image the options admit. */
+        long px = o.max_pixels > 0 ? o.max_pixels : 0;
+        if (o.max_image_tokens > 0 && (px <= 0 || px > o.max_image_tokens * 1024)) px = o.max_image_tokens * 1024;
+        qvl_cuda_opts co = {.max_model_len = o.max_model_len > 0 ? o.max_model_len : QVL_DEFAULT_MAX_MODEL_LEN,
+                            .max_pixels = px, .gpu_mem_mib = o.gpu_mem_mib};
+        if (!(e->gpu = qvl_cuda_model_open(o.model_dir, &co))) goto fail;
+        e->cfg = qvl_cuda_model_config(e->gpu);
+        snprintf(e->device_name, sizeof e->device_name, "%s", qvl_cuda_model_device_name(e->gpu));
+    } else {
+        if (!(e->model = qvl_model_open(o.model_dir, e->threads))) goto fail;
+        e->cfg = qvl_model_config(e->model);
+    }
     long max_pos = e->cfg->text.max_position_embeddings;
     if (o.max_model_len > 0) {
         if (o.max_model_len > max_pos) {
@@ -139,13 +151,14 @@ void qvl_engine_close(qvl_engine *e) {
     free(e->logits);
     qvl_tokenizer_free(e->tok);
     qvl_model_close(e->model);
+    qvl_cuda_model_close(e->gpu);
     free(e);
 }
 
 const char *qvl_engine_device_name(const qvl_engine *e) { return e->device_name; }
 
 double qvl_engine_peak_memory_mib(const qvl_engine *e) {
-    (void)e;
+    if (e && e->gpu) return qvl_cuda_model_peak_mib(e->gpu);
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru)) return 0;
     return (double)ru.ru_maxrss / 1024.0;   /* Linux reports KiB */
@@ -289,7 +302,8 @@ int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *gopt
         }
     }
     double t_pre = now_s();
-    if (has_image && qvl_model_encode_image(e->model, &pv, &vo)) {
+    if (e->gpu) qvl_cuda_clear_images(e->gpu);
+    if (has_image && (e->gpu ? qvl_cuda_encode_image(e->gpu, &pv) : qvl_model_encode_image(e->model, &pv, &vo))) {
         name_error(name);
         FAIL();
     }
@@ -299,9 +313,8 @@ int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *gopt
     int max_new = g.max_new_tokens;
     if ((long)max_new > M - (long)n_ids) max_new = (int)(M - (long)n_ids);
     out->token_ids = malloc((size_t)max_new * sizeof *out->token_ids);
-    seq = qvl_seq_new(e->model, (int)n_ids + max_new);
+    if (!e->gpu && !(seq = qvl_seq_new(e->model, (int)n_ids + max_new))) FAIL();
     ds = qvl_detok_stream_new(e->tok, 1);
-    if (!seq) FAIL();
     if (!out->token_ids || !ds) {
         qvl_errorf("%s: out of memory for the request", has_image ? name : "prompt");
         FAIL();
@@ -309,11 +322,18 @@ int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *gopt
     qvl_sampler_params sp = qvl_sampler_params_resolve(&g, &e->cfg->gen);
     qvl_sampler_reset(e->sampler, &sp);
     qvl_sampler_accept_prompt(e->sampler, ids, (int)n_ids);
-    if (qvl_seq_prefill(e->model, seq, ids, (int)n_ids, has_image ? &vo : NULL, has_image, e->logits)) FAIL();
+    /* CUDA: the GPU's greedy id is the sampler's choice when it would take the plain argmax. */
+    int gpu_greedy = (!sp.do_sample || sp.temperature <= 0) && sp.repetition_penalty == 1 && sp.presence_penalty == 0;
+    int gpu_id = -1;
+    if (e->gpu) {
+        if ((gpu_id = qvl_cuda_prefill(e->gpu, ids, (int)n_ids)) < 0 || (!gpu_greedy && qvl_cuda_logits(e->gpu, e->logits)))
+            FAIL();
+    } else if (qvl_seq_prefill(e->model, seq, ids, (int)n_ids, has_image ? &vo : NULL, has_image, e->logits))
+        FAIL();
     double t_prefill = now_s();
     out->finish_reason = QVL_FINISH_LENGTH;
     for (;;) {
-        int32_t id = qvl_sampler_pick(e->sampler, e->logits);
+        int32_t id = e->gpu && gpu_greedy ? gpu_id : qvl_sampler_pick(e->sampler, e->logits);
         if (out->n_tokens == 0) out->ttft_s = now_s() - t0;
         out->token_ids[out->n_tokens++] = id;
         qvl_sampler_accept(e->sampler, id);
@@ -324,7 +344,10 @@ int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *gopt
             break;
         }
         if (out->n_tokens >= max_new) break;
-        if (qvl_seq_decode(e->model, seq, id, e->logits)) FAIL();
+        if (e->gpu) {
+            if ((gpu_id = qvl_cuda_decode(e->gpu, id)) < 0 || (!gpu_greedy && qvl_cuda_logits(e->gpu, e->logits))) FAIL();
+        } else if (qvl_seq_decode(e->model, seq, id, e->logits))
+            FAIL();
     }
     const char *rest = qvl_detok_stream_flush(ds);
     if (g.on_token && rest && rest[0]) g.on_token(rest, g.user);

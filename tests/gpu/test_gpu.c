@@ -262,3 +262,22 @@ TEST(gpu_real_shape) {
     free(ids), free(top1);
     qvl_npy_free(&ids_a), qvl_npy_free(&px_a), qvl_npy_free(&grid_a), qvl_npy_free(&tf_a);
 }
+
+/* The CLI on the CUDA backend: same greedy answer as the CPU on the tiny model (its margins are
+ * wide: 248/248 checked steps agree above), the cap refused with the breakdown, peak reported. */
+TEST(gpu_cli_run) {
+    if (!have_gpu()) return;
+    const char *args = "run --model " FIX "/tied --image " FIX "/images/shapes96x128.png --prompt 'What is written here?' "
+                       "--max-new-tokens 12 --max-model-len 1024";
+    char *out_cpu = NULL, *out_gpu = NULL, *err = NULL;
+    CHECK_INT(test_qvl(&out_cpu, NULL, "%s --device cpu", args), 0);
+    CHECK_INT(test_qvl(&out_gpu, &err, "%s --device cuda", args), 0);
+    CHECK_STR(out_gpu, out_cpu);
+    CHECK_CONTAINS(err, "NVIDIA");
+    if (verbose()) printf("    cpu: %s    gpu: %s    %s", out_cpu, out_gpu, err);
+    free(out_cpu), free(out_gpu), free(err);
+    err = NULL;
+    CHECK_INT(test_qvl(NULL, &err, "%s --device cuda --gpu-mem 100", args), 1);
+    CHECK_CONTAINS(err, "qvl: gpu-mem: 100 MiB is below the plan's");
+    free(err);
+}

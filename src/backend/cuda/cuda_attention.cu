@@ -4,6 +4,8 @@
  * keys over several blocks and merges their partial results (flash-decoding). 256 threads: thread
  * t owns row t/8 and, within it, keys t%8 + 8k of a tile and output dims t%8 + 8k. */
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 
 #include "backend/cuda/cuda_ops.h"
 
@@ -16,11 +18,15 @@ size_t qvl_attention_partial_floats(int n_kv_heads, int hd) {
 static __global__ void __launch_bounds__(256) k_attention(bf16 *out, int out_stride, const bf16 *q, int q_stride,
                                                           const bf16 *k, const bf16 *v, int kv_stride, int n_q,
                                                           int n_kv, int group, int hd, int causal_pos0, float scale,
-                                                          int splits, float *partial) {
+                                                          int splits, float *partial, const int32_t *step) {
     __shared__ float Qs[BQ][MAX_HD + 1];
     __shared__ bf16 Ks[BK][MAX_HD + 2];
     __shared__ bf16 Vs[BK][MAX_HD + 2];
     __shared__ float Ps[BQ][BK + 1];
+    if (step) { /* graph decoding: one query at cache index step[0] */
+        causal_pos0 = step[0];
+        n_kv = step[0] + n_q;
+    }
     const int t = threadIdx.x, lr = t >> 3, sub = t & 7;
     const int g = blockIdx.y, split = blockIdx.z;
     const int rows = n_q * group, r0 = blockIdx.x * BQ;
@@ -125,12 +131,185 @@ static __global__ void k_attention_combine(bf16 *out, int out_stride, const floa
     }
 }
 
+/* ---- tensor-core path (prefill and vision: more than one row block), FlashAttention-2 style ----
+ * 4 warps x 16 query rows, key tiles of 64. Each warp keeps its Q fragments, the scores, P and the
+ * output accumulator in registers and runs mma.sync m16n8k16 (bf16 in, F32 accumulate), whose
+ * fragment layouts the PTX ISA documents: in a C fragment, lane (g = lane/4, c = lane%4) holds rows
+ * g and g+8, columns 2c and 2c+1; the scores' C fragments are exactly P's A fragments for P V.
+ * Online softmax in F32 (row statistics reduced over the 4 lanes of a row); P rounded to bf16 for
+ * P V, as flash attention does. K is staged in shared memory as [key][d], V transposed as [d][key]. */
+enum { TQ = 64, TK = 64, TW = 4 };
+
+static __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+
+template <int HDP>
+static __global__ void __launch_bounds__(TW * 32) k_attention_tc(bf16 *out, int out_stride, const bf16 *q, int q_stride,
+                                                                 const bf16 *k, const bf16 *v, int kv_stride, int n_q,
+                                                                 int n_kv, int group, int hd, int causal_pos0, float scale) {
+    __shared__ __align__(16) bf16 Ks[TK][HDP + 8];
+    __shared__ __align__(16) bf16 Vt[HDP][TK + 8];
+    const int t = threadIdx.x, w = t >> 5, lane = t & 31, gq = lane >> 2, tg = lane & 3;
+    const int g = blockIdx.y, rows = n_q * group, r0 = blockIdx.x * TQ;
+    const int R1 = r0 + w * 16 + gq, R2 = R1 + 8;
+    const int CH = HDP / 8;
+    /* Q fragments: register j holds rows (j&1 ? R2 : R1), columns kk*16 + 2tg (+8 if j&2). */
+    uint32_t qf[HDP / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < HDP / 16; kk++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int R = j & 1 ? R2 : R1, col = kk * 16 + 2 * tg + (j & 2 ? 8 : 0);
+            uint32_t val = 0;
+            if (R < rows && col < hd)
+                val = *(const uint32_t *)(q + (size_t)(R / group) * q_stride + (size_t)(g * group + R % group) * hd + col);
+            qf[kk][j] = val;
+        }
+    const int lim1 = R1 >= rows ? 0 : causal_pos0 < 0 ? n_kv : min(n_kv, causal_pos0 + R1 / group + 1);
+    const int lim2 = R2 >= rows ? 0 : causal_pos0 < 0 ? n_kv : min(n_kv, causal_pos0 + R2 / group + 1);
+    int last_row = min(rows, r0 + TQ) - 1;
+    int k_need = causal_pos0 < 0 ? n_kv : min(n_kv, causal_pos0 + last_row / group + 1);
+    float o[HDP / 8][4];
+#pragma unroll
+    for (int nb = 0; nb < HDP / 8; nb++) o[nb][0] = o[nb][1] = o[nb][2] = o[nb][3] = 0.0f;
+    float m1 = -INFINITY, m2 = -INFINITY, l1 = 0.0f, l2 = 0.0f;
+    const uint4 zero4 = make_uint4(0, 0, 0, 0);
+    for (int kb = 0; kb < k_need; kb += TK) {
+        __syncthreads();
+        for (int idx = t; idx < TK * CH; idx += blockDim.x) {
+            int j = idx / CH, c = idx % CH;
+            uint4 kv4 = zero4, vv4 = zero4;
+            if (kb + j < n_kv && c * 8 < hd) {
+                kv4 = *(const uint4 *)(k + (size_t)(kb + j) * kv_stride + (size_t)g * hd + c * 8);
+                vv4 = *(const uint4 *)(v + (size_t)(kb + j) * kv_stride + (size_t)g * hd + c * 8);
+            }
+            *(uint4 *)&Ks[j][c * 8] = kv4;
+            const bf16 *ve = (const bf16 *)&vv4;
+#pragma unroll
+            for (int e = 0; e < 8; e++) Vt[c * 8 + e][j] = ve[e];
+        }
+        __syncthreads();
+        /* S = Q K^T for this warp's 16 rows x 64 keys: 8 C fragments. */
+        float s[TK / 8][4];
+#pragma unroll
+        for (int nb = 0; nb < TK / 8; nb++) {
+            s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < HDP / 16; kk++) {
+                uint32_t b0 = *(const uint32_t *)&Ks[nb * 8 + gq][kk * 16 + 2 * tg];
+                uint32_t b1 = *(const uint32_t *)&Ks[nb * 8 + gq][kk * 16 + 8 + 2 * tg];
+                mma16816(s[nb], qf[kk], b0, b1);
+            }
+        }
+        float mx1 = -INFINITY, mx2 = -INFINITY;
+#pragma unroll
+        for (int nb = 0; nb < TK / 8; nb++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int col = kb + nb * 8 + 2 * tg + (e & 1);
+                float x = col < (e < 2 ? lim1 : lim2) ? s[nb][e] * scale : -INFINITY;
+                s[nb][e] = x;
+                if (e < 2) mx1 = fmaxf(mx1, x);
+                else mx2 = fmaxf(mx2, x);
+            }
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        mx2 = fmaxf(mx2, __shfl_xor_sync(0xffffffffu, mx2, 1));
+        mx2 = fmaxf(mx2, __shfl_xor_sync(0xffffffffu, mx2, 2));
+        float mn1 = fmaxf(m1, mx1), mn2 = fmaxf(m2, mx2);
+        float c1 = mn1 == -INFINITY ? 1.0f : expf(m1 - mn1), c2 = mn2 == -INFINITY ? 1.0f : expf(m2 - mn2);
+        float ps1 = 0.0f, ps2 = 0.0f;
+#pragma unroll
+        for (int nb = 0; nb < TK / 8; nb++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float mn = e < 2 ? mn1 : mn2;
+                float p = mn == -INFINITY ? 0.0f : expf(s[nb][e] - mn);
+                s[nb][e] = p;
+                if (e < 2) ps1 += p;
+                else ps2 += p;
+            }
+        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 1);
+        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 2);
+        ps2 += __shfl_xor_sync(0xffffffffu, ps2, 1);
+        ps2 += __shfl_xor_sync(0xffffffffu, ps2, 2);
+        l1 = l1 * c1 + ps1, l2 = l2 * c2 + ps2;
+        m1 = mn1, m2 = mn2;
+#pragma unroll
+        for (int nb = 0; nb < HDP / 8; nb++) {
+            o[nb][0] *= c1, o[nb][1] *= c1;
+            o[nb][2] *= c2, o[nb][3] *= c2;
+        }
+        /* O += P V: P's A fragments come straight from the score fragments. */
+#pragma unroll
+        for (int kc = 0; kc < TK / 16; kc++) {
+            uint32_t a[4] = {pack_bf16(s[2 * kc][0], s[2 * kc][1]), pack_bf16(s[2 * kc][2], s[2 * kc][3]),
+                             pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]), pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+#pragma unroll
+            for (int nb = 0; nb < HDP / 8; nb++) {
+                uint32_t b0 = *(const uint32_t *)&Vt[nb * 8 + gq][kc * 16 + 2 * tg];
+                uint32_t b1 = *(const uint32_t *)&Vt[nb * 8 + gq][kc * 16 + 8 + 2 * tg];
+                mma16816(o[nb], a, b0, b1);
+            }
+        }
+    }
+    float inv1 = l1 > 0 ? 1.0f / l1 : 0.0f, inv2 = l2 > 0 ? 1.0f / l2 : 0.0f;
+    bf16 *d1 = R1 < rows ? out + (size_t)(R1 / group) * out_stride + (size_t)(g * group + R1 % group) * hd : NULL;
+    bf16 *d2 = R2 < rows ? out + (size_t)(R2 / group) * out_stride + (size_t)(g * group + R2 % group) * hd : NULL;
+#pragma unroll
+    for (int nb = 0; nb < HDP / 8; nb++) {
+        int col = nb * 8 + 2 * tg;
+        if (col >= hd) break;
+        if (d1) *(__nv_bfloat162 *)(d1 + col) = __floats2bfloat162_rn(o[nb][0] * inv1, o[nb][1] * inv1);
+        if (d2) *(__nv_bfloat162 *)(d2 + col) = __floats2bfloat162_rn(o[nb][2] * inv2, o[nb][3] * inv2);
+    }
+}
+
+template <int HDP>
+static void launch_tc(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
+                      const bf16 *v, int kv_stride, int n_q, int n_kv, int group, int Hkv, int hd, int causal_pos0,
+                      float scale) {
+    dim3 grid((n_q * group + TQ - 1) / TQ, Hkv);
+    k_attention_tc<HDP><<<grid, TW * 32, 0, st>>>(out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv, group, hd,
+                                                   causal_pos0, scale);
+}
+
+/* The tensor-core kernel needs 16-byte aligned rows (hd, strides multiples of 8 elements). */
+static int tc_ok(const void *a, const void *b, const void *c, int s1, int s2, int hd) {
+    return (((uintptr_t)a | (uintptr_t)b | (uintptr_t)c) & 15) == 0 && s1 % 8 == 0 && s2 % 8 == 0 && hd % 8 == 0 &&
+           hd <= 128 && getenv("QVL_NO_TC_ATTENTION") == NULL;
+}
+
 void qvl_attention(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
                    const bf16 *v, int kv_stride, int n_q, int n_kv, int Hq, int Hkv, int hd, int causal_pos0,
                    float *partial) {
     if (n_q <= 0) return;
     int group = Hq / Hkv, rows = n_q * group, row_blocks = (rows + BQ - 1) / BQ;
     float scale = 1.0f / sqrtf((float)hd);
+    if (rows > BQ && tc_ok(q, k, v, q_stride, kv_stride, hd)) {
+        int hdp = (hd + 15) / 16 * 16;
+#define TC(H) launch_tc<H>(st, out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv, group, Hkv, hd, causal_pos0, scale)
+        switch (hdp) {
+        case 16: TC(16); return;
+        case 32: TC(32); return;
+        case 48: TC(48); return;
+        case 64: TC(64); return;
+        case 80: TC(80); return;
+        case 96: TC(96); return;
+        case 112: TC(112); return;
+        case 128: TC(128); return;
+        }
+#undef TC
+    }
     int splits = 1;
     if (row_blocks == 1 && partial) {
         int k_need = causal_pos0 < 0 ? n_kv : (causal_pos0 + n_q < n_kv ? causal_pos0 + n_q : n_kv);
@@ -141,6 +320,16 @@ void qvl_attention(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, in
     }
     dim3 grid(row_blocks, Hkv, splits);
     k_attention<<<grid, 256, 0, st>>>(out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv, group, hd, causal_pos0,
-                                      scale, splits, partial);
+                                      scale, splits, partial, NULL);
     if (splits > 1) k_attention_combine<<<dim3(rows, Hkv), 128, 0, st>>>(out, out_stride, partial, rows, group, hd, splits);
+}
+
+void qvl_attention_decode(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
+                          const bf16 *v, int kv_stride, int Hq, int Hkv, int hd, const int32_t *step, float *partial) {
+    int group = Hq / Hkv, splits = (2 * 132 + Hkv - 1) / Hkv;
+    if (splits > QVL_ATT_MAX_SPLITS) splits = QVL_ATT_MAX_SPLITS;
+    dim3 grid(1, Hkv, splits);
+    k_attention<<<grid, 256, 0, st>>>(out, out_stride, q, q_stride, k, v, kv_stride, 1, 0, group, hd, 0,
+                                      1.0f / sqrtf((float)hd), splits, partial, step);
+    k_attention_combine<<<dim3(group, Hkv), 128, 0, st>>>(out, out_stride, partial, group, group, hd, splits);
 }

@@ -196,8 +196,12 @@ void qvl_k_vision_rope(cudaStream_t st, bf16 *qkv, const float *inv_freq, int n,
 /* One block per token, one warp per head (q heads, then k heads, then v heads copied). */
 static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride, bf16 *k_cache, bf16 *v_cache, const bf16 *qkv,
                                       const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int p0,
-                                      const int32_t *pos, int pos_stride, int pos_scalar) {
+                                      const int32_t *pos, int pos_stride, int pos_scalar, const int32_t *step) {
     extern __shared__ float sh[]; /* [warps][hd] */
+    if (step) { /* decoding from a CUDA graph: the cache row and position live on the device */
+        p0 = step[0];
+        pos_scalar = step[0] + step[1];
+    }
     const int i = blockIdx.x, hd = d.hd, half = hd / 2, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     const int nw = blockDim.x >> 5, qdim = d.Hq * hd, kv = d.Hkv * hd;
     const bf16 *row = qkv + (size_t)i * (qdim + 2 * kv);
@@ -245,11 +249,11 @@ static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride
 }
 void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, bf16 *k_cache, bf16 *v_cache,
                         const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int n, int p0,
-                        const int32_t *pos, int pos_stride, int pos_scalar) {
+                        const int32_t *pos, int pos_stride, int pos_scalar, const int32_t *step) {
     if (!n) return;
     int warps = 8;
     k_qk_norm_rope<<<n, warps * 32, (size_t)warps * d->hd * sizeof(float), st>>>(
-        *d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm, inv_freq, p0, pos, pos_stride, pos_scalar);
+        *d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm, inv_freq, p0, pos, pos_stride, pos_scalar, step);
 }
 
 static __global__ void k_embed(bf16 *x, const bf16 *embed, const int32_t *ids, const int32_t *vis_row,
@@ -307,3 +311,6 @@ static __global__ void k_argmax(int32_t *out, const bf16 *logits, int V) {
 void qvl_k_argmax(cudaStream_t st, int32_t *out, const bf16 *logits, int rows, int V) {
     if (rows) k_argmax<<<rows, 1024, 0, st>>>(out, logits, V);
 }
+
+static __global__ void k_step_advance(int32_t *step) { step[0] += 1; }
+void qvl_k_step_advance(cudaStream_t st, int32_t *step) { k_step_advance<<<1, 1, 0, st>>>(step); }

@@ -55,12 +55,15 @@ struct qvl_cuda_model {
     bf16 *k_cache, *v_cache; /* [layers][max_len][kv] */
     bf16 *x, *y, *qkv, *att, *gu, *h, *logits;
     int32_t *d_ids, *d_pos, *d_vis, *d_next;
+    int32_t *d_step;                 /* {cache length, rope delta} for graph decoding */
+    cudaGraphExec_t decode_graph;    /* one decode step, captured at open (NULL: QVL_NO_GRAPH) */
     float *att_partial;
     void *gemm_ws;
     /* host state */
     int n_images, img_tokens, grids[MAX_IMAGES][3];
     int len, rope_delta, next_id;
     int32_t *h_pos, *h_vis;
+    int32_t h_step[2];
 };
 
 #define CK(call)                                                                                                \
@@ -70,6 +73,7 @@ struct qvl_cuda_model {
     } while (0)
 
 static double MiB(size_t b) { return (double)b / 1048576.0; }
+static int capture_decode(qvl_cuda_model *m);
 
 static void sample_peak(qvl_cuda_model *m) {
     size_t fr = 0, tot = 0;
@@ -137,7 +141,7 @@ static void layout_buffers(qvl_cuda_model *m, bump *b) {
     TAKE(b, m->k_cache, L * T * kv), TAKE(b, m->v_cache, L * T * kv);
     TAKE(b, m->x, C * D), TAKE(b, m->y, C * D), TAKE(b, m->qkv, C * (qdim + 2 * kv)), TAKE(b, m->att, C * qdim);
     TAKE(b, m->gu, C * 2 * I), TAKE(b, m->h, C * I), TAKE(b, m->logits, (size_t)t->vocab_size);
-    TAKE(b, m->d_ids, T), TAKE(b, m->d_pos, 3 * T), TAKE(b, m->d_vis, T), TAKE(b, m->d_next, 1);
+    TAKE(b, m->d_ids, T), TAKE(b, m->d_pos, 3 * T), TAKE(b, m->d_vis, T), TAKE(b, m->d_next, 1), TAKE(b, m->d_step, 2);
     TAKE(b, m->att_partial, qvl_attention_partial_floats(t->num_kv_heads, hd > (size_t)(Dv / v->num_heads) ? hd : Dv / v->num_heads));
     m->gemm_ws = take(b, GEMM_WS);
 }
@@ -319,6 +323,7 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
         if (upload_all(m, st)) goto fail;
         qvl_st_close(st);
         st = NULL;
+        if (capture_decode(m)) goto fail;
         sample_peak(m);
     }
     return m;
@@ -330,6 +335,7 @@ fail:
 
 void qvl_cuda_model_close(qvl_cuda_model *m) {
     if (!m) return;
+    if (m->decode_graph) cudaGraphExecDestroy(m->decode_graph);
     if (m->gemm) qvl_gemm_free(m->gemm);
     if (m->st) cudaStreamDestroy(m->st);
     if (m->arena) cudaFree(m->arena);
@@ -450,9 +456,10 @@ int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv) {
 
 /* ---- text ---- */
 /* n tokens at cache rows p0..; pos: device T/H/W rows at pos_stride or NULL (decode: p0 + delta);
- * vis: device image rows or NULL. Leaves the greedy id of the last row in d_next. */
+ * vis: device image rows or NULL; step: decode one token at the device-held length (graph).
+ * Leaves the greedy id of the last row in d_next. */
 static int text_forward(qvl_cuda_model *m, const int32_t *ids, int n, int p0, const int32_t *pos, int pos_stride,
-                        const int32_t *vis, const char *sfx) {
+                        const int32_t *vis, const char *sfx, const int32_t *step) {
     const qvl_text_config *t = &m->cfg.text;
     const int D = t->hidden_size, hd = t->head_dim, Hq = t->num_heads, Hkv = t->num_kv_heads, I = t->intermediate_size;
     const int qdim = Hq * hd, kv = Hkv * hd, qkvd = qdim + 2 * kv;
@@ -470,8 +477,11 @@ static int text_forward(qvl_cuda_model *m, const int32_t *ids, int n, int p0, co
         qvl_k_rmsnorm(s, m->y, m->x, L->in_norm, n, D, eps);
         G(qvl_gemm_run(m->gemm, s, m->qkv, qkvd, m->y, D, L->qkv_w, NULL, n, D, qkvd));
         qvl_k_qk_norm_rope(s, &rd, m->qkv, qkvd, kc, vc, m->qkv, L->q_norm, L->k_norm, m->txt_inv_freq, n, p0, pos,
-                           pos_stride, p0 + m->rope_delta);
-        qvl_attention(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, n, p0 + n, Hq, Hkv, hd, p0, m->att_partial);
+                           pos_stride, p0 + m->rope_delta, step);
+        if (step)
+            qvl_attention_decode(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, Hq, Hkv, hd, step, m->att_partial);
+        else
+            qvl_attention(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, n, p0 + n, Hq, Hkv, hd, p0, m->att_partial);
         G(qvl_gemm_run(m->gemm, s, m->y, D, m->att, qdim, L->o_w, NULL, n, qdim, D));
         qvl_k_add_rmsnorm(s, m->y, m->x, m->y, L->post_norm, n, D, eps);
         G(qvl_gemm_run(m->gemm, s, m->gu, 2 * I, m->y, D, L->gu_w, NULL, n, D, 2 * I));
@@ -500,6 +510,30 @@ static int fetch_next(qvl_cuda_model *m) {
     return id;
 }
 
+/* One decode step: the token in d_next at cache row d_step[0]; advances d_step[0]. */
+static int decode_step(qvl_cuda_model *m) {
+    if (text_forward(m, m->d_next, 1, 0, NULL, 0, NULL, NULL, m->d_step)) return -1;
+    qvl_k_step_advance(m->st, m->d_step);
+    return 0;
+}
+
+/* Captures decode_step as a CUDA graph (one launch per token instead of ~300). */
+static int capture_decode(qvl_cuda_model *m) {
+    if (getenv("QVL_NO_GRAPH")) return 0;
+    cudaGraph_t g = NULL;
+    CK(cudaStreamBeginCapture(m->st, cudaStreamCaptureModeThreadLocal));
+    int rc = decode_step(m);
+    cudaError_t e = cudaStreamEndCapture(m->st, &g);
+    if (rc || e != cudaSuccess) {
+        if (g) cudaGraphDestroy(g);
+        return rc ? rc : qvl_errorf("cuda: capturing the decode graph: %s", cudaGetErrorString(e));
+    }
+    e = cudaGraphInstantiate(&m->decode_graph, g, 0);
+    cudaGraphDestroy(g);
+    CK(e);
+    return 0;
+}
+
 int qvl_cuda_prefill(qvl_cuda_model *m, const int32_t *ids, int n) {
     const qvl_config *c = &m->cfg;
     if (n < 1) return qvl_errorf("prompt: empty");
@@ -523,9 +557,12 @@ int qvl_cuda_prefill(qvl_cuda_model *m, const int32_t *ids, int n) {
         int cnt = n - c0 < m->chunk ? n - c0 : m->chunk;
         char sfx[32] = "";
         if (n > m->chunk) snprintf(sfx, sizeof sfx, "@%d", c0);
-        if (text_forward(m, m->d_ids + c0, cnt, c0, m->d_pos + c0, n, m->n_images ? m->d_vis + c0 : NULL, sfx)) return -1;
+        if (text_forward(m, m->d_ids + c0, cnt, c0, m->d_pos + c0, n, m->n_images ? m->d_vis + c0 : NULL, sfx, NULL))
+            return -1;
     }
     m->len = n;
+    m->h_step[0] = n, m->h_step[1] = delta;
+    CK(cudaMemcpyAsync(m->d_step, m->h_step, sizeof m->h_step, cudaMemcpyHostToDevice, m->st));
     int id = fetch_next(m);
     sample_peak(m);
     return id;
@@ -535,12 +572,14 @@ int qvl_cuda_decode(qvl_cuda_model *m, int32_t id) {
     if (m->len >= m->max_len) return qvl_errorf("generation: the context of %ld tokens is full", m->max_len);
     if (id < 0 || id >= m->cfg.text.vocab_size) return qvl_errorf("generation: token id %d is outside the vocabulary", id);
     /* The id usually is the one just sampled, already on the device; else copy it over. */
-    const int32_t *d_id = m->d_next;
     if (id != m->next_id) {
-        CK(cudaMemcpyAsync(m->d_ids, &id, sizeof id, cudaMemcpyHostToDevice, m->st));
-        d_id = m->d_ids;
+        m->next_id = id;
+        CK(cudaMemcpyAsync(m->d_next, &m->next_id, sizeof id, cudaMemcpyHostToDevice, m->st));
     }
-    if (text_forward(m, d_id, 1, m->len, NULL, 0, NULL, NULL)) return -1;
+    if (m->decode_graph)
+        CK(cudaGraphLaunch(m->decode_graph, m->st));
+    else if (decode_step(m))
+        return -1;
     m->len++;
     return fetch_next(m);
 }

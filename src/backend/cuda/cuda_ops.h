@@ -29,6 +29,11 @@ size_t qvl_attention_partial_floats(int n_kv_heads, int hd);
 void qvl_attention(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
                    const bf16 *v, int kv_stride, int n_q, int n_kv, int Hq, int Hkv, int hd, int causal_pos0,
                    float *partial);
+/* One decoding row per query head over the cache rows 0..step[0] (device: the query sits at cache
+ * index step[0]); the key range is split a fixed number of ways (chosen from max_kv) so the launch
+ * does not depend on the length, for CUDA graphs. */
+void qvl_attention_decode(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
+                          const bf16 *v, int kv_stride, int Hq, int Hkv, int hd, const int32_t *step, float *partial);
 
 /* ---- elementwise and row kernels (cuda_kernels.cu) */
 void qvl_k_f32_to_bf16(cudaStream_t st, bf16 *y, const float *x, size_t n);
@@ -57,14 +62,17 @@ void qvl_k_vision_rope(cudaStream_t st, bf16 *qkv, const float *inv_freq, int n,
 /* Text: per token of qkv rows [n, Hq*hd + 2*Hkv*hd]: q/k per-head RMSNorm, interleaved MRoPE in
  * bf16 arithmetic (spec 8.9); q -> q_out rows at q_stride (may be qkv itself, in place), k and v ->
  * caches at rows p0.. (kv_dim each).
- * pos: T, H, W rows at pos_stride (device), or NULL: all three = pos_scalar + i. */
+ * pos: T, H, W rows at pos_stride (device), or NULL: all three = pos_scalar + i.
+ * step (device, or NULL): {cache length, rope delta} overriding p0 = step[0] and pos_scalar =
+ * step[0] + step[1], so that a captured decode graph needs no new arguments per token. */
 typedef struct {
     int Hq, Hkv, hd, sec[3], interleaved;
     float eps;
 } qvl_rope_desc;
 void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, bf16 *k_cache, bf16 *v_cache,
                         const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int n,
-                        int p0, const int32_t *pos, int pos_stride, int pos_scalar);
+                        int p0, const int32_t *pos, int pos_stride, int pos_scalar, const int32_t *step);
+void qvl_k_step_advance(cudaStream_t st, int32_t *step); /* step[0] += 1 */
 
 /* x[i] = vis_row[i] >= 0 ? img[vis_row[i]] : embed[ids[i]] (vis_row may be NULL). */
 void qvl_k_embed(cudaStream_t st, bf16 *x, const bf16 *embed, const int32_t *ids, const int32_t *vis_row,
