@@ -137,8 +137,9 @@ static __global__ void k_attention_combine(bf16 *out, int out_stride, const floa
  * fragment layouts the PTX ISA documents: in a C fragment, lane (g = lane/4, c = lane%4) holds rows
  * g and g+8, columns 2c and 2c+1; the scores' C fragments are exactly P's A fragments for P V.
  * Online softmax in F32 (row statistics reduced over the 4 lanes of a row); P rounded to bf16 for
- * P V, as flash attention does. K is staged in shared memory as [key][d], V transposed as [d][key]. */
-enum { TQ = 64, TK = 64, TW = 4 };
+ * P V, as flash attention does. K and V are staged in shared memory as [key][d]; V's B fragments
+ * come through ldmatrix.trans. */
+enum { TW = 4, TQ = 16 * TW, TK = 64 };
 
 static __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -157,11 +158,12 @@ static __global__ void __launch_bounds__(TW * 32) k_attention_tc(bf16 *out, int 
                                                                  const bf16 *k, const bf16 *v, int kv_stride, int n_q,
                                                                  int n_kv, int group, int hd, int causal_pos0, float scale) {
     __shared__ __align__(16) bf16 Ks[TK][HDP + 8];
-    __shared__ __align__(16) bf16 Vt[HDP][TK + 8];
+    __shared__ __align__(16) bf16 Vs[TK][HDP + 8];
     const int t = threadIdx.x, w = t >> 5, lane = t & 31, gq = lane >> 2, tg = lane & 3;
     const int g = blockIdx.y, rows = n_q * group, r0 = blockIdx.x * TQ;
     const int R1 = r0 + w * 16 + gq, R2 = R1 + 8;
     const int CH = HDP / 8;
+    const float scale_log2 = scale * 1.4426950408889634f; /* scores kept in log2 units: exp2 */
     /* Q fragments: register j holds rows (j&1 ? R2 : R1), columns kk*16 + 2tg (+8 if j&2). */
     uint32_t qf[HDP / 16][4];
 #pragma unroll
@@ -193,9 +195,7 @@ static __global__ void __launch_bounds__(TW * 32) k_attention_tc(bf16 *out, int 
                 vv4 = *(const uint4 *)(v + (size_t)(kb + j) * kv_stride + (size_t)g * hd + c * 8);
             }
             *(uint4 *)&Ks[j][c * 8] = kv4;
-            const bf16 *ve = (const bf16 *)&vv4;
-#pragma unroll
-            for (int e = 0; e < 8; e++) Vt[c * 8 + e][j] = ve[e];
+            *(uint4 *)&Vs[j][c * 8] = vv4;
         }
         __syncthreads();
         /* S = Q K^T for this warp's 16 rows x 64 keys: 8 C fragments. */
@@ -216,7 +216,7 @@ static __global__ void __launch_bounds__(TW * 32) k_attention_tc(bf16 *out, int 
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int col = kb + nb * 8 + 2 * tg + (e & 1);
-                float x = col < (e < 2 ? lim1 : lim2) ? s[nb][e] * scale : -INFINITY;
+                float x = col < (e < 2 ? lim1 : lim2) ? s[nb][e] * scale_log2 : -INFINITY;
                 s[nb][e] = x;
                 if (e < 2) mx1 = fmaxf(mx1, x);
                 else mx2 = fmaxf(mx2, x);
@@ -226,14 +226,14 @@ static __global__ void __launch_bounds__(TW * 32) k_attention_tc(bf16 *out, int 
         mx2 = fmaxf(mx2, __shfl_xor_sync(0xffffffffu, mx2, 1));
         mx2 = fmaxf(mx2, __shfl_xor_sync(0xffffffffu, mx2, 2));
         float mn1 = fmaxf(m1, mx1), mn2 = fmaxf(m2, mx2);
-        float c1 = mn1 == -INFINITY ? 1.0f : expf(m1 - mn1), c2 = mn2 == -INFINITY ? 1.0f : expf(m2 - mn2);
+        float c1 = mn1 == -INFINITY ? 1.0f : exp2f(m1 - mn1), c2 = mn2 == -INFINITY ? 1.0f : exp2f(m2 - mn2);
         float ps1 = 0.0f, ps2 = 0.0f;
 #pragma unroll
         for (int nb = 0; nb < TK / 8; nb++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 float mn = e < 2 ? mn1 : mn2;
-                float p = mn == -INFINITY ? 0.0f : expf(s[nb][e] - mn);
+                float p = mn == -INFINITY ? 0.0f : exp2f(s[nb][e] - mn);
                 s[nb][e] = p;
                 if (e < 2) ps1 += p;
                 else ps2 += p;
@@ -256,8 +256,12 @@ static __global__ void __launch_bounds__(TW * 32) k_attention_tc(bf16 *out, int 
                              pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]), pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3])};
 #pragma unroll
             for (int nb = 0; nb < HDP / 8; nb++) {
-                uint32_t b0 = *(const uint32_t *)&Vt[nb * 8 + gq][kc * 16 + 2 * tg];
-                uint32_t b1 = *(const uint32_t *)&Vt[nb * 8 + gq][kc * 16 + 8 + 2 * tg];
+                /* Lanes 0-15 address keys kc*16 + lane at column nb*8: b0 = keys 0-7, b1 = keys 8-15. */
+                uint32_t b0, b1;
+                unsigned addr = (unsigned)__cvta_generic_to_shared(&Vs[kc * 16 + (lane & 15)][nb * 8]);
+                asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+                             : "=r"(b0), "=r"(b1)
+                             : "r"(addr));
                 mma16816(o[nb], a, b0, b1);
             }
         }
