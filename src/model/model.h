@@ -52,17 +52,18 @@ void qvl_seq_reset(qvl_seq *s);
 int qvl_seq_rope_delta(const qvl_seq *s);
 
 /* Runs the prompt; image-pad tokens take the rows of images[0..n_images) in order (with their
- * deepstack features). logits: [vocab] for the last position, as float32 values of the bf16-rounded
- * reference logits is NOT assumed: they are plain F32 here (NULL: not computed). A prompt that does
- * not fit max_len, ids outside the vocabulary or pad counts not matching the images are errors.
+ * deepstack features). logits (NULL: not computed) receives [vocab] float32 lm_head outputs for
+ * the last prompt token, i.e. the scores of the next token (computed in F32 throughout; no bf16
+ * rounding). A prompt that does not fit max_len, ids outside the vocabulary or pad counts not
+ * matching the images are errors. A later prefill on a non-empty sequence continues it (e.g. the
+ * next turn of a chat): its positions resume after the cached tokens, as if the whole
+ * conversation were one prompt.
  * With QVL_DUMP set, every stage is written under the reference fixture names (text.embed,
  * text.layer<l>.in/.out, text.norm; prompts longer than one chunk get "@<first index>" suffixes);
  * qvl_model_encode_image dumps vision.* the same way (the last image encoded wins). */
 int qvl_seq_prefill(qvl_model *m, qvl_seq *s, const int32_t *ids, int n, const qvl_vision_out *images,
                     int n_images, float *logits);
-/* A later prefill on a non-empty sequence continues it (e.g. the next turn of a chat): its
- * positions resume after the cached tokens, as if the whole conversation were one prompt. */
-/* Appends one token and returns the next logits. */
+/* Appends one token to the cache and writes the [vocab] float32 logits of the token after it. */
 int qvl_seq_decode(qvl_model *m, qvl_seq *s, int32_t id, float *logits);
 
 #endif
