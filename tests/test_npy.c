@@ -3,6 +3,7 @@
 
 #include "io/npy.h"
 #include "test.h"
+#include "util/error.h"
 
 TEST(npy_roundtrip_f32) {
     float v[6] = {1.5f, -2, 3, 4, 5, 6.25f};
@@ -27,4 +28,22 @@ TEST(npy_rejects_garbage) {
     fclose(f);
     qvl_npy a;
     CHECK_INT(qvl_npy_read(path, &a), -1);
+}
+
+/* A negative dimension must not wrap the size check into a huge copy. */
+TEST(npy_rejects_negative_shape) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/neg.npy", test_tmpdir());
+    const char dict[] = "{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }\n";
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fputc((int)(sizeof dict - 1), f);
+    fputc(0, f);
+    fwrite(dict, 1, sizeof dict - 1, f);
+    fwrite("\0\0\0\0\0\0\0\0", 1, 8, f);
+    fclose(f);
+    qvl_npy a;
+    CHECK_INT(qvl_npy_read(path, &a), -1);
+    CHECK_CONTAINS(qvl_error(), "neg.npy: bad shape");
 }

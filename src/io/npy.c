@@ -1,5 +1,6 @@
 #include "io/npy.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,10 @@ int qvl_npy_read(const char *path, qvl_npy *out) {
     }
     if (off + hlen > n) { free(buf); return qvl_errorf("%s: truncated .npy header", path); }
     char *h = strndup(buf + off, hlen);
+    if (!h) {
+        free(buf);
+        return qvl_errorf("%s: out of memory", path);
+    }
     const char *d = strstr(h, "'descr': '"), *fo = strstr(h, "'fortran_order': "), *sh = strstr(h, "'shape': (");
     if (!d || !fo || !sh || strncmp(fo + 17, "False", 5) != 0) {
         free(h); free(buf);
@@ -71,24 +76,35 @@ int qvl_npy_read(const char *path, qvl_npy *out) {
     }
     snprintf(out->dtype, sizeof out->dtype, "%.3s", d + 10);
     size_t es = dtype_size(out->dtype), count = 1;
+    int bad_shape = 0;
     const char *p = sh + 10;
     while (*p && *p != ')') {
         if (out->ndim >= 8) break;
         char *end;
         long long v = strtoll(p, &end, 10);
         if (end == p) break;
+        /* a negative or overflowing shape would wrap the size check below */
+        if (v < 0 || (v > 0 && count > SIZE_MAX / 8 / (size_t)v)) bad_shape = 1;
         out->shape[out->ndim++] = v;
-        count *= (size_t)v;
+        if (!bad_shape) count *= (size_t)v;
         p = end;
         while (*p == ',' || *p == ' ') p++;
     }
     free(h);
-    if (!es || off + hlen + count * es > n) {
+    if (bad_shape) {
+        free(buf);
+        return qvl_errorf("%s: bad shape in the .npy header", path);
+    }
+    if (!es || count * es > n - off - hlen) {
         free(buf);
         return qvl_errorf("%s: unsupported dtype or truncated data", path);
     }
     out->nbytes = count * es;
     out->data = malloc(out->nbytes ? out->nbytes : 1);
+    if (!out->data) {
+        free(buf);
+        return qvl_errorf("%s: out of memory", path);
+    }
     memcpy(out->data, buf + off + hlen, out->nbytes);
     free(buf);
     return 0;
