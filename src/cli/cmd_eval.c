@@ -192,6 +192,10 @@ static int write_summary(const char *path, const cJSON *summary) {
     if (!text) return qvl_errorf("%s: out of memory", path);
     size_t n = strlen(text);
     char *buf = malloc(n + 2);
+    if (!buf) {
+        cJSON_free(text);
+        return qvl_errorf("%s: out of memory", path);
+    }
     memcpy(buf, text, n);
     buf[n] = '\n';
     int rc = qvl_write_file_atomic(path, buf, n + 1);

@@ -64,6 +64,10 @@ static int decode_array(const qvl_tokenizer *tok, const char *s, size_t len, int
     }
     int n = cJSON_GetArraySize(arr), k = 0;
     int32_t *ids = malloc(((size_t)n + 1) * sizeof *ids);
+    if (!ids) {
+        cJSON_Delete(arr);
+        return qvl_errorf("%s: out of memory", what);
+    }
     const cJSON *it;
     cJSON_ArrayForEach(it, arr) {
         if (!cJSON_IsNumber(it) || it->valuedouble != (double)(int32_t)it->valuedouble) {

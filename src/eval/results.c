@@ -116,6 +116,10 @@ static int write_line(int fd, const cJSON *j, const char *path) {
     if (!s) return qvl_errorf("%s: out of memory", path);
     size_t n = strlen(s);
     char *line = malloc(n + 2);
+    if (!line) {
+        cJSON_free(s);
+        return qvl_errorf("%s: out of memory", path);
+    }
     memcpy(line, s, n);
     line[n] = '\n';
     int rc = write_all(fd, line, n + 1, path);
@@ -180,6 +184,7 @@ static long load_existing(qvl_results *r, const char *text, size_t len, const cJ
         return -2;
     }
     char *first = strndup(text, (size_t)(nl - text));
+    if (!first) return qvl_errorf("%s: out of memory", r->path);
     cJSON *h = cJSON_Parse(first);
     free(first);
     const cJSON *file_settings = cJSON_GetObjectItemCaseSensitive(h, "qvl_run");
@@ -201,6 +206,7 @@ static long load_existing(qvl_results *r, const char *text, size_t len, const cJ
         }
         size_t n = (size_t)(end - (text + pos));
         char *line = strndup(text + pos, n);
+        if (!line) return qvl_errorf("%s: out of memory", r->path);
         pos += n + 1;
         if (strspn(line, " \t\r") == n) {
             free(line);
@@ -231,6 +237,7 @@ int qvl_results_open(qvl_results *r, const char *path, const cJSON *settings, in
     memset(r, 0, sizeof *r);
     r->fd = -1;
     r->path = strdup(path);
+    if (!r->path) return qvl_errorf("%s: out of memory", path);
     if (overwrite || access(path, F_OK) != 0) return start_fresh(r, settings);
     size_t len;
     char *text = qvl_read_file(path, &len);
