@@ -24,29 +24,33 @@ static void linspace_f32(float *out, int n, float end) {
     for (int i = 0; i < n; i++) out[i] = n == 1 ? 0.0f : (float)((double)end * i / (n - 1));
 }
 
+/* Row and column of patch q of a frame (grid_w patches wide) in merge-block order: the M x M blocks
+ * row-major, the patches row-major inside each block (spec 2.1 step 6). */
+static void merge_order_rc(int q, int grid_w, int M, int *row, int *col) {
+    int block = q / (M * M), in_block = q % (M * M), blocks_per_row = grid_w / M;
+    *row = block / blocks_per_row * M + in_block / M;
+    *col = block % blocks_per_row * M + in_block % M;
+}
+
 /* fast_pos_embed_interpolate: bilinear sampling (align-corners) of the G x G learned table at a
  * grid_h x grid_w lattice, written in merge-block patch order and repeated for each frame. */
 static void pos_embed_interpolate(float *out, const float *table, int G, int Dv, int grid_t, int grid_h,
                                   int grid_w, int M, float *hs, float *ws) {
     linspace_f32(hs, grid_h, (float)(G - 1));
     linspace_f32(ws, grid_w, (float)(G - 1));
-    int p = 0;
-    for (int t = 0; t < grid_t; t++)
-        for (int br = 0; br < grid_h / M; br++)
-            for (int bc = 0; bc < grid_w / M; bc++)
-                for (int ih = 0; ih < M; ih++)
-                    for (int iw = 0; iw < M; iw++, p++) {
-                        int r = br * M + ih, c = bc * M + iw;
-                        int h0 = (int)hs[r], w0 = (int)ws[c];
-                        int h1 = h0 + 1 < G - 1 ? h0 + 1 : G - 1, w1 = w0 + 1 < G - 1 ? w0 + 1 : G - 1;
-                        float dh = hs[r] - (float)h0, dw = ws[c] - (float)w0;
-                        float w00 = (1 - dh) * (1 - dw), w01 = (1 - dh) * dw, w10 = dh * (1 - dw), w11 = dh * dw;
-                        const float *e00 = table + (size_t)(h0 * G + w0) * Dv, *e01 = table + (size_t)(h0 * G + w1) * Dv;
-                        const float *e10 = table + (size_t)(h1 * G + w0) * Dv, *e11 = table + (size_t)(h1 * G + w1) * Dv;
-                        float *o = out + (size_t)p * Dv;
-                        for (int d = 0; d < Dv; d++)
-                            o[d] = ((e00[d] * w00 + e01[d] * w01) + e10[d] * w10) + e11[d] * w11;
-                    }
+    const int frame = grid_h * grid_w;
+    for (int p = 0; p < grid_t * frame; p++) {
+        int r, c;
+        merge_order_rc(p % frame, grid_w, M, &r, &c);
+        int h0 = (int)hs[r], w0 = (int)ws[c];
+        int h1 = h0 + 1 < G - 1 ? h0 + 1 : G - 1, w1 = w0 + 1 < G - 1 ? w0 + 1 : G - 1;
+        float dh = hs[r] - (float)h0, dw = ws[c] - (float)w0;
+        float w00 = (1 - dh) * (1 - dw), w01 = (1 - dh) * dw, w10 = dh * (1 - dw), w11 = dh * dw;
+        const float *e00 = table + (size_t)(h0 * G + w0) * Dv, *e01 = table + (size_t)(h0 * G + w1) * Dv;
+        const float *e10 = table + (size_t)(h1 * G + w0) * Dv, *e11 = table + (size_t)(h1 * G + w1) * Dv;
+        float *o = out + (size_t)p * Dv;
+        for (int d = 0; d < Dv; d++) o[d] = ((e00[d] * w00 + e01[d] * w01) + e10[d] * w10) + e11[d] * w11;
+    }
 }
 
 /* rot_pos_emb: per patch, the first hd/4 angles use the patch row, the next hd/4 the column;
@@ -55,22 +59,20 @@ static void vision_rotary(float *cosb, float *sinb, int hd, int grid_t, int grid
     int rdim = hd / 2, nf = rdim / 2;
     float inv_freq[512];
     for (int j = 0; j < nf; j++) inv_freq[j] = 1.0f / powf(10000.0f, (float)(2 * j) / (float)rdim);
-    int p = 0;
-    for (int t = 0; t < grid_t; t++)
-        for (int br = 0; br < grid_h / M; br++)
-            for (int bc = 0; bc < grid_w / M; bc++)
-                for (int ih = 0; ih < M; ih++)
-                    for (int iw = 0; iw < M; iw++, p++) {
-                        float row = (float)(br * M + ih), col = (float)(bc * M + iw);
-                        float *cs = cosb + (size_t)p * hd, *sn = sinb + (size_t)p * hd;
-                        for (int j = 0; j < nf; j++) {
-                            float a = row * inv_freq[j], b = col * inv_freq[j];
-                            cs[j] = cs[j + rdim] = cosf(a);
-                            sn[j] = sn[j + rdim] = sinf(a);
-                            cs[nf + j] = cs[nf + j + rdim] = cosf(b);
-                            sn[nf + j] = sn[nf + j + rdim] = sinf(b);
-                        }
-                    }
+    const int frame = grid_h * grid_w;
+    for (int p = 0; p < grid_t * frame; p++) {
+        int r, c;
+        merge_order_rc(p % frame, grid_w, M, &r, &c);
+        float row = (float)r, col = (float)c;
+        float *cs = cosb + (size_t)p * hd, *sn = sinb + (size_t)p * hd;
+        for (int j = 0; j < nf; j++) {
+            float a = row * inv_freq[j], b = col * inv_freq[j];
+            cs[j] = cs[j + rdim] = cosf(a);
+            sn[j] = sn[j + rdim] = sinf(a);
+            cs[nf + j] = cs[nf + j + rdim] = cosf(b);
+            sn[nf + j] = sn[nf + j + rdim] = sinf(b);
+        }
+    }
 }
 
 /* Qwen3VLVisionPatchMerger. postshuffle = 0: LayerNorm over Dv per patch, then view 4 patches as
