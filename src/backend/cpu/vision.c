@@ -55,9 +55,9 @@ static void pos_embed_interpolate(float *out, const float *table, int G, int Dv,
 
 /* rot_pos_emb: per patch, the first hd/4 angles use the patch row, the next hd/4 the column;
  * emb = concat(angles, angles) over hd. */
-static void vision_rotary(float *cosb, float *sinb, int hd, int grid_t, int grid_h, int grid_w, int M) {
+static void vision_rotary(float *cosb, float *sinb, float *inv_freq, int hd, int grid_t, int grid_h, int grid_w,
+                          int M) {
     int rdim = hd / 2, nf = rdim / 2;
-    float inv_freq[512];
     for (int j = 0; j < nf; j++) inv_freq[j] = 1.0f / powf(10000.0f, (float)(2 * j) / (float)rdim);
     const int frame = grid_h * grid_w;
     for (int p = 0; p < grid_t * frame; p++) {
@@ -102,8 +102,8 @@ int qvl_cpu_vision_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_visi
     /* Activation arena for this image. */
     size_t sizes[] = {(size_t)n * Dv, (size_t)n * Dv, (size_t)n * 3 * Dv, (size_t)n * Dv, (size_t)n * Iv,
                       (size_t)n * hd, (size_t)n * hd, (size_t)n_merged * Dv4, (size_t)n_merged * Dv4,
-                      qvl_cpu_attention_scratch(threads, frame), (size_t)grid_h + grid_w};
-    enum { X, Y, QKV, ATT, HID, COS, SIN, MT1, MT2, SCORES, LIN, N_BUF };
+                      qvl_cpu_attention_scratch(threads, frame), (size_t)grid_h + grid_w, (size_t)hd / 4};
+    enum { X, Y, QKV, ATT, HID, COS, SIN, MT1, MT2, SCORES, LIN, INV_FREQ, N_BUF };
     size_t total = 0;
     for (int i = 0; i < N_BUF; i++) total += sizes[i];
     float *arena = malloc(total * sizeof(float));
@@ -120,7 +120,7 @@ int qvl_cpu_vision_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_visi
     dump2("vision.pos_embed", y, n, Dv);
     qvl_cpu_add(x, y, (size_t)n * Dv);
     dump2("vision.embed", x, n, Dv);
-    vision_rotary(buf[COS], buf[SIN], hd, grid_t, grid_h, grid_w, M);
+    vision_rotary(buf[COS], buf[SIN], buf[INV_FREQ], hd, grid_t, grid_h, grid_w, M);
 
     for (int i = 0; i < vc->depth; i++) {
         const qvl_vision_block_w *b = &w->blocks[i];
