@@ -65,10 +65,8 @@ static cJSON *run_settings(const eval_args *a, const qvl_config *cfg, const qvl_
     else cJSON_AddNullToObject(s, "quantization");
     add_long_or_default(s, "max_model_len", a->c.max_model_len);
     long min_px = a->c.min_pixels > 0 ? a->c.min_pixels : cfg->preproc.min_pixels;
-    long max_px = a->c.max_pixels > 0 ? a->c.max_pixels : cfg->preproc.max_pixels;
-    if (a->c.max_image_tokens > 0 && a->c.max_image_tokens * 1024 < max_px) max_px = a->c.max_image_tokens * 1024;
     cJSON_AddNumberToObject(s, "min_pixels", (double)min_px);
-    cJSON_AddNumberToObject(s, "max_pixels", (double)max_px);
+    cJSON_AddNumberToObject(s, "max_pixels", (double)common_max_pixels(&a->c, cfg));
     cJSON_AddNumberToObject(s, "max_new_tokens", a->max_new_tokens);
     cJSON_AddStringToObject(s, "on_overflow", a->on_overflow);
     if (a->sample) {
@@ -93,13 +91,9 @@ static cJSON *run_settings(const eval_args *a, const qvl_config *cfg, const qvl_
 /* qvl's GPU memory plan for these settings (as `qvl mem` prints it, context estimated), as a JSON
  * object of MiB figures; NULL if it cannot be computed. */
 static cJSON *memory_plan(const eval_args *a, const qvl_config *cfg, double *total) {
-    enum { DEFAULT_MAX_MODEL_LEN = 32768 };   /* the engine's default context (engine.c) */
-    long max_len = a->c.max_model_len > 0 ? a->c.max_model_len : DEFAULT_MAX_MODEL_LEN;
-    if (max_len > cfg->text.max_position_embeddings) max_len = cfg->text.max_position_embeddings;
-    long max_px = a->c.max_pixels > 0 ? a->c.max_pixels : cfg->preproc.max_pixels;
-    if (a->c.max_image_tokens > 0 && a->c.max_image_tokens * 1024 < max_px) max_px = a->c.max_image_tokens * 1024;
     qvl_mem_plan p;
-    if (qvl_mem_plan_compute(cfg, -1, max_len, max_px, -1, &p)) return NULL;
+    if (qvl_mem_plan_compute(cfg, -1, common_max_model_len(&a->c, cfg), common_max_pixels(&a->c, cfg), -1, &p))
+        return NULL;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "cuda_context", round(p.cuda_context * 100) / 100);
     cJSON_AddNumberToObject(o, "weights", round(p.weights * 100) / 100);
@@ -109,19 +103,6 @@ static cJSON *memory_plan(const eval_args *a, const qvl_config *cfg, double *tot
     cJSON_AddNumberToObject(o, "total", round(p.total * 100) / 100);
     *total = p.total;
     return o;
-}
-
-static qvl_engine *open_engine(const eval_args *a) {
-    qvl_engine_opts o = qvl_engine_opts_default();
-    o.model_dir = a->model;
-    o.device = !a->c.device ? QVL_DEVICE_AUTO : !strcmp(a->c.device, "cpu") ? QVL_DEVICE_CPU : QVL_DEVICE_CUDA;
-    o.threads = a->c.threads;
-    o.gpu_mem_mib = a->c.gpu_mem_mib;
-    o.max_model_len = a->c.max_model_len;
-    o.min_pixels = a->c.min_pixels;
-    o.max_pixels = a->c.max_pixels;
-    o.max_image_tokens = a->c.max_image_tokens;
-    return qvl_engine_open(&o);
 }
 
 static qvl_gen_opts gen_opts(const eval_args *a) {
@@ -340,7 +321,8 @@ int cmd_eval(int argc, char **argv) {
     double load_s = -1, warmup_s = -1;
     if (pending > 0) {
         double t0 = qvl_now_s();
-        st.engine = open_engine(&a);
+        qvl_engine_opts eo = common_engine_opts(&a.c, a.model);
+        st.engine = qvl_engine_open(&eo);
         if (!st.engine) {
             state_free(&st);
             fprintf(stderr, "qvl: %s\n", qvl_last_error());

@@ -10,8 +10,6 @@
 #include "model/mem_plan.h"
 #include "util/error.h"
 
-enum { DEFAULT_MAX_MODEL_LEN = 32768 };
-
 /* BF16 bytes of every float tensor in the checkpoint (what the GPU backend will hold), or -1 when
  * the folder has no weights (the plan then derives them from the config). */
 static double checkpoint_bf16_bytes(const char *dir) {
@@ -69,10 +67,7 @@ int cmd_mem(int argc, char **argv) {
 
     qvl_config cfg;
     if (qvl_config_load(model, &cfg)) return runtime_error();
-    long max_len = c.max_model_len > 0 ? c.max_model_len : DEFAULT_MAX_MODEL_LEN;
-    if (max_len > cfg.text.max_position_embeddings) max_len = cfg.text.max_position_embeddings;
-    long max_px = c.max_pixels > 0 ? c.max_pixels : cfg.preproc.max_pixels;
-    if (c.max_image_tokens > 0 && c.max_image_tokens * 1024 < max_px) max_px = c.max_image_tokens * 1024;
+    long max_len = common_max_model_len(&c, &cfg), max_px = common_max_pixels(&c, &cfg);
 
     double wbytes = checkpoint_bf16_bytes(model);
     qvl_mem_plan plan;

@@ -100,18 +100,9 @@ int cmd_run(int argc, char **argv) {
         (c.max_image_tokens != -1 && c.max_image_tokens < 1))
         return usage_error(cmd, "--min-pixels, --max-pixels and --max-image-tokens must be at least 1");
 
-    qvl_engine_opts eo = qvl_engine_opts_default();
-    eo.model_dir = model;
-    if (!c.device) eo.device = QVL_DEVICE_AUTO;
-    else if (!strcmp(c.device, "cpu")) eo.device = QVL_DEVICE_CPU;
-    else if (!strcmp(c.device, "cuda")) eo.device = QVL_DEVICE_CUDA;
-    else return usage_error(cmd, "--device must be cpu or cuda, not '%s'", c.device);
-    eo.threads = c.threads;
-    eo.gpu_mem_mib = c.gpu_mem_mib;
-    eo.max_model_len = c.max_model_len;
-    eo.min_pixels = c.min_pixels;
-    eo.max_pixels = c.max_pixels;
-    eo.max_image_tokens = c.max_image_tokens;
+    if (c.device && strcmp(c.device, "cpu") && strcmp(c.device, "cuda"))
+        return usage_error(cmd, "--device must be cpu or cuda, not '%s'", c.device);
+    qvl_engine_opts eo = common_engine_opts(&c, model);
 
     /* A missing image is reported before the (slow) model load. */
     if (image) {

@@ -24,6 +24,30 @@ int runtime_error(void) {
     return 1;
 }
 
+qvl_engine_opts common_engine_opts(const common_opts *c, const char *model) {
+    qvl_engine_opts o = qvl_engine_opts_default();
+    o.model_dir = model;
+    o.device = !c->device ? QVL_DEVICE_AUTO : !strcmp(c->device, "cpu") ? QVL_DEVICE_CPU : QVL_DEVICE_CUDA;
+    o.threads = c->threads;
+    o.gpu_mem_mib = c->gpu_mem_mib;
+    o.max_model_len = c->max_model_len;
+    o.min_pixels = c->min_pixels;
+    o.max_pixels = c->max_pixels;
+    o.max_image_tokens = c->max_image_tokens;
+    return o;
+}
+
+long common_max_model_len(const common_opts *c, const qvl_config *cfg) {
+    long n = c->max_model_len > 0 ? c->max_model_len : CLI_DEFAULT_MAX_MODEL_LEN;
+    return n > cfg->text.max_position_embeddings ? cfg->text.max_position_embeddings : n;
+}
+
+long common_max_pixels(const common_opts *c, const qvl_config *cfg) {
+    long px = c->max_pixels > 0 ? c->max_pixels : cfg->preproc.max_pixels;
+    if (c->max_image_tokens > 0 && c->max_image_tokens * 1024 < px) px = c->max_image_tokens * 1024;
+    return px;
+}
+
 static void print_help(const char *cmd, const cli_opt *opts, int n, const char *usage, const char *about) {
     printf("usage: %s\n\n", usage);
     if (about) printf("%s\n\n", about);

@@ -5,6 +5,9 @@
 #define QVL_CLI_OPTS_H
 #include <stdint.h>
 
+#include "model/config.h"
+#include "qvl.h"
+
 enum opt_kind { OPT_FLAG, OPT_STR, OPT_INT, OPT_LONG, OPT_DOUBLE };
 
 typedef struct {
@@ -37,6 +40,17 @@ typedef struct {
     {"max-pixels", OPT_LONG, &(c).max_pixels, "N", "maximum image area after resize"},                 \
     {"max-image-tokens", OPT_LONG, &(c).max_image_tokens, "N", "cap tokens per image (max-pixels = N*1024)"}, \
     {"seed", OPT_LONG, &(c).seed, "N", "random seed for sampling"}
+
+/* The engine options for model dir and these common options (device: NULL = auto, "cpu" = CPU,
+ * anything else = CUDA; callers check the name first). */
+qvl_engine_opts common_engine_opts(const common_opts *c, const char *model);
+
+/* The context and largest image the engine will plan for, as engine.c derives them: the context
+ * is --max-model-len (default CLI_DEFAULT_MAX_MODEL_LEN) capped at max_position_embeddings; the
+ * image area is --max-pixels (default: preprocessor_config.json's) capped at max-image-tokens*1024. */
+enum { CLI_DEFAULT_MAX_MODEL_LEN = 32768 };   /* QVL_DEFAULT_MAX_MODEL_LEN in engine.c */
+long common_max_model_len(const common_opts *c, const qvl_config *cfg);
+long common_max_pixels(const common_opts *c, const qvl_config *cfg);
 
 /* Parses argv (argv[0] is the command name). Positional arguments are collected into pos (size
  * max_pos). Returns 0 on success, 1 if --help was printed (caller exits 0), 2 on a usage error
