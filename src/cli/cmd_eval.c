@@ -43,10 +43,6 @@ static char *base_name(const char *path, int strip_ext) {
     return out;
 }
 
-static const char *format_name(qvl_data_format f) {
-    return f == QVL_DATA_JSON ? "json" : f == QVL_DATA_TSV ? "tsv" : "parquet";
-}
-
 static void add_long_or_default(cJSON *o, const char *key, long v) {
     if (v > 0) cJSON_AddNumberToObject(o, key, (double)v);
     else cJSON_AddStringToObject(o, key, "default");
@@ -57,7 +53,7 @@ static cJSON *run_settings(const eval_args *a, const qvl_config *cfg, const qvl_
     cJSON *s = cJSON_CreateObject();
     cJSON_AddStringToObject(s, "model", a->model);
     cJSON_AddStringToObject(s, "data", a->data);
-    cJSON_AddStringToObject(s, "format", format_name(ds->format));
+    cJSON_AddStringToObject(s, "format", qvl_data_format_name(ds->format));
     if (a->images) cJSON_AddStringToObject(s, "images", a->images);
     cJSON_AddStringToObject(s, "requested_device", a->c.device ? a->c.device : "auto");
     cJSON_AddStringToObject(s, "dtype", cfg->dtype);
