@@ -33,11 +33,13 @@ typedef struct {
 /* The last path component without a trailing slash and, for files, without the extension. */
 static char *base_name(const char *path, int strip_ext) {
     char *s = strdup(path);
+    if (!s) return NULL;
     size_t n = strlen(s);
     while (n > 1 && s[n - 1] == '/') s[--n] = 0;
     const char *b = strrchr(s, '/');
     char *out = strdup(b ? b + 1 : s);
     free(s);
+    if (!out) return NULL;
     char *dot = strrchr(out, '.');
     if (strip_ext && dot && dot != out) *dot = 0;
     return out;
@@ -279,20 +281,31 @@ int cmd_eval(int argc, char **argv) {
         st.out = strdup(a.out);
     } else {
         char *m = base_name(a.model, 0), *d = base_name(a.data, 1);
-        size_t len = strlen(m) + strlen(d) + 32;
-        st.out = malloc(len);
-        snprintf(st.out, len, "./qvl-%s-%s.jsonl", m, d);
+        size_t len = (m ? strlen(m) : 0) + (d ? strlen(d) : 0) + 32;
+        if (m && d && (st.out = malloc(len))) snprintf(st.out, len, "./qvl-%s-%s.jsonl", m, d);
         free(m);
         free(d);
+    }
+    if (!st.out) {
+        qvl_errorf("%s: out of memory", a.out ? a.out : "--out");
+        state_free(&st);
+        return runtime_error();
     }
     if (a.summary) {
         st.summary = strdup(a.summary);
     } else {
         size_t len = strlen(st.out);
         st.summary = malloc(len + 8);
-        memcpy(st.summary, st.out, len + 1);
-        if (len > 6 && !strcmp(st.summary + len - 6, ".jsonl")) st.summary[len - 1] = 0;   /* .jsonl -> .json */
-        else strcat(st.summary, ".json");
+        if (st.summary) {
+            memcpy(st.summary, st.out, len + 1);
+            if (len > 6 && !strcmp(st.summary + len - 6, ".jsonl")) st.summary[len - 1] = 0;   /* .jsonl -> .json */
+            else strcat(st.summary, ".json");
+        }
+    }
+    if (!st.summary) {
+        qvl_errorf("%s: out of memory", st.out);
+        state_free(&st);
+        return runtime_error();
     }
     st.settings = run_settings(&a, &cfg, &st.ds);
     if (qvl_results_open(&st.res, st.out, st.settings, a.overwrite)) {
@@ -346,6 +359,14 @@ int cmd_eval(int argc, char **argv) {
     qvl_progress_start(&prog, stderr, -1, n, done, done_correct);
     /* Unlogged skips (index -1) are built here and kept until the report is printed. */
     qvl_eval_record *unlogged = calloc((size_t)n + 1, sizeof *unlogged);
+    const qvl_eval_record **recs = calloc((size_t)n + 1, sizeof *recs);
+    if (!unlogged || !recs) {
+        free(unlogged);
+        free(recs);
+        qvl_errorf("%s: out of memory for %ld samples", a.data, n);
+        state_free(&st);
+        return runtime_error();
+    }
     double t_prev_end = qvl_now_s();
     int failed = 0;
     for (long i = 0; i < n && !failed; i++) {
@@ -385,12 +406,12 @@ int cmd_eval(int argc, char **argv) {
         if (failed == 2) fprintf(stderr, "qvl: %s\n", qvl_last_error());
         for (long i = 0; i < n; i++) free(unlogged[i].reason);
         free(unlogged);
+        free(recs);
         state_free(&st);
         return 1;
     }
 
     /* The report: every selected sample's record. */
-    const qvl_eval_record **recs = calloc((size_t)n + 1, sizeof *recs);
     double total_time = 0, peak = st.engine ? qvl_engine_peak_memory_mib(st.engine) : 0;
     for (long i = 0; i < n; i++) {
         recs[i] = sel[i].index >= 0 ? qvl_results_find(&st.res, sel[i].index) : &unlogged[i];
