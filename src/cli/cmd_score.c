@@ -1,6 +1,7 @@
 /* qvl score --data PATH --pred PRED.jsonl [--json] [--rule official|lmms-eval] (spec/cli.md):
  * scores predictions made elsewhere against the annotations (no images are read). */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,8 @@
 
 /* A prediction's index key: a JSON integer, or a string of digits (pandas sometimes writes one). */
 static int parse_index(const cJSON *v, long *out) {
-    if (cJSON_IsNumber(v) && v->valuedouble == (double)(long)v->valuedouble) {
+    /* range first: converting an out-of-range double to long is undefined */
+    if (cJSON_IsNumber(v) && fabs(v->valuedouble) < 9e15 && v->valuedouble == floor(v->valuedouble)) {
         *out = (long)v->valuedouble;
         return 0;
     }

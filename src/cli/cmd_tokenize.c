@@ -1,5 +1,6 @@
 /* qvl tokenize (spec/cli.md): encode stdin text to ids, or decode ids to text. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +71,8 @@ static int decode_array(const qvl_tokenizer *tok, const char *s, size_t len, int
     }
     const cJSON *it;
     cJSON_ArrayForEach(it, arr) {
-        if (!cJSON_IsNumber(it) || it->valuedouble != (double)(int32_t)it->valuedouble) {
+        /* range first: converting an out-of-range double to int32_t is undefined */
+        if (!cJSON_IsNumber(it) || fabs(it->valuedouble) > 2147483647.0 || it->valuedouble != floor(it->valuedouble)) {
             free(ids);
             cJSON_Delete(arr);
             return qvl_errorf("%s: element %d is not an integer token id", what, k);
