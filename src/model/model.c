@@ -40,8 +40,7 @@ static int check_dims(const qvl_config *c) {
     if (t->mrope_section[0] + t->mrope_section[1] + t->mrope_section[2] != t->head_dim / 2)
         return qvl_errorf("%s/config.json: mrope_section sums to %d, expected head_dim/2 = %d", dir,
                           t->mrope_section[0] + t->mrope_section[1] + t->mrope_section[2], t->head_dim / 2);
-    if (v->num_heads <= 0 || v->hidden_size % v->num_heads || (v->hidden_size / v->num_heads) % 4 ||
-        v->hidden_size / v->num_heads > 2048)
+    if (v->num_heads <= 0 || v->hidden_size % v->num_heads || (v->hidden_size / v->num_heads) % 4)
         return qvl_errorf("%s/config.json: vision hidden_size %d / num_heads %d must give a head size divisible by 4",
                           dir, v->hidden_size, v->num_heads);
     int G = (int)lround(sqrt((double)v->num_position_embeddings));
