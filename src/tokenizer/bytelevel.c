@@ -8,13 +8,6 @@
 /* Printable Latin-1 bytes stand for themselves; the other 68 take U+0100.. in byte order. */
 static int is_self(unsigned b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174; }
 
-uint32_t bytelevel_char(unsigned char b) {
-    if (is_self(b)) return b;
-    uint32_t k = 0;
-    for (unsigned i = 0; i < b; i++) k += !is_self(i);
-    return 256 + k;
-}
-
 int bytelevel_byte(uint32_t cp) {
     if (cp < 256) return is_self(cp) ? (int)cp : -1;
     if (cp >= 256 + 68) return -1;

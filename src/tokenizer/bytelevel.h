@@ -5,8 +5,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Code point standing for byte b. */
-uint32_t bytelevel_char(unsigned char b);
 /* Byte that code point cp stands for, or -1 if cp is not a ByteLevel character. */
 int bytelevel_byte(uint32_t cp);
 /* Converts a ByteLevel-spelled UTF-8 string to the raw bytes it stands for (out: >= n bytes).
