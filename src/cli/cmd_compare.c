@@ -2,6 +2,7 @@
  * one column per run, and optionally a hand-written SVG bar chart of accuracy, throughput and peak
  * memory side by side. */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,21 +37,30 @@ static int load_run(const char *path, run_row *r) {
     if (!text) return -1;
     cJSON *j = cJSON_Parse(text);
     free(text);
-    if (!cJSON_IsObject(j) || !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "total_samples")) ||
+    double total = num_or(j, "total_samples", -1);   /* range-checked: a double -> long cast out of range is UB */
+    if (!cJSON_IsObject(j) || !(total >= 0 && total < 9e15) ||
         !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "accuracy"))) {
         cJSON_Delete(j);
         return qvl_errorf("%s: not a qvl eval summary (needs total_samples and accuracy)", path);
     }
     const char *base = strrchr(path, '/');
     r->name = strdup(base ? base + 1 : path);
-    size_t n = strlen(r->name);
-    if (n > 5 && !strcmp(r->name + n - 5, ".json")) r->name[n - 5] = 0;
     const cJSON *settings = cJSON_GetObjectItemCaseSensitive(j, "settings");
     r->model = strdup(str_or(j, "model", "-"));
     r->quant = strdup(str_or(settings, "quantization", str_or(settings, "dtype", "-")));
     r->device = strdup(str_or(j, "device", "-"));
+    if (!r->name || !r->model || !r->quant || !r->device) {
+        cJSON_Delete(j);
+        free(r->name);
+        free(r->model);
+        free(r->quant);
+        free(r->device);
+        return qvl_errorf("%s: out of memory", path);
+    }
+    size_t n = strlen(r->name);
+    if (n > 5 && !strcmp(r->name + n - 5, ".json")) r->name[n - 5] = 0;
     r->accuracy = num_or(j, "accuracy", 0);
-    r->total = (long)num_or(j, "total_samples", 0);
+    r->total = (long)total;
     r->latency = num_or(cJSON_GetObjectItemCaseSensitive(j, "latency_s"), "mean", 0);
     r->throughput = num_or(j, "samples_per_s", 0);
     r->peak_mib = num_or(cJSON_GetObjectItemCaseSensitive(j, "peak_memory_mib"), "used", 0);
@@ -115,7 +125,7 @@ static int write_svg(const char *path, const run_row *runs, int n) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
-    if (!f) return qvl_errorf("%s: cannot write", tmp);
+    if (!f) return qvl_errorf("%s: cannot write: %s", tmp, strerror(errno));
     const int panel_w = 300, panel_h = 300, top = 50, legend_h = 22 * n + 10;
     const int width = panel_w * 3 + 40, height = top + panel_h + 60 + legend_h;
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -165,7 +175,8 @@ static int write_svg(const char *path, const run_row *runs, int n) {
         fputs(")</text>\n", f);
     }
     fprintf(f, "</svg>\n");
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+    int bad = ferror(f);   /* a failed fprintf is not always reported again by fclose */
+    if ((fclose(f) != 0) | bad || rename(tmp, path) != 0) {
         remove(tmp);
         return qvl_errorf("%s: cannot write", path);
     }
