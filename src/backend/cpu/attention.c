@@ -4,12 +4,6 @@
 
 #include "backend/cpu/ops.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SIMD_CLONES
-#endif
-
 /* Dot product with 8 partial sums in a fixed order. */
 static inline float dot8(const float *a, const float *b, int n) {
     float acc[8] = {0};

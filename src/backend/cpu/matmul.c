@@ -4,12 +4,6 @@
  * on M, N or the thread count, so results are the same however the work is split. */
 #include "backend/cpu/ops.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SIMD_CLONES
-#endif
-
 enum { LANES = 8, COLS_PER_TASK = 16 };
 
 typedef struct {

@@ -7,6 +7,14 @@
 
 #include "backend/cpu/pool.h"
 
+/* For the hot loops (matmul, attention): GCC compiles AVX-512, AVX2 and baseline clones and picks
+ * one at run time on x86-64 (left off under ASan and with clang). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SIMD_CLONES
+#endif
+
 /* y[M,N] = x[M,K] @ w[N,K]^T (+ b[N] if b). Threads split the output columns. y must not alias x. */
 void qvl_cpu_matmul(qvl_pool *pool, float *y, const float *x, const float *w, const float *b, int M, int K,
                     int N);
