@@ -170,6 +170,8 @@ TEST(safetensors_bad_json_and_entries) {
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,4]}}", "tensor a: shape[0] is not a non-negative integer"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", "tensor a: 9 dimensions"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,4]}}", "tensor a: shape is too large"},
+        /* numel 0, but the int64 product of the first two dimensions overflows on the way */
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[9007199254740992,1024,0],\"data_offsets\":[0,0]}}", "tensor a: shape is too large"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}}", "tensor a: data_offsets must be two"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,0]}}", "tensor a: data_offsets [4, 0] are reversed"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", "tensor a: data_offsets [0, 16] run past the end of the data (8 bytes"},

@@ -141,7 +141,7 @@ static int parse_entry(const st_file *f, const cJSON *e, uint64_t data_len, cons
         if (json_uint(cJSON_GetArrayItem(shape, i), &d) != 0)
             return qvl_errorf("%s: tensor %s: shape[%d] is not a non-negative integer", f->path, name, i);
         t->shape[i] = (int64_t)d;
-        if (d && numel > UINT64_MAX / d) overflow = 1;
+        if (d && numel > (uint64_t)INT64_MAX / d) overflow = 1;   /* qvl_tensor_numel multiplies in int64 */
         numel *= d;
     }
     size_t esize = qvl_dtype_size(t->dtype);
