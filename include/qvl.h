@@ -29,7 +29,8 @@ typedef struct {
     qvl_device device;
     int threads;              /* CPU threads; 0 = all cores */
     long gpu_mem_mib;         /* hard cap on GPU memory; <= 0 = no cap */
-    long max_model_len;       /* context length; <= 0 = model default capped by memory */
+    long max_model_len;       /* context length; <= 0 = min(max_position_embeddings, 32768); above
+                                 max_position_embeddings is an error */
     long min_pixels, max_pixels;  /* <= 0 = preprocessor_config.json values */
     long max_image_tokens;    /* <= 0 = no cap; else max_pixels = min(max_pixels, N*1024) */
 } qvl_engine_opts;

@@ -45,9 +45,10 @@ typedef struct {
  * anything else = CUDA; callers check the name first). */
 qvl_engine_opts common_engine_opts(const common_opts *c, const char *model);
 
-/* The context and largest image the engine will plan for, as engine.c derives them: the context
- * is --max-model-len (default CLI_DEFAULT_MAX_MODEL_LEN) capped at max_position_embeddings; the
- * image area is --max-pixels (default: preprocessor_config.json's) capped at max-image-tokens*1024. */
+/* The context and largest image a memory plan is made for (`qvl mem`, the eval report), matching
+ * engine.c's defaults: the context is --max-model-len (default CLI_DEFAULT_MAX_MODEL_LEN) capped at
+ * max_position_embeddings (the engine refuses a larger explicit value); the image area is
+ * --max-pixels (default: preprocessor_config.json's) capped at max-image-tokens*1024. */
 enum { CLI_DEFAULT_MAX_MODEL_LEN = 32768 };   /* QVL_DEFAULT_MAX_MODEL_LEN in engine.c */
 long common_max_model_len(const common_opts *c, const qvl_config *cfg);
 long common_max_pixels(const common_opts *c, const qvl_config *cfg);
