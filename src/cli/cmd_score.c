@@ -66,7 +66,8 @@ static int read_predictions(const char *path, const qvl_dataset *ds, char **pred
                     long i = s - ds->samples;
                     if (preds[i]) rc = qvl_errorf("%s:%ld: duplicate index %ld", path, line_no, index);
                     /* null (pandas NaN) is what VLMEvalKit scores as the string "nan" */
-                    else preds[i] = strdup(cJSON_IsString(pred) ? pred->valuestring : "nan");
+                    else if (!(preds[i] = strdup(cJSON_IsString(pred) ? pred->valuestring : "nan")))
+                        rc = qvl_errorf("%s:%ld: out of memory", path, line_no);
                 }
             }
         }
@@ -103,6 +104,11 @@ int cmd_score(int argc, char **argv) {
     qvl_dataset ds;
     if (qvl_dataset_load(data, NULL, 0, &ds)) return runtime_error();
     char **preds = calloc((size_t)ds.n_samples + 1, sizeof *preds);
+    if (!preds) {
+        qvl_errorf("%s: out of memory for %ld samples", data, ds.n_samples);
+        qvl_dataset_free(&ds);
+        return runtime_error();
+    }
     if (read_predictions(pred_path, &ds, preds)) {
         for (long i = 0; i < ds.n_samples; i++) free(preds[i]);
         free(preds);
