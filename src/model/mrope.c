@@ -1,6 +1,7 @@
 /* MRoPE position ids for a prompt (get_rope_index, spec 5.4): text tokens advance one position
- * on all three axes; an image's tokens share T = start and spread H/W over its merged grid, and
- * the text after it resumes at start + max(merged height, merged width). */
+ * on all three axes; an image's tokens share T = start (one frame) and spread H/W over its merged
+ * grid, and the text after it resumes one past the largest position so far (start + max(merged
+ * height, merged width) for one frame). */
 #include "model/model.h"
 #include "util/error.h"
 
@@ -32,7 +33,7 @@ int qvl_mrope_positions(const int32_t *ids, int n, int image_token_id, const int
             m = Wr[i + k] > m ? Wr[i + k] : m;
             max_pos = m > max_pos ? m : max_pos;
         }
-        next += lh > lw ? lh : lw;
+        next = max_pos + 1;   /* the reference's st_idx: max over all positions so far, + 1 */
         i += cnt;
         img++;
     }
