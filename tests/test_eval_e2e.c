@@ -290,6 +290,13 @@ TEST(eval_e2e_usage_and_input_errors) {
     CHECK_INT(test_qvl(NULL, &err, "eval --data " SET "/OCRBench.tsv"), 2);
     CHECK_CONTAINS(err, "--model is required");
     free(err);
+    /* the common options are range-checked as `qvl run` checks them */
+    CHECK_INT(test_qvl(NULL, &err, "eval --model " MODEL " --data " SET "/OCRBench.tsv --threads -3"), 2);
+    CHECK_CONTAINS(err, "qvl: eval: --threads must be >= 0");
+    free(err);
+    CHECK_INT(test_qvl(NULL, &err, "eval --model " MODEL " --data " SET "/OCRBench.tsv --max-image-tokens 0"), 2);
+    CHECK_CONTAINS(err, "--max-image-tokens must be at least 1");
+    free(err);
     CHECK_INT(test_qvl(NULL, &err, "eval --model " MODEL " --data " SET "/bad/not_ocrbench.parquet --out %s",
                        tmp_path("x.jsonl")), 1);
     CHECK_CONTAINS(err, "qvl: ");

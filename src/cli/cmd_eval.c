@@ -238,7 +238,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
     if (a->max_new_tokens < 1) return usage_error("eval", "--max-new-tokens %d: must be at least 1", a->max_new_tokens);
     if (a->offset < 0) return usage_error("eval", "--offset %ld: must not be negative", a->offset);
     if (a->limit == 0 || a->limit < -1) return usage_error("eval", "--limit %ld: must be positive", a->limit);
-    return 0;
+    return common_opts_check("eval", &a->c);
 }
 
 typedef struct {

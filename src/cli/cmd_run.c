@@ -94,11 +94,7 @@ int cmd_run(int argc, char **argv) {
     if (!isnan(top_p) && !(top_p > 0 && top_p <= 1)) return usage_error(cmd, "--top-p must be in (0, 1]");
     if (sample && top_k < -1) return usage_error(cmd, "--top-k must be >= 0");
     if (!isnan(repetition) && !(repetition > 0)) return usage_error(cmd, "--repetition-penalty must be > 0");
-    if (c.threads < 0) return usage_error(cmd, "--threads must be >= 0");
-    if (c.max_model_len != -1 && c.max_model_len < 2) return usage_error(cmd, "--max-model-len must be at least 2");
-    if ((c.min_pixels != -1 && c.min_pixels < 1) || (c.max_pixels != -1 && c.max_pixels < 1) ||
-        (c.max_image_tokens != -1 && c.max_image_tokens < 1))
-        return usage_error(cmd, "--min-pixels, --max-pixels and --max-image-tokens must be at least 1");
+    if ((rc = common_opts_check(cmd, &c))) return rc;
 
     if (c.device && strcmp(c.device, "cpu") && strcmp(c.device, "cuda"))
         return usage_error(cmd, "--device must be cpu or cuda, not '%s'", c.device);

@@ -24,6 +24,15 @@ int runtime_error(void) {
     return 1;
 }
 
+int common_opts_check(const char *cmd, const common_opts *c) {
+    if (c->threads < 0) return usage_error(cmd, "--threads must be >= 0");
+    if (c->max_model_len != -1 && c->max_model_len < 2) return usage_error(cmd, "--max-model-len must be at least 2");
+    if ((c->min_pixels != -1 && c->min_pixels < 1) || (c->max_pixels != -1 && c->max_pixels < 1) ||
+        (c->max_image_tokens != -1 && c->max_image_tokens < 1))
+        return usage_error(cmd, "--min-pixels, --max-pixels and --max-image-tokens must be at least 1");
+    return 0;
+}
+
 qvl_engine_opts common_engine_opts(const common_opts *c, const char *model) {
     qvl_engine_opts o = qvl_engine_opts_default();
     o.model_dir = model;

@@ -41,6 +41,10 @@ typedef struct {
     {"max-image-tokens", OPT_LONG, &(c).max_image_tokens, "N", "cap tokens per image (max-pixels = N*1024)"}, \
     {"seed", OPT_LONG, &(c).seed, "N", "random seed for sampling"}
 
+/* Range checks of the numeric common options (--device is checked by each command): 0, or the
+ * usage error's exit code 2 (already printed). */
+int common_opts_check(const char *cmd, const common_opts *c);
+
 /* The engine options for model dir and these common options (device: NULL = auto, "cpu" = CPU,
  * anything else = CUDA; callers check the name first). */
 qvl_engine_opts common_engine_opts(const common_opts *c, const char *model);
