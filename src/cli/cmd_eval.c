@@ -437,13 +437,19 @@ int cmd_eval(int argc, char **argv) {
         .memory_budget_mib = a.c.gpu_mem_mib > 0 ? (double)a.c.gpu_mem_mib : 0,
     };
     char *text = qvl_report_text(&in);
-    fputs(text, stdout);
-    fflush(stdout);
-    free(text);
+    if (!text) {
+        fprintf(stderr, "qvl: eval: out of memory building the report (results are in %s)\n", st.out);
+        rc = 1;
+    } else {
+        fputs(text, stdout);
+        fflush(stdout);
+        free(text);
+    }
     cJSON *summary = qvl_report_summary(&in);
-    rc = write_summary(st.summary, summary);
-    if (rc == 0) fprintf(stderr, "qvl eval: results in %s, summary in %s\n", st.out, st.summary);
-    else rc = runtime_error();
+    if (write_summary(st.summary, summary) == 0)
+        fprintf(stderr, "qvl eval: results in %s, summary in %s\n", st.out, st.summary);
+    else
+        rc = runtime_error();
     cJSON_Delete(summary);
     cJSON_Delete(report_settings);
     cJSON_Delete(plan);

@@ -155,7 +155,8 @@ int cmd_score(int argc, char **argv) {
             printf("\n");
         }
         char *table = qvl_report_score_table(&t);
-        printf("%s", table);
+        if (table) printf("%s", table);
+        else rc = (fprintf(stderr, "qvl: score: out of memory building the table\n"), 1);
         free(table);
         cJSON_Delete(missing);
         cJSON_Delete(unreadable);
@@ -163,5 +164,5 @@ int cmd_score(int argc, char **argv) {
     for (long i = 0; i < ds.n_samples; i++) free(preds[i]);
     free(preds);
     qvl_dataset_free(&ds);
-    return 0;
+    return rc;
 }

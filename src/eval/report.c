@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A growing string for building the report. */
+/* A growing string for building the report; `oom` remembers a failed append so a truncated report
+ * is never handed out as if complete. */
 typedef struct {
     char *s;
     size_t n, cap;
+    int oom;
 } sbuf;
 
 __attribute__((format(printf, 2, 3))) static void sb_printf(sbuf *b, const char *fmt, ...) {
@@ -18,11 +20,17 @@ __attribute__((format(printf, 2, 3))) static void sb_printf(sbuf *b, const char 
     va_start(ap, fmt);
     int need = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (need < 0) return;
+    if (need < 0 || b->oom) {
+        b->oom = 1;
+        return;
+    }
     if (b->n + (size_t)need + 1 > b->cap) {
         size_t cap = (b->cap ? b->cap * 2 : 1024) + (size_t)need;
         char *p = realloc(b->s, cap);
-        if (!p) return;
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
         b->s = p;
         b->cap = cap;
     }
@@ -32,7 +40,12 @@ __attribute__((format(printf, 2, 3))) static void sb_printf(sbuf *b, const char 
     b->n += (size_t)need;
 }
 
+/* The text, or NULL if any append failed. */
 static char *sb_take(sbuf *b) {
+    if (b->oom) {
+        free(b->s);
+        return NULL;
+    }
     if (!b->s) return strdup("");
     return b->s;
 }
@@ -200,7 +213,8 @@ char *qvl_report_text(const qvl_report_input *in) {
                   in->resumed);
 
     char *table = qvl_report_score_table(&t);
-    sb_printf(&b, "\n%s", table);
+    if (table) sb_printf(&b, "\n%s", table);
+    else b.oom = 1;
     free(table);
 
     sb_printf(&b, "\nMemory (MiB)%s:\n", in->device_is_cpu ? "; the plan is for the GPU path, this run used the CPU" : "");

@@ -27,7 +27,7 @@ typedef struct {
     double memory_budget_mib;       /* <= 0: none given */
 } qvl_report_input;
 
-/* The whole human report (malloc'd, ends with a newline). */
+/* The whole human report (malloc'd, ends with a newline); NULL when out of memory. */
 char *qvl_report_text(const qvl_report_input *in);
 /* The summary JSON object (caller deletes). */
 cJSON *qvl_report_summary(const qvl_report_input *in);
@@ -37,7 +37,7 @@ void qvl_report_tally(const qvl_report_input *in, qvl_ocrbench_tally *t);
 /* 1 when the tally is the whole benchmark: 1000 samples with the item counts of spec section 2. */
 int qvl_ocrbench_is_full(const qvl_ocrbench_tally *t);
 
-/* The per-category and per-type table (shared with `qvl score`), malloc'd. */
+/* The per-category and per-type table (shared with `qvl score`), malloc'd; NULL when out of memory. */
 char *qvl_report_score_table(const qvl_ocrbench_tally *t);
 /* Adds "categories" and "types" objects ({name: {"correct", "total"}}) to obj. */
 void qvl_report_add_scores(cJSON *obj, const qvl_ocrbench_tally *t);
