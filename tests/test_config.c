@@ -328,6 +328,11 @@ TEST(config_bad_files) {
     CHECK_INT(write_text(p, "{\"image_std\": [0.5, 0, 0.5]}"), 0);
     CHECK_INT(qvl_config_load(d, &cfg), -1);
     CHECK_CONTAINS(qvl_error(), "preprocessor_config.json: image_std[1]: must be positive");
+    CHECK_INT(write_text(p, "{\"rescale_factor\": 0.5}"), 0);
+    CHECK_INT(qvl_config_load(d, &cfg), -1);
+    CHECK_CONTAINS(qvl_error(), "preprocessor_config.json: rescale_factor: 0.5 is not supported (only 1/255)");
+    CHECK_INT(write_text(p, "{\"rescale_factor\": 0.00392156862745098}"), 0);
+    CHECK_INT(qvl_config_load(d, &cfg), 0);
     CHECK_INT(write_text(p, "{\"image_mean\": [0.5, 0.5]}"), 0);
     CHECK_INT(qvl_config_load(d, &cfg), -1);
     CHECK_CONTAINS(qvl_error(), "preprocessor_config.json: image_mean: must be a list of 3 numbers");

@@ -447,6 +447,12 @@ int qvl_preproc_load(const char *path, qvl_config *cfg) {
         qvl_errorf("%s: rescale_factor: must be positive", path);
         goto done;
     }
+    /* The image pipeline fuses rescale into normalize exactly as the reference does for 1/255
+     * (src/image/preprocess.c); any other factor would be silently wrong, so refuse it. */
+    if (fabs(p->rescale_factor * 255.0 - 1.0) > 1e-9) {
+        qvl_errorf("%s: rescale_factor: %g is not supported (only 1/255)", path, p->rescale_factor);
+        goto done;
+    }
     rc = 0;
 done:
     cJSON_Delete(root);
