@@ -53,5 +53,7 @@ void test_fail(const char *file, int line, const char *fmt, ...) __attribute__((
 int test_qvl(char **out, char **err, const char *args_fmt, ...) __attribute__((format(printf, 3, 4)));
 /* A fresh temporary directory for this test (removed at exit). */
 const char *test_tmpdir(void);
+/* Writes n bytes of data to test_tmpdir()/name; returns the malloc'd path (caller frees). */
+char *test_tmp_file(const char *name, const void *data, size_t n);
 
 #endif

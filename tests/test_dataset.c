@@ -207,15 +207,7 @@ TEST(dataset_real_json_missing_images_are_per_sample) {
     qvl_dataset_free(&ds);
 }
 
-static char *tmp_file(const char *name, const char *text) {
-    char *p = qvl_path_join(test_tmpdir(), name);
-    FILE *f = fopen(p, "wb");
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
-    return p;
-}
+static char *tmp_file(const char *name, const char *text) { return test_tmp_file(name, text, strlen(text)); }
 
 TEST(dataset_json_images_dir_and_missing_image) {
     /* the annotation alone in a temporary folder: images come from images_dir */

@@ -109,15 +109,7 @@ TEST(dataset_base64) {
     CHECK(qvl_base64_decode("TWF=u", 5, &n) == NULL);
 }
 
-static char *tmp_file(const char *name, const char *text) {
-    char *p = qvl_path_join(test_tmpdir(), name);
-    FILE *f = fopen(p, "wb");
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
-    return p;
-}
+static char *tmp_file(const char *name, const char *text) { return test_tmp_file(name, text, strlen(text)); }
 
 TEST(dataset_tsv_quoting_and_columns) {
     /* CRLF line ends, quoted fields with "" and a real newline and tab, extra columns, a dataset

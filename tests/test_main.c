@@ -82,6 +82,18 @@ const char *test_tmpdir(void) {
     return tmp_root;
 }
 
+char *test_tmp_file(const char *name, const void *data, size_t n) {
+    size_t len = strlen(test_tmpdir()) + strlen(name) + 2;
+    char *p = malloc(len);
+    snprintf(p, len, "%s/%s", test_tmpdir(), name);
+    FILE *f = fopen(p, "wb");
+    if (f) {
+        if (n && fwrite(data, 1, n, f) != n) fprintf(stderr, "short write to %s\n", p);
+        fclose(f);
+    }
+    return p;
+}
+
 static int by_name(const void *a, const void *b) {
     return strcmp(((const struct test_entry *)a)->name, ((const struct test_entry *)b)->name);
 }

@@ -140,15 +140,6 @@ TEST(parquet_unsupported_codec_and_encoding) {
     }
 }
 
-static char *write_tmp(const char *name, const void *data, size_t n) {
-    char *p = qvl_path_join(test_tmpdir(), name);
-    FILE *f = fopen(p, "wb");
-    if (f) {
-        fwrite(data, 1, n, f);
-        fclose(f);
-    }
-    return p;
-}
 
 TEST(parquet_bad_magic_and_truncation) {
     size_t n;
@@ -158,7 +149,7 @@ TEST(parquet_bad_magic_and_truncation) {
     char *bad = malloc(n);
     memcpy(bad, good, n);
     memcpy(bad, "PAR2", 4);
-    char *p = write_tmp("badmagic.parquet", bad, n);
+    char *p = test_tmp_file("badmagic.parquet", bad, n);
     CHECK(qvl_parquet_open(p) == NULL);
     CHECK_CONTAINS(qvl_error(), "badmagic.parquet: not a parquet file (no PAR1 magic)");
     free(p);
@@ -166,7 +157,7 @@ TEST(parquet_bad_magic_and_truncation) {
     /* cut the file anywhere in the footer: always a clear error */
     int cuts[] = {0, 3, 8, 12, (int)n / 2, (int)n - 200, (int)n - 9, (int)n - 4, (int)n - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
-        p = write_tmp("cut.parquet", good, (size_t)cuts[i]);
+        p = test_tmp_file("cut.parquet", good, (size_t)cuts[i]);
         qvl_parquet *pq = qvl_parquet_open(p);
         CHECK(pq == NULL);
         CHECK_CONTAINS(qvl_error(), "cut.parquet: ");
@@ -176,14 +167,14 @@ TEST(parquet_bad_magic_and_truncation) {
     /* a footer length larger than the file */
     memcpy(bad, good, n);
     bad[n - 5] = 0x7F;
-    p = write_tmp("longfooter.parquet", bad, n);
+    p = test_tmp_file("longfooter.parquet", bad, n);
     CHECK(qvl_parquet_open(p) == NULL);
     CHECK_CONTAINS(qvl_error(), "corrupt parquet footer (length");
     free(p);
     /* a footer length pointing into the data: thrift garbage, reported as a corrupt footer */
     memcpy(bad, good, n);
     bad[n - 8] = (char)((unsigned char)bad[n - 8] + 100);
-    p = write_tmp("shiftfooter.parquet", bad, n);
+    p = test_tmp_file("shiftfooter.parquet", bad, n);
     qvl_parquet *pq = qvl_parquet_open(p);
     CHECK(pq == NULL);
     CHECK_CONTAINS(qvl_error(), "shiftfooter.parquet: ");
@@ -192,7 +183,7 @@ TEST(parquet_bad_magic_and_truncation) {
     /* an encrypted-footer file */
     memcpy(bad, good, n);
     memcpy(bad + n - 4, "PARE", 4);
-    p = write_tmp("enc.parquet", bad, n);
+    p = test_tmp_file("enc.parquet", bad, n);
     CHECK(qvl_parquet_open(p) == NULL);
     CHECK_CONTAINS(qvl_error(), "encrypted parquet files are not supported");
     free(p);
@@ -219,7 +210,7 @@ TEST(parquet_fuzz_damage) {
                 size_t at = iter % 2 ? n - 8 - 1 - (size_t)(rng % 1500 % (n - 12)) : 4 + (size_t)(rng % (n - 12));
                 bad[at] = (char)(rng >> 32);
             }
-            char *p = write_tmp("fuzz.parquet", bad, n);
+            char *p = test_tmp_file("fuzz.parquet", bad, n);
             qvl_parquet *pq = qvl_parquet_open(p);
             free(p);
             if (!pq) {
