@@ -1,7 +1,7 @@
 /* qvl: a Qwen3-VL inference engine. The public API in one page.
  *
  *   qvl_engine_opts o = qvl_engine_opts_default();
- *   o.model_dir = "models/tiny";
+ *   o.model_dir = "tests/fixtures/tiny/tied";     // a Hugging Face checkpoint folder
  *   qvl_engine *e = qvl_engine_open(&o);              // NULL: see qvl_last_error()
  *   qvl_request r = {.image_path = "img.png", .prompt = "what is written in the image?"};
  *   qvl_gen_opts g = qvl_gen_opts_default();
