@@ -115,6 +115,7 @@ int main(int argc, char **argv) {
             "kv %.0f, vision %.0f, workspace %.0f), arena %.0f MiB\n",
             now_s() - t0, qvl_cuda_model_device_name(m), max_len, max_px, p->total, p->cuda_context, p->weights,
             p->kv_cache, p->vision_activations, p->workspace, qvl_cuda_model_arena_mib(m));
+    fprintf(stderr, "decode GEMV timing at open: %s\n", qvl_cuda_model_gemv_report(m));
     int n = 0, total_new = 0;
     double sum_lat = 0, sum_vis = 0, sum_pre = 0, sum_prefill = 0, sum_dec = 0;
     long sum_img_tok = 0;

@@ -33,6 +33,8 @@ double qvl_cuda_model_arena_mib(const qvl_cuda_model *m);
 double qvl_cuda_model_peak_mib(const qvl_cuda_model *m);
 long qvl_cuda_model_max_image_tokens(const qvl_cuda_model *m);
 const char *qvl_cuda_model_device_name(const qvl_cuda_model *m);
+/* The decode GEMV choice made at open (per shape: cuBLASLt vs own kernel, microseconds). */
+const char *qvl_cuda_model_gemv_report(const qvl_cuda_model *m);
 
 /* Images for the next prefill: clear, then encode one or more in prompt order (their vision
  * outputs stay on the device). Returns 0, or -1 + error (too many tokens for the plan, bad grid). */

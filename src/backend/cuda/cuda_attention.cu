@@ -278,13 +278,225 @@ static __global__ void __launch_bounds__(TW * 32) k_attention_tc(bf16 *out, int 
     }
 }
 
+/* ---- FlashAttention-2 kernel, pipelined (the default; QVL_ATT_V1=1 selects k_attention_tc) ----
+ * The same mma.sync fragment algebra as k_attention_tc, plus what the profile of the huge vision
+ * images asked for: K/V tiles arrive through cp.async into a second shared-memory stage while the
+ * current tile is being multiplied (double buffering), NW warps share one K/V tile (NW = 8: 128
+ * query rows per block for head sizes <= 64), K and V fragments come four registers per ldmatrix,
+ * scores stay raw and enter exp2 through one FMA with the log2(e)-prescaled scale, the mask is
+ * applied only on tiles that cross a row's key limit, and a warp skips tiles entirely past its
+ * rows' causal limit (the update would be the identity). Causal grids run the longest row blocks
+ * first so they do not form the tail. Registers are capped so that 16 (NW = 8) or 12 warps stay
+ * resident per SM, as many as the unpipelined kernel had. */
+static __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int bytes) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes) : "memory");
+}
+static __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+static __device__ __forceinline__ void cp_async_wait1() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
+static __device__ __forceinline__ void cp_async_wait0() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+static __device__ __forceinline__ void ldsm_x4(uint32_t *r, const void *p) {
+    unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+static __device__ __forceinline__ void ldsm_x2(uint32_t *r, const void *p) {
+    unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(a));
+}
+static __device__ __forceinline__ void ldsm_x4_trans(uint32_t *r, const void *p) {
+    unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
+template <int HDP, int NW>
+static __global__ void __launch_bounds__(NW * 32, NW == 8 ? 2 : 3) k_attention_fa(bf16 *out, int out_stride, const bf16 *q, int q_stride,
+                                                                 const bf16 *k, const bf16 *v, int kv_stride, int n_q,
+                                                                 int n_kv, int group, int hd, int causal_pos0,
+                                                                 float scale_log2) {
+    enum { LD = HDP + 8, CH = HDP / 8, KT = HDP / 16, TILE = TK * LD };
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    bf16 *sm = (bf16 *)smem_raw; /* K stage 0, K stage 1, V stage 0, V stage 1; rows of LD */
+    const int t = threadIdx.x, w = t >> 5, lane = t & 31, gq = lane >> 2, tg = lane & 3;
+    const int g = blockIdx.y, rows = n_q * group;
+    const int rb = causal_pos0 < 0 ? blockIdx.x : gridDim.x - 1 - blockIdx.x;
+    const int r0 = rb * (16 * NW);
+    const int R1 = r0 + w * 16 + gq, R2 = R1 + 8;
+    uint32_t qf[KT][4];
+#pragma unroll
+    for (int kk = 0; kk < KT; kk++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int R = j & 1 ? R2 : R1, col = kk * 16 + 2 * tg + (j & 2 ? 8 : 0);
+            uint32_t val = 0;
+            if (R < rows && col < hd)
+                val = *(const uint32_t *)(q + (size_t)(R / group) * q_stride + (size_t)(g * group + R % group) * hd + col);
+            qf[kk][j] = val;
+        }
+    const int lim1 = R1 >= rows ? 0 : causal_pos0 < 0 ? n_kv : min(n_kv, causal_pos0 + R1 / group + 1);
+    const int lim2 = R2 >= rows ? 0 : causal_pos0 < 0 ? n_kv : min(n_kv, causal_pos0 + R2 / group + 1);
+    /* The warp's smallest and largest key limits: below the first no mask is needed, from the
+     * second on the warp has nothing to do. */
+    int wmin = min(lim1, lim2), wmax = max(lim1, lim2);
+    for (int off = 16; off; off >>= 1) {
+        wmin = min(wmin, __shfl_xor_sync(0xffffffffu, wmin, off));
+        wmax = max(wmax, __shfl_xor_sync(0xffffffffu, wmax, off));
+    }
+    const int last_row = min(rows, r0 + 16 * NW) - 1;
+    const int k_need = causal_pos0 < 0 ? n_kv : min(n_kv, causal_pos0 + last_row / group + 1);
+    const int n_tiles = (k_need + TK - 1) / TK;
+    const size_t head_off = (size_t)g * hd;
+
+    /* Stage s of tile kb: 16-byte chunks, zero-filled past n_kv and past hd. */
+    auto load_tile = [&](int s, int kb) {
+        bf16 *Kd = sm + s * TILE, *Vd = sm + (2 + s) * TILE;
+        for (int idx = t; idx < TK * CH; idx += NW * 32) {
+            int j = idx / CH, c = idx % CH;
+            int ok = kb + j < n_kv && c * 8 < hd;
+            size_t off = ok ? (size_t)(kb + j) * kv_stride + head_off + c * 8 : 0;
+            cp_async16(Kd + j * LD + c * 8, k + off, ok ? 16 : 0);
+            cp_async16(Vd + j * LD + c * 8, v + off, ok ? 16 : 0);
+        }
+    };
+
+    float o[HDP / 8][4];
+#pragma unroll
+    for (int nb = 0; nb < HDP / 8; nb++) o[nb][0] = o[nb][1] = o[nb][2] = o[nb][3] = 0.0f;
+    float m1 = -INFINITY, m2 = -INFINITY, l1 = 0.0f, l2 = 0.0f; /* m in log2 units */
+    if (n_tiles > 0) load_tile(0, 0);
+    cp_async_commit();
+    for (int it = 0; it < n_tiles; it++) {
+        const int kb = it * TK, cur = it & 1;
+        if (it + 1 < n_tiles) load_tile(cur ^ 1, kb + TK); /* overlaps this tile's math */
+        cp_async_commit();
+        cp_async_wait1(); /* this tile's group has landed (the newest may still be in flight) */
+        __syncthreads();
+        if (kb < wmax) {
+            const bf16 *Ks = sm + cur * TILE, *Vs = sm + (2 + cur) * TILE;
+            /* S = Q K^T: 16 rows x TK keys per warp. ldmatrix x4 row l%8 of matrix l/8: key nb*8 + l%8,
+             * dims kk*16 + (l/8)*8: b0, b1 of kk and of kk + 1. */
+            float s[TK / 8][4];
+#pragma unroll
+            for (int nb = 0; nb < TK / 8; nb++) {
+                s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.0f;
+                const bf16 *krow = Ks + (nb * 8 + (lane & 7)) * LD;
+#pragma unroll
+                for (int kk = 0; kk < KT; kk += 2) {
+                    if (kk + 1 < KT) {
+                        uint32_t b[4];
+                        ldsm_x4(b, krow + kk * 16 + (lane >> 3) * 8);
+                        mma16816(s[nb], qf[kk], b[0], b[1]);
+                        mma16816(s[nb], qf[kk + 1], b[2], b[3]);
+                    } else {
+                        uint32_t b[2];
+                        ldsm_x2(b, krow + kk * 16 + ((lane >> 3) & 1) * 8);
+                        mma16816(s[nb], qf[kk], b[0], b[1]);
+                    }
+                }
+            }
+            if (kb + TK > wmin) {
+#pragma unroll
+                for (int nb = 0; nb < TK / 8; nb++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        int col = kb + nb * 8 + 2 * tg + (e & 1);
+                        if (col >= (e < 2 ? lim1 : lim2)) s[nb][e] = -INFINITY;
+                    }
+            }
+            float mx1 = -INFINITY, mx2 = -INFINITY;
+#pragma unroll
+            for (int nb = 0; nb < TK / 8; nb++) {
+                mx1 = fmaxf(mx1, fmaxf(s[nb][0], s[nb][1]));
+                mx2 = fmaxf(mx2, fmaxf(s[nb][2], s[nb][3]));
+            }
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+            mx2 = fmaxf(mx2, __shfl_xor_sync(0xffffffffu, mx2, 1));
+            mx2 = fmaxf(mx2, __shfl_xor_sync(0xffffffffu, mx2, 2));
+            const float mn1 = fmaxf(m1, mx1 * scale_log2), mn2 = fmaxf(m2, mx2 * scale_log2);
+            /* A row with no key yet keeps max -inf: subtract 0 instead so exp2 gives 0, not NaN. */
+            const float mb1 = mn1 == -INFINITY ? 0.0f : mn1, mb2 = mn2 == -INFINITY ? 0.0f : mn2;
+            const float c1 = exp2f(m1 - mb1), c2 = exp2f(m2 - mb2);
+            float ps1 = 0.0f, ps2 = 0.0f;
+#pragma unroll
+            for (int nb = 0; nb < TK / 8; nb++) {
+                s[nb][0] = exp2f(fmaf(s[nb][0], scale_log2, -mb1));
+                s[nb][1] = exp2f(fmaf(s[nb][1], scale_log2, -mb1));
+                s[nb][2] = exp2f(fmaf(s[nb][2], scale_log2, -mb2));
+                s[nb][3] = exp2f(fmaf(s[nb][3], scale_log2, -mb2));
+                ps1 += s[nb][0] + s[nb][1];
+                ps2 += s[nb][2] + s[nb][3];
+            }
+            ps1 += __shfl_xor_sync(0xffffffffu, ps1, 1);
+            ps1 += __shfl_xor_sync(0xffffffffu, ps1, 2);
+            ps2 += __shfl_xor_sync(0xffffffffu, ps2, 1);
+            ps2 += __shfl_xor_sync(0xffffffffu, ps2, 2);
+            l1 = l1 * c1 + ps1, l2 = l2 * c2 + ps2;
+            m1 = mn1, m2 = mn2;
+#pragma unroll
+            for (int nb = 0; nb < HDP / 8; nb++) {
+                o[nb][0] *= c1, o[nb][1] *= c1;
+                o[nb][2] *= c2, o[nb][3] *= c2;
+            }
+            /* O += P V. ldmatrix x4.trans, lane l: key kc*16 + l%16, dims (nb + l/16)*8: b0, b1 of nb
+             * and of nb + 1. */
+#pragma unroll
+            for (int kc = 0; kc < TK / 16; kc++) {
+                uint32_t a[4] = {pack_bf16(s[2 * kc][0], s[2 * kc][1]), pack_bf16(s[2 * kc][2], s[2 * kc][3]),
+                                 pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                                 pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+                const bf16 *vrow = Vs + (kc * 16 + (lane & 15)) * LD + (lane >> 4) * 8;
+#pragma unroll
+                for (int nb = 0; nb < HDP / 8; nb += 2) {
+                    uint32_t b[4];
+                    ldsm_x4_trans(b, vrow + nb * 8);
+                    mma16816(o[nb], a, b[0], b[1]);
+                    mma16816(o[nb + 1], a, b[2], b[3]);
+                }
+            }
+        }
+        __syncthreads(); /* everyone is done with stage cur before it is refilled */
+    }
+    cp_async_wait0();
+    float inv1 = l1 > 0 ? 1.0f / l1 : 0.0f, inv2 = l2 > 0 ? 1.0f / l2 : 0.0f;
+    bf16 *d1 = R1 < rows ? out + (size_t)(R1 / group) * out_stride + (size_t)(g * group + R1 % group) * hd : NULL;
+    bf16 *d2 = R2 < rows ? out + (size_t)(R2 / group) * out_stride + (size_t)(g * group + R2 % group) * hd : NULL;
+#pragma unroll
+    for (int nb = 0; nb < HDP / 8; nb++) {
+        int col = nb * 8 + 2 * tg;
+        if (col >= hd) break;
+        if (d1) *(__nv_bfloat162 *)(d1 + col) = __floats2bfloat162_rn(o[nb][0] * inv1, o[nb][1] * inv1);
+        if (d2) *(__nv_bfloat162 *)(d2 + col) = __floats2bfloat162_rn(o[nb][2] * inv2, o[nb][3] * inv2);
+    }
+}
+
 template <int HDP>
 static void launch_tc(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
                       const bf16 *v, int kv_stride, int n_q, int n_kv, int group, int Hkv, int hd, int causal_pos0,
                       float scale) {
-    dim3 grid((n_q * group + TQ - 1) / TQ, Hkv);
-    k_attention_tc<HDP><<<grid, TW * 32, 0, st>>>(out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv, group, hd,
-                                                   causal_pos0, scale);
+    static int v1 = -1;
+    if (v1 < 0) v1 = getenv("QVL_ATT_V1") != NULL;
+    if (v1) {
+        dim3 grid((n_q * group + TQ - 1) / TQ, Hkv);
+        k_attention_tc<HDP><<<grid, TW * 32, 0, st>>>(out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv, group,
+                                                       hd, causal_pos0, scale);
+        return;
+    }
+    /* 128 query rows per block where the registers allow two blocks per SM (head size <= 64). */
+    constexpr int NW = HDP <= 64 ? 8 : 4;
+    constexpr size_t smem = (size_t)4 * TK * (HDP + 8) * sizeof(bf16);
+    static int attr_set = 0; /* above 48 KiB dynamic shared memory must be opted into */
+    if (!attr_set) {
+        cudaFuncSetAttribute(k_attention_fa<HDP, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        attr_set = 1;
+    }
+    dim3 grid((n_q * group + 16 * NW - 1) / (16 * NW), Hkv);
+    k_attention_fa<HDP, NW><<<grid, NW * 32, smem, st>>>(out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv,
+                                                         group, hd, causal_pos0, scale * 1.4426950408889634f);
 }
 
 /* The tensor-core kernel needs 16-byte aligned rows (hd, strides multiples of 8 elements). */
@@ -328,12 +540,119 @@ void qvl_attention(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, in
     if (splits > 1) k_attention_combine<<<dim3(rows, Hkv), 128, 0, st>>>(out, out_stride, partial, rows, group, hd, splits);
 }
 
+/* ---- decoding (one query token), the default; QVL_ATT_V1=1 selects the 32-row k_attention ----
+ * One block per (KV head, split of the cache): only the group's real query heads, held in
+ * registers, so each K/V row is read once for all of them. 4 warps take 4 consecutive keys at a
+ * time; lane l owns dims l*E .. l*E+E-1 (E = hd/32), so a K or V row is one coalesced load. The
+ * warps' online-softmax states are merged in shared memory and written as one partial per head
+ * for k_attention_combine (max stored in natural-log units, as k_attention stores it). */
+enum { DEC_W = 4, DEC_UNROLL = 4, DEC_MAX_GROUP = 8 };
+
+template <int E>
+static __device__ __forceinline__ void load_dims(float *dst, const bf16 *src) {
+    if constexpr (E == 4) {
+        uint2 u = *(const uint2 *)src;
+        float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x), b = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
+        dst[0] = a.x, dst[1] = a.y, dst[2] = b.x, dst[3] = b.y;
+    } else if constexpr (E == 2) {
+        float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)src);
+        dst[0] = a.x, dst[1] = a.y;
+    } else {
+        dst[0] = __bfloat162float(src[0]);
+    }
+}
+
+template <int E>
+static __global__ void __launch_bounds__(DEC_W * 32) k_attention_dec(const bf16 *q, int q_stride, const bf16 *k,
+                                                                     const bf16 *v, int kv_stride, int group, float scale_log2,
+                                                                     int splits, float *partial, const int32_t *step) {
+    enum { HD = 32 * E };
+    __shared__ float sm_ml[DEC_W][DEC_MAX_GROUP][2];
+    __shared__ float sm_o[DEC_W][DEC_MAX_GROUP][HD];
+    const int n_kv = step[0] + 1; /* the query sits at cache index step[0] */
+    const int g = blockIdx.x, split = blockIdx.y, w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int per = (n_kv + splits - 1) / splits, k0 = split * per, k1 = min(n_kv, k0 + per);
+    float qv[DEC_MAX_GROUP][E], o[DEC_MAX_GROUP][E], m[DEC_MAX_GROUP], l[DEC_MAX_GROUP];
+#pragma unroll
+    for (int hh = 0; hh < DEC_MAX_GROUP; hh++) {
+        m[hh] = -INFINITY, l[hh] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < E; e++) o[hh][e] = qv[hh][e] = 0.0f;
+        if (hh < group) load_dims<E>(qv[hh], q + (size_t)(g * group + hh) * HD + lane * E);
+    }
+    const size_t col = (size_t)g * HD + lane * E;
+    for (int base = k0 + w * DEC_UNROLL; base < k1; base += DEC_W * DEC_UNROLL) {
+        float kr[DEC_UNROLL][E], vr[DEC_UNROLL][E];
+#pragma unroll
+        for (int u = 0; u < DEC_UNROLL; u++) /* all loads first: DEC_UNROLL rows in flight */
+            if (base + u < k1) {
+                load_dims<E>(kr[u], k + (size_t)(base + u) * kv_stride + col);
+                load_dims<E>(vr[u], v + (size_t)(base + u) * kv_stride + col);
+            }
+#pragma unroll
+        for (int u = 0; u < DEC_UNROLL; u++) {
+            if (base + u >= k1) break;
+#pragma unroll
+            for (int hh = 0; hh < DEC_MAX_GROUP; hh++) {
+                if (hh >= group) break;
+                float d = 0.0f;
+#pragma unroll
+                for (int e = 0; e < E; e++) d += qv[hh][e] * kr[u][e];
+                for (int off = 16; off; off >>= 1) d += __shfl_xor_sync(0xffffffffu, d, off);
+                const float sc = d * scale_log2, mn = fmaxf(m[hh], sc);
+                const float c = exp2f(m[hh] - mn), p = exp2f(sc - mn);
+                l[hh] = l[hh] * c + p;
+#pragma unroll
+                for (int e = 0; e < E; e++) o[hh][e] = o[hh][e] * c + p * vr[u][e];
+                m[hh] = mn;
+            }
+        }
+    }
+#pragma unroll
+    for (int hh = 0; hh < DEC_MAX_GROUP; hh++) {
+        if (hh >= group) break;
+        if (lane == 0) sm_ml[w][hh][0] = m[hh], sm_ml[w][hh][1] = l[hh];
+#pragma unroll
+        for (int e = 0; e < E; e++) sm_o[w][hh][lane * E + e] = o[hh][e];
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < group * HD; idx += DEC_W * 32) {
+        const int hh = idx / HD, d = idx % HD;
+        float M = -INFINITY;
+        for (int ww = 0; ww < DEC_W; ww++) M = fmaxf(M, sm_ml[ww][hh][0]);
+        float num = 0.0f, den = 0.0f;
+        if (M != -INFINITY)
+            for (int ww = 0; ww < DEC_W; ww++) {
+                if (sm_ml[ww][hh][0] == -INFINITY) continue;
+                const float f = exp2f(sm_ml[ww][hh][0] - M);
+                num += sm_o[ww][hh][d] * f;
+                den += sm_ml[ww][hh][1] * f;
+            }
+        float *pp = partial + ((size_t)(g * splits + split) * BQ + hh) * (HD + 2);
+        pp[d] = num;
+        if (d == 0) pp[HD] = M * 0.6931471805599453f, pp[HD + 1] = den; /* log2 -> natural units */
+    }
+}
+
 void qvl_attention_decode(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
                           const bf16 *v, int kv_stride, int Hq, int Hkv, int hd, const int32_t *step, float *partial) {
     int group = Hq / Hkv, splits = (2 * 132 + Hkv - 1) / Hkv;
     if (splits > QVL_ATT_MAX_SPLITS) splits = QVL_ATT_MAX_SPLITS;
-    dim3 grid(1, Hkv, splits);
-    k_attention<<<grid, 256, 0, st>>>(out, out_stride, q, q_stride, k, v, kv_stride, 1, 0, group, hd, 0,
-                                      1.0f / sqrtf((float)hd), splits, partial, step);
+    static int v1 = -1;
+    if (v1 < 0) v1 = getenv("QVL_ATT_V1") != NULL;
+    const float scale_log2 = 1.0f / sqrtf((float)hd) * 1.4426950408889634f;
+    if (!v1 && group <= DEC_MAX_GROUP && (hd == 32 || hd == 64 || hd == 128)) {
+        dim3 grid(Hkv, splits);
+        if (hd == 128)
+            k_attention_dec<4><<<grid, DEC_W * 32, 0, st>>>(q, q_stride, k, v, kv_stride, group, scale_log2, splits, partial, step);
+        else if (hd == 64)
+            k_attention_dec<2><<<grid, DEC_W * 32, 0, st>>>(q, q_stride, k, v, kv_stride, group, scale_log2, splits, partial, step);
+        else
+            k_attention_dec<1><<<grid, DEC_W * 32, 0, st>>>(q, q_stride, k, v, kv_stride, group, scale_log2, splits, partial, step);
+    } else {
+        dim3 grid(1, Hkv, splits);
+        k_attention<<<grid, 256, 0, st>>>(out, out_stride, q, q_stride, k, v, kv_stride, 1, 0, group, hd, 0,
+                                          1.0f / sqrtf((float)hd), splits, partial, step);
+    }
     k_attention_combine<<<dim3(group, Hkv), 128, 0, st>>>(out, out_stride, partial, group, group, hd, splits);
 }

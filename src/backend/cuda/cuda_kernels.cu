@@ -251,7 +251,9 @@ void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, in
                         const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int n, int p0,
                         const int32_t *pos, int pos_stride, int pos_scalar, const int32_t *step) {
     if (!n) return;
-    int warps = 8;
+    /* A warp per head (up to 32): in decoding this block is alone on the GPU, so per-warp head
+     * loops would be pure latency. */
+    int warps = d->Hq + d->Hkv < 32 ? d->Hq + d->Hkv : 32;
     k_qk_norm_rope<<<n, warps * 32, (size_t)warps * d->hd * sizeof(float), st>>>(
         *d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm, inv_freq, p0, pos, pos_stride, pos_scalar, step);
 }

@@ -64,6 +64,7 @@ struct qvl_cuda_model {
     int len, rope_delta, next_id;
     int32_t *h_pos, *h_vis;
     int32_t h_step[2];
+    char gemv_report[1024];
 };
 
 #define CK(call)                                                                                                \
@@ -74,6 +75,7 @@ struct qvl_cuda_model {
 
 static double MiB(size_t b) { return (double)b / 1048576.0; }
 static int capture_decode(qvl_cuda_model *m);
+static int tune_decode_gemv(qvl_cuda_model *m);
 
 static void sample_peak(qvl_cuda_model *m) {
     size_t fr = 0, tot = 0;
@@ -323,7 +325,7 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
         if (upload_all(m, st)) goto fail;
         qvl_st_close(st);
         st = NULL;
-        if (capture_decode(m)) goto fail;
+        if (tune_decode_gemv(m) || capture_decode(m)) goto fail;
         sample_peak(m);
     }
     return m;
@@ -349,6 +351,7 @@ double qvl_cuda_model_arena_mib(const qvl_cuda_model *m) { return MiB(m->arena_b
 double qvl_cuda_model_peak_mib(const qvl_cuda_model *m) { return m->peak_mib; }
 long qvl_cuda_model_max_image_tokens(const qvl_cuda_model *m) { return m->max_tokens; }
 const char *qvl_cuda_model_device_name(const qvl_cuda_model *m) { return m->device; }
+const char *qvl_cuda_model_gemv_report(const qvl_cuda_model *m) { return m->gemv_report; }
 int qvl_cuda_seq_len(const qvl_cuda_model *m) { return m->len; }
 
 /* ---- dumps (QVL_DUMP): device bf16 -> host float32 .npy ---- */
@@ -403,11 +406,22 @@ int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv) {
         return qvl_errorf("image: %d image tokens exceed the %ld the memory plan admits (--max-pixels, --max-model-len)",
                           m->img_tokens + tokens, m->max_tokens);
     cudaStream_t s = m->st;
-    /* F32 pixels land in the qkv buffer, BF16 in the hidden buffer (both free until block 0). */
+    /* F32 pixels land in the qkv buffer, BF16 in the hidden buffer (both free until block 0), in
+     * slices of patches that fit both: one slice at the real model shapes, several where the
+     * hidden size is small next to the pixel row (the tiny test models), whose F32 pixels would
+     * otherwise run past the qkv buffer into the BF16 copy being written (a race). */
     float *pf = (float *)m->vqkv;
-    CK(cudaMemcpyAsync(pf, pv->data, (size_t)n * row * sizeof(float), cudaMemcpyHostToDevice, s));
-    qvl_k_f32_to_bf16(s, m->vhid, pf, (size_t)n * row);
-    G(qvl_gemm_run(m->gemm, s, m->vx, Dv, m->vhid, row, m->patch_w, m->patch_b, n, row, Dv));
+    const size_t qkv_bytes = (size_t)m->max_patches * 3 * Dv * sizeof(bf16), hid_elems = (size_t)m->max_patches * Iv;
+    size_t fit = qkv_bytes / ((size_t)row * sizeof(float));
+    if (hid_elems / row < fit) fit = hid_elems / row;
+    if (fit < 1) return qvl_errorf("image: pixel rows of %d values do not fit the vision buffers", row);
+    const int slice = fit < (size_t)n ? (int)fit : n;
+    for (int p0 = 0; p0 < n; p0 += slice) {
+        const int cnt = n - p0 < slice ? n - p0 : slice;
+        CK(cudaMemcpyAsync(pf, pv->data + (size_t)p0 * row, (size_t)cnt * row * sizeof(float), cudaMemcpyHostToDevice, s));
+        qvl_k_f32_to_bf16(s, m->vhid, pf, (size_t)cnt * row);
+        G(qvl_gemm_run(m->gemm, s, m->vx + (size_t)p0 * Dv, Dv, m->vhid, row, m->patch_w, m->patch_b, cnt, row, Dv));
+    }
     dump(m, "vision.patch_embed", m->vx, n, Dv);
     qvl_k_vision_pos_embed(s, m->vx, m->pos_embed, G_, Dv, pv->grid_t, pv->grid_h, pv->grid_w, M);
     dump(m, "vision.embed", m->vx, n, Dv);
@@ -470,11 +484,12 @@ static int text_forward(qvl_cuda_model *m, const int32_t *ids, int n, int p0, co
     char name[64];
     qvl_k_embed(s, m->x, m->embed, ids, vis, m->img[0], n, D);
     if (sfx) snprintf(name, sizeof name, "text.embed%s", sfx), dump(m, name, m->x, n, D);
+    int normed = 0; /* m->y already holds this layer's input norm (fused into the last residual add) */
     for (int l = 0; l < t->num_layers; l++) {
         const tlayer *L = &m->tl[l];
         bf16 *kc = m->k_cache + (size_t)l * m->max_len * kv, *vc = m->v_cache + (size_t)l * m->max_len * kv;
         if (sfx) snprintf(name, sizeof name, "text.layer%d.in%s", l, sfx), dump(m, name, m->x, n, D);
-        qvl_k_rmsnorm(s, m->y, m->x, L->in_norm, n, D, eps);
+        if (!normed) qvl_k_rmsnorm(s, m->y, m->x, L->in_norm, n, D, eps);
         G(qvl_gemm_run(m->gemm, s, m->qkv, qkvd, m->y, D, L->qkv_w, NULL, n, D, qkvd));
         qvl_k_qk_norm_rope(s, &rd, m->qkv, qkvd, kc, vc, m->qkv, L->q_norm, L->k_norm, m->txt_inv_freq, n, p0, pos,
                            pos_stride, p0 + m->rope_delta, step);
@@ -487,7 +502,13 @@ static int text_forward(qvl_cuda_model *m, const int32_t *ids, int n, int p0, co
         G(qvl_gemm_run(m->gemm, s, m->gu, 2 * I, m->y, D, L->gu_w, NULL, n, D, 2 * I));
         qvl_k_silu_mul(s, m->h, m->gu, n, I);
         G(qvl_gemm_run(m->gemm, s, m->y, D, m->h, I, L->down_w, NULL, n, I, D));
-        qvl_k_add(s, m->x, m->y, (size_t)n * D);
+        /* Residual add and the next layer's input norm in one kernel, unless a deepstack feature
+         * is added in between. */
+        normed = l + 1 < t->num_layers && l >= n_ds;
+        if (normed)
+            qvl_k_add_rmsnorm(s, m->y, m->x, m->y, m->tl[l + 1].in_norm, n, D, eps);
+        else
+            qvl_k_add(s, m->x, m->y, (size_t)n * D);
         if (sfx) snprintf(name, sizeof name, "text.layer%d.out%s", l, sfx), dump(m, name, m->x, n, D);
         if (l < n_ds) qvl_k_deepstack_add(s, m->x, vis, m->img[1 + l], n, D);
     }
@@ -514,6 +535,33 @@ static int fetch_next(qvl_cuda_model *m) {
 static int decode_step(qvl_cuda_model *m) {
     if (text_forward(m, m->d_next, 1, 0, NULL, 0, NULL, NULL, m->d_step)) return -1;
     qvl_k_step_advance(m->st, m->d_step);
+    return 0;
+}
+
+/* Times cuBLASLt against the own GEMV kernels for each one-row product of a decode step, on all
+ * layers' weights (scratch activations), before the decode graph captures the choice. */
+static int tune_decode_gemv(qvl_cuda_model *m) {
+    const qvl_text_config *t = &m->cfg.text;
+    const int D = t->hidden_size, I = t->intermediate_size, qdim = t->num_heads * t->head_dim;
+    const int qkvd = qdim + 2 * t->num_kv_heads * t->head_dim, nl = t->num_layers;
+    const bf16 **ws = (const bf16 **)malloc((size_t)nl * sizeof *ws);
+    if (!ws) return qvl_errorf("cuda: out of memory");
+    int rc = 0;
+#define TUNE(field, y, x, K, N)                                                         \
+    do {                                                                                \
+        for (int l = 0; l < nl; l++) ws[l] = m->tl[l].field;                            \
+        if (!rc) rc = qvl_gemm_tune_m1(m->gemm, m->st, (y), (x), ws, nl, (K), (N));     \
+    } while (0)
+    TUNE(qkv_w, m->qkv, m->y, D, qkvd);
+    TUNE(o_w, m->y, m->att, qdim, D);
+    TUNE(gu_w, m->gu, m->y, D, 2 * I);
+    TUNE(down_w, m->y, m->h, I, D);
+#undef TUNE
+    ws[0] = m->lm_head;
+    if (!rc) rc = qvl_gemm_tune_m1(m->gemm, m->st, m->logits, m->y, ws, 1, D, t->vocab_size);
+    free(ws);
+    if (rc) return qvl_errorf("cuda: timing the decode GEMV kernels failed");
+    qvl_gemm_m1_report(m->gemm, m->gemv_report, sizeof m->gemv_report);
     return 0;
 }
 

@@ -19,6 +19,13 @@ qvl_gemm *qvl_gemm_new(void *workspace, size_t workspace_bytes);
 void qvl_gemm_free(qvl_gemm *g);
 int qvl_gemm_run(qvl_gemm *g, cudaStream_t st, bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w,
                  const bf16 *b, int M, int K, int N);
+/* One-row products (decoding) of shape K x N: times cuBLASLt against the own GEMV kernels on the
+ * weights ws[0..n_ws) (all layers, so that they stream from HBM as in decoding; y and x scratch)
+ * and remembers the fastest for qvl_gemm_run with M = 1. Not during stream capture. QVL_GEMV=0/1
+ * forces cuBLASLt / the GEMV kernel. */
+int qvl_gemm_tune_m1(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *const *ws, int n_ws, int K, int N);
+/* The timings and choices as one line of text. */
+int qvl_gemm_m1_report(const qvl_gemm *g, char *buf, size_t size);
 
 /* ---- attention (cuda_attention.cu). Query row i, head h attends key j of head h/(Hq/Hkv) for
  * j < n_kv (causal_pos0 < 0) or j <= causal_pos0 + i. Softmax in F32, scale hd^-0.5. Flash-style:
