@@ -82,7 +82,6 @@ static int resolve_device(const qvl_engine_opts *o, int threads, char *name, siz
         if (qvl_cuda_device_count() <= 0) return qvl_errorf("cuda: no usable CUDA device");
         return 0;
     }
-    /* AUTO: the CPU until the CUDA backend can run the model. */
     snprintf(name, len, "cpu (%d thread%s)", threads, threads == 1 ? "" : "s");
     return 0;
 }
@@ -104,6 +103,8 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
     }
     e->threads = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (e->threads < 1) e->threads = 1;
+    /* The default device is CUDA when a GPU is usable, else the CPU (spec/cli.md). */
+    if (o.device == QVL_DEVICE_AUTO) o.device = qvl_cuda_device_count() > 0 ? QVL_DEVICE_CUDA : QVL_DEVICE_CPU;
     if (resolve_device(&o, e->threads, e->device_name, sizeof e->device_name)) goto fail;
     if (o.device == QVL_DEVICE_CUDA) {
         /* The arena is planned for the context and the largest image the options admit. */
