@@ -38,13 +38,7 @@ int cmd_preprocess(int argc, char **argv) {
     if (model) {
         qvl_config cfg;
         if (qvl_config_load(model, &cfg)) return runtime_error();
-        const qvl_preproc_config *pc = &cfg.preproc;
-        p.min_pixels = pc->min_pixels;
-        p.max_pixels = pc->max_pixels;
-        p.patch_size = pc->patch_size;
-        p.temporal_patch_size = pc->temporal_patch_size;
-        p.merge_size = pc->merge_size;
-        for (int c = 0; c < 3; c++) p.image_mean[c] = pc->image_mean[c], p.image_std[c] = pc->image_std[c];
+        p = qvl_config_image_params(&cfg);
     }
     p.threads = threads;
     if (qvl_image_params_set_pixels(&p, min_pixels, max_pixels, max_tokens))

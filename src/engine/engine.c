@@ -63,15 +63,7 @@ qvl_gen_opts qvl_gen_opts_default(void) {
 
 /* The checkpoint's pixel limits, overridden by the options (as `qvl preprocess` applies them). */
 static int resolve_image_params(const qvl_config *cfg, const qvl_engine_opts *o, int threads, qvl_image_params *p) {
-    *p = qvl_image_params_default();
-    const qvl_preproc_config *pc = &cfg->preproc;
-    p->min_pixels = pc->min_pixels;
-    p->max_pixels = pc->max_pixels;
-    p->patch_size = pc->patch_size;
-    p->temporal_patch_size = pc->temporal_patch_size;
-    p->merge_size = pc->merge_size;
-    memcpy(p->image_mean, pc->image_mean, sizeof p->image_mean);
-    memcpy(p->image_std, pc->image_std, sizeof p->image_std);
+    *p = qvl_config_image_params(cfg);
     p->threads = threads;
     return qvl_image_params_set_pixels(p, o->min_pixels > 0 ? o->min_pixels : -1, o->max_pixels > 0 ? o->max_pixels : -1,
                                        o->max_image_tokens > 0 ? o->max_image_tokens : -1);

@@ -532,3 +532,18 @@ int qvl_config_load(const char *model_dir, qvl_config *cfg) {
     if (rc == 0) strcpy(cfg->model_dir, model_dir);
     return rc;
 }
+
+qvl_image_params qvl_config_image_params(const qvl_config *cfg) {
+    qvl_image_params p = qvl_image_params_default();
+    const qvl_preproc_config *pc = &cfg->preproc;
+    p.min_pixels = pc->min_pixels;
+    p.max_pixels = pc->max_pixels;
+    p.patch_size = pc->patch_size;
+    p.temporal_patch_size = pc->temporal_patch_size;
+    p.merge_size = pc->merge_size;
+    for (int c = 0; c < 3; c++) {
+        p.image_mean[c] = pc->image_mean[c];
+        p.image_std[c] = pc->image_std[c];
+    }
+    return p;
+}

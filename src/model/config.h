@@ -3,6 +3,8 @@
 #ifndef QVL_MODEL_CONFIG_H
 #define QVL_MODEL_CONFIG_H
 
+#include "image/image.h"
+
 enum { QVL_MAX_DEEPSTACK = 8, QVL_MAX_EOS = 8 };
 
 typedef struct {
@@ -71,5 +73,9 @@ int qvl_config_load(const char *model_dir, qvl_config *cfg);
 int qvl_config_load_main(const char *path, qvl_config *cfg);
 int qvl_preproc_load(const char *path, qvl_config *cfg);
 int qvl_generation_load(const char *path, qvl_config *cfg);
+
+/* The image pipeline's parameters from preprocessor_config.json (pixel bounds, patch/merge sizes,
+ * mean/std; threads 1). Pixel options are applied on top with qvl_image_params_set_pixels. */
+qvl_image_params qvl_config_image_params(const qvl_config *cfg);
 
 #endif
