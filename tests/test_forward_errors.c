@@ -172,6 +172,12 @@ TEST(forward_error_prompt_too_long_and_bad_prompts) {
     qvl_model_close(m);
 }
 
+static double max_abs_diff(const float *a, const float *b, int n) {
+    double md = 0;
+    for (int i = 0; i < n; i++) md = fmax(md, fabs(a[i] - b[i]));
+    return md;
+}
+
 /* Prefill in chunks of 5 tokens (image rows and deepstack spanning chunk borders) gives the
  * logits of a single chunk. */
 TEST(forward_chunked_prefill_matches_single_chunk) {
@@ -189,15 +195,11 @@ TEST(forward_chunked_prefill_matches_single_chunk) {
     qvl_seq *s1 = qvl_seq_new(m, 64), *s2 = qvl_seq_new_chunked(m, 64, 5);
     CHECK_INT(qvl_seq_prefill(m, s1, ids, n, &img, 1, a), 0);
     CHECK_INT(qvl_seq_prefill(m, s2, ids, n, &img, 1, b), 0);
-    double md = 0;
-    for (int i = 0; i < 151936; i++) md = fmax(md, fabs(a[i] - b[i]));
-    CHECK(md < 1e-4);
+    CHECK(max_abs_diff(a, b, 151936) < 1e-4);
     /* And a decode step after each agrees too. */
     CHECK_INT(qvl_seq_decode(m, s1, 100, a), 0);
     CHECK_INT(qvl_seq_decode(m, s2, 100, b), 0);
-    md = 0;
-    for (int i = 0; i < 151936; i++) md = fmax(md, fabs(a[i] - b[i]));
-    CHECK(md < 1e-4);
+    CHECK(max_abs_diff(a, b, 151936) < 1e-4);
     CHECK_INT(qvl_seq_rope_delta(s1), qvl_seq_rope_delta(s2));
     CHECK(qvl_seq_rope_delta(s1) < 0);
     qvl_seq_free(s1);
@@ -264,15 +266,11 @@ TEST(forward_prefill_continuation_and_reset) {
     CHECK_INT(qvl_seq_prefill(m, s2, ids + 10, n - 10, NULL, 0, b), 0);
     CHECK_INT(qvl_seq_len(s2), n);
     CHECK_INT(qvl_seq_rope_delta(s1), qvl_seq_rope_delta(s2));
-    double md = 0;
-    for (int i = 0; i < 151936; i++) md = fmax(md, fabs(a[i] - b[i]));
-    CHECK(md < 1e-4);
+    CHECK(max_abs_diff(a, b, 151936) < 1e-4);
     qvl_seq_reset(s2);
     CHECK_INT(qvl_seq_len(s2), 0);
     CHECK_INT(qvl_seq_prefill(m, s2, ids, n, &img, 1, b), 0);
-    md = 0;
-    for (int i = 0; i < 151936; i++) md = fmax(md, fabs(a[i] - b[i]));
-    CHECK(md == 0);
+    CHECK(max_abs_diff(a, b, 151936) == 0);
     qvl_seq_free(s1);
     qvl_seq_free(s2);
     free(a);
