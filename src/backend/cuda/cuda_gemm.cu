@@ -96,6 +96,21 @@ static __global__ void k_splitk_reduce(bf16 *y, int ldy, const float *p, const b
     }
 }
 
+/* cuBLASLt's first heuristic choice for the entry's descriptors within the workspace. */
+static int pick_algo(qvl_gemm *g, entry *e) {
+    cublasLtMatmulPreference_t pref;
+    if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) return -1;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &g->ws_bytes,
+                                         sizeof g->ws_bytes);
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g->lt, e->op, e->a, e->b, e->c, e->c, pref, 1, &res, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st != CUBLAS_STATUS_SUCCESS || found < 1) return -1;
+    e->algo = res.algo;
+    return 0;
+}
+
 static int entry_init(qvl_gemm *g, entry *e, int M, int K, int N, int ldx, int ldy, int bias) {
     memset(e, 0, sizeof *e);
     e->M = M, e->K = K, e->N = N, e->ldx = ldx, e->ldy = ldy, e->bias = bias;
@@ -118,17 +133,7 @@ static int entry_init(qvl_gemm *g, entry *e, int M, int K, int N, int ldx, int l
             cublasLtMatrixLayoutSetAttribute(ls[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc);
             cublasLtMatrixLayoutSetAttribute(ls[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &offs[i], sizeof offs[i]);
         }
-        cublasLtMatmulPreference_t pref;
-        if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) return -1;
-        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &g->ws_bytes,
-                                             sizeof g->ws_bytes);
-        cublasLtMatmulHeuristicResult_t res;
-        int found = 0;
-        cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g->lt, e->op, e->a, e->b, e->c, e->c, pref, 1, &res, &found);
-        cublasLtMatmulPreferenceDestroy(pref);
-        if (st != CUBLAS_STATUS_SUCCESS || found < 1) return -1;
-        e->algo = res.algo;
-        return 0;
+        return pick_algo(g, e);
     }
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     if (cublasLtMatmulDescCreate(&e->op, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS) return -1;
@@ -144,17 +149,7 @@ static int entry_init(qvl_gemm *g, entry *e, int M, int K, int N, int ldx, int l
         cublasLtMatrixLayoutCreate(&e->b, CUDA_R_16BF, K, M, ldx) != CUBLAS_STATUS_SUCCESS ||
         cublasLtMatrixLayoutCreate(&e->c, CUDA_R_16BF, N, M, ldy) != CUBLAS_STATUS_SUCCESS)
         return -1;
-    cublasLtMatmulPreference_t pref;
-    if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) return -1;
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &g->ws_bytes,
-                                         sizeof g->ws_bytes);
-    cublasLtMatmulHeuristicResult_t res;
-    int found = 0;
-    cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(g->lt, e->op, e->a, e->b, e->c, e->c, pref, 1, &res, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
-    if (s != CUBLAS_STATUS_SUCCESS || found < 1) return -1;
-    e->algo = res.algo;
-    return 0;
+    return pick_algo(g, e);
 }
 
 /* One row (decoding): a warp per R outputs streams their weight rows with 16-byte loads, GEMV_U
