@@ -15,6 +15,7 @@ LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/*.c))
 CU_SRC   := $(shell find src/backend/cuda -name '*.cu' 2>/dev/null | sort)
+TOKENIZER_JSON := models/tokenizer/tokenizer.json
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -32,13 +33,19 @@ endif
 endif
 
 .PHONY: all deps test test-asan clean bench demo test-gpu
-all: deps $(BUILD)/qvl $(BUILD)/libqvl.a
+all: deps $(TOKENIZER_JSON) $(BUILD)/qvl $(BUILD)/libqvl.a
 
 deps: $(BUILD)/.deps-ok
 $(BUILD)/.deps-ok: scripts/install-deps.sh
 	@mkdir -p $(BUILD)
 	@bash scripts/install-deps.sh
 	@touch $@
+
+# The real Qwen3 tokenizer is stored xz-compressed (11.4 MB -> 1.4 MB) to keep the tree small;
+# unpacked here (tools/tokenizer_path.py does the same for Python tools). The temporary name is
+# unique so parallel builds in other BUILD dirs never see a partial file.
+$(TOKENIZER_JSON): $(TOKENIZER_JSON).xz | deps
+	xz -dc $< > $@.tmp.$$$$ && mv -f $@.tmp.$$$$ $@
 
 $(BUILD)/libqvl.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
@@ -59,10 +66,10 @@ $(BUILD)/%.o: %.cu
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 
 # Tests run from the repository root; QVL_BIN lets CLI tests call the binary of this build.
-test: deps $(BUILD)/qvl $(BUILD)/qvl-tests
+test: deps $(TOKENIZER_JSON) $(BUILD)/qvl $(BUILD)/qvl-tests
 	QVL_BIN=$(BUILD)/qvl $(BUILD)/qvl-tests $(T)
 
-test-asan:
+test-asan: $(TOKENIZER_JSON)
 	$(MAKE) BUILD=build-asan OPT=-O1 NO_CUDA=1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
 # GPU tests (tests/gpu/, their own binary; they need a CUDA device) and the GPU benchmark
@@ -81,7 +88,7 @@ $(BUILD)/bench_gpu: $(BUILD)/bench/bench_gpu.o $(BUILD)/libqvl.a
 bench: deps $(BUILD)/bench_gpu
 
 # The README's main command: the whole pipeline on the bundled default.
-demo: all
+demo: all $(TOKENIZER_JSON)
 	bash scripts/demo.sh $(BUILD)/qvl
 
 clean:

@@ -10,7 +10,8 @@ pkgs=(build-essential pkg-config
       libwebp-dev         # WebP decoding
       libgif-dev          # GIF decoding (first frame)
       libsnappy-dev       # parquet pages (snappy)
-      libzstd-dev)        # parquet pages (zstd)
+      libzstd-dev         # parquet pages (zstd)
+      xz-utils)           # unpacks models/tokenizer/tokenizer.json.xz (make)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

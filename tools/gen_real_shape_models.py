@@ -134,7 +134,9 @@ def gen(size, out, n_tf, image):
     json.dump(PREPROC, open(os.path.join(mdir, "preprocessor_config.json"), "w"), indent=2)
     json.dump(GENCFG, open(os.path.join(mdir, "generation_config.json"), "w"), indent=2)
     here = os.path.dirname(os.path.abspath(__file__))
-    tok_path = os.path.join(here, "..", "models", "tokenizer", "tokenizer.json")
+    sys.path.insert(0, here)
+    from tokenizer_path import tokenizer_json
+    tok_path = tokenizer_json()  # unpacks tokenizer.json.xz if needed
     shutil.copy(tok_path, os.path.join(mdir, "tokenizer.json"))
     log("%s checkpoint written in %.1f s:" % (size, time.time() - t0), sorted(os.listdir(mdir)))
 

@@ -163,7 +163,9 @@ def main():
     torch.manual_seed(SEED)
     torch.set_num_threads(8)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    tok_path = os.path.join(repo, "models", "tokenizer", "tokenizer.json")
+    sys.path.insert(0, os.path.join(repo, "tools"))
+    from tokenizer_path import tokenizer_json
+    tok_path = tokenizer_json()  # unpacks tokenizer.json.xz if needed
 
     from PIL import Image
     img_dir = os.path.join(root, "images")

@@ -42,7 +42,9 @@ def ids_hash(ids):
 
 def main():
     out_dir = sys.argv[1]
-    tok_path = sys.argv[2] if len(sys.argv) > 2 else "models/tokenizer/tokenizer.json"
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from tokenizer_path import tokenizer_json
+    tok_path = sys.argv[2] if len(sys.argv) > 2 else tokenizer_json()  # unpacks tokenizer.json.xz if needed
     print("tokenizers", tokenizers.__version__)
     tok = Tokenizer.from_file(tok_path)
     cps = [cp for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]

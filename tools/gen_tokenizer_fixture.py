@@ -31,7 +31,9 @@ def bytes_to_unicode():
 
 def main():
     out_dir = sys.argv[1]
-    tok_path = sys.argv[2] if len(sys.argv) > 2 else "models/tokenizer/tokenizer.json"
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from tokenizer_path import tokenizer_json
+    tok_path = sys.argv[2] if len(sys.argv) > 2 else tokenizer_json()  # unpacks tokenizer.json.xz if needed
     corpus = sys.argv[3] if len(sys.argv) > 3 else "tests/fixtures/tokenizer/corpus.jsonl"
     print("tokenizers", tokenizers.__version__)
     tok = Tokenizer.from_file(tok_path)

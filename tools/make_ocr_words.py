@@ -12,7 +12,10 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOKENIZER = os.path.join(ROOT, "models", "tokenizer", "tokenizer.json")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from tokenizer_path import tokenizer_json  # noqa: E402
+
+TOKENIZER = tokenizer_json()  # unpacks models/tokenizer/tokenizer.json.xz if needed
 DICT = "/usr/share/dict/american-english"
 # Code words that are also dictionary words but would make the set look like source code.
 SKIP = {"int", "pro", "con", "var", "def", "str", "len", "src", "img", "div", "nil", "args", "init",

@@ -39,7 +39,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import render_ocr_set as R  # noqa: E402
 
-TOKENIZER_JSON = os.path.join(ROOT, "models", "tokenizer", "tokenizer.json")
+from tokenizer_path import tokenizer_json  # noqa: E402
+
+TOKENIZER_JSON = tokenizer_json()  # unpacks models/tokenizer/tokenizer.json.xz if needed
 HELDOUT_SEED = 20261126
 HELDOUT_N = 240
 IMG, VSTART, VEND, IM_START, IM_END, PAD = 151655, 151652, 151653, 151644, 151645, 151643
