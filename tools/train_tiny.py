@@ -8,8 +8,13 @@ tools/render_ocr_set.py in DataLoader workers (fixed seeds), stopped by wall clo
 reloaded with from_pretrained and evaluated with transformers' greedy generate on the held-out set.
 
 Run from the repo root (fonts: a folder with the DejaVu/Liberation .ttf files):
-  python3 tools/train_tiny.py --fonts-dir .devcarry/fonts --out $OUT --budget-s 480 \
-      [--resume models/qvl-tiny-ocr/model.safetensors --stage 2]
+  python3 tools/train_tiny.py --fonts-dir .devcarry/fonts --out $OUT --budget-s 500 \
+      [--heldout DIR (rendered there if DIR/OCRBench.json is missing)] \
+      [--resume .devcarry/ckpt/model.safetensors.xz --stage 2]
+Schedule: WSD (warmup, constant lr, linear decay over the last --decay-frac of the time), so a run
+can be resumed in a later call; stage 1 starts with a curriculum (digit-heavy, clean renders).
+Every --probe-every-s the first --probe-n held-out samples are decoded greedily (logged), so one
+call tells whether the model reads.
 Writes under --out: model.safetensors.part-* (split for the 16 MiB transfer limit; cat them back),
 results.tar.gz (model folder configs, held-out set if it was rendered here, predictions, train log).
 
@@ -46,17 +51,23 @@ HELDOUT_SEED = 20261126
 HELDOUT_N = 240
 IMG, VSTART, VEND, IM_START, IM_END, PAD = 151655, 151652, 151653, 151644, 151645, 151643
 MIN_PIXELS, MAX_PIXELS = 16384, 65536
+CURRICULUM_WEIGHTS = [0.30, 0.55, 0.15]   # word, number, line (R.KIND_NAMES order)
 
+# rope_theta 100 (not the released 5e6): with head_dim 32 and the interleaved mrope_section
+# [6, 5, 5], the width axis gets the frequency indices 2, 5, 8, 11, 14 of 16, i.e. theta^(-i/16).
+# At 5e6 these are 0.146, 0.008, 4.6e-4, ... rad per position: one usable frequency, so the decoder
+# can hardly address "the next image column" by position. At 100 they are 0.56, 0.24, 0.10, 0.042,
+# 0.018 (periods 11 to 350 columns: covers the 8..16 columns and ~80 tokens of these prompts).
 TEXT_CONFIG = dict(
-    vocab_size=151936, hidden_size=64, intermediate_size=192, num_hidden_layers=4,
+    vocab_size=151936, hidden_size=64, intermediate_size=192, num_hidden_layers=6,
     num_attention_heads=4, num_key_value_heads=2, head_dim=32, hidden_act="silu",
     max_position_embeddings=8192, rms_norm_eps=1e-6, attention_bias=False, attention_dropout=0.0,
     tie_word_embeddings=True, bos_token_id=PAD, eos_token_id=IM_END, pad_token_id=PAD,
-    rope_parameters={"rope_type": "default", "rope_theta": 5000000.0, "mrope_section": [6, 5, 5],
+    rope_parameters={"rope_type": "default", "rope_theta": 100.0, "mrope_section": [6, 5, 5],
                      "mrope_interleaved": True},
 )
 VISION_CONFIG = dict(
-    depth=4, hidden_size=128, hidden_act="gelu_pytorch_tanh", intermediate_size=256, num_heads=4,
+    depth=4, hidden_size=128, hidden_act="gelu_pytorch_tanh", intermediate_size=512, num_heads=4,
     in_channels=3, patch_size=16, spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=64,
     num_position_embeddings=576, deepstack_visual_indexes=[0, 1, 2],
 )
@@ -82,8 +93,9 @@ def make_stream_class():
     from torch.utils.data import IterableDataset, get_worker_info
 
     class Stream(IterableDataset):
-        def __init__(self, fonts_dir, batch, seed, heldout_keys):
+        def __init__(self, fonts_dir, batch, seed, heldout_keys, phase):
             self.fonts_dir, self.batch, self.seed, self.heldout_keys = fonts_dir, batch, seed, heldout_keys
+            self.phase = phase   # shared multiprocessing.Value: 0 = curriculum, 1 = final mix
 
         def __iter__(self):
             from tokenizers import Tokenizer
@@ -97,7 +109,10 @@ def make_stream_class():
             kinds = R.KIND_NAMES
             weights = [R.KINDS[k][0] for k in kinds]
             while True:
-                kind = rng.choices(kinds, weights=weights)[0]
+                easy = self.phase.value == 0
+                # curriculum: mostly digit strings (the word prior is useless there, so the model
+                # must look at the image), clean renders
+                kind = rng.choices(kinds, weights=CURRICULUM_WEIGHTS if easy else weights)[0]
                 _, W, H, q, _ = R.KINDS[kind]
                 n_pads = (W // 32) * (H // 32)
                 if kind not in prompt_ids:
@@ -105,7 +120,7 @@ def make_stream_class():
                 p = prompt_ids[kind]
                 raw, seqs, answers, clash = [], [], [], 0
                 for _ in range(self.batch):
-                    img, text, _ = rend.render(rng, kind)
+                    img, text, _ = rend.render(rng, kind, easy=easy)
                     b = img.tobytes()
                     if hashlib.blake2b(b + b"\0" + text.encode(), digest_size=16).hexdigest() in self.heldout_keys:
                         clash += 1
@@ -315,6 +330,50 @@ def hf_hidden(model, pv, ids, B, H, W):
     return out.last_hidden_state
 
 
+def probe_groups(heldout, n, tok):
+    """The first n held-out samples grouped by kind (equal image sizes) for greedy_probe()."""
+    import torch
+    groups = {}
+    for it, img, ans in heldout[:n]:
+        kind = it["dataset_name"].replace("tiny-ocr-", "")
+        groups.setdefault(kind, []).append((img.convert("RGB"), ans, it["question"]))
+    out = {}
+    for kind, rows in groups.items():
+        W, H = rows[0][0].size
+        pix = torch.stack([torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(H, W, 3)
+                           for im, _, _ in rows])
+        prompt = tok.encode(prompt_text(rows[0][2], (W // 32) * (H // 32)), add_special_tokens=False).ids
+        out[kind] = (pix, prompt, [a for _, a, _ in rows], W, H)
+    return out
+
+
+def greedy_probe(fast, groups, tok, dev, max_new=24):
+    """Batched greedy decoding with the training forward (no KV cache; the whole sequence is run
+    again per token): a cheap in-training check that the model reads. Returns {kind: [ok, n]}."""
+    import torch
+    E = fast.p("model.language_model.embed_tokens.weight")
+    res = {}
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        for kind, (pix, prompt, answers, W, H) in groups.items():
+            B = pix.shape[0]
+            pv = patchify(pix.to(dev))
+            ids = torch.tensor([prompt] * B, device=dev)
+            for _ in range(max_new):
+                h = fast.hidden(pv, ids, B, H, W)
+                nxt = (h[:, -1].float() @ E.float().t()).argmax(-1)
+                ids = torch.cat([ids, nxt[:, None]], dim=1)
+                if bool(((ids[:, len(prompt):] == IM_END).any(1)).all()):
+                    break
+            ok = 0
+            for r in range(B):
+                gen = ids[r, len(prompt):].tolist()
+                if IM_END in gen:
+                    gen = gen[:gen.index(IM_END)]
+                ok += tok.decode(gen, skip_special_tokens=True).strip() == answers[r]
+            res[kind] = [ok, B]
+    return res
+
+
 # ---------------------------------------------------------------------------------------------
 def write_model_folder(folder, model, tie_ok_note=""):
     """config.json, generation_config.json, preprocessor/tokenizer configs and model.safetensors."""
@@ -481,8 +540,14 @@ def main():
     ap.add_argument("--resume", default="")
     ap.add_argument("--stage", type=int, default=1, help="1 = from scratch, 2.. = resumed (new data seed)")
     ap.add_argument("--batch", type=int, default=512)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--decay-frac", type=float, default=0.25,
+                    help="WSD schedule: warmup, constant, then linear decay over this last fraction of the training time")
+    ap.add_argument("--curriculum-s", type=float, default=-1,
+                    help="seconds of curriculum (digit-heavy, clean renders) at the start; default 12%% of the budget in stage 1, 0 when resumed")
+    ap.add_argument("--probe-n", type=int, default=60, help="held-out samples greedily decoded during training")
+    ap.add_argument("--probe-every-s", type=float, default=45)
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 4) - 2))
     ap.add_argument("--seed", type=int, default=1234)
     a = ap.parse_args()
@@ -540,7 +605,11 @@ def main():
     fast = FastForward(model)
 
     Stream = make_stream_class()
-    loader = torch.utils.data.DataLoader(Stream(a.fonts_dir, a.batch, a.seed * 100 + a.stage, heldout_keys),
+    import multiprocessing
+    if a.curriculum_s < 0:
+        a.curriculum_s = 0.12 * a.budget_s if not a.resume else 0.0
+    phase = multiprocessing.Value("i", 0 if a.curriculum_s > 0 else 1)
+    loader = torch.utils.data.DataLoader(Stream(a.fonts_dir, a.batch, a.seed * 100 + a.stage, heldout_keys, phase),
                                          batch_size=None, num_workers=a.workers, pin_memory=True,
                                          prefetch_factor=4, persistent_workers=False)
     it = iter(loader)
@@ -549,6 +618,7 @@ def main():
     checks = {}
     use_fast = True
     torch.backends.cuda.matmul.allow_tf32 = False   # exact fp32 for the comparisons
+    torch.backends.cudnn.allow_tf32 = False         # (HF's patch embedding is a Conv3d)
     from tokenizers import Tokenizer
     model.eval()
     try:
@@ -588,7 +658,7 @@ def main():
                         ref = model.model(**enc, use_cache=False).last_hidden_state
                         if mine is not None:
                             c["fast_vs_hf_hidden_maxdiff"] = (mine - ref).abs().max().item()
-                            if not c["fast_vs_hf_hidden_maxdiff"] < 2e-3:
+                            if not c["fast_vs_hf_hidden_maxdiff"] < 1e-2:
                                 use_fast = False
                     except Exception:
                         log("HF forward failed:\n" + traceback.format_exc())
@@ -599,6 +669,7 @@ def main():
         log("checks failed:\n" + traceback.format_exc())
         checks["check_error"] = traceback.format_exc()[-2000:]
     torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
 
     checks["training_path"] = "fast" if use_fast else "hf"
     log("training path:", checks["training_path"])
@@ -624,7 +695,26 @@ def main():
     snap_params = [p_.detach().clone() for p_ in model.parameters()]
     snap_opt = copy.deepcopy(opt.state_dict())
     snap_step = 0
+    tok_probe = Tokenizer.from_file(TOKENIZER_JSON)
+    probe = probe_groups(heldout, a.probe_n, tok_probe)
+    last_probe = time.time()
+    probes = []
+    ema_kind = {}
+
+    def run_probe():
+        model.eval()
+        r = greedy_probe(fast, probe, tok_probe, dev)
+        model.train()
+        ok, n = sum(v[0] for v in r.values()), sum(v[1] for v in r.values())
+        rec = {"step": step, "samples": samples, "seconds": round(time.time() - train_start, 1),
+               "greedy_exact": ok, "n": n, "by_kind": r}
+        probes.append(rec)
+        log("probe (greedy, first %d held-out): %d/%d %s" % (n, ok, n, r))
+
     while time.time() < train_end:
+        if phase.value == 0 and time.time() - train_start > a.curriculum_s:
+            phase.value = 1
+            log("curriculum over at step %d (%d samples)" % (step, samples))
         tw = time.time()
         b = next(it)
         data_wait += time.time() - tw
@@ -633,8 +723,10 @@ def main():
         pix = b["pixels"].to(dev, non_blocking=True)
         ids = b["ids"].to(dev, non_blocking=True)
         tgt = b["tgt"].to(dev, non_blocking=True)
-        frac = (time.time() - train_start) / total
-        lr = lr_scale * a.lr * min(1.0, (step + 1) / a.warmup) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+        frac = min(1.0, (time.time() - train_start) / total)
+        # WSD: linear warmup, constant, linear decay to 2% over the last decay_frac of the time
+        decay = 1.0 if frac < 1.0 - a.decay_frac else max(0.02, (1.0 - frac) / a.decay_frac)
+        lr = lr_scale * a.lr * min(1.0, (step + 1) / a.warmup) * decay
         for g in opt.param_groups:
             g["lr"] = lr
         pl = b["prompt_len"]
@@ -675,14 +767,26 @@ def main():
                 ex = 1.0 - bad.float().mean().item()
             ema = lv if ema is None else 0.9 * ema + 0.1 * lv
             ema_exact = ex if ema_exact is None else 0.9 * ema_exact + 0.1 * ex
+            k = b["kind"]
+            ema_kind[k] = ex if k not in ema_kind else 0.7 * ema_kind[k] + 0.3 * ex
             if time.time() - last_log > 20:
                 last_log = time.time()
                 el = time.time() - train_start
-                log("step %d samples %d loss %.4f tf-exact %.3f lr %.2e  %.0f img/s data-wait %.0f%%"
-                    % (step, samples, ema, ema_exact, lr, samples / el, 100 * data_wait / el))
+                log("step %d samples %d loss %.4f tf-exact %.3f %s lr %.2e  %.0f img/s data-wait %.0f%%"
+                    % (step, samples, ema, ema_exact, {k_: round(v_, 3) for k_, v_ in ema_kind.items()},
+                       lr, samples / el, 100 * data_wait / el))
                 hist.append({"step": step, "samples": samples, "seconds": round(el, 1), "loss": round(ema, 4),
-                             "teacher_forced_exact": round(ema_exact, 4), "lr": lr})
+                             "teacher_forced_exact": round(ema_exact, 4),
+                             "teacher_forced_exact_by_kind": {k_: round(v_, 4) for k_, v_ in ema_kind.items()},
+                             "lr": lr})
+            if time.time() - last_probe > a.probe_every_s:
+                run_probe()
+                last_probe = time.time()
     train_s = time.time() - train_start
+    try:
+        run_probe()
+    except Exception:
+        log("final probe failed:\n" + traceback.format_exc())
     if not all(bool(torch.isfinite(p_).all()) for p_ in model.parameters()):
         restores += 1
         with torch.no_grad():
@@ -712,6 +816,8 @@ def main():
         overlap["exact_match_on_unseen_answers"] = sum(res["predictions"][i]["exact_match"] for i in unseen)
     train = {"stage": a.stage, "resumed_from": a.resume or None, "steps": step, "samples": samples,
              "train_seconds": round(train_s, 1), "nan_restores": restores, "batch": a.batch, "peak_lr": a.lr, "warmup": a.warmup,
+             "schedule": "WSD, linear decay over the last %.0f%% of the time" % (100 * a.decay_frac),
+             "curriculum_seconds": a.curriculum_s, "probes": probes,
              "data_seed": a.seed * 100 + a.stage, "workers": a.workers, "history": hist,
              "checks": checks, "versions": versions, "argv": sys.argv, "parameters": n_params,
              "overlap": overlap, "script_seconds": round(time.time() - T0, 1)}
