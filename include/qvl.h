@@ -89,7 +89,27 @@ typedef struct {
 int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *g, qvl_result *out);
 void qvl_result_free(qvl_result *r);
 
-/* Peak memory in MiB: GPU memory of this process on CUDA, peak resident set on CPU. */
+/* Peak memory in MiB: GPU memory of this process on CUDA (qvl_memory_info.peak_measure says which
+ * figure), peak resident set on CPU. */
 double qvl_engine_peak_memory_mib(const qvl_engine *e);
+
+/* The memory plan made at open beside what was measured, MiB (2^20 bytes). The GPU figure is
+ * sampled after open and after every request (the arena is allocated up front, so the peak is
+ * reached early): NVML's figure for this process when NVML is there, else cudaMemGetInfo. */
+typedef struct {
+    double peak_mib;              /* = qvl_engine_peak_memory_mib() */
+    const char *peak_measure;     /* "nvml process", "nvml device used minus before start",
+                                     "cudaMemGetInfo device used" (all processes), "peak resident set" */
+    const char *note;             /* why NVML is not used, or how its device was found ("" on the CPU) */
+    double cuda_used_peak_mib;    /* cudaMemGetInfo total - free, highest sampled; 0 on the CPU */
+    int has_plan;                 /* 1 on the GPU path: the plan fields below are set */
+    double plan_cuda_context, plan_weights, plan_kv_cache, plan_vision_activations, plan_workspace, plan_total;
+    const char *plan_context_measure; /* what measured plan_cuda_context (a peak_measure name) */
+    double arena_mib;             /* the device arena reserved at open (in the plan's weights..workspace) */
+    long plan_max_model_len, plan_max_image_tokens, plan_max_image_pixels;
+} qvl_memory_info;
+
+/* Fills *out; returns 0 (-1 only for a NULL engine). Strings live as long as the engine. */
+int qvl_engine_memory(const qvl_engine *e, qvl_memory_info *out);
 
 #endif

@@ -1,6 +1,7 @@
 /* The memory plan: figures computed by hand from the real 2B/8B shapes. */
 #include <stdlib.h>
 
+#include "backend/cuda/cuda_device.h"
 #include "model/config.h"
 #include "model/mem_plan.h"
 #include "test.h"
@@ -69,4 +70,44 @@ TEST(mem_cli_json_and_batch) {
     CHECK_INT(test_qvl(NULL, &err, "mem --model /nonexistent"), 1);
     CHECK_CONTAINS(err, "qvl: /nonexistent");
     free(err);
+}
+
+/* The plan's arena part is the CUDA backend's arena to the byte (cuda_model.cu layout_buffers; the
+ * GPU test gpu_mem_plan_is_the_arena checks it on a device): the 2B shapes at the settings of the
+ * 2B benchmark (12517 tokens, 12483584 pixels = 12191 image tokens = 48764 patches), whose arena
+ * measured 6627 MiB. */
+TEST(mem_plan_is_the_cuda_arena_2b_by_hand) {
+    qvl_config cfg;
+    CHECK_INT(qvl_config_load("tests/fixtures/configs/2b", &cfg), 0);
+    qvl_mem_plan p;
+    CHECK_INT(qvl_mem_plan_compute(&cfg, 4057.95 * 1048576.0, 12517, 12483584, 500, &p), 0);
+    CHECK_INT(p.max_image_tokens, 12191);
+    const double MiB = 1048576.0;
+    /* patches x (x, y, qkv, MLP hidden) + (merger + 3 deepstack) x tokens x hidden, BF16 */
+    CHECK_NEAR(p.vision_activations * MiB, 48764.0 * (1024 + 1024 + 3072 + 4096) * 2 + 4.0 * 12191 * 2048 * 2, 0);
+    /* rotary tables (2048 + 64*4 bytes); a 2048-token chunk of x, y, qkv (2048 + 2*1024), attention
+     * (2048), gate|up (2*6144), SwiGLU (6144); BF16 logits; ids, positions, image rows (each rounded
+     * up to 256 bytes), next id, step; decode attention scratch 8 x 64 x 32 x 130 floats; 32 MiB
+     * cuBLASLt workspace */
+    double ws = 2048 + 256 + 2048.0 * (2048 + 2048 + 4096 + 2048 + 12288 + 6144) * 2 + 151936 * 2 + 50176 + 150272 +
+                50176 + 256 + 256 + 8.0 * 64 * 32 * 130 * 4 + 32 * MiB;
+    CHECK_NEAR((p.workspace - p.cuda_runtime) * MiB, ws, 0);
+    CHECK_NEAR(p.kv_cache * MiB, 2.0 * 28 * 12517 * 1024 * 2, 0);
+    CHECK_NEAR(qvl_mem_plan_arena_mib(&p), 6627.32, 0.005);
+    CHECK_NEAR(p.total, 500 + qvl_mem_plan_arena_mib(&p) + p.cuda_runtime, 1e-9);
+    CHECK_NEAR(p.cuda_runtime, QVL_CUDA_RUNTIME_ESTIMATE_MIB, 0);
+}
+
+TEST(mem_cli_says_how_the_context_is_known) {
+    char *out = NULL;
+    CHECK_INT(test_qvl(&out, NULL, "mem --model tests/fixtures/configs/2b --max-model-len 12517 --max-pixels 12483584"), 0);
+    if (qvl_cuda_device_count() > 0)
+        CHECK_CONTAINS(out, " MiB (measured: ");   /* nvml process, or cudaMemGetInfo device used */
+    else
+        CHECK_CONTAINS(out, "cuda_context             512.00 MiB (estimate: no GPU here)\n");
+    CHECK_CONTAINS(out, "vision_activations      1047.66 MiB (largest image)\n");
+    free(out);
+    CHECK_INT(test_qvl(&out, NULL, "mem --model tests/fixtures/configs/2b --json"), 0);
+    if (qvl_cuda_device_count() == 0) CHECK_CONTAINS(out, "\"cuda_context_measured\": false, \"cuda_context_measure\": null, ");
+    free(out);
 }

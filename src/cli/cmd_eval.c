@@ -86,21 +86,26 @@ static cJSON *run_settings(const eval_args *a, const qvl_config *cfg, const qvl_
     return s;
 }
 
-/* qvl's GPU memory plan for these settings (as `qvl mem` prints it, context estimated), as a JSON
- * object of MiB figures; NULL if it cannot be computed. */
-static cJSON *memory_plan(const eval_args *a, const qvl_config *cfg, double *total) {
+/* qvl's GPU memory plan as a JSON object of MiB figures (NULL if it cannot be computed), and where
+ * it comes from: the engine's own plan on the GPU path (context measured as the peak is), else the
+ * plan `qvl mem` would print for these settings from the config (context estimated). */
+static cJSON *memory_plan(const eval_args *a, const qvl_config *cfg, const qvl_memory_info *mi, double *total,
+                          char *note, size_t note_len) {
+    if (mi->has_plan) {
+        *total = mi->plan_total;
+        snprintf(note, note_len, "the engine's plan at open, CUDA context measured by %s; arena %.2f MiB",
+                 mi->plan_context_measure, mi->arena_mib);
+        return qvl_report_plan_object(mi);
+    }
     qvl_mem_plan p;
     if (qvl_mem_plan_compute(cfg, -1, common_max_model_len(&a->c, cfg), common_max_pixels(&a->c, cfg), -1, &p))
         return NULL;
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "cuda_context", round(p.cuda_context * 100) / 100);
-    cJSON_AddNumberToObject(o, "weights", round(p.weights * 100) / 100);
-    cJSON_AddNumberToObject(o, "kv_cache", round(p.kv_cache * 100) / 100);
-    cJSON_AddNumberToObject(o, "vision_activations", round(p.vision_activations * 100) / 100);
-    cJSON_AddNumberToObject(o, "workspace", round(p.workspace * 100) / 100);
-    cJSON_AddNumberToObject(o, "total", round(p.total * 100) / 100);
+    qvl_memory_info m = {.has_plan = 1, .plan_cuda_context = p.cuda_context, .plan_weights = p.weights,
+                         .plan_kv_cache = p.kv_cache, .plan_vision_activations = p.vision_activations,
+                         .plan_workspace = p.workspace, .plan_total = p.total};
     *total = p.total;
-    return o;
+    snprintf(note, note_len, "from the config for these settings (CUDA context estimated), as `qvl mem` prints it");
+    return qvl_report_plan_object(&m);
 }
 
 static qvl_gen_opts gen_opts(const eval_args *a) {
@@ -427,7 +432,10 @@ int cmd_eval(int argc, char **argv) {
     cJSON_AddStringToObject(report_settings, "qvl_version", QVL_VERSION);
     cJSON_AddStringToObject(report_settings, "results", st.out);
     double planned = -1;
-    cJSON *plan = memory_plan(&a, &cfg, &planned);
+    qvl_memory_info mi = {0};
+    if (st.engine) qvl_engine_memory(st.engine, &mi);
+    char plan_note[256];
+    cJSON *plan = memory_plan(&a, &cfg, &mi, &planned, plan_note, sizeof plan_note);
     qvl_report_input in = {
         .model = a.model, .data = a.data, .date = date, .device = device,
         .device_is_cpu = st.engine ? strncmp(device, "cpu", 3) == 0 : (a.c.device && !strcmp(a.c.device, "cpu")),
@@ -435,6 +443,8 @@ int cmd_eval(int argc, char **argv) {
         .load_s = load_s, .warmup_s = warmup_s, .resumed = resumed, .peak_memory_mib = peak,
         .planned_memory_mib = planned, .memory_plan_mib = plan,
         .memory_budget_mib = a.c.gpu_mem_mib > 0 ? (double)a.c.gpu_mem_mib : 0,
+        .peak_measure = st.engine ? mi.peak_measure : NULL, .cuda_used_peak_mib = mi.cuda_used_peak_mib,
+        .plan_note = plan ? plan_note : NULL,
     };
     char *text = qvl_report_text(&in);
     if (!text) {

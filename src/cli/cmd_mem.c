@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "backend/cuda/cuda_device.h"
+#include "backend/cuda/cuda_nvml.h"
 #include "cli/commands.h"
 #include "cli/opts.h"
 #include "io/safetensors.h"
@@ -24,24 +24,33 @@ static double checkpoint_bf16_bytes(const char *dir) {
     return bytes;
 }
 
-static void print_plan(const qvl_mem_plan *p, long budget, int from_config) {
-    fprintf(stdout, "%-20s %10.2f MiB%s\n", "cuda_context", p->cuda_context,
-            p->cuda_context_measured ? " (measured)" : " (estimate: no GPU here)");
+static void print_plan(const qvl_mem_plan *p, long budget, int from_config, const char *ctx_measure) {
+    if (p->cuda_context_measured)
+        fprintf(stdout, "%-20s %10.2f MiB (measured: %s)\n", "cuda_context", p->cuda_context, ctx_measure);
+    else
+        fprintf(stdout, "%-20s %10.2f MiB (estimate: no GPU here)\n", "cuda_context", p->cuda_context);
     fprintf(stdout, "%-20s %10.2f MiB%s\n", "weights", p->weights, from_config ? " (from config: no weights found)" : "");
     fprintf(stdout, "%-20s %10.2f MiB (%ld tokens)\n", "kv_cache", p->kv_cache, p->max_model_len);
     fprintf(stdout, "%-20s %10.2f MiB (largest image)\n", "vision_activations", p->vision_activations);
-    fprintf(stdout, "%-20s %10.2f MiB\n", "workspace", p->workspace);
+    if (p->cuda_runtime > 0)
+        fprintf(stdout, "%-20s %10.2f MiB (of which %.2f: CUDA runtime after the context, estimate)\n", "workspace",
+                p->workspace, p->cuda_runtime);
+    else
+        fprintf(stdout, "%-20s %10.2f MiB\n", "workspace", p->workspace);
     fprintf(stdout, "%-20s %10.2f MiB\n", "total", p->total);
     if (budget > 0) fprintf(stdout, "%-20s %10ld MiB\n", "budget", budget);
     fprintf(stdout, "largest image: %ld pixels (%ld tokens)\n", p->max_image_pixels, p->max_image_tokens);
 }
 
-static void print_json(const qvl_mem_plan *p, long budget) {
-    printf("{\"cuda_context\": %.2f, \"cuda_context_measured\": %s, \"weights\": %.2f, \"kv_cache\": %.2f, "
-           "\"vision_activations\": %.2f, \"workspace\": %.2f, \"total\": %.2f, \"max_model_len\": %ld, "
-           "\"max_image_pixels\": %ld, \"max_image_tokens\": %ld, \"budget\": ",
-           p->cuda_context, p->cuda_context_measured ? "true" : "false", p->weights, p->kv_cache,
-           p->vision_activations, p->workspace, p->total, p->max_model_len, p->max_image_pixels, p->max_image_tokens);
+static void print_json(const qvl_mem_plan *p, long budget, const char *ctx_measure) {
+    printf("{\"cuda_context\": %.2f, \"cuda_context_measured\": %s, \"cuda_context_measure\": ",
+           p->cuda_context, p->cuda_context_measured ? "true" : "false");
+    if (p->cuda_context_measured) printf("\"%s\", ", ctx_measure); else printf("null, ");
+    printf("\"weights\": %.2f, \"kv_cache\": %.2f, \"vision_activations\": %.2f, \"workspace\": %.2f, "
+           "\"cuda_runtime\": %.2f, \"total\": %.2f, \"max_model_len\": %ld, \"max_image_pixels\": %ld, "
+           "\"max_image_tokens\": %ld, \"budget\": ",
+           p->weights, p->kv_cache, p->vision_activations, p->workspace, p->cuda_runtime, p->total, p->max_model_len,
+           p->max_image_pixels, p->max_image_tokens);
     if (budget > 0) printf("%ld}\n", budget); else printf("null}\n");
 }
 
@@ -70,9 +79,15 @@ int cmd_mem(int argc, char **argv) {
     long max_len = common_max_model_len(&c, &cfg), max_px = common_max_pixels(&c, &cfg);
 
     double wbytes = checkpoint_bf16_bytes(model);
+    /* The context as the run's peak will be measured: NVML's figure for this process when it can. */
+    qvl_gpu_meter meter;
+    qvl_gpu_meter_start(&meter);
+    const char *ctx_measure = "none";
+    double ctx = qvl_gpu_context_mib(&meter, &ctx_measure);
     qvl_mem_plan plan;
-    if (qvl_mem_plan_compute(&cfg, wbytes, max_len, max_px, qvl_cuda_context_mib(), &plan)) return runtime_error();
-    if (json) print_json(&plan, c.gpu_mem_mib); else print_plan(&plan, c.gpu_mem_mib, wbytes < 0);
+    if (qvl_mem_plan_compute(&cfg, wbytes, max_len, max_px, ctx, &plan)) return runtime_error();
+    if (json) print_json(&plan, c.gpu_mem_mib, ctx_measure);
+    else print_plan(&plan, c.gpu_mem_mib, wbytes < 0, ctx_measure);
     if (c.gpu_mem_mib > 0 && plan.total > (double)c.gpu_mem_mib) {
         double over = plan.total - (double)c.gpu_mem_mib;
         if (plan.weights + plan.cuda_context > (double)c.gpu_mem_mib)

@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "cli/opts.h"
+#include "eval/report.h"
 #include "qvl.h"
 
 static double now_s(void) {
@@ -27,7 +28,8 @@ static void print_piece(const char *piece, void *user) {
 /* Microsecond resolution keeps the JSON readable. */
 static double usec(double s) { return round(s * 1e6) / 1e6; }
 
-/* The JSON object of cli.md. load_s and total_s include loading the model. */
+/* The JSON object of cli.md, exactly its keys (peak_memory_mib: the measured peak; the plan beside
+ * it goes to stderr). load_s and total_s include loading the model. */
 static int print_json(const qvl_result *r, double model_load_s, double total_s, double peak_mib) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "text", r->text);
@@ -77,7 +79,8 @@ int cmd_run(int argc, char **argv) {
     int rc = opts_parse(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]),
                         "qvl run --model DIR [--image FILE] --prompt TEXT [--max-new-tokens N] [--json] [options]",
                         "Generates an answer to PROMPT about the image, streaming it to stdout (a summary line\n"
-                        "goes to stderr). Greedy unless --sample; generation stops at an eos id of\n"
+                        "goes to stderr, with the measured peak memory, which measure, and on the GPU the memory\n"
+                        "plan beside it). Greedy unless --sample; generation stops at an eos id of\n"
                         "generation_config.json or after --max-new-tokens. With --json, prints one object:\n"
                         "{text, token_ids, finish_reason, prompt_tokens, image_tokens, timings, peak_memory_mib};\n"
                         "timings.load_s and total_s include loading the model. The context defaults to\n"
@@ -133,18 +136,22 @@ int cmd_run(int argc, char **argv) {
         return runtime_error();
     }
     double total_s = now_s() - t0;
-    double peak = qvl_engine_peak_memory_mib(e);
+    qvl_memory_info mi;
+    qvl_engine_memory(e, &mi);
+    char mem[200];
+    qvl_report_memory_line(mem, sizeof mem, &mi);
     if (json) {
-        rc = print_json(&r, model_load_s, total_s, peak);
+        rc = print_json(&r, model_load_s, total_s, mi.peak_mib);
+        fprintf(stderr, "[%s | %s]\n", qvl_engine_device_name(e), mem);   /* human text: stderr */
     } else {
         size_t n = strlen(r.text);
         if (n == 0 || r.text[n - 1] != '\n') putchar('\n');
         fflush(stdout);
         fprintf(stderr, "[%s | prompt %d tokens (%d image) | %d generated, %s | prefill %.2f s | %.1f tokens/s | "
-                        "peak %.0f MiB]\n",
+                        "%s]\n",
                 qvl_engine_device_name(e), r.prompt_tokens, r.image_tokens, r.n_tokens,
                 r.finish_reason == QVL_FINISH_STOP ? "stop" : "length", r.prefill_s,
-                r.decode_s > 0 ? (r.n_tokens - 1) / r.decode_s : 0.0, peak);
+                r.decode_s > 0 ? (r.n_tokens - 1) / r.decode_s : 0.0, mem);
         rc = 0;
     }
     qvl_result_free(&r);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "backend/cuda/cuda_device.h"
+#include "backend/cuda/cuda_nvml.h"
 #include "engine/sampler.h"
 #include "image/image.h"
 #include "model/model.h"
@@ -39,6 +40,11 @@ struct qvl_engine {
     long max_model_len;
     qvl_image_params img;      /* pixel limits after the options */
     char device_name[64];
+    /* GPU memory: the meter (NVML) sampled after open and after every request, and the plan with
+     * the context as that meter measured it. */
+    qvl_gpu_meter meter;
+    qvl_mem_plan plan;
+    const char *context_measure;
 };
 
 static double now_s(void) {
@@ -104,7 +110,19 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
         if (o.max_image_tokens > 0 && (px <= 0 || px > o.max_image_tokens * 1024)) px = o.max_image_tokens * 1024;
         qvl_cuda_opts co = {.max_model_len = o.max_model_len > 0 ? o.max_model_len : QVL_DEFAULT_MAX_MODEL_LEN,
                             .max_pixels = px, .gpu_mem_mib = o.gpu_mem_mib};
+        /* The meter's baseline comes before this process's context exists; the context is then
+         * created and measured the way the peak will be (NVML), not as device-wide used memory. */
+        qvl_gpu_meter_start(&e->meter);
+        double ctx = qvl_gpu_context_mib(&e->meter, &e->context_measure);
         if (!(e->gpu = qvl_cuda_model_open(o.model_dir, &co))) goto fail;
+        e->plan = *qvl_cuda_model_plan(e->gpu);
+        if (ctx >= 0 && e->meter.measure != QVL_GPU_MEASURE_NONE) {
+            e->plan.total += ctx - e->plan.cuda_context;
+            e->plan.cuda_context = ctx;
+        } else {
+            e->context_measure = "cudaMemGetInfo device used";
+        }
+        qvl_gpu_meter_sample(&e->meter);
         e->cfg = qvl_cuda_model_config(e->gpu);
         snprintf(e->device_name, sizeof e->device_name, "%s", qvl_cuda_model_device_name(e->gpu));
     } else {
@@ -150,11 +168,44 @@ void qvl_engine_close(qvl_engine *e) {
 
 const char *qvl_engine_device_name(const qvl_engine *e) { return e->device_name; }
 
-double qvl_engine_peak_memory_mib(const qvl_engine *e) {
-    if (e && e->gpu) return qvl_cuda_model_peak_mib(e->gpu);
+static double peak_rss_mib(void) {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru)) return 0;
     return (double)ru.ru_maxrss / 1024.0;   /* Linux reports KiB */
+}
+
+double qvl_engine_peak_memory_mib(const qvl_engine *e) {
+    if (e && e->gpu) return e->meter.measure != QVL_GPU_MEASURE_NONE ? e->meter.peak_mib : qvl_cuda_model_peak_mib(e->gpu);
+    return peak_rss_mib();
+}
+
+int qvl_engine_memory(const qvl_engine *e, qvl_memory_info *out) {
+    memset(out, 0, sizeof *out);
+    if (!e) return -1;
+    out->peak_mib = qvl_engine_peak_memory_mib(e);
+    out->note = "";
+    if (!e->gpu) {
+        out->peak_measure = "peak resident set";
+        return 0;
+    }
+    out->peak_measure = e->meter.measure != QVL_GPU_MEASURE_NONE ? qvl_gpu_measure_name(e->meter.measure)
+                                                                  : "cudaMemGetInfo device used";
+    out->note = e->meter.note;
+    out->cuda_used_peak_mib = qvl_cuda_model_peak_mib(e->gpu);
+    const qvl_mem_plan *p = &e->plan;
+    out->has_plan = 1;
+    out->plan_cuda_context = p->cuda_context;
+    out->plan_weights = p->weights;
+    out->plan_kv_cache = p->kv_cache;
+    out->plan_vision_activations = p->vision_activations;
+    out->plan_workspace = p->workspace;
+    out->plan_total = p->total;
+    out->plan_context_measure = e->context_measure ? e->context_measure : "";
+    out->arena_mib = qvl_cuda_model_arena_mib(e->gpu);
+    out->plan_max_model_len = p->max_model_len;
+    out->plan_max_image_tokens = p->max_image_tokens;
+    out->plan_max_image_pixels = p->max_image_pixels;
+    return 0;
 }
 
 void qvl_result_free(qvl_result *r) {
@@ -242,6 +293,7 @@ int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *gopt
     qvl_detok_stream *ds = NULL;
 #define FAIL()                                                  \
     do {                                                        \
+        if (e->gpu) qvl_gpu_meter_sample(&e->meter);            \
         request_cleanup(&img, &pv, &vo, ids, seq, ds);          \
         qvl_result_free(out);                                   \
         return -1;                                              \
@@ -356,6 +408,7 @@ int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *gopt
     out->prefill_s = t_prefill - t_vis;
     out->decode_s = t_end - t_prefill;
     out->total_s = t_end - t0;
+    if (e->gpu) qvl_gpu_meter_sample(&e->meter);   /* after the request: kernels loaded on first use */
     request_cleanup(&img, &pv, &vo, ids, seq, ds);
     return 0;
 #undef FAIL

@@ -228,8 +228,18 @@ char *qvl_report_text(const qvl_report_input *in) {
     } else {
         sb_printf(&b, "  plan: not available\n");
     }
+    const char *measure = in->peak_measure ? in->peak_measure
+                          : in->device_is_cpu ? "peak resident set" : "device memory of this process";
     sb_printf(&b, "  %-25s %10.2f  (%s)\n", "measured peak", in->peak_memory_mib > 0 ? in->peak_memory_mib : 0.0,
-              in->device_is_cpu ? "peak resident set" : "device memory of this process");
+              measure);
+    if (!in->device_is_cpu && in->peak_memory_mib > 0 && in->planned_memory_mib > 0)
+        sb_printf(&b, "  %-25s %10.2f  (%+.2f%% of the measured peak)\n", "plan - measured",
+                  in->planned_memory_mib - in->peak_memory_mib,
+                  100.0 * (in->planned_memory_mib - in->peak_memory_mib) / in->peak_memory_mib);
+    if (in->cuda_used_peak_mib > 0)
+        sb_printf(&b, "  %-25s %10.2f  (cudaMemGetInfo: all processes on the device)\n", "device used peak",
+                  in->cuda_used_peak_mib);
+    if (in->plan_note) sb_printf(&b, "  plan: %s\n", in->plan_note);
     if (in->memory_budget_mib > 0) sb_printf(&b, "  %-25s %10.2f\n", "budget (--gpu-mem)", in->memory_budget_mib);
 
     sb_printf(&b, "\nSettings:\n");
@@ -290,6 +300,8 @@ cJSON *qvl_report_summary(const qvl_report_input *in) {
     cJSON_AddNumberToObject(mem, "used", in->peak_memory_mib > 0 ? r6(in->peak_memory_mib) : 0.0);
     if (in->planned_memory_mib > 0) cJSON_AddNumberToObject(mem, "planned", r6(in->planned_memory_mib));
     else cJSON_AddNullToObject(mem, "planned");
+    cJSON_AddStringToObject(j, "peak_memory_measure", in->peak_measure ? in->peak_measure
+                                                      : in->device_is_cpu ? "peak resident set" : "device memory");
     cJSON_AddItemToObject(j, "memory_plan_mib",
                           in->memory_plan_mib ? cJSON_Duplicate(in->memory_plan_mib, 1) : cJSON_CreateObject());
     cJSON *tok = cJSON_AddObjectToObject(j, "tokens");
@@ -300,4 +312,25 @@ cJSON *qvl_report_summary(const qvl_report_input *in) {
     cJSON_AddNumberToObject(j, "warmup_s", r6(in->warmup_s > 0 ? in->warmup_s : 0.0));
     cJSON_AddNumberToObject(j, "resumed", (double)in->resumed);
     return j;
+}
+
+static double r2(double x) { return round(x * 100) / 100; }
+
+cJSON *qvl_report_plan_object(const qvl_memory_info *m) {
+    if (!m || !m->has_plan) return NULL;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "cuda_context", r2(m->plan_cuda_context));
+    cJSON_AddNumberToObject(o, "weights", r2(m->plan_weights));
+    cJSON_AddNumberToObject(o, "kv_cache", r2(m->plan_kv_cache));
+    cJSON_AddNumberToObject(o, "vision_activations", r2(m->plan_vision_activations));
+    cJSON_AddNumberToObject(o, "workspace", r2(m->plan_workspace));
+    cJSON_AddNumberToObject(o, "total", r2(m->plan_total));
+    return o;
+}
+
+void qvl_report_memory_line(char *buf, size_t len, const qvl_memory_info *m) {
+    int n = snprintf(buf, len, "peak %.0f MiB (%s)", m->peak_mib, m->peak_measure ? m->peak_measure : "?");
+    if (m->has_plan && n > 0 && (size_t)n < len)
+        snprintf(buf + n, len - (size_t)n, ", plan %.0f MiB (%+.1f%%)", m->plan_total,
+                 m->peak_mib > 0 ? 100.0 * (m->plan_total - m->peak_mib) / m->peak_mib : 0.0);
 }

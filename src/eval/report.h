@@ -7,6 +7,7 @@
 
 #include "eval/results.h"
 #include "eval/score.h"
+#include "qvl.h"
 
 typedef struct {
     const char *model;              /* the model path as the user gave it */
@@ -25,6 +26,10 @@ typedef struct {
     double planned_memory_mib;      /* < 0: not known */
     const cJSON *memory_plan_mib;   /* object of plan items in MiB (may be NULL) */
     double memory_budget_mib;       /* <= 0: none given */
+    const char *peak_measure;       /* what peak_memory_mib is ("nvml process", ...); NULL: by device_is_cpu */
+    double cuda_used_peak_mib;      /* cudaMemGetInfo device used (all processes), for comparison; <= 0: none */
+    const char *plan_note;          /* where the plan comes from (e.g. "the engine's plan, context measured by
+                                       nvml process"); NULL: not said */
 } qvl_report_input;
 
 /* The whole human report (malloc'd, ends with a newline); NULL when out of memory. */
@@ -41,6 +46,14 @@ int qvl_ocrbench_is_full(const qvl_ocrbench_tally *t);
 char *qvl_report_score_table(const qvl_ocrbench_tally *t);
 /* Adds "categories" and "types" objects ({name: {"correct", "total"}}) to obj. */
 void qvl_report_add_scores(cJSON *obj, const qvl_ocrbench_tally *t);
+
+/* The memory plan as the summary's "memory_plan_mib" object: cuda_context, weights, kv_cache,
+ * vision_activations, workspace, total (MiB, two decimals); NULL if m has no plan. */
+cJSON *qvl_report_plan_object(const qvl_memory_info *m);
+
+/* One line for `qvl run`: "peak 7163 MiB (nvml process), plan 7154 MiB (-0.1%)" on the GPU (the
+ * percentage: plan minus peak, of the peak), "peak 812 MiB (peak resident set)" on the CPU. */
+void qvl_report_memory_line(char *buf, size_t len, const qvl_memory_info *m);
 
 /* Percentile with linear interpolation between closest ranks (numpy's default); sorts v. */
 double qvl_percentile(double *v, long n, double p);

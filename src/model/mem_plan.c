@@ -6,35 +6,24 @@
 #include "util/error.h"
 
 static const double MiB = 1048576.0;
-static const double BF16 = 2.0, F32 = 4.0;
+enum { BF16 = 2, F32 = 4, I32 = 4 };
 
-/* Peak activation bytes of the vision tower for n patches. A block keeps the residual stream, the
- * normed input, qkv and the MLP hidden alive at once; attention is flash-style (O(n) softmax
- * statistics, no n x n scores); rotary tables are F32. The mergers then hold their 4*D_v inputs and
- * the main + deepstack outputs, which stay alive until the prefill has consumed them. */
-static double vision_bytes(const qvl_config *c, double n) {
-    const qvl_vision_config *v = &c->vision;
-    double hd = (double)v->hidden_size / v->num_heads;
-    double block = n * (2.0 * v->hidden_size + 3.0 * v->hidden_size + v->intermediate_size) * BF16;
-    double attn_stats = n * v->num_heads * 2.0 * F32;
-    double rope = n * hd * 2.0 * F32;
-    double merge = v->spatial_merge_size * v->spatial_merge_size;
-    double tokens = n / merge;
-    double merger = tokens * 2.0 * merge * v->hidden_size * BF16;
-    double outputs = tokens * (1.0 + v->n_deepstack) * c->text.hidden_size * BF16;
-    return block + attn_stats + rope + merger + outputs;
+/* The CUDA backend hands out its arena in 256-byte aligned pieces (cuda_model.cu, take()); the
+ * plan adds the pieces up the same way so that its arena part is the arena to the byte. */
+typedef struct {
+    double bytes;
+} walk;
+static void piece(walk *w, double bytes) {
+    double off = (double)(((unsigned long long)w->bytes + 255ULL) & ~255ULL);
+    w->bytes = off + bytes;
 }
 
-/* Text prefill in chunks of QVL_PLAN_PREFILL_CHUNK tokens: residual, normed input, q, attention
- * output, gate, up and the SwiGLU product per token; F32 logits for one position; the sampler's
- * scratch; a 32 MiB cuBLASLt workspace. */
-static double workspace_bytes(const qvl_config *c, long max_model_len) {
-    const qvl_text_config *t = &c->text;
-    double chunk = max_model_len < QVL_PLAN_PREFILL_CHUNK ? (double)max_model_len : QVL_PLAN_PREFILL_CHUNK;
-    double q = (double)t->num_heads * t->head_dim;
-    double per_tok = (2.0 * t->hidden_size + 2.0 * q + 3.0 * t->intermediate_size) * BF16;
-    double logits = (double)t->vocab_size * (F32 + F32);
-    return chunk * per_tok + logits + 32.0 * MiB;
+/* Decode attention's split-key scratch: kv heads x QVL_PLAN_ATT_SPLITS x QVL_PLAN_ATT_ROWS rows of
+ * head_dim + 2 floats (qvl_attention_partial_floats), for the larger of the text and vision heads. */
+static double attention_partial_bytes(const qvl_config *c) {
+    int hd = c->text.head_dim, vhd = c->vision.hidden_size / c->vision.num_heads;
+    int d = hd > vhd ? hd : vhd;
+    return (double)c->text.num_kv_heads * QVL_PLAN_ATT_SPLITS * QVL_PLAN_ATT_ROWS * (d + 2) * F32;
 }
 
 int qvl_mem_plan_compute(const qvl_config *cfg, double weight_bytes, long max_model_len, long max_pixels,
@@ -49,21 +38,54 @@ int qvl_mem_plan_compute(const qvl_config *cfg, double weight_bytes, long max_mo
         weight_bytes = (double)pc.total * BF16;
     }
     const qvl_text_config *t = &cfg->text;
-    long unit = (long)cfg->vision.patch_size * cfg->vision.spatial_merge_size;   /* 32 px per token side */
+    const qvl_vision_config *v = &cfg->vision;
+    long unit = (long)v->patch_size * v->spatial_merge_size;   /* 32 px per token side */
     long px_per_token = unit * unit;
     long tokens = max_pixels / px_per_token;
     if (tokens > max_model_len - QVL_PLAN_TEXT_RESERVE) tokens = max_model_len - QVL_PLAN_TEXT_RESERVE;
-    double merge = cfg->vision.spatial_merge_size * cfg->vision.spatial_merge_size;
+    double merge = (double)v->spatial_merge_size * v->spatial_merge_size;
+    double n = (double)tokens * merge;   /* patches of the largest image */
+    double T = (double)max_model_len, C = max_model_len < QVL_PLAN_PREFILL_CHUNK ? T : QVL_PLAN_PREFILL_CHUNK;
+    double D = t->hidden_size, I = t->intermediate_size, hd = t->head_dim;
+    double q = (double)t->num_heads * hd, kv = (double)t->num_kv_heads * hd;
+    double Dv = v->hidden_size;
+
+    /* The arena's buffers in the order cuda_model.cu lays them out; each piece is counted where the
+     * plan shows it. */
+    walk vis = {0}, kvc = {0}, ws = {0};
+    piece(&ws, 512.0 * F32);                  /* vision rotary inverse frequencies */
+    piece(&ws, hd / 2 * F32);                 /* text rotary inverse frequencies */
+    /* vision: residual, normed input, qkv (also the F32 pixels and the merger hidden), MLP hidden */
+    piece(&vis, n * Dv * BF16), piece(&vis, n * Dv * BF16), piece(&vis, n * 3 * Dv * BF16);
+    piece(&vis, n * v->intermediate_size * BF16);
+    /* merger + deepstack outputs, alive until the prefill has consumed them */
+    for (int j = 0; j <= v->n_deepstack; j++) piece(&vis, (double)tokens * D * BF16);
+    piece(&kvc, t->num_layers * T * kv * BF16), piece(&kvc, t->num_layers * T * kv * BF16);
+    /* prefill chunk: x, y, qkv, attention output, gate|up, SwiGLU product; one row of logits */
+    piece(&ws, C * D * BF16), piece(&ws, C * D * BF16), piece(&ws, C * (q + 2 * kv) * BF16);
+    piece(&ws, C * q * BF16), piece(&ws, C * 2 * I * BF16), piece(&ws, C * I * BF16);
+    piece(&ws, (double)t->vocab_size * BF16);
+    /* ids, positions (3 rows), image rows, next id, decode step */
+    piece(&ws, T * I32), piece(&ws, 3 * T * I32), piece(&ws, T * I32), piece(&ws, I32), piece(&ws, 2 * I32);
+    piece(&ws, attention_partial_bytes(cfg));
+    piece(&ws, (double)QVL_PLAN_GEMM_WORKSPACE);
 
     out->max_model_len = max_model_len;
     out->max_image_tokens = tokens;
     out->max_image_pixels = tokens * px_per_token;
     out->cuda_context_measured = cuda_context_mib >= 0;
     out->cuda_context = cuda_context_mib >= 0 ? cuda_context_mib : QVL_CUDA_CONTEXT_ESTIMATE_MIB;
+    out->cuda_runtime = QVL_CUDA_RUNTIME_ESTIMATE_MIB;
     out->weights = weight_bytes / MiB;
-    out->kv_cache = (double)t->num_layers * 2.0 * t->num_kv_heads * t->head_dim * (double)max_model_len * BF16 / MiB;
-    out->vision_activations = vision_bytes(cfg, (double)tokens * merge) / MiB;
-    out->workspace = workspace_bytes(cfg, max_model_len) / MiB;
+    out->kv_cache = kvc.bytes / MiB;
+    out->vision_activations = vis.bytes / MiB;
+    /* Each category's walk starts aligned; in the arena the pieces follow one another, so a
+     * category's last piece may push the next start by < 256 bytes: far below 0.01 MiB. */
+    out->workspace = ws.bytes / MiB + out->cuda_runtime;
     out->total = out->cuda_context + out->weights + out->kv_cache + out->vision_activations + out->workspace;
     return 0;
+}
+
+double qvl_mem_plan_arena_mib(const qvl_mem_plan *p) {
+    return p->weights + p->kv_cache + p->vision_activations + p->workspace - p->cuda_runtime;
 }

@@ -1,6 +1,12 @@
 /* The GPU memory plan: every device allocation of a run, derived up front from the config, the
  * context length and the largest image admitted. `qvl mem` prints it; `--gpu-mem` is checked
- * against its total before anything is allocated. All figures in MiB (2^20 bytes). */
+ * against it before anything is allocated. All figures in MiB (2^20 bytes).
+ *
+ * weights + kv_cache + vision_activations + workspace - cuda_runtime is the CUDA backend's arena
+ * to the byte (the plan walks the same buffers as cuda_model.cu's layout_buffers; a GPU test checks
+ * it). The process's device memory as the driver reports it (NVML) is that arena plus the CUDA
+ * context plus what the CUDA runtime allocates after the context on its own (cuda_runtime: the
+ * cuBLASLt handle, the decode graph, kernels loaded on first use). */
 #ifndef QVL_MODEL_MEM_PLAN_H
 #define QVL_MODEL_MEM_PLAN_H
 
@@ -9,11 +15,18 @@
 /* Tokens reserved beside the image for the template, the question and the answer when the
  * plan sizes the largest image that fits the context. */
 enum { QVL_PLAN_TEXT_RESERVE = 256, QVL_PLAN_PREFILL_CHUNK = 2048 };
+/* Sizes the CUDA backend uses: its cuBLASLt workspace (cuda_model.cu GEMM_WS) and the decode
+ * attention scratch shape (cuda_ops.h QVL_ATT_MAX_SPLITS x QVL_ATT_BQ rows). */
+enum { QVL_PLAN_GEMM_WORKSPACE = 32 << 20, QVL_PLAN_ATT_SPLITS = 64, QVL_PLAN_ATT_ROWS = 32 };
 
 typedef struct {
     double cuda_context;      /* measured on a GPU, else an estimate */
     int cuda_context_measured;
-    double weights, kv_cache, vision_activations, workspace, total;
+    double weights, kv_cache, vision_activations;
+    double workspace;         /* prefill buffers, logits, ids, attention scratch, cuBLASLt workspace,
+                                 and cuda_runtime */
+    double cuda_runtime;      /* part of workspace: the runtime's own allocations after the context */
+    double total;
     long max_model_len;
     long max_image_pixels;    /* the largest image area (after resize) the plan admits */
     long max_image_tokens;
@@ -25,7 +38,13 @@ typedef struct {
 int qvl_mem_plan_compute(const qvl_config *cfg, double weight_bytes, long max_model_len, long max_pixels,
                          double cuda_context_mib, qvl_mem_plan *out);
 
+/* The part of the plan that is the CUDA backend's arena (everything but the context and cuda_runtime). */
+double qvl_mem_plan_arena_mib(const qvl_mem_plan *p);
+
 /* Estimated CUDA context size when no GPU can be asked (CUDA 12/13 with lazy module loading). */
 #define QVL_CUDA_CONTEXT_ESTIMATE_MIB 512.0
+/* The CUDA runtime's allocations after the context (cuBLASLt handle, decode graph, kernels loaded on
+ * first use), as NVML shows them on an H100 (see QVL_CUDA_RUNTIME_NOTE in mem_plan.c). */
+#define QVL_CUDA_RUNTIME_ESTIMATE_MIB 0.0
 
 #endif
