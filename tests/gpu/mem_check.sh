@@ -18,11 +18,11 @@ LD_LIBRARY_PATH=$LIBS timeout 60 "$BIN/qvl-gpu-tests" gpu_mem_ > "$OUT/tiny_mem.
 grep -h "MEMJSON\|plan arena\|FAIL\|passed" "$OUT/tiny_mem.log" | cut -c1-900
 pack
 # plan vs NVML on each size (no benchmark): model, qvl run, qvl mem, step-by-step figures
-DEADLINE=$(($(left) - 10)) STEPS="gen mem" tests/gpu/bench_sizes.sh "$OUT" $SIZES
+DEADLINE=$(($(left) - 10)) STEPS="gen mem" bash tests/gpu/bench_sizes.sh "$OUT" $SIZES
 pack
 # the benchmark of one size, both engines, in the time left
 if [ "$(left)" -gt 120 ]; then
-    DEADLINE=$(($(left) - 10)) STEPS="gen qvl mem hf" tests/gpu/bench_sizes.sh "$OUT" "$BENCH_SIZE"
+    DEADLINE=$(($(left) - 10)) STEPS="gen qvl mem hf" bash tests/gpu/bench_sizes.sh "$OUT" "$BENCH_SIZE"
 fi
 cat "$OUT"/*/steps.log 2>/dev/null | tail -40
 pack
