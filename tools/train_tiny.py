@@ -137,8 +137,10 @@ def make_stream_class():
                     # hidden state at t predicts token t+1: train on the answer and its <|im_end|>
                     tgt[i, len(p) - 1:len(s) - 1] = torch.tensor(s[len(p):])
                 pix = torch.frombuffer(bytearray(b"".join(raw)), dtype=torch.uint8).view(n, H, W, 3)
+                ct, cl = ctc_targets(answers)
                 yield {"kind": kind, "pixels": pix, "ids": ids, "tgt": tgt, "answers": answers,
-                       "clash": clash, "prompt_len": len(p)}
+                       "clash": clash, "prompt_len": len(p), "ctc_targets": torch.tensor(ct, dtype=torch.long),
+                       "ctc_lengths": torch.tensor(cl, dtype=torch.long)}
 
     return Stream
 
@@ -307,8 +309,9 @@ class FastForward:
                 x = x + F.pad(deep[l].view(B, N, D).to(x.dtype), (0, 0, s0, L - s0 - N))
         return self.rms(x, p("model.language_model.norm.weight"))
 
-    def hidden(self, pv, ids, B, H, W, s0=4):
-        """Final-norm hidden states [B, L, D] for a batch of equal-sized images."""
+    def hidden(self, pv, ids, B, H, W, s0=4, with_image=False):
+        """Final-norm hidden states [B, L, D] for a batch of equal-sized images (and, with
+        with_image, the merged image tokens [B * N, D] the decoder received)."""
         import torch
         gh, gw = H // 16, W // 16
         img, deep = self.vision(pv, B, gh, gw)
@@ -318,7 +321,54 @@ class FastForward:
         x = torch.cat([x[:, :s0], img.view(B, N, -1).to(x.dtype), x[:, s0 + N:]], dim=1)
         L = ids.shape[1]
         pos = mrope_positions(L, s0, gh // 2, gw // 2).to(ids.device)[:, None, :].expand(3, B, L)
-        return self.text(x, pos, s0, deep)
+        h = self.text(x, pos, s0, deep)
+        return (h, img) if with_image else h
+
+
+# ---------------------------------------------------------------------------------------------
+# Auxiliary CTC loss (training only; its head is not part of the checkpoint). The decoder alone
+# gives the vision tower a weak, diffuse signal: both earlier runs learned the answer prior and
+# ignored the image. A linear head reads CTC_FRAMES frames per column of merged image tokens (the
+# very tokens the decoder sees) and is trained with CTC on the answer's characters, so the image
+# tokens must carry the characters, in order, left to right.
+CTC_CHARS = " 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+CTC_ID = {c: i + 1 for i, c in enumerate(CTC_CHARS)}   # 0 = blank
+CTC_OTHER = len(CTC_CHARS) + 1
+CTC_CLASSES = len(CTC_CHARS) + 2
+CTC_FRAMES = 4   # per 32-px token column: 8 px a frame, narrower than any character here
+
+
+def ctc_targets(answers):
+    return [CTC_ID.get(ch, CTC_OTHER) for a in answers for ch in a], [len(a) for a in answers]
+
+
+def ctc_aux(head, img, B, H, W, targets, lengths):
+    """CTC loss of the merged image tokens img [B * N, D] against the answers' characters, and the
+    frame log-probabilities [B, T, C]."""
+    import torch
+    import torch.nn.functional as F
+    gh2, gw2 = H // 32, W // 32
+    z = img.view(B, gh2, gw2, -1).permute(0, 2, 1, 3).reshape(B, gw2, -1)
+    lp = head(z.float()).view(B, gw2 * CTC_FRAMES, CTC_CLASSES).log_softmax(-1)
+    T = gw2 * CTC_FRAMES
+    il = torch.full((B,), T, dtype=torch.long)
+    loss = F.ctc_loss(lp.transpose(0, 1), targets, il, lengths, blank=0, reduction="mean", zero_infinity=True)
+    return loss, lp
+
+
+def ctc_exact(lp, answers, n=64):
+    """Greedy CTC decoding exact-match rate on the first n rows (a training-time read-out check)."""
+    best = lp[:n].argmax(-1).tolist()
+    inv = {v: k for k, v in CTC_ID.items()}
+    ok = 0
+    for row, ans in zip(best, answers[:n]):
+        out, prev = [], 0
+        for c in row:
+            if c != prev and c != 0:
+                out.append(inv.get(c, "?"))
+            prev = c
+        ok += "".join(out) == ans
+    return ok / max(1, min(n, len(answers)))
 
 
 def hf_hidden(model, pv, ids, B, H, W):
@@ -546,6 +596,7 @@ def main():
                     help="WSD schedule: warmup, constant, then linear decay over this last fraction of the training time")
     ap.add_argument("--curriculum-s", type=float, default=-1,
                     help="seconds of curriculum (digit-heavy, clean renders) at the start; default 12%% of the budget in stage 1, 0 when resumed")
+    ap.add_argument("--ctc-weight", type=float, default=0.5, help="weight of the auxiliary CTC loss (0 = off)")
     ap.add_argument("--probe-n", type=int, default=60, help="held-out samples greedily decoded during training")
     ap.add_argument("--probe-every-s", type=float, default=45)
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 4) - 2))
@@ -674,8 +725,12 @@ def main():
     checks["training_path"] = "fast" if use_fast else "hf"
     log("training path:", checks["training_path"])
     # ---- training
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    use_ctc = use_fast and a.ctc_weight > 0
+    # input: one column of merged image tokens, 2 rows (every canvas is 64 px high) x out_hidden_size
+    aux = torch.nn.Linear(2 * VISION_CONFIG["out_hidden_size"], CTC_FRAMES * CTC_CLASSES).to(dev)
+    all_params = list(model.parameters()) + (list(aux.parameters()) if use_ctc else [])
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2] + ([aux.weight] if use_ctc else [])
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2] + ([aux.bias] if use_ctc else [])
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.98), eps=1e-8, fused=True)
     train_start = time.time()
@@ -692,9 +747,10 @@ def main():
     last_log = time.time()
     lr_scale = 1.0
     restores = 0
-    snap_params = [p_.detach().clone() for p_ in model.parameters()]
+    snap_params = [p_.detach().clone() for p_ in all_params]
     snap_opt = copy.deepcopy(opt.state_dict())
     snap_step = 0
+    ema_ctc = None
     tok_probe = Tokenizer.from_file(TOKENIZER_JSON)
     probe = probe_groups(heldout, a.probe_n, tok_probe)
     last_probe = time.time()
@@ -732,16 +788,21 @@ def main():
         pl = b["prompt_len"]
         with torch.autocast("cuda", dtype=torch.bfloat16):
             if use_fast:
-                h = fast.hidden(patchify(pix), ids, B, H, W)
+                h, img_tok = fast.hidden(patchify(pix), ids, B, H, W, with_image=True)
             else:
                 h = hf_hidden(model, patchify(pix), ids, B, H, W)
             # all rows of a batch share the prompt: the trained positions are the window [pl-1, L-1)
             logits = h[:, pl - 1:-1] @ E.t()
         y = tgt[:, pl - 1:-1]
         loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100)
+        total_loss = loss
+        if use_ctc:
+            ctc_loss, ctc_lp = ctc_aux(aux, img_tok, B, H, W, b["ctc_targets"].to(dev, non_blocking=True),
+                                       b["ctc_lengths"])
+            total_loss = loss + a.ctc_weight * ctc_loss
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        total_loss.backward()
+        torch.nn.utils.clip_grad_norm_(all_params, 1.0)
         opt.step()
         step += 1
         samples += B
@@ -749,17 +810,17 @@ def main():
         seen_answers.update(b["answers"])
         if step % 25 == 0:
             lv = loss.item()
-            if not math.isfinite(lv):   # diverged: back to the last good snapshot, halve the lr
+            if not math.isfinite(total_loss.item()):   # diverged: back to the last good snapshot, lower the lr
                 restores += 1
-                lr_scale *= 0.5
+                lr_scale *= 0.7
                 with torch.no_grad():
-                    for p_, s_ in zip(model.parameters(), snap_params):
+                    for p_, s_ in zip(all_params, snap_params):
                         p_.copy_(s_)
                 opt.load_state_dict(snap_opt)
                 log("non-finite loss at step %d: restored snapshot of step %d, lr scale %.3g" % (step, snap_step, lr_scale))
                 continue
             if step % 250 == 0:
-                snap_params = [p_.detach().clone() for p_ in model.parameters()]
+                snap_params = [p_.detach().clone() for p_ in all_params]
                 snap_opt = copy.deepcopy(opt.state_dict())
                 snap_step = step
             with torch.no_grad():
@@ -769,15 +830,19 @@ def main():
             ema_exact = ex if ema_exact is None else 0.9 * ema_exact + 0.1 * ex
             k = b["kind"]
             ema_kind[k] = ex if k not in ema_kind else 0.7 * ema_kind[k] + 0.3 * ex
+            if use_ctc:
+                ce_ = ctc_exact(ctc_lp.detach(), b["answers"])
+                ema_ctc = ce_ if ema_ctc is None else 0.9 * ema_ctc + 0.1 * ce_
             if time.time() - last_log > 20:
                 last_log = time.time()
                 el = time.time() - train_start
-                log("step %d samples %d loss %.4f tf-exact %.3f %s lr %.2e  %.0f img/s data-wait %.0f%%"
+                log("step %d samples %d loss %.4f tf-exact %.3f %s ctc %.3f ctc-exact %.3f lr %.2e  %.0f img/s data-wait %.0f%%"
                     % (step, samples, ema, ema_exact, {k_: round(v_, 3) for k_, v_ in ema_kind.items()},
-                       lr, samples / el, 100 * data_wait / el))
+                       ctc_loss.item() if use_ctc else 0.0, ema_ctc or 0.0, lr, samples / el, 100 * data_wait / el))
                 hist.append({"step": step, "samples": samples, "seconds": round(el, 1), "loss": round(ema, 4),
                              "teacher_forced_exact": round(ema_exact, 4),
                              "teacher_forced_exact_by_kind": {k_: round(v_, 4) for k_, v_ in ema_kind.items()},
+                             "ctc_exact": round(ema_ctc or 0.0, 4),
                              "lr": lr})
             if time.time() - last_probe > a.probe_every_s:
                 run_probe()
@@ -818,6 +883,7 @@ def main():
              "train_seconds": round(train_s, 1), "nan_restores": restores, "batch": a.batch, "peak_lr": a.lr, "warmup": a.warmup,
              "schedule": "WSD, linear decay over the last %.0f%% of the time" % (100 * a.decay_frac),
              "curriculum_seconds": a.curriculum_s, "probes": probes,
+             "aux_ctc_weight": a.ctc_weight if use_ctc else 0.0,
              "data_seed": a.seed * 100 + a.stage, "workers": a.workers, "history": hist,
              "checks": checks, "versions": versions, "argv": sys.argv, "parameters": n_params,
              "overlap": overlap, "script_seconds": round(time.time() - T0, 1)}
