@@ -27,7 +27,7 @@ ifeq ($(NO_CUDA),)
 CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
 CFLAGS   += -DQVL_CUDA=1
 NVFLAGS  ?= -O2 -std=c++17 -Iinclude -Isrc -DQVL_CUDA=1 \
-            -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+            -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a -DQVL_SM90A=1
 LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 endif
 endif

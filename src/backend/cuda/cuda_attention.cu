@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "backend/cuda/cuda_attention_sm90.h"
 #include "backend/cuda/cuda_ops.h"
 
 enum { BQ = QVL_ATT_BQ, BK = QVL_ATT_BK, MAX_HD = 128, NE = MAX_HD / 8 };
@@ -512,6 +513,14 @@ void qvl_attention(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, in
     int group = Hq / Hkv, rows = n_q * group, row_blocks = (rows + BQ - 1) / BQ;
     float scale = 1.0f / sqrtf((float)hd);
     if (rows > BQ && tc_ok(q, k, v, q_stride, kv_stride, hd)) {
+        /* Hopper: the wgmma kernel (cuda_attention_sm90.cu) where it has the head size. */
+        static int v1 = -1;
+        if (v1 < 0) v1 = getenv("QVL_ATT_V1") != NULL;
+        const int impl = qvl_attention_get_impl();
+        if (!v1 && impl != QVL_ATT_FA2 &&
+            qvl_attention_sm90(st, out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv, group, Hkv, hd,
+                               causal_pos0, scale * 1.4426950408889634f, impl >= QVL_ATT_WG ? impl - QVL_ATT_WG : 0) == 0)
+            return;
         int hdp = (hd + 15) / 16 * 16;
 #define TC(H) launch_tc<H>(st, out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv, group, Hkv, hd, causal_pos0, scale)
         switch (hdp) {
