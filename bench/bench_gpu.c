@@ -116,6 +116,11 @@ int main(int argc, char **argv) {
             now_s() - t0, qvl_cuda_model_device_name(m), max_len, max_px, p->total, p->cuda_context, p->weights,
             p->kv_cache, p->vision_activations, p->workspace, qvl_cuda_model_arena_mib(m));
     fprintf(stderr, "decode GEMV timing at open: %s\n", qvl_cuda_model_gemv_report(m));
+    int setups0 = 0;
+    double setup_ms0 = 0, prepare_ms = 0;
+    qvl_cuda_model_gemm_setups(m, &setups0, &setup_ms0, &prepare_ms);
+    fprintf(stderr, "cuBLASLt shapes prepared at open: %d heuristic queries, %.1f ms of them, %.1f ms in all\n", setups0,
+            setup_ms0, prepare_ms);
     int n = 0, total_new = 0;
     double sum_lat = 0, sum_vis = 0, sum_pre = 0, sum_prefill = 0, sum_dec = 0;
     long sum_img_tok = 0;
@@ -143,9 +148,14 @@ int main(int argc, char **argv) {
             total_new += x->new_tokens;
             sum_lat += e - a, sum_pre += b - a, sum_vis += c - b, sum_prefill += d - c, sum_dec += e - d;
             sum_img_tok += pv.image_tokens;
-            printf("sample %d %dx%d tokens %d+%zu new %d latency_ms %.2f pre %.2f vision %.2f prefill %.2f decode %.2f\n",
+            int setups = 0;
+            double setup_ms = 0, unused = 0;
+            qvl_cuda_model_gemm_setups(m, &setups, &setup_ms, &unused);
+            printf("sample %d %dx%d tokens %d+%zu new %d latency_ms %.2f pre %.2f vision %.2f prefill %.2f decode %.2f "
+                   "gemm_setups %d %.2f ms\n",
                    x->idx, x->w, x->h, pv.image_tokens, nids - pv.image_tokens, x->new_tokens, 1e3 * (e - a),
-                   1e3 * (b - a), 1e3 * (c - b), 1e3 * (d - c), 1e3 * (e - d));
+                   1e3 * (b - a), 1e3 * (c - b), 1e3 * (d - c), 1e3 * (e - d), setups - setups0, setup_ms - setup_ms0);
+            setups0 = setups, setup_ms0 = setup_ms;
             fflush(stdout);
         }
         qvl_pixel_values_free(&pv);

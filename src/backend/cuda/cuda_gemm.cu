@@ -1,24 +1,33 @@
-/* cuBLASLt BF16 GEMMs with F32 accumulation. A GEMM's descriptors and chosen algorithm are
- * cached per shape, so the decode loop pays the heuristic query only once per shape.
- * Row-major y[M,N] = x[M,K] w[N,K]^T is column-major y^T[N,M] = (w as K x N)^T (x as K x M). */
+/* cuBLASLt BF16 GEMMs with F32 accumulation, and the own one-row kernels of decoding.
+ * Row-major y[M,N] = x[M,K] w[N,K]^T is column-major y^T[N,M] = (w as K x N)^T (x as K x M).
+ *
+ * Algorithm cache: cuBLASLt's heuristic query (and the first launch of a kernel cuBLAS has not
+ * loaded yet) costs milliseconds, and every image and prompt brings new row counts M. So the
+ * descriptors and the chosen algorithm are kept per (bucket of M, K, N, strides, epilogue): M is
+ * rounded up to a quarter octave (exact up to 16 rows), the heuristic runs once per bucket at its
+ * upper end, and calls inside the bucket only change the row count of the layouts. qvl_gemm_prepare
+ * walks all buckets of a shape at open, so that no heuristic query runs while serving.
+ * QVL_GEMM_EXACT=1: one entry per exact M, as before (for comparisons). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/cuda/cuda_ops.h"
 
-enum { CACHE = 512, M1_SHAPES = 16, M1_CANDIDATES = 4 };
+enum { SLOTS = 4096, M1_SHAPES = 16, M1_CANDIDATES = 4 };
 
-/* For one-row products (decoding) of shape K x N: which kernel won the timing at start-up
- * (0: cuBLASLt, r: k_gemv with r rows a warp) and the microseconds each candidate took. */
+/* For one-row products (decoding) of shape K x N: the microseconds cuBLASLt and the own kernel
+ * with 1, 2, 4 warps per output row took at start-up, and the fastest own variant. */
 typedef struct {
-    int K, N, choice;
+    int K, N, ks;
     float us[M1_CANDIDATES];
 } m1_choice;
 
 typedef struct {
-    int M, K, N, ldx, ldy, bias, split; /* split > 1: K in `split` batched slices into F32 partials */
+    int used, Mb, K, N, ldx, ldy, epi; /* epi: 0 none, 1 bias, 2 GELU(tanh) + bias */
+    int64_t rows;                      /* row count the b and c layouts carry now */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
@@ -28,32 +37,40 @@ struct qvl_gemm {
     cublasLtHandle_t lt;
     void *ws;
     size_t ws_bytes;
-    entry e[CACHE];
-    int n, victim;
-    int gemv_mode;  /* QVL_GEMV: 0 never the own M = 1 kernel, 1 always (2 rows a warp), else as tuned */
+    entry *e; /* SLOTS, open addressing */
+    int n, exact;
+    int gemv_mode; /* QVL_GEMV: 0 cuBLASLt and separate kernels in decoding, else the fused own kernel */
+    int sms;
     m1_choice m1[M1_SHAPES];
     int n_m1;
-    float *part;      /* QVL_SPLITK=1: split-K partials (the upper half of the workspace), else NULL */
-    size_t part_bytes;
+    int setups;
+    double setup_ms;
 };
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return 1e3 * (double)t.tv_sec + 1e-6 * (double)t.tv_nsec;
+}
 
 qvl_gemm *qvl_gemm_new(void *workspace, size_t workspace_bytes) {
     qvl_gemm *g = (qvl_gemm *)calloc(1, sizeof *g);
     if (!g) return NULL;
-    if (cublasLtCreate(&g->lt) != CUBLAS_STATUS_SUCCESS) {
+    g->e = (entry *)calloc(SLOTS, sizeof *g->e);
+    if (!g->e || cublasLtCreate(&g->lt) != CUBLAS_STATUS_SUCCESS) {
+        free(g->e);
         free(g);
         return NULL;
     }
     g->ws = workspace;
     g->ws_bytes = workspace_bytes;
     const char *env = getenv("QVL_GEMV");
-    g->gemv_mode = env && env[0] == '0' ? 0 : env && env[0] == '1' ? 1 : 2;
-    env = getenv("QVL_SPLITK");
-    if (env && env[0] == '1') { /* experimental: half of the workspace holds split-K partials */
-        g->ws_bytes = workspace_bytes / 2;
-        g->part = (float *)((char *)workspace + g->ws_bytes);
-        g->part_bytes = workspace_bytes - g->ws_bytes;
-    }
+    g->gemv_mode = env && env[0] == '0' ? 0 : 1;
+    env = getenv("QVL_GEMM_EXACT");
+    g->exact = env && env[0] == '1';
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&g->sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        g->sms = 132;
     return g;
 }
 
@@ -65,39 +82,38 @@ static void entry_free(entry *e) {
     memset(e, 0, sizeof *e);
 }
 
+static void clear_cache(qvl_gemm *g) {
+    for (int i = 0; i < SLOTS; i++)
+        if (g->e[i].used) entry_free(&g->e[i]);
+    g->n = 0;
+}
+
 void qvl_gemm_free(qvl_gemm *g) {
     if (!g) return;
-    for (int i = 0; i < g->n; i++) entry_free(&g->e[i]);
+    clear_cache(g);
     cublasLtDestroy(g->lt);
+    free(g->e);
     free(g);
 }
 
-/* Split-K for few rows (QVL_SPLITK=1): a 128 x 128-tile GEMM with M <= a few hundred rows has
- * ceil(N/128) * ceil(M/128) blocks, often far fewer than the 132 SMs, each streaming a long K
- * panel. Slicing K into `split` batched GEMMs multiplies the blocks; a small kernel sums the F32
- * partials, adds the bias and rounds once. */
-static int choose_split(const qvl_gemm *g, int M, int K, int N) {
-    if (!g->part || M < 2 || M > 1024) return 1;
-    long tiles = (long)((N + 127) / 128) * ((M + 127) / 128);
-    int S = 1;
-    while (S < 8 && tiles * S < 132 && K % (2 * S * 64) == 0 && (size_t)2 * S * M * N * sizeof(float) <= g->part_bytes)
-        S *= 2;
-    return S;
+void qvl_gemm_setup_stats(const qvl_gemm *g, int *count, double *ms) {
+    *count = g->setups;
+    *ms = g->setup_ms;
 }
 
-static __global__ void k_splitk_reduce(bf16 *y, int ldy, const float *p, const bf16 *b, int M, int N, int S) {
-    size_t MN = (size_t)M * N;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < MN; i += (size_t)gridDim.x * blockDim.x) {
-        int n = (int)(i % N), m = (int)(i / N);
-        float acc = 0.0f;
-        for (int s = 0; s < S; s++) acc += p[s * MN + i];
-        if (b) acc += __bfloat162float(b[n]);
-        y[(size_t)m * ldy + n] = __float2bfloat16(acc);
-    }
+/* The row count whose heuristic choice serves M: M itself up to 16, else M rounded up to a
+ * multiple of a quarter of the octave below it (at most 25% above M). */
+static int bucket(const qvl_gemm *g, int M) {
+    if (g->exact || M <= 16) return M;
+    int p = 1;
+    while (p * 2 <= M) p *= 2;
+    int q = p / 4;
+    return (M + q - 1) / q * q;
 }
 
-/* cuBLASLt's first heuristic choice for the entry's descriptors within the workspace. */
+/* cuBLASLt's first heuristic choice for the entry's descriptors (at their current row count). */
 static int pick_algo(qvl_gemm *g, entry *e) {
+    double t0 = now_ms();
     cublasLtMatmulPreference_t pref;
     if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) return -1;
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &g->ws_bytes,
@@ -106,118 +122,263 @@ static int pick_algo(qvl_gemm *g, entry *e) {
     int found = 0;
     cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g->lt, e->op, e->a, e->b, e->c, e->c, pref, 1, &res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
+    g->setups++;
+    g->setup_ms += now_ms() - t0;
     if (st != CUBLAS_STATUS_SUCCESS || found < 1) return -1;
     e->algo = res.algo;
     return 0;
 }
 
-static int entry_init(qvl_gemm *g, entry *e, int M, int K, int N, int ldx, int ldy, int bias) {
+static int set_rows(entry *e, int64_t M) {
+    if (e->rows == M) return 0;
+    uint64_t cols = (uint64_t)M;
+    if (cublasLtMatrixLayoutSetAttribute(e->b, CUBLASLT_MATRIX_LAYOUT_COLS, &cols, sizeof cols) != CUBLAS_STATUS_SUCCESS ||
+        cublasLtMatrixLayoutSetAttribute(e->c, CUBLASLT_MATRIX_LAYOUT_COLS, &cols, sizeof cols) != CUBLAS_STATUS_SUCCESS)
+        return -1;
+    e->rows = M;
+    return 0;
+}
+
+static int entry_init(qvl_gemm *g, entry *e, int Mb, int K, int N, int ldx, int ldy, int epi) {
     memset(e, 0, sizeof *e);
-    e->M = M, e->K = K, e->N = N, e->ldx = ldx, e->ldy = ldy, e->bias = bias;
-    e->split = choose_split(g, M, K, N);
-    if (e->split > 1) {
-        const int S = e->split, Ks = K / S;
-        const int64_t sa = Ks, sc = (int64_t)M * N;
-        if (cublasLtMatmulDescCreate(&e->op, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS) return -1;
-        cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-        cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
-        cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
-        if (cublasLtMatrixLayoutCreate(&e->a, CUDA_R_16BF, Ks, N, K) != CUBLAS_STATUS_SUCCESS ||
-            cublasLtMatrixLayoutCreate(&e->b, CUDA_R_16BF, Ks, M, ldx) != CUBLAS_STATUS_SUCCESS ||
-            cublasLtMatrixLayoutCreate(&e->c, CUDA_R_32F, N, M, N) != CUBLAS_STATUS_SUCCESS)
-            return -1;
-        int32_t bc = S;
-        cublasLtMatrixLayout_t ls[3] = {e->a, e->b, e->c};
-        const int64_t offs[3] = {sa, sa, sc};
-        for (int i = 0; i < 3; i++) {
-            cublasLtMatrixLayoutSetAttribute(ls[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc);
-            cublasLtMatrixLayoutSetAttribute(ls[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &offs[i], sizeof offs[i]);
-        }
-        return pick_algo(g, e);
-    }
+    e->used = 1, e->Mb = Mb, e->K = K, e->N = N, e->ldx = ldx, e->ldy = ldy, e->epi = epi, e->rows = Mb;
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     if (cublasLtMatmulDescCreate(&e->op, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS) return -1;
     cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
     cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
-    if (bias) {
-        cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
+    if (epi) {
+        cublasLtEpilogue_t ep = epi == 2 ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
         cudaDataType_t bt = CUDA_R_16BF;
         cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep);
         cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt);
     }
     if (cublasLtMatrixLayoutCreate(&e->a, CUDA_R_16BF, K, N, K) != CUBLAS_STATUS_SUCCESS ||
-        cublasLtMatrixLayoutCreate(&e->b, CUDA_R_16BF, K, M, ldx) != CUBLAS_STATUS_SUCCESS ||
-        cublasLtMatrixLayoutCreate(&e->c, CUDA_R_16BF, N, M, ldy) != CUBLAS_STATUS_SUCCESS)
+        cublasLtMatrixLayoutCreate(&e->b, CUDA_R_16BF, K, Mb, ldx) != CUBLAS_STATUS_SUCCESS ||
+        cublasLtMatrixLayoutCreate(&e->c, CUDA_R_16BF, N, Mb, ldy) != CUBLAS_STATUS_SUCCESS)
         return -1;
     return pick_algo(g, e);
 }
 
-/* One row (decoding): a warp per R outputs streams their weight rows with 16-byte loads, GEMV_U
- * chunks in flight per row, F32 accumulation, bias added before the single rounding. Whether it
- * beats cuBLASLt depends on the shape and the card, so qvl_gemm_tune_m1 times both at start-up. */
-enum { GEMV_U = 4 };
-template <int R>
-static __global__ void __launch_bounds__(256) k_gemv(bf16 *__restrict__ y, const bf16 *__restrict__ x,
-                                                     const bf16 *__restrict__ w, const bf16 *__restrict__ b, int K, int N) {
-    int warp = (int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
-    int n0 = warp * R;
-    if (n0 >= N) return;
-    float acc[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) acc[r] = 0.0f;
-    const int step = 32 * 8;
-    for (int k0 = lane * 8; k0 < K; k0 += step * GEMV_U) {
-        uint4 wv[GEMV_U][R], xv[GEMV_U];
-#pragma unroll
-        for (int u = 0; u < GEMV_U; u++) {
-            int k = k0 + u * step;
-            xv[u] = k < K ? __ldg((const uint4 *)(x + k)) : make_uint4(0, 0, 0, 0);
-#pragma unroll
-            for (int r = 0; r < R; r++)
-                wv[u][r] = k < K && n0 + r < N ? __ldcs((const uint4 *)(w + (size_t)(n0 + r) * K + k)) : make_uint4(0, 0, 0, 0);
+static unsigned slot_of(int Mb, int K, int N, int ldx, int ldy, int epi) {
+    uint64_t h = 1469598103934665603ull;
+    const int v[6] = {Mb, K, N, ldx, ldy, epi};
+    for (int i = 0; i < 6; i++) h = (h ^ (uint32_t)v[i]) * 1099511628211ull;
+    return (unsigned)(h ^ (h >> 29)) & (SLOTS - 1);
+}
+
+/* The cache entry of a shape, created (heuristic query) on first use. */
+static entry *lookup(qvl_gemm *g, int M, int K, int N, int ldx, int ldy, int epi) {
+    const int Mb = bucket(g, M);
+    if (g->n >= SLOTS * 3 / 4) clear_cache(g); /* never at one model's shapes; keeps probing short */
+    for (unsigned s = slot_of(Mb, K, N, ldx, ldy, epi);; s = (s + 1) & (SLOTS - 1)) {
+        entry *e = &g->e[s];
+        if (!e->used) {
+            if (entry_init(g, e, Mb, K, N, ldx, ldy, epi) != 0) {
+                entry_free(e);
+                return NULL;
+            }
+            g->n++;
+            return e;
         }
+        if (e->Mb == Mb && e->K == K && e->N == N && e->ldx == ldx && e->ldy == ldy && e->epi == epi) return e;
+    }
+}
+
+static int gemm_lt(qvl_gemm *g, cudaStream_t st, bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w, const bf16 *b,
+                   int M, int K, int N, int gelu) {
+    const int epi = b ? (gelu ? 2 : 1) : 0;
+    entry *e = lookup(g, M, K, N, ldx, ldy, epi);
+    if (!e || set_rows(e, M)) return -1;
+    if (epi) cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b);
+    float alpha = 1.0f, beta = 0.0f;
+    cublasStatus_t s = cublasLtMatmul(g->lt, e->op, &alpha, w, e->a, x, e->b, &beta, y, e->c, y, e->c, &e->algo,
+                                      g->ws, g->ws_bytes, st);
+    if (s != CUBLAS_STATUS_SUCCESS && e->rows != e->Mb) {
+        /* The bucket's algorithm does not take this row count: ask for this one (kept for the bucket). */
+        if (pick_algo(g, e)) return -1;
+        s = cublasLtMatmul(g->lt, e->op, &alpha, w, e->a, x, e->b, &beta, y, e->c, y, e->c, &e->algo, g->ws,
+                           g->ws_bytes, st);
+    }
+    return s == CUBLAS_STATUS_SUCCESS ? 0 : -1;
+}
+
+int qvl_gemm_run_gelu(qvl_gemm *g, cudaStream_t st, bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w,
+                      const bf16 *b, int M, int K, int N) {
+    if (M <= 0) return 0;
+    return gemm_lt(g, st, y, ldy, x, ldx, w, b, M, K, N, 1);
+}
+
+int qvl_gemm_prepare(qvl_gemm *g, cudaStream_t st, bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w,
+                     const bf16 *b, int M_max, int K, int N, int gelu) {
+    if (g->exact) return 0;
+    for (int M = 1; M <= M_max;) {
+        if (gemm_lt(g, st, y, ldy, x, ldx, w, b, M, K, N, gelu)) return -1;
+        int Mb = bucket(g, M);
+        M = Mb + 1;
+    }
+    return cudaPeekAtLastError() == cudaSuccess ? 0 : -1;
+}
+
+/* ---- one-row products (decoding) ----
+ * A block of 256 threads computes 8 / KS output rows at a time (grid-stride), KS warps per row,
+ * each streaming its share of the weight row with 16-byte loads, GEMV_U loads in flight per lane,
+ * F32 accumulation. The input row is first built in shared memory by the prologue: a copy, the
+ * RMSNorm of the row (HF rounding: bf16(w * bf16(x * rsqrt(mean(x^2) + eps)))), or SwiGLU of a
+ * [gate | up] row (bf16(bf16(silu(g)) * u)). Epilogue: y = bf16(acc), or with resid the residual
+ * add y = bf16(y + bf16(acc)), the rounding of a separate add kernel. */
+enum { GEMV_U = 4, GEMV_THREADS = 256 };
+
+static __device__ __forceinline__ float bf(bf16 v) { return __bfloat162float(v); }
+static __device__ __forceinline__ float rbf(float v) { return __bfloat162float(__float2bfloat16(v)); }
+
+template <int KS, int MODE>
+static __global__ void __launch_bounds__(GEMV_THREADS) k_gemv(bf16 *__restrict__ y, const bf16 *__restrict__ x,
+                                                              const bf16 *__restrict__ w, const bf16 *__restrict__ nw,
+                                                              float eps, int K, int N, int resid) {
+    extern __shared__ uint4 xs4[]; /* K bf16 */
+    __shared__ float red[GEMV_THREADS / 32];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rpb = (GEMV_THREADS / 32) / KS;
+    const int sub = warp % KS, rloc = warp / KS, chunks = K / 8;
+    /* Start the first weight loads towards L2 while the prologue runs. */
+    {
+        int n = blockIdx.x * rpb + rloc;
+        if (n < N)
+            for (int u = 0; u < GEMV_U; u++) {
+                int c = sub * 32 + lane + u * 32 * KS;
+                if (c < chunks) asm volatile("prefetch.global.L2 [%0];" ::"l"(w + (size_t)n * K + (size_t)c * 8));
+            }
+    }
+    if (MODE == QVL_GEMV_RMSNORM) {
+        float s = 0;
+        for (int c = threadIdx.x; c < chunks; c += GEMV_THREADS) {
+            uint4 v = ((const uint4 *)x)[c];
+            const bf16 *e = (const bf16 *)&v;
 #pragma unroll
-        for (int u = 0; u < GEMV_U; u++) {
-            const __nv_bfloat162 *xp = (const __nv_bfloat162 *)&xv[u];
+            for (int j = 0; j < 8; j++) s += bf(e[j]) * bf(e[j]);
+        }
+        for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) red[warp] = s;
+        __syncthreads();
+        float tot = 0;
 #pragma unroll
-            for (int r = 0; r < R; r++) {
-                const __nv_bfloat162 *wp = (const __nv_bfloat162 *)&wv[u][r];
+        for (int i = 0; i < GEMV_THREADS / 32; i++) tot += red[i];
+        const float inv = rsqrtf(tot / K + eps);
+        for (int c = threadIdx.x; c < chunks; c += GEMV_THREADS) {
+            uint4 v = ((const uint4 *)x)[c], wv = ((const uint4 *)nw)[c], o;
+            const bf16 *e = (const bf16 *)&v, *we = (const bf16 *)&wv;
+            bf16 *oe = (bf16 *)&o;
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    float2 wf = __bfloat1622float2(wp[e]), xf = __bfloat1622float2(xp[e]);
-                    acc[r] += wf.x * xf.x + wf.y * xf.y;
+            for (int j = 0; j < 8; j++) oe[j] = __float2bfloat16(bf(we[j]) * rbf(bf(e[j]) * inv));
+            xs4[c] = o;
+        }
+    } else if (MODE == QVL_GEMV_SWIGLU) {
+        for (int c = threadIdx.x; c < chunks; c += GEMV_THREADS) {
+            uint4 gv = ((const uint4 *)x)[c], uv = ((const uint4 *)(x + K))[c], o;
+            const bf16 *ge = (const bf16 *)&gv, *ue = (const bf16 *)&uv;
+            bf16 *oe = (bf16 *)&o;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                float gg = bf(ge[j]);
+                oe[j] = __float2bfloat16(rbf(gg / (1.0f + expf(-gg))) * bf(ue[j]));
+            }
+            xs4[c] = o;
+        }
+    } else {
+        for (int c = threadIdx.x; c < chunks; c += GEMV_THREADS) xs4[c] = ((const uint4 *)x)[c];
+    }
+    __syncthreads();
+    for (int n0 = blockIdx.x * rpb; n0 < N; n0 += gridDim.x * rpb) {
+        const int n = n0 + rloc;
+        float acc = 0.0f;
+        if (n < N) {
+            const uint4 *wr = (const uint4 *)(w + (size_t)n * K);
+            for (int c0 = sub * 32 + lane; c0 < chunks; c0 += 32 * KS * GEMV_U) {
+                uint4 wv[GEMV_U];
+#pragma unroll
+                for (int u = 0; u < GEMV_U; u++) {
+                    int c = c0 + u * 32 * KS;
+                    wv[u] = c < chunks ? __ldcs(wr + c) : make_uint4(0, 0, 0, 0);
+                }
+#pragma unroll
+                for (int u = 0; u < GEMV_U; u++) {
+                    int c = c0 + u * 32 * KS;
+                    if (c < chunks) {
+                        uint4 xv = xs4[c];
+                        const __nv_bfloat162 *wp = (const __nv_bfloat162 *)&wv[u], *xp = (const __nv_bfloat162 *)&xv;
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            float2 wf = __bfloat1622float2(wp[e]), xf = __bfloat1622float2(xp[e]);
+                            acc += wf.x * xf.x + wf.y * xf.y;
+                        }
+                    }
                 }
             }
         }
-    }
+        for (int o = 16; o; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if (KS > 1) {
+            __syncthreads(); /* red is free again (prologue, previous rows) */
+            if (lane == 0) red[warp] = acc;
+            __syncthreads();
+            if (sub == 0) {
+                acc = 0.0f;
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-        float a = acc[r];
-        for (int o = 16; o; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
-        if (lane == 0 && n0 + r < N) y[n0 + r] = __float2bfloat16(a + (b ? __bfloat162float(b[n0 + r]) : 0.0f));
+                for (int i = 0; i < KS; i++) acc += red[rloc * KS + i];
+            }
+        }
+        if (sub == 0 && lane == 0 && n < N) {
+            if (resid)
+                y[n] = __float2bfloat16(bf(y[n]) + rbf(acc));
+            else
+                y[n] = __float2bfloat16(acc);
+        }
     }
 }
 
-static void launch_gemv(int r, cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, const bf16 *b, int K, int N) {
-    int warps = (N + r - 1) / r;
-    unsigned blocks = (unsigned)((warps + 7) / 8);
-    if (r == 1)
-        k_gemv<1><<<blocks, 256, 0, st>>>(y, x, w, b, K, N);
-    else if (r == 2)
-        k_gemv<2><<<blocks, 256, 0, st>>>(y, x, w, b, K, N);
-    else
-        k_gemv<4><<<blocks, 256, 0, st>>>(y, x, w, b, K, N);
+int qvl_gemv_ok(const bf16 *x, const bf16 *w, int K) {
+    return K % 8 == 0 && (size_t)K * sizeof(bf16) <= 48 * 1024 && (((uintptr_t)x | (uintptr_t)w) & 15) == 0;
 }
 
-static int gemv_ok(const bf16 *x, const bf16 *w, int K) { return K % 8 == 0 && (((uintptr_t)x | (uintptr_t)w) & 15) == 0; }
+template <int KS>
+static void launch_ks(const qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, int K, int N,
+                      int mode, const bf16 *nw, float eps, int resid) {
+    const int rpb = (GEMV_THREADS / 32) / KS;
+    unsigned blocks = (unsigned)((N + rpb - 1) / rpb), cap = (unsigned)g->sms * 8;
+    if (blocks > cap) blocks = cap;
+    const size_t smem = (size_t)K * sizeof(bf16);
+    if (mode == QVL_GEMV_RMSNORM)
+        k_gemv<KS, QVL_GEMV_RMSNORM><<<blocks, GEMV_THREADS, smem, st>>>(y, x, w, nw, eps, K, N, resid);
+    else if (mode == QVL_GEMV_SWIGLU)
+        k_gemv<KS, QVL_GEMV_SWIGLU><<<blocks, GEMV_THREADS, smem, st>>>(y, x, w, nw, eps, K, N, resid);
+    else
+        k_gemv<KS, QVL_GEMV_PLAIN><<<blocks, GEMV_THREADS, smem, st>>>(y, x, w, nw, eps, K, N, resid);
+}
 
-static int gemm_lt(qvl_gemm *g, cudaStream_t st, bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w, const bf16 *b,
-                   int M, int K, int N);
+static void launch_gemv(const qvl_gemm *g, int ks, cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, int K, int N,
+                        int mode, const bf16 *nw, float eps, int resid) {
+    if (ks == 4)
+        launch_ks<4>(g, st, y, x, w, K, N, mode, nw, eps, resid);
+    else if (ks == 2)
+        launch_ks<2>(g, st, y, x, w, K, N, mode, nw, eps, resid);
+    else
+        launch_ks<1>(g, st, y, x, w, K, N, mode, nw, eps, resid);
+}
+
+int qvl_gemv_fused(const qvl_gemm *g) { return g->gemv_mode != 0; }
+
+int qvl_gemv(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, int K, int N, int mode,
+             const bf16 *norm_w, float eps, int resid) {
+    if (!qvl_gemv_ok(x, w, K)) return -1;
+    int ks = 1;
+    for (int i = 0; i < g->n_m1; i++)
+        if (g->m1[i].K == K && g->m1[i].N == N) ks = g->m1[i].ks;
+    launch_gemv(g, ks, st, y, x, w, K, N, mode, norm_w, eps, resid);
+    return cudaPeekAtLastError() == cudaSuccess ? 0 : -1;
+}
 
 int qvl_gemm_tune_m1(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *const *ws, int n_ws, int K, int N) {
     if (g->n_m1 >= M1_SHAPES || n_ws < 1) return 0;
     for (int i = 0; i < n_ws; i++)
-        if (!gemv_ok(x, ws[i], K)) return 0; /* stays on cuBLASLt */
+        if (!qvl_gemv_ok(x, ws[i], K)) return 0; /* stays on cuBLASLt */
     for (int i = 0; i < g->n_m1; i++)
         if (g->m1[i].K == K && g->m1[i].N == N) return 0;
     m1_choice c;
@@ -229,7 +390,7 @@ int qvl_gemm_tune_m1(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const
         cudaEventDestroy(e0);
         return -1;
     }
-    static const int rows_of[M1_CANDIDATES] = {0, 1, 2, 4};
+    static const int ks_of[M1_CANDIDATES] = {0, 1, 2, 4};
     int rc = 0;
     for (int cand = 0; cand < M1_CANDIDATES && !rc; cand++) {
         /* Once over all the weights to warm up, then twice timed: the weights of all layers
@@ -237,8 +398,8 @@ int qvl_gemm_tune_m1(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const
         for (int rep = 0; rep < 3 && !rc; rep++) {
             if (rep == 1) cudaEventRecord(e0, st);
             for (int i = 0; i < n_ws && !rc; i++) {
-                if (cand == 0) rc = gemm_lt(g, st, y, N, x, K, ws[i], NULL, 1, K, N);
-                else launch_gemv(rows_of[cand], st, y, x, ws[i], NULL, K, N);
+                if (cand == 0) rc = gemm_lt(g, st, y, N, x, K, ws[i], NULL, 1, K, N, 0);
+                else launch_gemv(g, ks_of[cand], st, y, x, ws[i], K, N, QVL_GEMV_PLAIN, NULL, 0.0f, 0);
             }
         }
         cudaEventRecord(e1, st);
@@ -248,9 +409,10 @@ int qvl_gemm_tune_m1(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const
     }
     cudaEventDestroy(e0), cudaEventDestroy(e1);
     if (rc || cudaGetLastError() != cudaSuccess) return -1;
-    for (int cand = 1; cand < M1_CANDIDATES; cand++)
-        if (c.us[cand] < c.us[c.choice]) c.choice = cand;
-    c.choice = rows_of[c.choice];
+    int best = 1;
+    for (int cand = 2; cand < M1_CANDIDATES; cand++)
+        if (c.us[cand] < c.us[best]) best = cand;
+    c.ks = ks_of[best];
     g->m1[g->n_m1++] = c;
     return 0;
 }
@@ -260,9 +422,9 @@ int qvl_gemm_m1_report(const qvl_gemm *g, char *buf, size_t size) {
     if (size) buf[0] = 0;
     for (int i = 0; i < g->n_m1 && used < size; i++) {
         const m1_choice *c = &g->m1[i];
-        int n = snprintf(buf + used, size - used, "%s%dx%d: lt %.1f us, gemv1 %.1f, gemv2 %.1f, gemv4 %.1f -> %s%s",
-                         i ? "; " : "", c->N, c->K, c->us[0], c->us[1], c->us[2], c->us[3], c->choice ? "gemv" : "lt",
-                         c->choice == 1 ? "1" : c->choice == 2 ? "2" : c->choice == 4 ? "4" : "");
+        int n = snprintf(buf + used, size - used, "%s%dx%d: lt %.1f us, gemv ks1 %.1f, ks2 %.1f, ks4 %.1f -> ks%d%s",
+                         i ? "; " : "", c->N, c->K, c->us[0], c->us[1], c->us[2], c->us[3], c->ks,
+                         g->gemv_mode ? "" : " (unused: QVL_GEMV=0)");
         if (n < 0) break;
         used += (size_t)n;
     }
@@ -272,51 +434,5 @@ int qvl_gemm_m1_report(const qvl_gemm *g, char *buf, size_t size) {
 int qvl_gemm_run(qvl_gemm *g, cudaStream_t st, bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w,
                  const bf16 *b, int M, int K, int N) {
     if (M <= 0) return 0;
-    if (M == 1 && g->gemv_mode && gemv_ok(x, w, K)) {
-        int r = g->gemv_mode == 1 ? 2 : 0;
-        for (int i = 0; i < g->n_m1 && !r; i++)
-            if (g->m1[i].K == K && g->m1[i].N == N) r = g->m1[i].choice ? g->m1[i].choice : -1;
-        if (r > 0) {
-            launch_gemv(r, st, y, x, w, b, K, N);
-            return cudaPeekAtLastError() == cudaSuccess ? 0 : -1;
-        }
-    }
-    return gemm_lt(g, st, y, ldy, x, ldx, w, b, M, K, N);
-}
-
-/* cuBLASLt with the per-shape descriptor cache. */
-static int gemm_lt(qvl_gemm *g, cudaStream_t st, bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w, const bf16 *b,
-                   int M, int K, int N) {
-    int bias = b != NULL;
-    entry *e = NULL;
-    for (int i = 0; i < g->n; i++)
-        if (g->e[i].M == M && g->e[i].K == K && g->e[i].N == N && g->e[i].ldx == ldx && g->e[i].ldy == ldy &&
-            g->e[i].bias == bias) {
-            e = &g->e[i];
-            break;
-        }
-    if (!e) {
-        /* A full cache recycles its entries in turn (prompt and image sizes vary per sample). */
-        if (g->n >= CACHE) entry_free(&g->e[g->victim]), g->victim = (g->victim + 1) % CACHE;
-        e = g->n < CACHE ? &g->e[g->n] : &g->e[(g->victim + CACHE - 1) % CACHE];
-        if (entry_init(g, e, M, K, N, ldx, ldy, bias) != 0) {
-            entry_free(e);
-            return -1;
-        }
-        if (g->n < CACHE) g->n++;
-    }
-    float alpha = 1.0f, beta = 0.0f;
-    if (e->split > 1) {
-        if (cublasLtMatmul(g->lt, e->op, &alpha, w, e->a, x, e->b, &beta, g->part, e->c, g->part, e->c, &e->algo, g->ws,
-                           g->ws_bytes, st) != CUBLAS_STATUS_SUCCESS)
-            return -1;
-        size_t mn = (size_t)M * N;
-        unsigned blocks = (unsigned)((mn + 255) / 256 < 1024 ? (mn + 255) / 256 : 1024);
-        k_splitk_reduce<<<blocks, 256, 0, st>>>(y, ldy, g->part, b, M, N, e->split);
-        return cudaPeekAtLastError() == cudaSuccess ? 0 : -1;
-    }
-    if (bias) cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b);
-    cublasStatus_t s = cublasLtMatmul(g->lt, e->op, &alpha, w, e->a, x, e->b, &beta, y, e->c, y, e->c, &e->algo,
-                                      g->ws, g->ws_bytes, st);
-    return s == CUBLAS_STATUS_SUCCESS ? 0 : -1;
+    return gemm_lt(g, st, y, ldy, x, ldx, w, b, M, K, N, 0);
 }

@@ -56,9 +56,83 @@ static __global__ void k_layernorm(bf16 *y, const bf16 *x, const bf16 *w, const 
     float rstd = rsqrtf(block_sum(v, red) / dim + eps);
     for (int i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = b((f(xr[i]) - mean) * rstd * f(w[i]) + f(bias[i]));
 }
+
+/* Row in registers (V 16-byte chunks a thread): one read of x (and r), residual add, LayerNorm.
+ * y may alias r: every read of the row precedes the block reductions, every write follows them. */
+template <int V>
+static __global__ void k_add_layernorm(bf16 *y, bf16 *x, const bf16 *r, const bf16 *w, const bf16 *bias, int dim,
+                                       float eps) {
+    __shared__ float red[32];
+    const int chunks = dim / 8;
+    uint4 *xr = (uint4 *)(x + (size_t)blockIdx.x * dim);
+    const uint4 *rr = r ? (const uint4 *)(r + (size_t)blockIdx.x * dim) : NULL;
+    uint4 *yr = (uint4 *)(y + (size_t)blockIdx.x * dim);
+    float v[V][8];
+    float s = 0;
+#pragma unroll
+    for (int i = 0; i < V; i++) {
+        int c = threadIdx.x + i * blockDim.x;
+        if (c >= chunks) continue;
+        uint4 xv = xr[c];
+        bf16 *xe = (bf16 *)&xv;
+        if (rr) {
+            uint4 rv = rr[c];
+            const bf16 *re = (const bf16 *)&rv;
+#pragma unroll
+            for (int j = 0; j < 8; j++) xe[j] = b(f(xe[j]) + f(re[j]));
+            xr[c] = xv;
+        }
+#pragma unroll
+        for (int j = 0; j < 8; j++) v[i][j] = f(xe[j]), s += v[i][j];
+    }
+    const float mean = block_sum(s, red) / dim;
+    float q = 0;
+#pragma unroll
+    for (int i = 0; i < V; i++)
+        if (threadIdx.x + i * blockDim.x < chunks)
+#pragma unroll
+            for (int j = 0; j < 8; j++) q += (v[i][j] - mean) * (v[i][j] - mean);
+    const float rstd = rsqrtf(block_sum(q, red) / dim + eps);
+#pragma unroll
+    for (int i = 0; i < V; i++) {
+        int c = threadIdx.x + i * blockDim.x;
+        if (c >= chunks) continue;
+        uint4 wv = ((const uint4 *)w)[c], bv = ((const uint4 *)bias)[c], o;
+        const bf16 *we = (const bf16 *)&wv, *be = (const bf16 *)&bv;
+        bf16 *oe = (bf16 *)&o;
+#pragma unroll
+        for (int j = 0; j < 8; j++) oe[j] = b((v[i][j] - mean) * rstd * f(we[j]) + f(be[j]));
+        yr[c] = o;
+    }
+}
+
+/* The register kernel where the row fits (dim a multiple of 8, at most 4096 chunks, aligned). */
+static int add_layernorm_vec(cudaStream_t st, bf16 *y, bf16 *x, const bf16 *r, const bf16 *w, const bf16 *bias,
+                             int rows, int dim, float eps) {
+    int chunks = dim / 8;
+    if (dim % 8 || chunks > 4096 || (((uintptr_t)x | (uintptr_t)y | (uintptr_t)r | (uintptr_t)w | (uintptr_t)bias) & 15))
+        return 0;
+    int threads = chunks < 1024 ? (chunks + 31) / 32 * 32 : 1024;
+    if (chunks <= 1024)
+        k_add_layernorm<1><<<rows, threads, 0, st>>>(y, x, r, w, bias, dim, eps);
+    else if (chunks <= 2048)
+        k_add_layernorm<2><<<rows, threads, 0, st>>>(y, x, r, w, bias, dim, eps);
+    else
+        k_add_layernorm<4><<<rows, threads, 0, st>>>(y, x, r, w, bias, dim, eps);
+    return 1;
+}
+
 void qvl_k_layernorm(cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, const bf16 *bias, int rows, int dim,
                      float eps) {
-    if (rows) k_layernorm<<<rows, 256, 0, st>>>(y, x, w, bias, dim, eps);
+    if (!rows || add_layernorm_vec(st, y, (bf16 *)x, NULL, w, bias, rows, dim, eps)) return;
+    k_layernorm<<<rows, 256, 0, st>>>(y, x, w, bias, dim, eps);
+}
+
+void qvl_k_add_layernorm(cudaStream_t st, bf16 *y, bf16 *x, const bf16 *r, const bf16 *w, const bf16 *bias, int rows,
+                         int dim, float eps) {
+    if (!rows || add_layernorm_vec(st, y, x, r, w, bias, rows, dim, eps)) return;
+    qvl_k_add(st, x, r, (size_t)rows * dim);
+    k_layernorm<<<rows, 256, 0, st>>>(y, x, w, bias, dim, eps);
 }
 
 /* add: x = bf16(x + r) first when r != NULL. */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <type_traits>
 
@@ -65,6 +66,8 @@ struct qvl_cuda_model {
     int32_t *h_pos, *h_vis;
     int32_t h_step[2];
     char gemv_report[1024];
+    int gelu_epilogue; /* vision fc1 GELU in the cuBLASLt epilogue (QVL_GELU_EPILOGUE=0: separate kernel) */
+    double prepare_ms;  /* open: cuBLASLt shapes prepared for every row-count bucket */
 };
 
 #define CK(call)                                                                                                \
@@ -74,8 +77,15 @@ struct qvl_cuda_model {
     } while (0)
 
 static double MiB(size_t b) { return (double)b / 1048576.0; }
+static double wall_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return 1e3 * (double)t.tv_sec + 1e-6 * (double)t.tv_nsec;
+}
 static int capture_decode(qvl_cuda_model *m);
 static int tune_decode_gemv(qvl_cuda_model *m);
+static int prepare_gemms(qvl_cuda_model *m);
+static int lm_head(qvl_cuda_model *m, const bf16 *x);
 
 static void sample_peak(qvl_cuda_model *m) {
     size_t fr = 0, tot = 0;
@@ -325,7 +335,9 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
         if (upload_all(m, st)) goto fail;
         qvl_st_close(st);
         st = NULL;
-        if (tune_decode_gemv(m) || capture_decode(m)) goto fail;
+        const char *ge = getenv("QVL_GELU_EPILOGUE");
+        m->gelu_epilogue = !(ge && ge[0] == '0');
+        if (tune_decode_gemv(m) || prepare_gemms(m) || capture_decode(m)) goto fail;
         sample_peak(m);
     }
     return m;
@@ -352,6 +364,10 @@ double qvl_cuda_model_peak_mib(const qvl_cuda_model *m) { return m->peak_mib; }
 long qvl_cuda_model_max_image_tokens(const qvl_cuda_model *m) { return m->max_tokens; }
 const char *qvl_cuda_model_device_name(const qvl_cuda_model *m) { return m->device; }
 const char *qvl_cuda_model_gemv_report(const qvl_cuda_model *m) { return m->gemv_report; }
+void qvl_cuda_model_gemm_setups(const qvl_cuda_model *m, int *count, double *ms, double *prepare_ms) {
+    qvl_gemm_setup_stats(m->gemm, count, ms);
+    *prepare_ms = m->prepare_ms;
+}
 int qvl_cuda_seq_len(const qvl_cuda_model *m) { return m->len; }
 
 /* ---- dumps (QVL_DUMP): device bf16 -> host float32 .npy ---- */
@@ -425,10 +441,10 @@ int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv) {
     dump(m, "vision.patch_embed", m->vx, n, Dv);
     qvl_k_vision_pos_embed(s, m->vx, m->pos_embed, G_, Dv, pv->grid_t, pv->grid_h, pv->grid_w, M);
     dump(m, "vision.embed", m->vx, n, Dv);
-    int tap = 0;
+    int tap = 0, normed = 0; /* normed: vy already holds this block's norm1 (fused into the last add) */
     for (int i = 0; i < v->depth; i++) {
         const vblock *b = &m->vb[i];
-        qvl_k_layernorm(s, m->vy, m->vx, b->norm1_w, b->norm1_b, n, Dv, 1e-6f);
+        if (!normed) qvl_k_layernorm(s, m->vy, m->vx, b->norm1_w, b->norm1_b, n, Dv, 1e-6f);
         G(qvl_gemm_run(m->gemm, s, m->vqkv, 3 * Dv, m->vy, Dv, b->qkv_w, b->qkv_b, n, Dv, 3 * Dv));
         qvl_k_vision_rope(s, m->vqkv, m->vis_inv_freq, n, Dv, H, hd, pv->grid_h, pv->grid_w, M);
         for (int fr = 0; fr < pv->grid_t; fr++) {
@@ -437,12 +453,23 @@ int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv) {
                           frame, H, H, hd, -1, NULL);
         }
         G(qvl_gemm_run(m->gemm, s, m->vhid, Dv, m->vy, Dv, b->proj_w, b->proj_b, n, Dv, Dv));
-        qvl_k_add(s, m->vx, m->vhid, (size_t)n * Dv);
-        qvl_k_layernorm(s, m->vy, m->vx, b->norm2_w, b->norm2_b, n, Dv, 1e-6f);
-        G(qvl_gemm_run(m->gemm, s, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, n, Dv, Iv));
-        qvl_k_gelu_tanh(s, m->vhid, (size_t)n * Iv);
+        qvl_k_add_layernorm(s, m->vy, m->vx, m->vhid, b->norm2_w, b->norm2_b, n, Dv, 1e-6f);
+        if (m->gelu_epilogue && qvl_gemm_run_gelu(m->gemm, s, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, n, Dv, Iv))
+            m->gelu_epilogue = 0; /* no cuBLASLt algorithm with the epilogue for this shape: nothing was enqueued */
+        if (!m->gelu_epilogue) {
+            G(qvl_gemm_run(m->gemm, s, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, n, Dv, Iv));
+            qvl_k_gelu_tanh(s, m->vhid, (size_t)n * Iv);
+        }
         G(qvl_gemm_run(m->gemm, s, m->vy, Dv, m->vhid, Iv, b->fc2_w, b->fc2_b, n, Iv, Dv));
-        qvl_k_add(s, m->vx, m->vy, (size_t)n * Dv);
+        /* Residual add and the next block's norm1 in one kernel, unless a deepstack merger reads
+         * the stream in between. */
+        int taps_here = 0;
+        for (int j = 0; j < v->n_deepstack; j++) taps_here += v->deepstack_indexes[j] == i;
+        normed = i + 1 < v->depth && !taps_here;
+        if (normed)
+            qvl_k_add_layernorm(s, m->vy, m->vx, m->vy, m->vb[i + 1].norm1_w, m->vb[i + 1].norm1_b, n, Dv, 1e-6f);
+        else
+            qvl_k_add(s, m->vx, m->vy, (size_t)n * Dv);
         char name[48];
         snprintf(name, sizeof name, "vision.block%d", i);
         dump(m, name, m->vx, n, Dv);
@@ -516,10 +543,61 @@ static int text_forward(qvl_cuda_model *m, const int32_t *ids, int n, int p0, co
         qvl_k_rmsnorm(s, m->y, m->x, m->norm, n, D, eps);
         snprintf(name, sizeof name, "text.norm%s", sfx), dump(m, name, m->y, n, D);
     }
-    qvl_k_rmsnorm(s, m->y, m->x + (size_t)(n - 1) * D, m->norm, 1, D, eps);
-    G(qvl_gemm_run(m->gemm, s, m->logits, t->vocab_size, m->y, D, m->lm_head, NULL, 1, D, t->vocab_size));
-    qvl_k_argmax(s, m->d_next, m->logits, 1, t->vocab_size);
+    return lm_head(m, m->x + (size_t)(n - 1) * D);
+}
+
+/* Final norm of the row x, logits, greedy id into d_next. */
+static int lm_head(qvl_cuda_model *m, const bf16 *x) {
+    const qvl_text_config *t = &m->cfg.text;
+    const int D = t->hidden_size;
+    const float eps = (float)t->rms_norm_eps;
+    if (qvl_gemv_fused(m->gemm) && qvl_gemv_ok(x, m->lm_head, D)) {
+        G(qvl_gemv(m->gemm, m->st, m->logits, x, m->lm_head, D, t->vocab_size, QVL_GEMV_RMSNORM, m->norm, eps, 0));
+    } else {
+        qvl_k_rmsnorm(m->st, m->y, x, m->norm, 1, D, eps);
+        G(qvl_gemm_run(m->gemm, m->st, m->logits, t->vocab_size, m->y, D, m->lm_head, NULL, 1, D, t->vocab_size));
+    }
+    qvl_k_argmax(m->st, m->d_next, m->logits, 1, t->vocab_size);
     return 0;
+}
+
+/* One decoding row (step: device {cache length, rope delta}) with the fused one-row kernels: the
+ * RMSNorms in the prologue of the products that read them, SwiGLU in the down product's
+ * prologue, the residual adds in the o and down epilogues. 7 kernels a layer instead of 10. */
+static int decode_forward(qvl_cuda_model *m, const int32_t *ids, const int32_t *step) {
+    const qvl_text_config *t = &m->cfg.text;
+    const int D = t->hidden_size, hd = t->head_dim, Hq = t->num_heads, Hkv = t->num_kv_heads, I = t->intermediate_size;
+    const int qdim = Hq * hd, kv = Hkv * hd, qkvd = qdim + 2 * kv;
+    const float eps = (float)t->rms_norm_eps;
+    cudaStream_t s = m->st;
+    qvl_rope_desc rd = {Hq, Hkv, hd, {t->mrope_section[0], t->mrope_section[1], t->mrope_section[2]}, t->mrope_interleaved, eps};
+    qvl_k_embed(s, m->x, m->embed, ids, NULL, m->img[0], 1, D);
+    for (int l = 0; l < t->num_layers; l++) {
+        const tlayer *L = &m->tl[l];
+        bf16 *kc = m->k_cache + (size_t)l * m->max_len * kv, *vc = m->v_cache + (size_t)l * m->max_len * kv;
+        G(qvl_gemv(m->gemm, s, m->qkv, m->x, L->qkv_w, D, qkvd, QVL_GEMV_RMSNORM, L->in_norm, eps, 0));
+        qvl_k_qk_norm_rope(s, &rd, m->qkv, qkvd, kc, vc, m->qkv, L->q_norm, L->k_norm, m->txt_inv_freq, 1, 0, NULL, 0,
+                           0, step);
+        qvl_attention_decode(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, Hq, Hkv, hd, step, m->att_partial);
+        G(qvl_gemv(m->gemm, s, m->x, m->att, L->o_w, qdim, D, QVL_GEMV_PLAIN, NULL, eps, 1));
+        G(qvl_gemv(m->gemm, s, m->gu, m->x, L->gu_w, D, 2 * I, QVL_GEMV_RMSNORM, L->post_norm, eps, 0));
+        G(qvl_gemv(m->gemm, s, m->x, m->gu, L->down_w, I, D, QVL_GEMV_SWIGLU, NULL, eps, 1));
+    }
+    return lm_head(m, m->x);
+}
+
+/* Whether every product of a decoding row can take the fused one-row kernels. */
+static int decode_fusable(const qvl_cuda_model *m) {
+    const qvl_text_config *t = &m->cfg.text;
+    const int D = t->hidden_size, I = t->intermediate_size, qdim = t->num_heads * t->head_dim;
+    if (!qvl_gemv_fused(m->gemm) || !qvl_gemv_ok(m->x, m->lm_head, D)) return 0;
+    for (int l = 0; l < t->num_layers; l++) {
+        const tlayer *L = &m->tl[l];
+        if (!qvl_gemv_ok(m->x, L->qkv_w, D) || !qvl_gemv_ok(m->att, L->o_w, qdim) || !qvl_gemv_ok(m->x, L->gu_w, D) ||
+            !qvl_gemv_ok(m->gu, L->down_w, I) || ((uintptr_t)L->in_norm | (uintptr_t)L->post_norm) & 15)
+            return 0;
+    }
+    return 1;
 }
 
 static int fetch_next(qvl_cuda_model *m) {
@@ -533,7 +611,9 @@ static int fetch_next(qvl_cuda_model *m) {
 
 /* One decode step: the token in d_next at cache row d_step[0]; advances d_step[0]. */
 static int decode_step(qvl_cuda_model *m) {
-    if (text_forward(m, m->d_next, 1, 0, NULL, 0, NULL, NULL, m->d_step)) return -1;
+    if (decode_fusable(m) ? decode_forward(m, m->d_next, m->d_step)
+                          : text_forward(m, m->d_next, 1, 0, NULL, 0, NULL, NULL, m->d_step))
+        return -1;
     qvl_k_step_advance(m->st, m->d_step);
     return 0;
 }
@@ -579,6 +659,43 @@ static int capture_decode(qvl_cuda_model *m) {
     e = cudaGraphInstantiate(&m->decode_graph, g, 0);
     cudaGraphDestroy(g);
     CK(e);
+    return 0;
+}
+
+/* Every cuBLASLt shape of the vision tower and the prefill at every row-count bucket up to the
+ * plan's maximum, on scratch buffers, so that serving never waits for a heuristic query or a
+ * first kernel load (QVL_NO_PREPARE=1 skips it, for comparisons). */
+static int prepare_gemms(qvl_cuda_model *m) {
+    if (getenv("QVL_NO_PREPARE")) return 0;
+    const double t0 = wall_ms();
+    const qvl_vision_config *v = &m->cfg.vision;
+    const qvl_text_config *t = &m->cfg.text;
+    const int Dv = v->hidden_size, Iv = v->intermediate_size, unit = v->spatial_merge_size * v->spatial_merge_size;
+    const int Dv4 = Dv * unit, D = t->hidden_size, I = t->intermediate_size, np = (int)m->max_patches;
+    const int row = v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size;
+    const int qdim = t->num_heads * t->head_dim, qkvd = qdim + 2 * t->num_kv_heads * t->head_dim, C = m->chunk;
+    const vblock *b = &m->vb[0];
+    /* Scratch: vhid holds max_patches x Iv values, vqkv max_patches x 3 Dv, vy max_patches x Dv.
+     * The pixel slice of encode_image is at most max_patches rows of `row` values in vhid. */
+    const int slice = (size_t)np * Iv / row < (size_t)np ? (int)((size_t)np * Iv / row) : np;
+    int rc = 0;
+    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vx, Dv, m->vhid, row, m->patch_w, m->patch_b, slice, row, Dv, 0);
+    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vqkv, 3 * Dv, m->vy, Dv, b->qkv_w, b->qkv_b, np, Dv, 3 * Dv, 0);
+    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vhid, Dv, m->vy, Dv, b->proj_w, b->proj_b, np, Dv, Dv, 0);
+    if (m->gelu_epilogue && qvl_gemm_prepare(m->gemm, m->st, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, np, Dv, Iv, 1))
+        m->gelu_epilogue = 0;
+    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, np, Dv, Iv, 0);
+    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vy, Dv, m->vhid, Iv, b->fc2_w, b->fc2_b, np, Iv, Dv, 0);
+    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vqkv, Dv4, m->vy, Dv4, m->mg.fc1_w, m->mg.fc1_b, np / unit, Dv4, Dv4, 0);
+    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->img[0], D, m->vqkv, Dv4, m->mg.fc2_w, m->mg.fc2_b, np / unit, Dv4, D, 0);
+    const tlayer *L = &m->tl[0];
+    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->qkv, qkvd, m->y, D, L->qkv_w, NULL, C, D, qkvd, 0);
+    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->y, D, m->att, qdim, L->o_w, NULL, C, qdim, D, 0);
+    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->gu, 2 * I, m->y, D, L->gu_w, NULL, C, D, 2 * I, 0);
+    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->y, D, m->h, I, L->down_w, NULL, C, I, D, 0);
+    if (rc) return qvl_errorf("cuda: preparing the cuBLASLt shapes failed");
+    CK(cudaStreamSynchronize(m->st));
+    m->prepare_ms = wall_ms() - t0;
     return 0;
 }
 

@@ -19,10 +19,29 @@ qvl_gemm *qvl_gemm_new(void *workspace, size_t workspace_bytes);
 void qvl_gemm_free(qvl_gemm *g);
 int qvl_gemm_run(qvl_gemm *g, cudaStream_t st, bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w,
                  const bf16 *b, int M, int K, int N);
-/* One-row products (decoding) of shape K x N: times cuBLASLt against the own GEMV kernels on the
- * weights ws[0..n_ws) (all layers, so that they stream from HBM as in decoding; y and x scratch)
- * and remembers the fastest for qvl_gemm_run with M = 1. Not during stream capture. QVL_GEMV=0/1
- * forces cuBLASLt / the GEMV kernel. */
+/* The same with GELU (tanh approximation, cuBLASLt's GELU_BIAS epilogue) applied to x w^T + b in
+ * F32 before the one rounding; b required. */
+int qvl_gemm_run_gelu(qvl_gemm *g, cudaStream_t st, bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w,
+                      const bf16 *b, int M, int K, int N);
+/* Runs the shape once at every row-count bucket up to M_max (y, x: scratch holding M_max rows), so
+ * that the heuristic queries and cuBLAS kernel loads happen at open, not while serving. */
+int qvl_gemm_prepare(qvl_gemm *g, cudaStream_t st, bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w,
+                     const bf16 *b, int M_max, int K, int N, int gelu);
+/* Heuristic queries made so far and the host milliseconds they took. */
+void qvl_gemm_setup_stats(const qvl_gemm *g, int *count, double *ms);
+
+/* One-row products (decoding) with their neighbours fused: y[N] = w[N,K] in(x), where in(x) is x
+ * (PLAIN), RMSNorm(x) * norm_w with HF's roundings (RMSNORM), or bf16(silu(gate)) * up of the
+ * row x = [gate | up] of 2K values (SWIGLU); resid: y = bf16(y + bf16(product)) (the residual
+ * stream, in place). Requires qvl_gemv_ok. qvl_gemm_tune_m1 times cuBLASLt against the kernel's
+ * variants (1, 2, 4 warps per row) on the weights ws[0..n_ws) (all layers, so that they stream
+ * from HBM as in decoding; y and x scratch) and keeps the fastest variant for the shape; not
+ * during stream capture. qvl_gemv_fused: 0 when QVL_GEMV=0 asks for cuBLASLt and separate kernels. */
+enum { QVL_GEMV_PLAIN = 0, QVL_GEMV_RMSNORM = 1, QVL_GEMV_SWIGLU = 2 };
+int qvl_gemv_ok(const bf16 *x, const bf16 *w, int K);
+int qvl_gemv_fused(const qvl_gemm *g);
+int qvl_gemv(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, int K, int N, int mode,
+             const bf16 *norm_w, float eps, int resid);
 int qvl_gemm_tune_m1(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *const *ws, int n_ws, int K, int N);
 /* The timings and choices as one line of text. */
 int qvl_gemm_m1_report(const qvl_gemm *g, char *buf, size_t size);
@@ -48,6 +67,9 @@ void qvl_k_bf16_to_f32(cudaStream_t st, float *y, const bf16 *x, size_t n);
 /* LayerNorm: F32 statistics and affine, one rounding. */
 void qvl_k_layernorm(cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, const bf16 *b, int rows, int dim,
                      float eps);
+/* x = bf16(x + r) (residual), then y = LayerNorm(x); y may be r (a row is read before written). */
+void qvl_k_add_layernorm(cudaStream_t st, bf16 *y, bf16 *x, const bf16 *r, const bf16 *w, const bf16 *b, int rows,
+                         int dim, float eps);
 /* RMSNorm, HF order: bf16(x * rsqrt(mean(x^2) + eps)) then * w rounded again. */
 void qvl_k_rmsnorm(cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, int rows, int dim, float eps);
 /* x = bf16(x + r) (residual), then y = RMSNorm(x). */

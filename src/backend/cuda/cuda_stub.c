@@ -26,6 +26,10 @@ double qvl_cuda_model_peak_mib(const qvl_cuda_model *m) { (void)m; return 0; }
 long qvl_cuda_model_max_image_tokens(const qvl_cuda_model *m) { (void)m; return 0; }
 const char *qvl_cuda_model_device_name(const qvl_cuda_model *m) { (void)m; return ""; }
 const char *qvl_cuda_model_gemv_report(const qvl_cuda_model *m) { (void)m; return ""; }
+void qvl_cuda_model_gemm_setups(const qvl_cuda_model *m, int *count, double *ms, double *prepare_ms) {
+    (void)m;
+    *count = 0, *ms = 0, *prepare_ms = 0;
+}
 void qvl_cuda_clear_images(qvl_cuda_model *m) { (void)m; }
 int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv) { (void)m; (void)pv; return no_cuda(); }
 int qvl_cuda_prefill(qvl_cuda_model *m, const int32_t *ids, int n) { (void)m; (void)ids; (void)n; return no_cuda(); }
