@@ -65,6 +65,8 @@ def main():
            "plan_mib": float(run.group(3)) if run and run.group(3) else None,
            "plan_minus_peak_percent": float(run.group(4)) if run and run.group(4) else None,
            "peak_cuda_device_used_mib": q.get("peak_device_used_mib"), "bench_plan_mib": q.get("plan_mib"),
+           # bench_gpu's own NVML figure, once it prints one (the proposed bench_gpu.c change)
+           "bench_peak_nvml_mib": q.get("peak_nvml_mib"), "bench_nvml_measure": q.get("nvml_measure"),
            "arena_mib": q.get("arena_mib"), "qvl_mem_plan": plan or None, "memory_detail": detail,
            "device": q.get("device")}
     hf = {"samples": h.get("samples"), "samples_per_s": h.get("samples_per_s"), "mean_latency_ms": h.get("mean_latency_ms"),
