@@ -6,7 +6,9 @@
  * synthetic, the same formula as bench/bench_gpu_ref.py. Prints one line per sample and a JSON
  * summary line.
  *   bench_gpu MODEL_DIR TSV [every=10] [new_tokens=0: answer tokens + 1] [threads=8]
- * The arena is planned for the workload: its largest image and longest prompt + answer. */
+ * The arena is planned for the workload: its largest image and longest prompt + answer.
+ * QVL_BENCH_PROFILE=1: CUDA profiler collection only over the timed rows (ncu/nsys with
+ * --profile-from-start off), so that open and the warm-up request stay out of a profile. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,7 +126,9 @@ int main(int argc, char **argv) {
     int n = 0, total_new = 0;
     double sum_lat = 0, sum_vis = 0, sum_pre = 0, sum_prefill = 0, sum_dec = 0;
     long sum_img_tok = 0;
+    const int profile = getenv("QVL_BENCH_PROFILE") != NULL; /* profiler on for the timed rows only */
     for (int i = -1; i < n_rows; i++) { /* i = -1: one untimed warm-up request (row 0) */
+        if (i == 0 && profile) qvl_cuda_profiler(1);
         const sample *x = &rows[i < 0 ? 0 : i];
         qvl_image img;
         synth(&img, x->w, x->h, x->idx);
@@ -169,6 +173,7 @@ int main(int argc, char **argv) {
            qvl_cuda_model_device_name(m), n, total_new, n / sum_lat, 1e3 * sum_lat / n, 1e3 * sum_pre / n,
            1e3 * sum_vis / n, 1e3 * sum_prefill / n, 1e3 * sum_dec / n, (double)sum_img_tok / n, p->total,
            qvl_cuda_model_arena_mib(m), p->cuda_context, qvl_cuda_model_peak_mib(m));
+    if (profile) qvl_cuda_profiler(0);
     qvl_cuda_model_close(m);
     for (int i = 0; i < n_rows; i++) free(rows[i].question);
     free(rows);

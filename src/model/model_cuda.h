@@ -38,6 +38,8 @@ const char *qvl_cuda_model_gemv_report(const qvl_cuda_model *m);
 /* cuBLASLt heuristic queries so far and their host milliseconds, and the milliseconds open spent
  * preparing every GEMM shape's row-count buckets (so that serving makes no such queries). */
 void qvl_cuda_model_gemm_setups(const qvl_cuda_model *m, int *count, double *ms, double *prepare_ms);
+/* Starts (on = 1) or stops the CUDA profiler's collection (ncu/nsys --profile-from-start off). */
+void qvl_cuda_profiler(int on);
 
 /* Images for the next prefill: clear, then encode one or more in prompt order (their vision
  * outputs stay on the device). Returns 0, or -1 + error (too many tokens for the plan, bad grid). */

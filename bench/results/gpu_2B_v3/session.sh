@@ -4,6 +4,7 @@
 # step switched off, and an Nsight Systems kernel summary when time remains. Logs go to OUT and are
 # packed into PACK after every step (one file survives a call cut short).
 #   BUILD=<bin folder> bench/results/gpu_2B_v3/session.sh OUT PACK.tgz [SECONDS=280] [STEPS="tiny real bench ab nsys"]
+# (call 2 ran STEPS="tiny real bench ab2 ncu")
 set -o pipefail
 OUT=${1:?OUT}; PACK=${2:?PACK}; BUDGET=${3:-280}; STEPS=${4:-"tiny real bench ab nsys"}; T0=$(date +%s)
 export BUILD=${BUILD:-build-cuda} PYTHONUNBUFFERED=1
@@ -30,6 +31,29 @@ for s in $STEPS; do
       qb exact QVL_NO_PREPARE=1 QVL_GEMM_EXACT=1
       qb no_fused_gemv QVL_GEMV=0
       qb old QVL_NO_PREPARE=1 QVL_GEMM_EXACT=1 QVL_GEMV=0 QVL_GELU_EPILOGUE=0 ;;
+  ab2) # the second round: programmatic launches off, then every part of this step off
+      qb no_pdl QVL_PDL=0
+      qb old QVL_NO_PREPARE=1 QVL_GEMM_EXACT=1 QVL_GEMV=0 QVL_GELU_EPILOGUE=0 ;;
+  ncu) # kernel times of two rows (a 899-token image; a small image), 6 new tokens each, no decode graph
+      NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+      if [ -n "$NCU" ] && [ "$(left)" -gt 60 ]; then
+        { head -1 $TSV; awk -F'\t' 'NR>1 && ($1==410 || $1==950)' $TSV; } > /tmp/rows.tsv
+        LD_LIBRARY_PATH=$LIBS QVL_NO_GRAPH=1 QVL_BENCH_PROFILE=1 timeout $(($(left) - 15)) "$NCU" --profile-from-start off \
+          --cache-control none --clock-control none --metrics gpu__time_duration.sum --csv \
+          $BUILD/bench_gpu $R/model /tmp/rows.tsv 1 6 > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
+        python3 - "$OUT/ncu.csv" <<'PY' | tee "$OUT/ncu_summary.txt"
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+hdr = rows[0]; kn = hdr.index("Kernel Name"); mv = hdr.index("Metric Value")
+tot = collections.defaultdict(float); cnt = collections.Counter()
+for r in rows[1:]:
+    try: v = float(r[mv].replace(",", ""))
+    except ValueError: continue
+    name = r[kn][:90]; tot[name] += v; cnt[name] += 1
+print("kernels", sum(cnt.values()), "total ms", round(sum(tot.values()) / 1e6, 3))
+for k, v in sorted(tot.items(), key=lambda x: -x[1])[:30]: print(f"{v/1e6:9.3f} ms {cnt[k]:6d} x {v/cnt[k]/1e3:8.2f} us  {k}")
+PY
+      else echo "no ncu or no time"; fi ;;
   nsys)
       NSYS=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
       if [ -n "$NSYS" ] && [ "$(left)" -gt 80 ]; then

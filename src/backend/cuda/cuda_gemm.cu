@@ -16,12 +16,15 @@
 
 #include "backend/cuda/cuda_ops.h"
 
-enum { SLOTS = 4096, M1_SHAPES = 16, M1_CANDIDATES = 4 };
+enum { SLOTS = 4096, M1_SHAPES = 16, M1_CANDIDATES = 6 };
 
-/* For one-row products (decoding) of shape K x N: the microseconds cuBLASLt and the own kernel
- * with 1, 2, 4 warps per output row took at start-up, and the fastest own variant. */
+/* The own one-row kernel's variants: warps per output row, 16-byte loads in flight per lane. */
+static const int ks_of[M1_CANDIDATES] = {0, 1, 2, 4, 1, 2}, u_of[M1_CANDIDATES] = {0, 4, 4, 4, 8, 8};
+
+/* For one-row products (decoding) of shape K x N: the microseconds cuBLASLt (candidate 0) and the
+ * own kernel's variants took at start-up, and the fastest own variant. */
 typedef struct {
-    int K, N, ks;
+    int K, N, best;
     float us[M1_CANDIDATES];
 } m1_choice;
 
@@ -40,6 +43,7 @@ struct qvl_gemm {
     entry *e; /* SLOTS, open addressing */
     int n, exact;
     int gemv_mode; /* QVL_GEMV: 0 cuBLASLt and separate kernels in decoding, else the fused own kernel */
+    int pdl;       /* one-row kernels launched as programmatic dependents (Hopper; QVL_PDL=0: off) */
     int sms;
     m1_choice m1[M1_SHAPES];
     int n_m1;
@@ -68,9 +72,12 @@ qvl_gemm *qvl_gemm_new(void *workspace, size_t workspace_bytes) {
     g->gemv_mode = env && env[0] == '0' ? 0 : 1;
     env = getenv("QVL_GEMM_EXACT");
     g->exact = env && env[0] == '1';
-    int dev = 0;
+    int dev = 0, cc = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&g->sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
         g->sms = 132;
+    if (cudaDeviceGetAttribute(&cc, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) cc = 0;
+    env = getenv("QVL_PDL");
+    g->pdl = cc >= 9 && !(env && env[0] == '0');
     return g;
 }
 
@@ -221,17 +228,24 @@ int qvl_gemm_prepare(qvl_gemm *g, cudaStream_t st, bf16 *y, int ldy, const bf16 
 
 /* ---- one-row products (decoding) ----
  * A block of 256 threads computes 8 / KS output rows at a time (grid-stride), KS warps per row,
- * each streaming its share of the weight row with 16-byte loads, GEMV_U loads in flight per lane,
+ * each streaming its share of the weight row with 16-byte loads, U loads in flight per lane,
  * F32 accumulation. The input row is first built in shared memory by the prologue: a copy, the
  * RMSNorm of the row (HF rounding: bf16(w * bf16(x * rsqrt(mean(x^2) + eps)))), or SwiGLU of a
  * [gate | up] row (bf16(bf16(silu(g)) * u)). Epilogue: y = bf16(acc), or with resid the residual
- * add y = bf16(y + bf16(acc)), the rounding of a separate add kernel. */
-enum { GEMV_U = 4, GEMV_THREADS = 256 };
+ * add y = bf16(y + bf16(acc)), the rounding of a separate add kernel.
+ *
+ * Programmatic dependent launch (Hopper): launched with pdl, a kernel may start while the kernel
+ * before it still runs; it only prefetches its own weight rows towards L2 (constant data) until
+ * griddepcontrol.wait returns, i.e. until the kernel before has completed and its writes are
+ * visible; every read of activations and every write comes after that. Each one-row kernel
+ * lets its successor launch right away (launch_dependents); a successor launched without pdl
+ * waits for completion as usual, so only these kernels overlap. */
+enum { GEMV_THREADS = 256 };
 
 static __device__ __forceinline__ float bf(bf16 v) { return __bfloat162float(v); }
 static __device__ __forceinline__ float rbf(float v) { return __bfloat162float(__float2bfloat16(v)); }
 
-template <int KS, int MODE>
+template <int KS, int MODE, int U>
 static __global__ void __launch_bounds__(GEMV_THREADS) k_gemv(bf16 *__restrict__ y, const bf16 *__restrict__ x,
                                                               const bf16 *__restrict__ w, const bf16 *__restrict__ nw,
                                                               float eps, int K, int N, int resid) {
@@ -239,15 +253,18 @@ static __global__ void __launch_bounds__(GEMV_THREADS) k_gemv(bf16 *__restrict__
     __shared__ float red[GEMV_THREADS / 32];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rpb = (GEMV_THREADS / 32) / KS;
     const int sub = warp % KS, rloc = warp / KS, chunks = K / 8;
-    /* Start the first weight loads towards L2 while the prologue runs. */
+    /* This warp's share of its first weight row towards L2, while the kernel before finishes
+     * (programmatic launch) and while the prologue runs. */
     {
         int n = blockIdx.x * rpb + rloc;
         if (n < N)
-            for (int u = 0; u < GEMV_U; u++) {
-                int c = sub * 32 + lane + u * 32 * KS;
-                if (c < chunks) asm volatile("prefetch.global.L2 [%0];" ::"l"(w + (size_t)n * K + (size_t)c * 8));
-            }
+            for (int c = sub * 32 + lane; c < chunks; c += 32 * KS)
+                asm volatile("prefetch.global.L2 [%0];" ::"l"(w + (size_t)n * K + (size_t)c * 8));
     }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;");
+#endif
     if (MODE == QVL_GEMV_RMSNORM) {
         float s = 0;
         for (int c = threadIdx.x; c < chunks; c += GEMV_THREADS) {
@@ -292,15 +309,15 @@ static __global__ void __launch_bounds__(GEMV_THREADS) k_gemv(bf16 *__restrict__
         float acc = 0.0f;
         if (n < N) {
             const uint4 *wr = (const uint4 *)(w + (size_t)n * K);
-            for (int c0 = sub * 32 + lane; c0 < chunks; c0 += 32 * KS * GEMV_U) {
-                uint4 wv[GEMV_U];
+            for (int c0 = sub * 32 + lane; c0 < chunks; c0 += 32 * KS * U) {
+                uint4 wv[U];
 #pragma unroll
-                for (int u = 0; u < GEMV_U; u++) {
+                for (int u = 0; u < U; u++) {
                     int c = c0 + u * 32 * KS;
                     wv[u] = c < chunks ? __ldcs(wr + c) : make_uint4(0, 0, 0, 0);
                 }
 #pragma unroll
-                for (int u = 0; u < GEMV_U; u++) {
+                for (int u = 0; u < U; u++) {
                     int c = c0 + u * 32 * KS;
                     if (c < chunks) {
                         uint4 xv = xs4[c];
@@ -338,40 +355,54 @@ int qvl_gemv_ok(const bf16 *x, const bf16 *w, int K) {
     return K % 8 == 0 && (size_t)K * sizeof(bf16) <= 48 * 1024 && (((uintptr_t)x | (uintptr_t)w) & 15) == 0;
 }
 
-template <int KS>
+template <int KS, int U>
 static void launch_ks(const qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, int K, int N,
-                      int mode, const bf16 *nw, float eps, int resid) {
+                      int mode, const bf16 *nw, float eps, int resid, int pdl) {
     const int rpb = (GEMV_THREADS / 32) / KS;
     unsigned blocks = (unsigned)((N + rpb - 1) / rpb), cap = (unsigned)g->sms * 8;
     if (blocks > cap) blocks = cap;
-    const size_t smem = (size_t)K * sizeof(bf16);
+    cudaLaunchConfig_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(GEMV_THREADS), cfg.dynamicSmemBytes = (size_t)K * sizeof(bf16);
+    cfg.stream = st;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr, cfg.numAttrs = pdl ? 1 : 0;
     if (mode == QVL_GEMV_RMSNORM)
-        k_gemv<KS, QVL_GEMV_RMSNORM><<<blocks, GEMV_THREADS, smem, st>>>(y, x, w, nw, eps, K, N, resid);
+        cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_RMSNORM, U>, y, x, w, nw, eps, K, N, resid);
     else if (mode == QVL_GEMV_SWIGLU)
-        k_gemv<KS, QVL_GEMV_SWIGLU><<<blocks, GEMV_THREADS, smem, st>>>(y, x, w, nw, eps, K, N, resid);
+        cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_SWIGLU, U>, y, x, w, nw, eps, K, N, resid);
     else
-        k_gemv<KS, QVL_GEMV_PLAIN><<<blocks, GEMV_THREADS, smem, st>>>(y, x, w, nw, eps, K, N, resid);
+        cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_PLAIN, U>, y, x, w, nw, eps, K, N, resid);
 }
 
-static void launch_gemv(const qvl_gemm *g, int ks, cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, int K, int N,
-                        int mode, const bf16 *nw, float eps, int resid) {
-    if (ks == 4)
-        launch_ks<4>(g, st, y, x, w, K, N, mode, nw, eps, resid);
-    else if (ks == 2)
-        launch_ks<2>(g, st, y, x, w, K, N, mode, nw, eps, resid);
-    else
-        launch_ks<1>(g, st, y, x, w, K, N, mode, nw, eps, resid);
+/* Variant cand (1.. M1_CANDIDATES-1) of the own kernel. */
+static void launch_gemv(const qvl_gemm *g, int cand, cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, int K,
+                        int N, int mode, const bf16 *nw, float eps, int resid, int pdl) {
+    switch (cand) {
+    case 2: launch_ks<2, 4>(g, st, y, x, w, K, N, mode, nw, eps, resid, pdl); break;
+    case 3: launch_ks<4, 4>(g, st, y, x, w, K, N, mode, nw, eps, resid, pdl); break;
+    case 4: launch_ks<1, 8>(g, st, y, x, w, K, N, mode, nw, eps, resid, pdl); break;
+    case 5: launch_ks<2, 8>(g, st, y, x, w, K, N, mode, nw, eps, resid, pdl); break;
+    default: launch_ks<1, 4>(g, st, y, x, w, K, N, mode, nw, eps, resid, pdl); break;
+    }
 }
 
 int qvl_gemv_fused(const qvl_gemm *g) { return g->gemv_mode != 0; }
+int qvl_gemv_pdl(qvl_gemm *g, int on) {
+    int was = g->pdl;
+    if (!on) g->pdl = 0;
+    return was;
+}
 
 int qvl_gemv(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, int K, int N, int mode,
              const bf16 *norm_w, float eps, int resid) {
     if (!qvl_gemv_ok(x, w, K)) return -1;
-    int ks = 1;
+    int cand = 1;
     for (int i = 0; i < g->n_m1; i++)
-        if (g->m1[i].K == K && g->m1[i].N == N) ks = g->m1[i].ks;
-    launch_gemv(g, ks, st, y, x, w, K, N, mode, norm_w, eps, resid);
+        if (g->m1[i].K == K && g->m1[i].N == N) cand = g->m1[i].best;
+    launch_gemv(g, cand, st, y, x, w, K, N, mode, norm_w, eps, resid, g->pdl);
     return cudaPeekAtLastError() == cudaSuccess ? 0 : -1;
 }
 
@@ -390,7 +421,6 @@ int qvl_gemm_tune_m1(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const
         cudaEventDestroy(e0);
         return -1;
     }
-    static const int ks_of[M1_CANDIDATES] = {0, 1, 2, 4};
     int rc = 0;
     for (int cand = 0; cand < M1_CANDIDATES && !rc; cand++) {
         /* Once over all the weights to warm up, then twice timed: the weights of all layers
@@ -399,7 +429,7 @@ int qvl_gemm_tune_m1(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const
             if (rep == 1) cudaEventRecord(e0, st);
             for (int i = 0; i < n_ws && !rc; i++) {
                 if (cand == 0) rc = gemm_lt(g, st, y, N, x, K, ws[i], NULL, 1, K, N, 0);
-                else launch_gemv(g, ks_of[cand], st, y, x, ws[i], K, N, QVL_GEMV_PLAIN, NULL, 0.0f, 0);
+                else launch_gemv(g, cand, st, y, x, ws[i], K, N, QVL_GEMV_PLAIN, NULL, 0.0f, 0, 0);
             }
         }
         cudaEventRecord(e1, st);
@@ -412,7 +442,7 @@ int qvl_gemm_tune_m1(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const
     int best = 1;
     for (int cand = 2; cand < M1_CANDIDATES; cand++)
         if (c.us[cand] < c.us[best]) best = cand;
-    c.ks = ks_of[best];
+    c.best = best;
     g->m1[g->n_m1++] = c;
     return 0;
 }
@@ -422,9 +452,10 @@ int qvl_gemm_m1_report(const qvl_gemm *g, char *buf, size_t size) {
     if (size) buf[0] = 0;
     for (int i = 0; i < g->n_m1 && used < size; i++) {
         const m1_choice *c = &g->m1[i];
-        int n = snprintf(buf + used, size - used, "%s%dx%d: lt %.1f us, gemv ks1 %.1f, ks2 %.1f, ks4 %.1f -> ks%d%s",
-                         i ? "; " : "", c->N, c->K, c->us[0], c->us[1], c->us[2], c->us[3], c->ks,
-                         g->gemv_mode ? "" : " (unused: QVL_GEMV=0)");
+        int n = snprintf(buf + used, size - used,
+                         "%s%dx%d: lt %.1f us, gemv ks1u4 %.1f, ks2u4 %.1f, ks4u4 %.1f, ks1u8 %.1f, ks2u8 %.1f -> ks%du%d%s",
+                         i ? "; " : "", c->N, c->K, c->us[0], c->us[1], c->us[2], c->us[3], c->us[4], c->us[5],
+                         ks_of[c->best], u_of[c->best], g->gemv_mode ? "" : " (unused: QVL_GEMV=0)");
         if (n < 0) break;
         used += (size_t)n;
     }

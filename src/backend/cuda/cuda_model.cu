@@ -9,6 +9,8 @@
 
 #include <type_traits>
 
+#include <cuda_profiler_api.h>
+
 #include "backend/cuda/cuda_ops.h"
 extern "C" {
 #include "backend/cuda/cuda_device.h"
@@ -364,6 +366,12 @@ double qvl_cuda_model_peak_mib(const qvl_cuda_model *m) { return m->peak_mib; }
 long qvl_cuda_model_max_image_tokens(const qvl_cuda_model *m) { return m->max_tokens; }
 const char *qvl_cuda_model_device_name(const qvl_cuda_model *m) { return m->device; }
 const char *qvl_cuda_model_gemv_report(const qvl_cuda_model *m) { return m->gemv_report; }
+void qvl_cuda_profiler(int on) {
+    if (on)
+        cudaProfilerStart();
+    else
+        cudaProfilerStop();
+}
 void qvl_cuda_model_gemm_setups(const qvl_cuda_model *m, int *count, double *ms, double *prepare_ms) {
     qvl_gemm_setup_stats(m->gemm, count, ms);
     *prepare_ms = m->prepare_ms;
@@ -649,17 +657,26 @@ static int tune_decode_gemv(qvl_cuda_model *m) {
 static int capture_decode(qvl_cuda_model *m) {
     if (getenv("QVL_NO_GRAPH")) return 0;
     cudaGraph_t g = NULL;
-    CK(cudaStreamBeginCapture(m->st, cudaStreamCaptureModeThreadLocal));
-    int rc = decode_step(m);
-    cudaError_t e = cudaStreamEndCapture(m->st, &g);
-    if (rc || e != cudaSuccess) {
+    for (;;) {
+        CK(cudaStreamBeginCapture(m->st, cudaStreamCaptureModeThreadLocal));
+        int rc = decode_step(m);
+        cudaError_t e = cudaStreamEndCapture(m->st, &g);
+        if (!rc && e == cudaSuccess) {
+            e = cudaGraphInstantiate(&m->decode_graph, g, 0);
+            cudaGraphDestroy(g);
+            g = NULL;
+            if (e == cudaSuccess) return 0;
+            m->decode_graph = NULL;
+        }
         if (g) cudaGraphDestroy(g);
-        return rc ? rc : qvl_errorf("cuda: capturing the decode graph: %s", cudaGetErrorString(e));
+        g = NULL;
+        /* Programmatic launches refused in the graph: capture once more without them. */
+        if (!qvl_gemv_pdl(m->gemm, 0)) {
+            if (rc) return rc;
+            return qvl_errorf("cuda: capturing the decode graph: %s", cudaGetErrorString(e));
+        }
+        (void)cudaGetLastError();
     }
-    e = cudaGraphInstantiate(&m->decode_graph, g, 0);
-    cudaGraphDestroy(g);
-    CK(e);
-    return 0;
 }
 
 /* Every cuBLASLt shape of the vision tower and the prefill at every row-count bucket up to the

@@ -40,6 +40,9 @@ void qvl_gemm_setup_stats(const qvl_gemm *g, int *count, double *ms);
 enum { QVL_GEMV_PLAIN = 0, QVL_GEMV_RMSNORM = 1, QVL_GEMV_SWIGLU = 2 };
 int qvl_gemv_ok(const bf16 *x, const bf16 *w, int K);
 int qvl_gemv_fused(const qvl_gemm *g);
+/* Whether qvl_gemv launches programmatic dependents (Hopper, unless QVL_PDL=0); on = 0 turns
+ * that off for good (a stream capture that refused them). Returns the previous setting. */
+int qvl_gemv_pdl(qvl_gemm *g, int on);
 int qvl_gemv(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, int K, int N, int mode,
              const bf16 *norm_w, float eps, int resid);
 int qvl_gemm_tune_m1(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *const *ws, int n_ws, int K, int N);
