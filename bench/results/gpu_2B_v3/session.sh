@@ -4,7 +4,8 @@
 # step switched off, and an Nsight Systems kernel summary when time remains. Logs go to OUT and are
 # packed into PACK after every step (one file survives a call cut short).
 #   BUILD=<bin folder> bench/results/gpu_2B_v3/session.sh OUT PACK.tgz [SECONDS=280] [STEPS="tiny real bench ab nsys"]
-# (call 2 ran STEPS="tiny real bench ab2 ncu")
+# (call 2 ran STEPS="tiny real bench ab2 ncu"; the candidate kernels: STEPS="tiny real next bench",
+#  carry .devcarry/lib .devcarry/bin-<x> .devcarry/ocrbench_shapes.tsv models/tokenizer/tokenizer.json)
 set -o pipefail
 OUT=${1:?OUT}; PACK=${2:?PACK}; BUDGET=${3:-280}; STEPS=${4:-"tiny real bench ab nsys"}; T0=$(date +%s)
 export BUILD=${BUILD:-build-cuda} PYTHONUNBUFFERED=1
@@ -54,6 +55,15 @@ print("kernels", sum(cnt.values()), "total ms", round(sum(tot.values()) / 1e6, 3
 for k, v in sorted(tot.items(), key=lambda x: -x[1])[:30]: print(f"{v/1e6:9.3f} ms {cnt[k]:6d} x {v/cnt[k]/1e3:8.2f} us  {k}")
 PY
       else echo "no ncu or no time"; fi ;;
+  next) # the candidate kernels (QVL_KERNELS_NEXT=1, not yet run on a GPU): tiny tests, 2B parity
+        # (the real step's references, generated here if missing), benchmark against the default
+      LD_LIBRARY_PATH=$LIBS QVL_KERNELS_NEXT=1 QVL_TEST_VERBOSE=1 QVL_BIN=$BUILD/qvl timeout 150 $BUILD/qvl-gpu-tests gpu_ \
+          > "$OUT/tiny_next.log" 2>&1; keylines "$OUT/tiny_next.log"
+      { test -d $R/model || python3 tools/gen_real_shape_models.py gen 2B $R --tf 2000 --image 1024x768
+        LD_LIBRARY_PATH=$LIBS QVL_KERNELS_NEXT=1 QVL_REAL_DIR=$R timeout 150 $BUILD/qvl-gpu-tests gpu_real_shape &&
+        python3 tools/gen_real_shape_models.py compare $R; } > "$OUT/real_next.log" 2>&1; keylines "$OUT/real_next.log"
+      qb next QVL_KERNELS_NEXT=1
+      qb default ;;
   nsys)
       NSYS=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
       if [ -n "$NSYS" ] && [ "$(left)" -gt 80 ]; then

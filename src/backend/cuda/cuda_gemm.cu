@@ -248,17 +248,19 @@ static __device__ __forceinline__ float rbf(float v) { return __bfloat162float(_
 template <int KS, int MODE, int U>
 static __global__ void __launch_bounds__(GEMV_THREADS) k_gemv(bf16 *__restrict__ y, const bf16 *__restrict__ x,
                                                               const bf16 *__restrict__ w, const bf16 *__restrict__ nw,
-                                                              float eps, int K, int N, int resid) {
+                                                              float eps, int K, int N, int resid, int short_prefetch) {
     extern __shared__ uint4 xs4[]; /* K bf16 */
     __shared__ float red[GEMV_THREADS / 32];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rpb = (GEMV_THREADS / 32) / KS;
     const int sub = warp % KS, rloc = warp / KS, chunks = K / 8;
     /* This warp's share of its first weight row towards L2, while the kernel before finishes
-     * (programmatic launch) and while the prologue runs. */
+     * (programmatic launch) and while the prologue runs; short_prefetch (QVL_KERNELS_NEXT): only
+     * the first U loads of each lane, as in the first round (isolated kernels were ~1 us faster). */
     {
         int n = blockIdx.x * rpb + rloc;
+        int end = short_prefetch ? min(chunks, sub * 32 + 32 * KS * U) : chunks;
         if (n < N)
-            for (int c = sub * 32 + lane; c < chunks; c += 32 * KS)
+            for (int c = sub * 32 + lane; c < end; c += 32 * KS)
                 asm volatile("prefetch.global.L2 [%0];" ::"l"(w + (size_t)n * K + (size_t)c * 8));
     }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -369,12 +371,13 @@ static void launch_ks(const qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr, cfg.numAttrs = pdl ? 1 : 0;
+    const int sp = qvl_kernels_next();
     if (mode == QVL_GEMV_RMSNORM)
-        cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_RMSNORM, U>, y, x, w, nw, eps, K, N, resid);
+        cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_RMSNORM, U>, y, x, w, nw, eps, K, N, resid, sp);
     else if (mode == QVL_GEMV_SWIGLU)
-        cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_SWIGLU, U>, y, x, w, nw, eps, K, N, resid);
+        cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_SWIGLU, U>, y, x, w, nw, eps, K, N, resid, sp);
     else
-        cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_PLAIN, U>, y, x, w, nw, eps, K, N, resid);
+        cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_PLAIN, U>, y, x, w, nw, eps, K, N, resid, sp);
 }
 
 /* Variant cand (1.. M1_CANDIDATES-1) of the own kernel. */

@@ -2,6 +2,7 @@
  * uses the explicitly rounded intrinsics (__fmul_rn, __fadd_rn) where nvcc would otherwise fuse a
  * multiply-add and shift the last bit; BF16 rounding is round-to-nearest-even (__float2bfloat16). */
 #include <math.h>
+#include <stdlib.h>
 
 #include "backend/cuda/cuda_ops.h"
 
@@ -12,6 +13,18 @@ static __device__ __forceinline__ float rb(float x) { return __bfloat162float(__
 static unsigned blocks_for(size_t n, unsigned t) {
     size_t g = (n + t - 1) / t;
     return (unsigned)(g > 65535u * 32u ? 65535u * 32u : g);
+}
+
+/* QVL_KERNELS_NEXT=1: the candidate kernels below that have not run on a GPU yet (see
+ * bench/results/gpu_2B_v3/README.md, "What is left"); each keeps the arithmetic of the kernel it
+ * replaces, only the memory access and the sharing of rotary tables change. */
+int qvl_kernels_next(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("QVL_KERNELS_NEXT");
+        v = e && e[0] == '1';
+    }
+    return v;
 }
 
 static __global__ void k_f32_to_bf16(bf16 *y, const float *x, size_t n) {
@@ -153,12 +166,68 @@ static __global__ void k_rmsnorm(bf16 *y, bf16 *x, const bf16 *r, const bf16 *w,
     float inv = rsqrtf(block_sum(s, red) / dim + eps);
     for (int i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = b(f(w[i]) * rb(f(xr[i]) * inv));
 }
+/* Next: the row in registers (V 16-byte chunks a thread), one read of x (and r). y may alias r:
+ * every read precedes the block reduction, every write follows it. */
+template <int V>
+static __global__ void k_rmsnorm_vec(bf16 *y, bf16 *x, const bf16 *r, const bf16 *w, int dim, float eps) {
+    __shared__ float red[32];
+    const int chunks = dim / 8;
+    uint4 *xr = (uint4 *)(x + (size_t)blockIdx.x * dim);
+    const uint4 *rr = r ? (const uint4 *)(r + (size_t)blockIdx.x * dim) : NULL;
+    uint4 *yr = (uint4 *)(y + (size_t)blockIdx.x * dim);
+    float v[V][8];
+    float s = 0;
+#pragma unroll
+    for (int i = 0; i < V; i++) {
+        int c = threadIdx.x + i * blockDim.x;
+        if (c >= chunks) continue;
+        uint4 xv = xr[c];
+        bf16 *xe = (bf16 *)&xv;
+        if (rr) {
+            uint4 rv = rr[c];
+            const bf16 *re = (const bf16 *)&rv;
+#pragma unroll
+            for (int j = 0; j < 8; j++) xe[j] = b(f(xe[j]) + f(re[j]));
+            xr[c] = xv;
+        }
+#pragma unroll
+        for (int j = 0; j < 8; j++) v[i][j] = f(xe[j]), s += v[i][j] * v[i][j];
+    }
+    const float inv = rsqrtf(block_sum(s, red) / dim + eps);
+#pragma unroll
+    for (int i = 0; i < V; i++) {
+        int c = threadIdx.x + i * blockDim.x;
+        if (c >= chunks) continue;
+        uint4 wv = ((const uint4 *)w)[c], o;
+        const bf16 *we = (const bf16 *)&wv;
+        bf16 *oe = (bf16 *)&o;
+#pragma unroll
+        for (int j = 0; j < 8; j++) oe[j] = b(f(we[j]) * rb(v[i][j] * inv));
+        yr[c] = o;
+    }
+}
+static int rmsnorm_vec(cudaStream_t st, bf16 *y, bf16 *x, const bf16 *r, const bf16 *w, int rows, int dim, float eps) {
+    int chunks = dim / 8;
+    if (!qvl_kernels_next() || dim % 8 || chunks > 4096 ||
+        (((uintptr_t)x | (uintptr_t)y | (uintptr_t)r | (uintptr_t)w) & 15))
+        return 0;
+    int threads = chunks < 1024 ? (chunks + 31) / 32 * 32 : 1024;
+    if (chunks <= 1024)
+        k_rmsnorm_vec<1><<<rows, threads, 0, st>>>(y, x, r, w, dim, eps);
+    else if (chunks <= 2048)
+        k_rmsnorm_vec<2><<<rows, threads, 0, st>>>(y, x, r, w, dim, eps);
+    else
+        k_rmsnorm_vec<4><<<rows, threads, 0, st>>>(y, x, r, w, dim, eps);
+    return 1;
+}
 void qvl_k_rmsnorm(cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, int rows, int dim, float eps) {
-    if (rows) k_rmsnorm<<<rows, dim >= 1024 ? 512 : 128, 0, st>>>(y, (bf16 *)x, NULL, w, dim, eps);
+    if (!rows || rmsnorm_vec(st, y, (bf16 *)x, NULL, w, rows, dim, eps)) return;
+    k_rmsnorm<<<rows, dim >= 1024 ? 512 : 128, 0, st>>>(y, (bf16 *)x, NULL, w, dim, eps);
 }
 void qvl_k_add_rmsnorm(cudaStream_t st, bf16 *y, bf16 *x, const bf16 *r, const bf16 *w, int rows, int dim,
                        float eps) {
-    if (rows) k_rmsnorm<<<rows, dim >= 1024 ? 512 : 128, 0, st>>>(y, x, r, w, dim, eps);
+    if (!rows || rmsnorm_vec(st, y, x, r, w, rows, dim, eps)) return;
+    k_rmsnorm<<<rows, dim >= 1024 ? 512 : 128, 0, st>>>(y, x, r, w, dim, eps);
 }
 
 static __global__ void k_add(bf16 *x, const bf16 *y, size_t n) {
@@ -197,8 +266,29 @@ static __global__ void k_silu_mul(bf16 *out, const bf16 *gu, int rows, int I) {
         out[i] = b(rb(g / (1.0f + expf(-g))) * u);
     }
 }
+/* Next: 8 outputs a thread with 16-byte loads and stores. */
+static __global__ void k_silu_mul_vec(bf16 *out, const bf16 *gu, int rows, int I) {
+    const int c8 = I / 8;
+    const size_t n = (size_t)rows * c8;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / c8, c = i % c8;
+        uint4 gv = ((const uint4 *)(gu + r * 2 * I))[c], uv = ((const uint4 *)(gu + r * 2 * I + I))[c], o;
+        const bf16 *ge = (const bf16 *)&gv, *ue = (const bf16 *)&uv;
+        bf16 *oe = (bf16 *)&o;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            float g = f(ge[j]);
+            oe[j] = b(rb(g / (1.0f + expf(-g))) * f(ue[j]));
+        }
+        ((uint4 *)(out + r * I))[c] = o;
+    }
+}
 void qvl_k_silu_mul(cudaStream_t st, bf16 *out, const bf16 *gu, int rows, int I) {
-    if (rows) k_silu_mul<<<blocks_for((size_t)rows * I, 256), 256, 0, st>>>(out, gu, rows, I);
+    if (!rows) return;
+    if (qvl_kernels_next() && I % 8 == 0 && (((uintptr_t)out | (uintptr_t)gu) & 15) == 0)
+        k_silu_mul_vec<<<blocks_for((size_t)rows * I / 8, 256), 256, 0, st>>>(out, gu, rows, I);
+    else
+        k_silu_mul<<<blocks_for((size_t)rows * I, 256), 256, 0, st>>>(out, gu, rows, I);
 }
 
 /* Patch p of a frame in merge-block order -> (row, col) in patches. */
@@ -261,13 +351,52 @@ static __global__ void k_vision_rope(bf16 *qkv, const float *inv_freq, int n, in
         }
     }
 }
+/* Next: one thread per (patch, head, 8 consecutive d < hd/2): 16-byte loads and stores of the
+ * pairs (d..d+7, d+hd/2..d+hd/2+7) of q and k. */
+static __global__ void k_vision_rope_vec(bf16 *qkv, const float *inv_freq, int n, int Dv, int H, int hd, int grid_h,
+                                         int grid_w, int M) {
+    const int half = hd / 2, nf = half / 2, c8 = half / 8;
+    const size_t total = (size_t)n * H * c8;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        int d0 = (int)(i % c8) * 8, h = (int)((i / c8) % H), p = (int)(i / ((size_t)c8 * H)), r, c;
+        patch_rc(p, grid_h, grid_w, M, &r, &c);
+        float cs[8], sn[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            int d = d0 + j;
+            float ang = d < nf ? __fmul_rn((float)r, inv_freq[d]) : __fmul_rn((float)c, inv_freq[d - nf]);
+            cs[j] = cosf(ang), sn[j] = sinf(ang);
+        }
+        for (int part = 0; part < 2; part++) {
+            bf16 *row = qkv + (size_t)p * 3 * Dv + (size_t)part * Dv + (size_t)h * hd;
+            uint4 av = *(const uint4 *)(row + d0), bv = *(const uint4 *)(row + d0 + half), ao, bo;
+            const bf16 *ae = (const bf16 *)&av, *be = (const bf16 *)&bv;
+            bf16 *aoe = (bf16 *)&ao, *boe = (bf16 *)&bo;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                float a = f(ae[j]), bb = f(be[j]);
+                aoe[j] = b(__fadd_rn(__fmul_rn(a, cs[j]), __fmul_rn(-bb, sn[j])));
+                boe[j] = b(__fadd_rn(__fmul_rn(bb, cs[j]), __fmul_rn(a, sn[j])));
+            }
+            *(uint4 *)(row + d0) = ao;
+            *(uint4 *)(row + d0 + half) = bo;
+        }
+    }
+}
 void qvl_k_vision_rope(cudaStream_t st, bf16 *qkv, const float *inv_freq, int n, int Dv, int H, int hd, int grid_h,
                        int grid_w, int M) {
     size_t total = (size_t)n * H * (hd / 2);
-    if (total) k_vision_rope<<<blocks_for(total, 256), 256, 0, st>>>(qkv, inv_freq, n, Dv, H, hd, grid_h, grid_w, M);
+    if (!total) return;
+    if (qvl_kernels_next() && (hd / 2) % 8 == 0 && Dv % 8 == 0 && ((uintptr_t)qkv & 15) == 0)
+        k_vision_rope_vec<<<blocks_for(total / 8, 256), 256, 0, st>>>(qkv, inv_freq, n, Dv, H, hd, grid_h, grid_w, M);
+    else
+        k_vision_rope<<<blocks_for(total, 256), 256, 0, st>>>(qkv, inv_freq, n, Dv, H, hd, grid_h, grid_w, M);
 }
 
-/* One block per token, one warp per head (q heads, then k heads, then v heads copied). */
+/* One block per token, one warp per head (q heads, then k heads, then v heads copied). TABLE
+ * (next): the token's rounded cos/sin per frequency computed once into shared memory instead of
+ * by every head. */
+template <bool TABLE>
 static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride, bf16 *k_cache, bf16 *v_cache, const bf16 *qkv,
                                       const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int p0,
                                       const int32_t *pos, int pos_stride, int pos_scalar, const int32_t *step) {
@@ -287,6 +416,21 @@ static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride
         pw = pos[2 * pos_stride + i];
     } else
         pt = ph = pw = pos_scalar + i;
+    __shared__ float tcs[64], tsn[64]; /* half <= 64 (hd <= 128, check_dims) */
+    if (TABLE) {
+        for (int fq = threadIdx.x; fq < half; fq += blockDim.x) {
+            int axis = 0;
+            if (d.interleaved) {
+                if (fq % 3 == 1 && fq < 3 * d.sec[1]) axis = 1;
+                else if (fq % 3 == 2 && fq < 3 * d.sec[2]) axis = 2;
+            } else
+                axis = fq < d.sec[0] ? 0 : fq < d.sec[0] + d.sec[1] ? 1 : 2;
+            int p = axis == 0 ? pt : axis == 1 ? ph : pw;
+            float ang = __fmul_rn((float)p, inv_freq[fq]);
+            tcs[fq] = rb(cosf(ang)), tsn[fq] = rb(sinf(ang));
+        }
+        __syncthreads();
+    }
     for (int h = w; h < d.Hq + d.Hkv; h += nw) {
         int is_q = h < d.Hq;
         const bf16 *src = is_q ? row + (size_t)h * hd : row + qdim + (size_t)(h - d.Hq) * hd;
@@ -303,15 +447,21 @@ static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride
         for (int e = lane; e < hd; e += 32) buf[e] = rb(f(nw_[e]) * rb(f(src[e]) * inv));
         __syncwarp();
         for (int e = lane; e < hd; e += 32) {
-            int fq = e % half, axis = 0;
-            if (d.interleaved) {
-                if (fq % 3 == 1 && fq < 3 * d.sec[1]) axis = 1;
-                else if (fq % 3 == 2 && fq < 3 * d.sec[2]) axis = 2;
-            } else
-                axis = fq < d.sec[0] ? 0 : fq < d.sec[0] + d.sec[1] ? 1 : 2;
-            int p = axis == 0 ? pt : axis == 1 ? ph : pw;
-            float ang = __fmul_rn((float)p, inv_freq[fq]);
-            float cs = rb(cosf(ang)), sn = rb(sinf(ang));
+            int fq = e % half;
+            float cs, sn;
+            if (TABLE) {
+                cs = tcs[fq], sn = tsn[fq];
+            } else {
+                int axis = 0;
+                if (d.interleaved) {
+                    if (fq % 3 == 1 && fq < 3 * d.sec[1]) axis = 1;
+                    else if (fq % 3 == 2 && fq < 3 * d.sec[2]) axis = 2;
+                } else
+                    axis = fq < d.sec[0] ? 0 : fq < d.sec[0] + d.sec[1] ? 1 : 2;
+                int p = axis == 0 ? pt : axis == 1 ? ph : pw;
+                float ang = __fmul_rn((float)p, inv_freq[fq]);
+                cs = rb(cosf(ang)), sn = rb(sinf(ang));
+            }
             float rot = e < half ? -buf[e + half] : buf[e - half];
             dst[e] = b(rb(buf[e] * cs) + rb(rot * sn));
         }
@@ -328,8 +478,13 @@ void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, in
     /* A warp per head (up to 32): in decoding this block is alone on the GPU, so per-warp head
      * loops would be pure latency. */
     int warps = d->Hq + d->Hkv < 32 ? d->Hq + d->Hkv : 32;
-    k_qk_norm_rope<<<n, warps * 32, (size_t)warps * d->hd * sizeof(float), st>>>(
-        *d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm, inv_freq, p0, pos, pos_stride, pos_scalar, step);
+    const size_t smem = (size_t)warps * d->hd * sizeof(float);
+    if (qvl_kernels_next())
+        k_qk_norm_rope<true><<<n, warps * 32, smem, st>>>(*d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm,
+                                                          inv_freq, p0, pos, pos_stride, pos_scalar, step);
+    else
+        k_qk_norm_rope<false><<<n, warps * 32, smem, st>>>(*d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm,
+                                                           inv_freq, p0, pos, pos_stride, pos_scalar, step);
 }
 
 static __global__ void k_embed(bf16 *x, const bf16 *embed, const int32_t *ids, const int32_t *vis_row,
