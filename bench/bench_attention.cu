@@ -86,8 +86,8 @@ static __global__ void k_ref(float *ref, const int *tok, const bf16 *q, int q_st
 }
 
 static const char *impl_name(int impl) {
-    static const char *names[] = {"FA2", "WG0", "WG1", "WG2", "WG3", "WG4"};
-    return impl >= 0 && impl < 6 ? names[impl] : "?";
+    static const char *names[] = {"FA2", "WG0", "WG1", "WG2", "WG3", "WG4", "WG5", "WG6", "WG7", "WG8"};
+    return impl == QVL_ATT_AUTO ? "AUTO" : impl >= 0 && impl < 10 ? names[impl] : "?";
 }
 
 struct Case {
@@ -145,7 +145,9 @@ int main(int argc, char **argv) {
         const double keys = c.causal ? (double)c.n * (c.n + 1) / 2 : (double)c.n * c.n;
         const double flops = 4.0 * keys * c.hd * c.Hq;
         std::vector<bf16> h_out((size_t)c.n * qdim), h_first;
-        const int impls[] = {QVL_ATT_FA2, QVL_ATT_WG + 0, QVL_ATT_WG + 1, QVL_ATT_WG + 2, QVL_ATT_WG + 3, QVL_ATT_WG + 4};
+        const int impls[] = {QVL_ATT_FA2,    QVL_ATT_AUTO,   QVL_ATT_WG + 0, QVL_ATT_WG + 1,
+                             QVL_ATT_WG + 2, QVL_ATT_WG + 3, QVL_ATT_WG + 4, QVL_ATT_WG + 5,
+                             QVL_ATT_WG + 6, QVL_ATT_WG + 7, QVL_ATT_WG + 8};
         double t_fa2 = 0;
         for (int impl : impls) {
             if (impl >= QVL_ATT_WG) {

@@ -519,7 +519,7 @@ void qvl_attention(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, in
         const int impl = qvl_attention_get_impl();
         if (!v1 && impl != QVL_ATT_FA2 &&
             qvl_attention_sm90(st, out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv, group, Hkv, hd,
-                               causal_pos0, scale * 1.4426950408889634f, impl >= QVL_ATT_WG ? impl - QVL_ATT_WG : 0) == 0)
+                               causal_pos0, scale * 1.4426950408889634f, impl >= QVL_ATT_WG ? impl - QVL_ATT_WG : -1) == 0)
             return;
         int hdp = (hd + 15) / 16 * 16;
 #define TC(H) launch_tc<H>(st, out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv, group, Hkv, hd, causal_pos0, scale)

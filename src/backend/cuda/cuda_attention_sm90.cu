@@ -12,6 +12,7 @@
  * load; the warpgroups of a block share each K/V tile. */
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "backend/cuda/cuda_attention_sm90.h"
@@ -89,6 +90,7 @@ static __device__ __forceinline__ void wgmma_n16_t1(float *d, const uint32_t *a,
 static __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 static __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 static __device__ __forceinline__ void wgmma_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+static __device__ __forceinline__ void wgmma_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
 /* Keeps the compiler from moving reads of accumulators above the wait (or writes below a wgmma). */
 template <int N>
 static __device__ __forceinline__ void reg_fence(float *d) {
@@ -115,9 +117,24 @@ static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 
 #endif /* QVL_WGMMA_DEVICE */
 
+/* 2^x on the special-function unit, subnormal results flushed to 0 (probabilities below 2^-126
+ * of the row maximum; exp2f adds a few instructions per call to keep them). */
+#ifdef QVL_WGMMA_DEVICE
+static __device__ __forceinline__ float exp2_ftz(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+#endif
+
 /* HDP: head size padded to 16 (64, 80 or 128); TK: keys per tile (64 or 128); NWG warpgroups per
- * block (64 query rows each); MINB: blocks per SM the registers are capped for. */
-template <int HDP, int TK, int NWG, int MINB>
+ * block (64 query rows each); MINB: blocks per SM the registers are capped for; NST: shared-memory
+ * stages. NST = 2: a tile's P V is waited for before the block barrier that frees its stage.
+ * NST = 3: P V stays in flight while the next tile is waited for and its Q K^T issued (the tensor
+ * cores run the two back to back); a stage is refilled two tiles after its use, by which time
+ * every warpgroup has waited for its P V (one barrier per tile). NST = 4: also the next tile's
+ * Q K^T runs during this tile's softmax (FlashAttention-3's intra-warpgroup overlap). */
+template <int HDP, int TK, int NWG, int MINB, int NST>
 static __global__ void __launch_bounds__(NWG * 128, MINB)
     k_attention_wg(bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k, const bf16 *v,
                    int kv_stride, int n_q, int n_kv, int group, int hd, int causal_pos0, float scale_log2) {
@@ -157,8 +174,8 @@ static __global__ void __launch_bounds__(NWG * 128, MINB)
     const size_t head_off = (size_t)g * hd;
 
     /* Stage s of tile kb: 16-byte chunks (row j, chunk gc of the padded head), zero-filled past n_kv and hd. */
-    auto load_tile = [&](int s, int kb) {
-        const unsigned Kd = sm0 + (2 * s) * TILE, Vd = Kd + TILE;
+    auto load_tile = [&](int st, int kb) {
+        const unsigned Kd = sm0 + (2 * st) * TILE, Vd = Kd + TILE;
         for (int idx = t; idx < TK * CH; idx += NT) {
             const int j = idx / CH, gc = idx % CH;
             const int ok = kb + j < n_kv && gc * 8 < hd;
@@ -169,99 +186,176 @@ static __global__ void __launch_bounds__(NWG * 128, MINB)
         }
     };
 
-    float o[HDP / 2], s[TK / 2];
+    float o[HDP / 2], s[TK / 2], s2[TK / 2]; /* s2: the next tile's scores (NST = 4) */
+    uint32_t pa[TK / 16][4]; /* P as the A operand of P V, 16 keys per K step */
 #pragma unroll
     for (int i = 0; i < HDP / 2; i++) o[i] = 0.0f;
 #pragma unroll
-    for (int i = 0; i < TK / 2; i++) s[i] = 0.0f;
+    for (int i = 0; i < TK / 2; i++) s[i] = s2[i] = 0.0f;
     float m1 = -INFINITY, m2 = -INFINITY, l1 = 0.0f, l2 = 0.0f; /* m in log2 units */
+
+    /* S = Q K^T for the tile in stage st: 64 rows x TK keys per warpgroup, one instruction per 16 dims. */
+    auto issue_qk = [&](int st, float *s) {
+        const unsigned Ks = sm0 + (2 * st) * TILE;
+        reg_fence<TK / 2>(s);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < KT; kk++) {
+            const uint64_t d = sw128_desc(Ks + (kk >> 2) * SUB + (kk & 3) * 32);
+            if constexpr (TK == 128) wgmma_n128_t0(s, qf[kk], d, kk > 0);
+            else wgmma_n64_t0(s, qf[kk], d, kk > 0);
+        }
+        wgmma_commit();
+    };
+    /* O += P V for the tile in stage st: dims 0-63 from V sub-tile 0, the rest from sub-tile 1. */
+    auto issue_pv = [&](int st) {
+        const unsigned Vs = sm0 + (2 * st + 1) * TILE;
+        reg_fence<HDP / 2>(o);
+        wgmma_fence();
+#pragma unroll
+        for (int kc = 0; kc < TK / 16; kc++) {
+            wgmma_n64_t1(o, pa[kc], sw128_desc(Vs + kc * 2048), 1);
+            if constexpr (O1 == 64) wgmma_n64_t1(o + 32, pa[kc], sw128_desc(Vs + SUB + kc * 2048), 1);
+            else if constexpr (O1 == 16) wgmma_n16_t1(o + 32, pa[kc], sw128_desc(Vs + SUB + kc * 2048), 1);
+        }
+        wgmma_commit();
+    };
+    /* Online softmax of the scores of tile kb: P into pa, O rescaled. s[4 nb + e]: row R1 (e < 2)
+     * or R2, key kb + 8 nb + 2 tg + (e & 1). */
+    auto softmax = [&](int kb, float *s) {
+        if (kb + TK > wmin) {
+#pragma unroll
+            for (int nb = 0; nb < TK / 8; nb++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int col = kb + nb * 8 + 2 * tg + (e & 1);
+                    if (col >= (e < 2 ? lim1 : lim2)) s[4 * nb + e] = -INFINITY;
+                }
+        }
+        float mx1 = -INFINITY, mx2 = -INFINITY;
+#pragma unroll
+        for (int nb = 0; nb < TK / 8; nb++) {
+            mx1 = fmaxf(mx1, fmaxf(s[4 * nb], s[4 * nb + 1]));
+            mx2 = fmaxf(mx2, fmaxf(s[4 * nb + 2], s[4 * nb + 3]));
+        }
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        mx2 = fmaxf(mx2, __shfl_xor_sync(0xffffffffu, mx2, 1));
+        mx2 = fmaxf(mx2, __shfl_xor_sync(0xffffffffu, mx2, 2));
+        const float mn1 = fmaxf(m1, mx1 * scale_log2), mn2 = fmaxf(m2, mx2 * scale_log2);
+        /* A row with no key yet keeps max -inf: subtract 0 instead so exp2 gives 0, not NaN. */
+        const float mb1 = mn1 == -INFINITY ? 0.0f : mn1, mb2 = mn2 == -INFINITY ? 0.0f : mn2;
+        const float c1 = exp2_ftz(m1 - mb1), c2 = exp2_ftz(m2 - mb2);
+        float ps1 = 0.0f, ps2 = 0.0f;
+#pragma unroll
+        for (int nb = 0; nb < TK / 8; nb++) {
+            const float p0 = exp2_ftz(fmaf(s[4 * nb], scale_log2, -mb1));
+            const float p1 = exp2_ftz(fmaf(s[4 * nb + 1], scale_log2, -mb1));
+            const float p2 = exp2_ftz(fmaf(s[4 * nb + 2], scale_log2, -mb2));
+            const float p3 = exp2_ftz(fmaf(s[4 * nb + 3], scale_log2, -mb2));
+            ps1 += p0 + p1;
+            ps2 += p2 + p3;
+            pa[nb >> 1][(nb & 1) * 2] = pack_bf16(p0, p1);
+            pa[nb >> 1][(nb & 1) * 2 + 1] = pack_bf16(p2, p3);
+        }
+        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 1);
+        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 2);
+        ps2 += __shfl_xor_sync(0xffffffffu, ps2, 1);
+        ps2 += __shfl_xor_sync(0xffffffffu, ps2, 2);
+        l1 = l1 * c1 + ps1, l2 = l2 * c2 + ps2;
+        m1 = mn1, m2 = mn2;
+#pragma unroll
+        for (int nb = 0; nb < HDP / 8; nb++) {
+            o[4 * nb] *= c1, o[4 * nb + 1] *= c1;
+            o[4 * nb + 2] *= c2, o[4 * nb + 3] *= c2;
+        }
+    };
+
     if (n_tiles > 0) load_tile(0, 0);
     asm volatile("cp.async.commit_group;\n" ::: "memory");
-    for (int it = 0; it < n_tiles; it++) {
-        const int kb = it * TK, cur = it & 1;
-        if (it + 1 < n_tiles) load_tile(cur ^ 1, kb + TK); /* overlaps this tile's math */
+    if constexpr (NST == 4) {
+        /* Tile j lives in stage j % 4. Per tile j: Q K^T of tile j + 1 is issued before the
+         * softmax of tile j, so the tensor cores work while this warpgroup computes exponentials;
+         * P V of tile j stays in flight until the softmax of tile j + 1 needs O. */
+        if (n_tiles > 1) load_tile(1, TK);
         asm volatile("cp.async.commit_group;\n" ::: "memory");
         asm volatile("cp.async.wait_group 1;\n" ::: "memory");
-        /* cp.async wrote through the generic proxy; wgmma reads through the async proxy. */
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         __syncthreads();
-        if (kb < wgmax) {
-            const unsigned Ks = sm0 + (2 * cur) * TILE, Vs = Ks + TILE;
-            /* S = Q K^T: 64 rows x TK keys per warpgroup, one instruction per 16 dims. */
-            reg_fence<TK / 2>(s);
-            wgmma_fence();
-#pragma unroll
-            for (int kk = 0; kk < KT; kk++) {
-                const uint64_t d = sw128_desc(Ks + (kk >> 2) * SUB + (kk & 3) * 32);
-                if constexpr (TK == 128) wgmma_n128_t0(s, qf[kk], d, kk > 0);
-                else wgmma_n64_t0(s, qf[kk], d, kk > 0);
+        if (n_tiles > 0 && 0 < wgmax) issue_qk(0, s);
+        auto body = [&](int j, float *sc, float *sn) {
+            const int kb = j * TK;
+            const bool act = kb < wgmax, act_next = j + 1 < n_tiles && kb + TK < wgmax;
+            /* Q K^T of tile j (P V of tile j - 1, issued after it, may run on); an idle warpgroup
+             * leaves nothing in flight. */
+            if (!act || j == 0) wgmma_wait0();
+            else wgmma_wait1();
+            reg_fence<TK / 2>(sc);
+            /* Tile j + 1 has landed; every warpgroup has waited for P V of tile j - 2, so stage
+             * (j + 2) % 4 is free. */
+            asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+            __syncthreads();
+            if (j + 2 < n_tiles) load_tile((j + 2) % 4, kb + 2 * TK);
+            asm volatile("cp.async.commit_group;\n" ::: "memory");
+            if (act_next) issue_qk((j + 1) % 4, sn);
+            if (act) {
+                if (act_next) wgmma_wait1(); /* P V of tile j - 1 (Q K^T of tile j + 1 runs on) */
+                else wgmma_wait0();
+                reg_fence<HDP / 2>(o);
+                softmax(kb, sc);
+                issue_pv(j % 4);
             }
-            wgmma_commit();
-            wgmma_wait0();
-            reg_fence<TK / 2>(s);
-            /* s[4 nb + e]: row R1 (e < 2) or R2, key kb + 8 nb + 2 tg + (e & 1). */
-            if (kb + TK > wmin) {
-#pragma unroll
-                for (int nb = 0; nb < TK / 8; nb++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        int col = kb + nb * 8 + 2 * tg + (e & 1);
-                        if (col >= (e < 2 ? lim1 : lim2)) s[4 * nb + e] = -INFINITY;
-                    }
-            }
-            float mx1 = -INFINITY, mx2 = -INFINITY;
-#pragma unroll
-            for (int nb = 0; nb < TK / 8; nb++) {
-                mx1 = fmaxf(mx1, fmaxf(s[4 * nb], s[4 * nb + 1]));
-                mx2 = fmaxf(mx2, fmaxf(s[4 * nb + 2], s[4 * nb + 3]));
-            }
-            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-            mx2 = fmaxf(mx2, __shfl_xor_sync(0xffffffffu, mx2, 1));
-            mx2 = fmaxf(mx2, __shfl_xor_sync(0xffffffffu, mx2, 2));
-            const float mn1 = fmaxf(m1, mx1 * scale_log2), mn2 = fmaxf(m2, mx2 * scale_log2);
-            /* A row with no key yet keeps max -inf: subtract 0 instead so exp2 gives 0, not NaN. */
-            const float mb1 = mn1 == -INFINITY ? 0.0f : mn1, mb2 = mn2 == -INFINITY ? 0.0f : mn2;
-            const float c1 = exp2f(m1 - mb1), c2 = exp2f(m2 - mb2);
-            float ps1 = 0.0f, ps2 = 0.0f;
-            uint32_t pa[TK / 16][4]; /* P as the A operand of P V, 16 keys per K step */
-#pragma unroll
-            for (int nb = 0; nb < TK / 8; nb++) {
-                const float p0 = exp2f(fmaf(s[4 * nb], scale_log2, -mb1));
-                const float p1 = exp2f(fmaf(s[4 * nb + 1], scale_log2, -mb1));
-                const float p2 = exp2f(fmaf(s[4 * nb + 2], scale_log2, -mb2));
-                const float p3 = exp2f(fmaf(s[4 * nb + 3], scale_log2, -mb2));
-                ps1 += p0 + p1;
-                ps2 += p2 + p3;
-                pa[nb >> 1][(nb & 1) * 2] = pack_bf16(p0, p1);
-                pa[nb >> 1][(nb & 1) * 2 + 1] = pack_bf16(p2, p3);
-            }
-            ps1 += __shfl_xor_sync(0xffffffffu, ps1, 1);
-            ps1 += __shfl_xor_sync(0xffffffffu, ps1, 2);
-            ps2 += __shfl_xor_sync(0xffffffffu, ps2, 1);
-            ps2 += __shfl_xor_sync(0xffffffffu, ps2, 2);
-            l1 = l1 * c1 + ps1, l2 = l2 * c2 + ps2;
-            m1 = mn1, m2 = mn2;
-#pragma unroll
-            for (int nb = 0; nb < HDP / 8; nb++) {
-                o[4 * nb] *= c1, o[4 * nb + 1] *= c1;
-                o[4 * nb + 2] *= c2, o[4 * nb + 3] *= c2;
-            }
-            /* O += P V: per 16 keys, dims 0-63 from V sub-tile 0 and the rest from sub-tile 1. */
-            reg_fence<HDP / 2>(o);
-            wgmma_fence();
-#pragma unroll
-            for (int kc = 0; kc < TK / 16; kc++) {
-                wgmma_n64_t1(o, pa[kc], sw128_desc(Vs + kc * 2048), 1);
-                if constexpr (O1 == 64) wgmma_n64_t1(o + 32, pa[kc], sw128_desc(Vs + SUB + kc * 2048), 1);
-                else if constexpr (O1 == 16) wgmma_n16_t1(o + 32, pa[kc], sw128_desc(Vs + SUB + kc * 2048), 1);
-            }
-            wgmma_commit();
-            wgmma_wait0();
-            reg_fence<HDP / 2>(o);
+        };
+        for (int j = 0; j < n_tiles; j += 2) { /* two steps per trip: s and s2 swap roles statically */
+            body(j, s, s2);
+            if (j + 1 < n_tiles) body(j + 1, s2, s);
         }
-        __syncthreads(); /* everyone is done with stage cur before it is refilled */
     }
+    for (int it = 0; NST != 4 && it < n_tiles; it++) {
+        const int kb = it * TK;
+        if constexpr (NST == 2) {
+            const int cur = it & 1;
+            if (it + 1 < n_tiles) load_tile(cur ^ 1, kb + TK); /* overlaps this tile's math */
+            asm volatile("cp.async.commit_group;\n" ::: "memory");
+            asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+            /* cp.async wrote through the generic proxy; wgmma reads through the async proxy. */
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+            __syncthreads();
+            if (kb < wgmax) {
+                issue_qk(cur, s);
+                wgmma_wait0();
+                reg_fence<TK / 2>(s);
+                softmax(kb, s);
+                issue_pv(cur);
+                wgmma_wait0();
+                reg_fence<HDP / 2>(o);
+            }
+            __syncthreads(); /* everyone is done with stage cur before it is refilled */
+        } else {
+            const int cur = it % 3;
+            asm volatile("cp.async.wait_group 0;\n" ::: "memory"); /* tile it has landed */
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+            /* After this barrier every warpgroup has waited for its P V of tile it - 2 (at its
+             * Q K^T wait of tile it - 1, or in the skip branch): stage (it + 1) % 3 is free. */
+            __syncthreads();
+            if (it + 1 < n_tiles) load_tile((it + 1) % 3, kb + TK); /* overlaps this tile's math */
+            asm volatile("cp.async.commit_group;\n" ::: "memory");
+            if (kb < wgmax) {
+                issue_qk(cur, s);
+                wgmma_wait0(); /* also the previous tile's P V (groups complete in order) */
+                reg_fence<TK / 2>(s);
+                reg_fence<HDP / 2>(o);
+                softmax(kb, s);
+                issue_pv(cur); /* left in flight */
+            } else {
+                wgmma_wait0();
+                reg_fence<HDP / 2>(o);
+            }
+        }
+    }
+    wgmma_wait0();
+    reg_fence<HDP / 2>(o);
     asm volatile("cp.async.wait_group 0;\n" ::: "memory");
     const float inv1 = l1 > 0 ? 1.0f / l1 : 0.0f, inv2 = l2 > 0 ? 1.0f / l2 : 0.0f;
     bf16 *d1 = R1 < rows ? out + (size_t)(R1 / group) * out_stride + (size_t)(g * group + R1 % group) * hd : NULL;
@@ -278,19 +372,19 @@ static __global__ void __launch_bounds__(NWG * 128, MINB)
 #endif
 }
 
-template <int HDP, int TK, int NWG, int MINB>
+template <int HDP, int TK, int NWG, int MINB, int NST>
 static void launch_wg(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
                       const bf16 *v, int kv_stride, int n_q, int n_kv, int group, int Hkv, int hd, int causal_pos0,
                       float scale_log2) {
-    constexpr int smem = 4 * ((HDP + 63) / 64) * TK * 128 + 1024;
+    constexpr int smem = 2 * NST * ((HDP + 63) / 64) * TK * 128 + 1024;
     static int attr_set = 0; /* above 48 KiB dynamic shared memory must be opted into */
     if (!attr_set) {
-        cudaFuncSetAttribute(k_attention_wg<HDP, TK, NWG, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        cudaFuncSetAttribute(k_attention_wg<HDP, TK, NWG, MINB, NST>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         attr_set = 1;
     }
     dim3 grid((n_q * group + 64 * NWG - 1) / (64 * NWG), Hkv);
-    k_attention_wg<HDP, TK, NWG, MINB><<<grid, NWG * 128, smem, st>>>(out, out_stride, q, q_stride, k, v, kv_stride,
-                                                                       n_q, n_kv, group, hd, causal_pos0, scale_log2);
+    k_attention_wg<HDP, TK, NWG, MINB, NST><<<grid, NWG * 128, smem, st>>>(
+        out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv, group, hd, causal_pos0, scale_log2);
 }
 
 int qvl_attention_sm90_available(void) {
@@ -309,6 +403,26 @@ int qvl_attention_sm90_available(void) {
 #endif
 }
 
+/* The configuration for large inputs by padded head size (64, 80, 128): the fastest in
+ * bench_attention on an H100 (bench/results/attention: 64 -> 2, 192 rows per block and 128-key
+ * tiles; 80 -> 1; 128 -> 0). QVL_ATT_CFG="64:c,80:c,128:c" (any subset) overrides it, for A/B runs. */
+static int large_default(int hd) {
+    static int cfg64 = 2, cfg80 = 1, cfg128 = 0, read = 0;
+    if (!read) {
+        const char *e = getenv("QVL_ATT_CFG");
+        int h, c, n;
+        while (e && sscanf(e, "%d:%d%n", &h, &c, &n) == 2) {
+            if (h == 64) cfg64 = c;
+            else if (h == 80) cfg80 = c;
+            else if (h == 128) cfg128 = c;
+            e += n;
+            if (*e == ',') e++;
+        }
+        read = 1;
+    }
+    return hd <= 64 ? cfg64 : hd <= 80 ? cfg80 : cfg128;
+}
+
 int qvl_attention_sm90(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
                        const bf16 *v, int kv_stride, int n_q, int n_kv, int group, int Hkv, int hd, int causal_pos0,
                        float scale_log2, int config) {
@@ -316,28 +430,42 @@ int qvl_attention_sm90(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q
     if ((((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)out) & 15) || q_stride % 8 || kv_stride % 8 ||
         out_stride % 2 || hd % 8)
         return -1;
-#define WG(H, T, N, M)                                                                                               \
-    launch_wg<H, T, N, M>(st, out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv, group, Hkv, hd, causal_pos0, \
-                          scale_log2)
+#define WG(H, T, N, M, S)                                                                                        \
+    launch_wg<H, T, N, M, S>(st, out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv, group, Hkv, hd,      \
+                             causal_pos0, scale_log2)
+    /* Configurations (bench_attention times them all): 0 three stages; 1 the first version (two
+     * stages, 64-key tiles); 2.. others. config -1 takes large_default(hd), or 64 rows per block
+     * (config 3) where blocks of 128 rows would give fewer than two blocks per SM. */
+    const int rows = n_q * group;
+    if (config == -1) config = (rows + 127) / 128 * Hkv < 2 * 132 ? 3 : large_default(hd);
     if (hd > 48 && hd <= 64) {
         switch (config) {
-        case 0: WG(64, 64, 2, 2); return 0;
-        case 1: WG(64, 128, 2, 1); return 0;
-        case 2: WG(64, 64, 3, 1); return 0;
-        case 3: WG(64, 128, 3, 1); return 0;
-        case 4: WG(64, 64, 1, 4); return 0;
+        case 0: WG(64, 64, 2, 2, 3); return 0;
+        case 1: WG(64, 64, 2, 2, 2); return 0;
+        case 2: WG(64, 128, 3, 1, 3); return 0;
+        case 3: WG(64, 64, 1, 4, 3); return 0;
+        case 4: WG(64, 128, 2, 1, 3); return 0;
+        case 5: WG(64, 64, 3, 1, 3); return 0;
+        case 6: WG(64, 64, 2, 1, 4); return 0;
+        case 7: WG(64, 128, 2, 1, 4); return 0;
+        case 8: WG(64, 64, 3, 1, 4); return 0;
         }
     } else if (hd > 64 && hd <= 80) {
         switch (config) {
-        case 0: WG(80, 64, 2, 2); return 0;
-        case 1: WG(80, 64, 2, 1); return 0;
-        case 2: WG(80, 128, 2, 1); return 0;
+        case 0: WG(80, 64, 2, 2, 3); return 0;
+        case 1: WG(80, 64, 2, 2, 2); return 0;
+        case 2: WG(80, 128, 2, 1, 3); return 0;
+        case 3: WG(80, 64, 1, 4, 3); return 0;
+        case 6: WG(80, 64, 2, 1, 4); return 0;
         }
     } else if (hd > 112 && hd <= 128) {
         switch (config) {
-        case 0: WG(128, 64, 2, 1); return 0;
-        case 1: WG(128, 64, 1, 2); return 0;
-        case 2: WG(128, 128, 2, 1); return 0;
+        case 0: WG(128, 128, 2, 1, 3); return 0;
+        case 1: WG(128, 64, 2, 1, 2); return 0;
+        case 2: WG(128, 64, 2, 1, 3); return 0;
+        case 3: WG(128, 64, 1, 2, 3); return 0;
+        case 4: WG(128, 128, 2, 1, 2); return 0;
+        case 6: WG(128, 64, 2, 1, 4); return 0;
         }
     }
 #undef WG

@@ -16,9 +16,11 @@ int qvl_attention_get_impl(void);
 int qvl_attention_sm90_available(void);
 
 /* Enqueues the wgmma kernel for rows = n_q * group query rows of each KV head (same arguments and
- * semantics as qvl_attention; scale_log2 = log2(e) / sqrt(hd)). config 0 = the default for hd, 1..
- * = alternatives (benchmarks). Returns 0 if launched, -1 if the shape, alignment or device is not
- * supported (nothing enqueued: the caller falls back). */
+ * semantics as qvl_attention; scale_log2 = log2(e) / sqrt(hd)). config -1: chosen by size and head
+ * size (the measured fastest; QVL_ATT_CFG overrides); 0..8: one configuration (benchmarks; the
+ * table is in the .cu file). Head sizes 49-64, 65-80 and 113-128. Returns 0 if launched, -1 if the
+ * shape, configuration, alignment or device is not supported (nothing enqueued: the caller falls
+ * back). */
 int qvl_attention_sm90(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
                        const bf16 *v, int kv_stride, int n_q, int n_kv, int group, int Hkv, int hd, int causal_pos0,
                        float scale_log2, int config);
