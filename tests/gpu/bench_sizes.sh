@@ -30,6 +30,7 @@ has() { case " $STEPS " in *" $1 "*) return 0 ;; esac; return 1; }
 # limit LIMIT MIN: the timeout for the next step (LIMIT, or what is left minus 5 s); 0 = skip it
 limit() { local l; l=$(($(left) - 5)); [ "$l" -lt "$2" ] && { echo 0; return; }; [ "$l" -lt "$1" ] && echo "$l" || echo "$1"; }
 mkdir -p "$OUT"
+exec 3>&1   # step logs go here and to steps.log, never into a step's own output file
 rc=0
 for S in "$@"; do
     case $S in
@@ -39,7 +40,7 @@ for S in "$@"; do
     *) echo "bench_sizes: unknown size $S (2B, 4B, 8B)" >&2; rc=2; continue ;;
     esac
     D=$OUT/$S; R=$WORK/qvl_bench_$S; mkdir -p "$D" "$R"
-    log() { echo "[$S +$(($(date +%s) - T0)) s] $*" | tee -a "$D/steps.log"; }
+    log() { echo "[$S +$(($(date +%s) - T0)) s] $*" | tee -a "$D/steps.log" >&3; }
     step() {  # step NAME LIMIT MIN_SECONDS CMD...: runs CMD under the time left, logs the outcome
         local name=$1 t; t=$(limit "$2" "$3"); shift 3
         if [ "$t" -eq 0 ]; then log "$name: SKIPPED (only $(left) s left)"; return 1; fi
