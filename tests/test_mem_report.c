@@ -24,6 +24,13 @@ TEST(mem_report_run_line) {
     qvl_memory_info cpu = {.peak_mib = 812.4, .peak_measure = "peak resident set"};
     qvl_report_memory_line(buf, sizeof buf, &cpu);
     CHECK_STR(buf, "peak 812 MiB (peak resident set)");
+    /* NVML missing: the cudaMemGetInfo fallback says why */
+    qvl_memory_info fb = m;
+    fb.peak_measure = "cudaMemGetInfo device used";
+    fb.note = "NVML not available (libnvidia-ml.so.1: cannot open shared object file)";
+    qvl_report_memory_line(buf, sizeof buf, &fb);
+    CHECK_STR(buf, "peak 7163 MiB (cudaMemGetInfo device used), plan 7148 MiB (-0.2%); NVML not available "
+                   "(libnvidia-ml.so.1: cannot open shared object file)");
     char small[12];
     qvl_report_memory_line(small, sizeof small, &m);   /* truncated, still a string */
     CHECK_STR(small, "peak 7163 M");

@@ -93,8 +93,10 @@ static cJSON *memory_plan(const eval_args *a, const qvl_config *cfg, const qvl_m
                           char *note, size_t note_len) {
     if (mi->has_plan) {
         *total = mi->plan_total;
-        snprintf(note, note_len, "the engine's plan at open, CUDA context measured by %s; arena %.2f MiB",
-                 mi->plan_context_measure, mi->arena_mib);
+        int n = snprintf(note, note_len, "the engine's plan at open, CUDA context measured by %s; arena %.2f MiB",
+                         mi->plan_context_measure, mi->arena_mib);
+        if (strncmp(mi->peak_measure, "nvml", 4) && mi->note[0] && n > 0 && (size_t)n < note_len)
+            snprintf(note + n, note_len - (size_t)n, "; %s", mi->note);   /* why NVML was not used */
         return qvl_report_plan_object(mi);
     }
     qvl_mem_plan p;

@@ -328,9 +328,15 @@ cJSON *qvl_report_plan_object(const qvl_memory_info *m) {
     return o;
 }
 
+/* 1 when the GPU figure is the cudaMemGetInfo fallback: m->note then says why NVML was not used. */
+static int nvml_missing(const qvl_memory_info *m) {
+    return m->has_plan && m->peak_measure && !strncmp(m->peak_measure, "cudaMemGetInfo", 14) && m->note && m->note[0];
+}
+
 void qvl_report_memory_line(char *buf, size_t len, const qvl_memory_info *m) {
     int n = snprintf(buf, len, "peak %.0f MiB (%s)", m->peak_mib, m->peak_measure ? m->peak_measure : "?");
     if (m->has_plan && n > 0 && (size_t)n < len)
-        snprintf(buf + n, len - (size_t)n, ", plan %.0f MiB (%+.1f%%)", m->plan_total,
-                 m->peak_mib > 0 ? 100.0 * (m->plan_total - m->peak_mib) / m->peak_mib : 0.0);
+        n += snprintf(buf + n, len - (size_t)n, ", plan %.0f MiB (%+.1f%%)", m->plan_total,
+                      m->peak_mib > 0 ? 100.0 * (m->plan_total - m->peak_mib) / m->peak_mib : 0.0);
+    if (nvml_missing(m) && n > 0 && (size_t)n < len) snprintf(buf + n, len - (size_t)n, "; %s", m->note);
 }

@@ -52,7 +52,8 @@ void qvl_report_add_scores(cJSON *obj, const qvl_ocrbench_tally *t);
 cJSON *qvl_report_plan_object(const qvl_memory_info *m);
 
 /* One line for `qvl run`: "peak 7163 MiB (nvml process), plan 7154 MiB (-0.1%)" on the GPU (the
- * percentage: plan minus peak, of the peak), "peak 812 MiB (peak resident set)" on the CPU. */
+ * percentage: plan minus peak, of the peak), then "; <why NVML was not used>" when the figure is the
+ * cudaMemGetInfo fallback; "peak 812 MiB (peak resident set)" on the CPU. */
 void qvl_report_memory_line(char *buf, size_t len, const qvl_memory_info *m);
 
 /* Percentile with linear interpolation between closest ranks (numpy's default); sorts v. */
