@@ -15,30 +15,45 @@ typedef struct {
     const uint8_t *rgb;
     int w, P, Tp, m, gw;
     float lut[3][256];
+    uint16_t lut16[3][256]; /* bf16 bits of lut (out_bf16) */
     float *out;
+    uint16_t *out16;        /* out_bf16: written instead of out */
     int row_len;
 } patch_ctx;
 
-static void patch_rows(void *arg, int i0, int i1) {
-    const patch_ctx *c = arg;
-    int P = c->P, m = c->m, blocks_w = c->gw / m;
-    for (int i = i0; i < i1; i++) {
-        /* i = ((br * blocks_w + bc) * m + ih) * m + iw */
-        int iw = i % m, ih = (i / m) % m, blk = i / (m * m);
-        int bc = blk % blocks_w, br = blk / blocks_w;
-        int prow = br * m + ih, pcol = bc * m + iw;
-        float *o = c->out + (size_t)i * c->row_len;
-        for (int ch = 0; ch < 3; ch++) {
-            float *first = o;
-            for (int py = 0; py < P; py++) {
-                const uint8_t *s = c->rgb + ((size_t)(prow * P + py) * c->w + (size_t)pcol * P) * 3 + ch;
-                for (int px = 0; px < P; px++) o[px] = c->lut[ch][s[3 * px]];
-                o += P;
-            }
-            for (int tp = 1; tp < c->Tp; tp++, o += P * P) memcpy(o, first, sizeof(float) * P * P);
-        }
-    }
+/* float -> bfloat16 bits, round to nearest even (as __float2bfloat16 / torch .to(bfloat16); the
+ * table values are finite). */
+static uint16_t f32_to_bf16_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
+
+/* One output row type, both element sizes: the same loops over the same table. */
+#define PATCH_ROWS(NAME, T, OUT, LUT)                                                                      \
+    static void NAME(void *arg, int i0, int i1) {                                                          \
+        const patch_ctx *c = arg;                                                                          \
+        int P = c->P, m = c->m, blocks_w = c->gw / m;                                                      \
+        for (int i = i0; i < i1; i++) {                                                                    \
+            /* i = ((br * blocks_w + bc) * m + ih) * m + iw */                                             \
+            int iw = i % m, ih = (i / m) % m, blk = i / (m * m);                                           \
+            int bc = blk % blocks_w, br = blk / blocks_w;                                                  \
+            int prow = br * m + ih, pcol = bc * m + iw;                                                    \
+            T *o = c->OUT + (size_t)i * c->row_len;                                                        \
+            for (int ch = 0; ch < 3; ch++) {                                                               \
+                T *first = o;                                                                              \
+                const T *lut = c->LUT[ch];                                                                 \
+                for (int py = 0; py < P; py++) {                                                           \
+                    const uint8_t *s = c->rgb + ((size_t)(prow * P + py) * c->w + (size_t)pcol * P) * 3 + ch; \
+                    for (int px = 0; px < P; px++) o[px] = lut[s[3 * px]];                                 \
+                    o += P;                                                                                \
+                }                                                                                          \
+                for (int tp = 1; tp < c->Tp; tp++, o += P * P) memcpy(o, first, sizeof(T) * P * P);        \
+            }                                                                                              \
+        }                                                                                                  \
+    }
+PATCH_ROWS(patch_rows, float, out, lut)
+PATCH_ROWS(patch_rows_bf16, uint16_t, out16, lut16)
 
 int qvl_image_patchify(const uint8_t *rgb, int h, int w, const qvl_image_params *p, qvl_pixel_values *out) {
     memset(out, 0, sizeof *out);
@@ -54,16 +69,28 @@ int qvl_image_patchify(const uint8_t *rgb, int h, int w, const qvl_image_params 
     float inv_rescale = (float)(1.0 / (1.0 / 255.0));
     for (int ch = 0; ch < 3; ch++) {
         float mean = p->image_mean[ch] * inv_rescale, std = p->image_std[ch] * inv_rescale;
-        for (int v = 0; v < 256; v++) c->lut[ch][v] = ((float)v - mean) / std;
+        for (int v = 0; v < 256; v++) {
+            c->lut[ch][v] = ((float)v - mean) / std;
+            c->lut16[ch][v] = f32_to_bf16_bits(c->lut[ch][v]);
+        }
     }
     int gh = h / P, gw = w / P, n = gh * gw;
-    c->out = qvl_big_alloc(sizeof(float) * (size_t)n * c->row_len);
-    if (!c->out) {
+    const size_t elems = (size_t)n * c->row_len;
+    c->out = NULL, c->out16 = NULL;
+    if (p->out_bf16) {
+        out->bf16_borrowed = p->bf16_buf && p->bf16_buf_bytes >= elems * sizeof(uint16_t);
+        c->out16 = out->bf16_borrowed ? p->bf16_buf : qvl_big_alloc(elems * sizeof(uint16_t));
+    } else {
+        c->out = qvl_big_alloc(sizeof(float) * elems);
+    }
+    if (!c->out && !c->out16) {
         free(c);
+        memset(out, 0, sizeof *out);
         return qvl_errorf("patchify: out of memory for %d patches", n);
     }
-    qvl_parallel_for(p->threads, n, 64, patch_rows, c);
+    qvl_parallel_for(p->threads, n, 64, p->out_bf16 ? patch_rows_bf16 : patch_rows, c);
     out->data = c->out;
+    out->bf16 = c->out16;
     out->num_patches = n;
     out->row_len = c->row_len;
     out->grid_t = 1;
@@ -102,5 +129,6 @@ int qvl_image_preprocess(const qvl_image *img, const qvl_image_params *p, qvl_pi
 void qvl_pixel_values_free(qvl_pixel_values *pv) {
     if (!pv) return;
     free(pv->data);
+    if (!pv->bf16_borrowed) free(pv->bf16);
     memset(pv, 0, sizeof *pv);
 }
