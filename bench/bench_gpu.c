@@ -136,6 +136,8 @@ int main(int argc, char **argv) {
         qvl_pixel_values pv = {0};
         int32_t *ids = NULL;
         size_t nids = 0;
+        ip.bf16_buf = qvl_cuda_pixel_staging(m, &ip.bf16_buf_bytes); /* NULL: F32 pixels (QVL_PIXELS_BF16=0) */
+        ip.out_bf16 = ip.bf16_buf != NULL;
         if (qvl_image_preprocess(&img, &ip, &pv) || qvl_chat_encode_single(tok, x->question, pv.image_tokens, &ids, &nids))
             return fprintf(stderr, "bench_gpu: sample %d: %s\n", x->idx, qvl_error()), 1;
         double b = now_s();

@@ -337,6 +337,10 @@ int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *gopt
     }
 
     if (has_image) {
+        if (e->gpu) { /* BF16 pixels straight into the pinned upload buffer (NULL: F32 as before) */
+            ip.bf16_buf = qvl_cuda_pixel_staging(e->gpu, &ip.bf16_buf_bytes);
+            ip.out_bf16 = ip.bf16_buf != NULL;
+        }
         if (qvl_image_preprocess(&img, &ip, &pv)) {
             name_error(name);
             FAIL();

@@ -41,10 +41,17 @@ void qvl_cuda_model_gemm_setups(const qvl_cuda_model *m, int *count, double *ms,
 /* Starts (on = 1) or stops the CUDA profiler's collection (ncu/nsys --profile-from-start off). */
 void qvl_cuda_profiler(int on);
 
+/* Pinned host buffer for BF16 pixel values (qvl_image_params.out_bf16 + bf16_buf): room for the
+ * largest admitted image, allocated at open (host memory, outside the device plan), so that
+ * qvl_cuda_encode_image uploads it with one asynchronous copy and no conversion kernel. Waits
+ * until the last upload from it is done, so the caller may write into it. NULL (*bytes 0) when
+ * off (QVL_PIXELS_BF16=0) or unavailable: pass F32 pixel values then (both give the same result). */
+void *qvl_cuda_pixel_staging(qvl_cuda_model *m, size_t *bytes);
+
 /* Images for the next prefill: clear, then encode one or more in prompt order (their vision
  * outputs stay on the device). Returns 0, or -1 + error (too many tokens for the plan, bad grid). */
 void qvl_cuda_clear_images(qvl_cuda_model *m);
-int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv);
+int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv); /* F32 data or bf16 */
 
 /* Starts a new sequence with the prompt (image pads take the encoded images' rows in order).
  * Returns the greedy next token id (bf16-rounded logits, lowest id on ties), or -1 + error. */

@@ -70,6 +70,13 @@ struct qvl_cuda_model {
     char gemv_report[1024];
     int gelu_epilogue; /* vision fc1 GELU in the cuBLASLt epilogue (QVL_GELU_EPILOGUE=0: separate kernel) */
     double prepare_ms;  /* open: cuBLASLt shapes prepared for every row-count bucket */
+    /* BF16 pixel staging (QVL_PIXELS_BF16=0: none): pinned HOST memory for the largest admitted
+     * image's pixel rows, so that the upload is one asynchronous DMA; not part of the device plan.
+     * pix_done marks the end of the last upload from it (the host waits before rewriting it). */
+    uint16_t *pix_stage;
+    size_t pix_stage_bytes;
+    cudaEvent_t pix_done;
+    int pix_pending;
 };
 
 #define CK(call)                                                                                                \
@@ -78,6 +85,7 @@ struct qvl_cuda_model {
         if (e_ != cudaSuccess) return qvl_errorf("cuda: %s (%s:%d)", cudaGetErrorString(e_), __FILE__, __LINE__); \
     } while (0)
 
+static void alloc_pixel_staging(qvl_cuda_model *m);
 static double MiB(size_t b) { return (double)b / 1048576.0; }
 static double wall_ms(void) {
     struct timespec t;
@@ -340,6 +348,7 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
         const char *ge = getenv("QVL_GELU_EPILOGUE");
         m->gelu_epilogue = !(ge && ge[0] == '0');
         if (tune_decode_gemv(m) || prepare_gemms(m) || capture_decode(m)) goto fail;
+        alloc_pixel_staging(m);
         sample_peak(m);
     }
     return m;
@@ -355,6 +364,8 @@ void qvl_cuda_model_close(qvl_cuda_model *m) {
     if (m->gemm) qvl_gemm_free(m->gemm);
     if (m->st) cudaStreamDestroy(m->st);
     if (m->arena) cudaFree(m->arena);
+    if (m->pix_stage) cudaFreeHost(m->pix_stage);
+    if (m->pix_done) cudaEventDestroy(m->pix_done);
     free(m->vb), free(m->tl), free(m->h_pos), free(m->h_vis);
     free(m);
 }
@@ -377,6 +388,35 @@ void qvl_cuda_model_gemm_setups(const qvl_cuda_model *m, int *count, double *ms,
     *prepare_ms = m->prepare_ms;
 }
 int qvl_cuda_seq_len(const qvl_cuda_model *m) { return m->len; }
+
+/* Pinned staging for BF16 pixels, max_patches rows. Optional: without it (switched off, or pinned
+ * memory refused) callers pass F32 pixels as before. */
+static void alloc_pixel_staging(qvl_cuda_model *m) {
+    const char *e = getenv("QVL_PIXELS_BF16");
+    if (e && e[0] == '0') return;
+    const qvl_vision_config *v = &m->cfg.vision;
+    const size_t row = (size_t)v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size;
+    const size_t bytes = (size_t)m->max_patches * row * sizeof(uint16_t);
+    if (cudaEventCreateWithFlags(&m->pix_done, cudaEventDisableTiming) != cudaSuccess) {
+        m->pix_done = NULL;
+        return;
+    }
+    if (cudaHostAlloc((void **)&m->pix_stage, bytes, cudaHostAllocDefault) != cudaSuccess) {
+        m->pix_stage = NULL;
+        cudaGetLastError(); /* not sticky; clear it */
+        return;
+    }
+    m->pix_stage_bytes = bytes;
+}
+
+void *qvl_cuda_pixel_staging(qvl_cuda_model *m, size_t *bytes) {
+    *bytes = 0;
+    if (!m || !m->pix_stage) return NULL;
+    if (m->pix_pending && cudaEventSynchronize(m->pix_done) != cudaSuccess) return NULL;
+    m->pix_pending = 0;
+    *bytes = m->pix_stage_bytes;
+    return m->pix_stage;
+}
 
 /* ---- dumps (QVL_DUMP): device bf16 -> host float32 .npy ---- */
 static void dump(qvl_cuda_model *m, const char *name, const bf16 *x, int rows, int cols) {
@@ -418,7 +458,7 @@ int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv) {
     const int Dv = v->hidden_size, H = v->num_heads, hd = Dv / H, Iv = v->intermediate_size, M = v->spatial_merge_size;
     const int D = m->cfg.text.hidden_size, row = v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size;
     const int G_ = (int)lround(sqrt((double)v->num_position_embeddings));
-    if (!pv || !pv->data) return qvl_errorf("image: no pixel values");
+    if (!pv || (!pv->data && !pv->bf16)) return qvl_errorf("image: no pixel values");
     if (pv->row_len != row) return qvl_errorf("image: pixel rows of %d values, the model expects %d", pv->row_len, row);
     if (pv->grid_t < 1 || pv->grid_h < M || pv->grid_w < M || pv->grid_h % M || pv->grid_w % M ||
         pv->num_patches != pv->grid_t * pv->grid_h * pv->grid_w)
@@ -434,17 +474,29 @@ int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv) {
      * slices of patches that fit both: one slice at the real model shapes, several where the
      * hidden size is small next to the pixel row (the tiny test models), whose F32 pixels would
      * otherwise run past the qkv buffer into the BF16 copy being written (a race). */
+    /* BF16 pixels (the caller rounded them: same values as the conversion below) go straight
+     * into the hidden buffer, asynchronously when they sit in the pinned staging buffer. */
     float *pf = (float *)m->vqkv;
     const size_t qkv_bytes = (size_t)m->max_patches * 3 * Dv * sizeof(bf16), hid_elems = (size_t)m->max_patches * Iv;
-    size_t fit = qkv_bytes / ((size_t)row * sizeof(float));
+    size_t fit = pv->bf16 ? hid_elems / row : qkv_bytes / ((size_t)row * sizeof(float));
     if (hid_elems / row < fit) fit = hid_elems / row;
     if (fit < 1) return qvl_errorf("image: pixel rows of %d values do not fit the vision buffers", row);
     const int slice = fit < (size_t)n ? (int)fit : n;
     for (int p0 = 0; p0 < n; p0 += slice) {
         const int cnt = n - p0 < slice ? n - p0 : slice;
-        CK(cudaMemcpyAsync(pf, pv->data + (size_t)p0 * row, (size_t)cnt * row * sizeof(float), cudaMemcpyHostToDevice, s));
-        qvl_k_f32_to_bf16(s, m->vhid, pf, (size_t)cnt * row);
+        if (pv->bf16) {
+            CK(cudaMemcpyAsync(m->vhid, pv->bf16 + (size_t)p0 * row, (size_t)cnt * row * sizeof(bf16),
+                               cudaMemcpyHostToDevice, s));
+        } else {
+            CK(cudaMemcpyAsync(pf, pv->data + (size_t)p0 * row, (size_t)cnt * row * sizeof(float), cudaMemcpyHostToDevice, s));
+            qvl_k_f32_to_bf16(s, m->vhid, pf, (size_t)cnt * row);
+        }
         G(qvl_gemm_run(m->gemm, s, m->vx + (size_t)p0 * Dv, Dv, m->vhid, row, m->patch_w, m->patch_b, cnt, row, Dv));
+    }
+    if (pv->bf16 && m->pix_stage && pv->bf16 >= m->pix_stage &&
+        (const char *)pv->bf16 < (const char *)m->pix_stage + m->pix_stage_bytes) {
+        CK(cudaEventRecord(m->pix_done, s));
+        m->pix_pending = 1;
     }
     dump(m, "vision.patch_embed", m->vx, n, Dv);
     qvl_k_vision_pos_embed(s, m->vx, m->pos_embed, G_, Dv, pv->grid_t, pv->grid_h, pv->grid_w, M);

@@ -31,6 +31,11 @@ void qvl_cuda_model_gemm_setups(const qvl_cuda_model *m, int *count, double *ms,
     *count = 0, *ms = 0, *prepare_ms = 0;
 }
 void qvl_cuda_profiler(int on) { (void)on; }
+void *qvl_cuda_pixel_staging(qvl_cuda_model *m, size_t *bytes) {
+    (void)m;
+    *bytes = 0;
+    return NULL;
+}
 void qvl_cuda_clear_images(qvl_cuda_model *m) { (void)m; }
 int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv) { (void)m; (void)pv; return no_cuda(); }
 int qvl_cuda_prefill(qvl_cuda_model *m, const int32_t *ids, int n) { (void)m; (void)ids; (void)n; return no_cuda(); }
