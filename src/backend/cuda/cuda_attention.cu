@@ -571,10 +571,18 @@ static __device__ __forceinline__ void load_dims(float *dst, const bf16 *src) {
     }
 }
 
+/* Fused combine (QVL_DEC_FUSED, default on): the last split block of each KV head to finish
+ * (counted in dec_count[g], reset by that block so the decode graph replays it) merges the splits'
+ * partials into out itself, with k_attention_combine's arithmetic in its order, instead of a second
+ * kernel. out == NULL: partials only (k_attention_combine follows). */
+enum { DEC_MAX_KV = 64 };
+static __device__ unsigned dec_count[DEC_MAX_KV];
+
 template <int E>
 static __global__ void __launch_bounds__(DEC_W * 32) k_attention_dec(const bf16 *q, int q_stride, const bf16 *k,
                                                                      const bf16 *v, int kv_stride, int group, float scale_log2,
-                                                                     int splits, float *partial, const int32_t *step) {
+                                                                     int splits, float *partial, const int32_t *step,
+                                                                     bf16 *out, int out_stride) {
     enum { HD = 32 * E };
     __shared__ float sm_ml[DEC_W][DEC_MAX_GROUP][2];
     __shared__ float sm_o[DEC_W][DEC_MAX_GROUP][HD];
@@ -641,6 +649,30 @@ static __global__ void __launch_bounds__(DEC_W * 32) k_attention_dec(const bf16 
         pp[d] = num;
         if (d == 0) pp[HD] = M * 0.6931471805599453f, pp[HD + 1] = den; /* log2 -> natural units */
     }
+    if (!out) return;
+    __shared__ bool last;
+    __threadfence(); /* this block's partials are visible before it is counted */
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(&dec_count[g], 1u) == (unsigned)splits - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int idx = threadIdx.x; idx < group * HD; idx += DEC_W * 32) { /* = k_attention_combine, row lr = hh */
+        const int hh = idx / HD, e = idx % HD;
+        float M = -INFINITY;
+        for (int s = 0; s < splits; s++) M = fmaxf(M, __ldcg(partial + ((size_t)(g * splits + s) * BQ + hh) * (HD + 2) + HD));
+        float num = 0, den = 0;
+        for (int s = 0; s < splits; s++) {
+            const float *pp = partial + ((size_t)(g * splits + s) * BQ + hh) * (HD + 2);
+            const float pm = __ldcg(pp + HD);
+            if (pm == -INFINITY) continue;
+            float wgt = expf(pm - M);
+            num += __ldcg(pp + e) * wgt;
+            den += __ldcg(pp + HD + 1) * wgt;
+        }
+        out[(size_t)(g * group + hh) * HD + e] = __float2bfloat16(den > 0 ? num / den : 0.0f);
+    }
+    if (threadIdx.x == 0) dec_count[g] = 0;
 }
 
 void qvl_attention_decode(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
@@ -650,14 +682,22 @@ void qvl_attention_decode(cudaStream_t st, bf16 *out, int out_stride, const bf16
     static int v1 = -1;
     if (v1 < 0) v1 = getenv("QVL_ATT_V1") != NULL;
     const float scale_log2 = 1.0f / sqrtf((float)hd) * 1.4426950408889634f;
+    static int fused = -1;
+    if (fused < 0) {
+        const char *e = getenv("QVL_DEC_FUSED");
+        fused = !(e && e[0] == '0');
+    }
     if (!v1 && group <= DEC_MAX_GROUP && (hd == 32 || hd == 64 || hd == 128)) {
         dim3 grid(Hkv, splits);
+        /* the fused combine writes out rows as [head][hd] of the one query token */
+        bf16 *fo = fused && Hkv <= DEC_MAX_KV ? out : NULL;
         if (hd == 128)
-            k_attention_dec<4><<<grid, DEC_W * 32, 0, st>>>(q, q_stride, k, v, kv_stride, group, scale_log2, splits, partial, step);
+            k_attention_dec<4><<<grid, DEC_W * 32, 0, st>>>(q, q_stride, k, v, kv_stride, group, scale_log2, splits, partial, step, fo, out_stride);
         else if (hd == 64)
-            k_attention_dec<2><<<grid, DEC_W * 32, 0, st>>>(q, q_stride, k, v, kv_stride, group, scale_log2, splits, partial, step);
+            k_attention_dec<2><<<grid, DEC_W * 32, 0, st>>>(q, q_stride, k, v, kv_stride, group, scale_log2, splits, partial, step, fo, out_stride);
         else
-            k_attention_dec<1><<<grid, DEC_W * 32, 0, st>>>(q, q_stride, k, v, kv_stride, group, scale_log2, splits, partial, step);
+            k_attention_dec<1><<<grid, DEC_W * 32, 0, st>>>(q, q_stride, k, v, kv_stride, group, scale_log2, splits, partial, step, fo, out_stride);
+        if (fo) return;
     } else {
         dim3 grid(1, Hkv, splits);
         k_attention<<<grid, 256, 0, st>>>(out, out_stride, q, q_stride, k, v, kv_stride, 1, 0, group, hd, 0,

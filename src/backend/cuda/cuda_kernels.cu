@@ -539,8 +539,63 @@ static __global__ void k_argmax(int32_t *out, const bf16 *logits, int V) {
         out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
     }
 }
+/* One row over many blocks (decoding: one block over 151936 logits took 38 us): each block writes
+ * its best (value, id) of a grid-strided share, the last block to finish (atomic counter, reset by
+ * that block, so a graph replays it) reduces them in block order with the same rule. The winner is
+ * the unique maximum of (value, then lowest id), so the split changes nothing. */
+enum { AM_BLOCKS = 132, AM_THREADS = 256 };
+static __device__ float am_val[AM_BLOCKS];
+static __device__ int am_id[AM_BLOCKS];
+static __device__ unsigned am_count;
+static __device__ __forceinline__ void warp_best(float *bv, int *bi) {
+    for (int o = 16; o; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, *bv, o);
+        int oi = __shfl_xor_sync(0xffffffffu, *bi, o);
+        better(ov, oi, bv, bi);
+    }
+}
+static __global__ void __launch_bounds__(AM_THREADS) k_argmax_multi(int32_t *out, const bf16 *logits, int V) {
+    __shared__ float sv[AM_THREADS / 32];
+    __shared__ int si[AM_THREADS / 32];
+    __shared__ bool last;
+    float bv = -INFINITY;
+    int bi = 0x7fffffff;
+    for (int i = blockIdx.x * AM_THREADS + threadIdx.x; i < V; i += AM_BLOCKS * AM_THREADS) better(f(logits[i]), i, &bv, &bi);
+    warp_best(&bv, &bi);
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (lane == 0) sv[w] = bv, si[w] = bi;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int k = 1; k < AM_THREADS / 32; k++) better(sv[k], si[k], &bv, &bi);
+        am_val[blockIdx.x] = bv, am_id[blockIdx.x] = bi;
+        __threadfence();
+        last = atomicAdd(&am_count, 1u) == AM_BLOCKS - 1;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    bv = -INFINITY, bi = 0x7fffffff;
+    for (int k = threadIdx.x; k < AM_BLOCKS; k += AM_THREADS) better(__ldcg(&am_val[k]), __ldcg(&am_id[k]), &bv, &bi);
+    warp_best(&bv, &bi);
+    __syncthreads();
+    if (lane == 0) sv[w] = bv, si[w] = bi;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int k = 1; k < AM_THREADS / 32; k++) better(sv[k], si[k], &bv, &bi);
+        out[0] = bi == 0x7fffffff ? 0 : bi;
+        am_count = 0;
+    }
+}
 void qvl_k_argmax(cudaStream_t st, int32_t *out, const bf16 *logits, int rows, int V) {
-    if (rows) k_argmax<<<rows, 1024, 0, st>>>(out, logits, V);
+    static int multi = -1;
+    if (multi < 0) {
+        const char *e = getenv("QVL_ARGMAX_MULTI");
+        multi = !(e && e[0] == '0');
+    }
+    if (rows == 1 && multi)
+        k_argmax_multi<<<AM_BLOCKS, AM_THREADS, 0, st>>>(out, logits, V);
+    else if (rows)
+        k_argmax<<<rows, 1024, 0, st>>>(out, logits, V);
 }
 
 static __global__ void k_step_advance(int32_t *step) { step[0] += 1; }
