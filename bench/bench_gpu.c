@@ -126,6 +126,8 @@ int main(int argc, char **argv) {
     int n = 0, total_new = 0;
     double sum_lat = 0, sum_vis = 0, sum_pre = 0, sum_prefill = 0, sum_dec = 0;
     long sum_img_tok = 0;
+    uint64_t ids_hash = 1469598103934665603ull; /* FNV-1a over every timed generated id: A/B runs of
+                                                 * kernels meant to be bit-identical must agree */
     const int profile = getenv("QVL_BENCH_PROFILE") != NULL; /* profiler on for the timed rows only */
     for (int i = -1; i < n_rows; i++) { /* i = -1: one untimed warm-up request (row 0) */
         if (i == 0 && profile) qvl_cuda_profiler(1);
@@ -146,8 +148,13 @@ int main(int argc, char **argv) {
         double c = now_s();
         int id = qvl_cuda_prefill(m, ids, (int)nids);
         double d = now_s();
-        for (int t = 1; t < x->new_tokens && id >= 0; t++) id = qvl_cuda_decode(m, id);
+        uint64_t h = ids_hash;
+        for (int t = 1; t < x->new_tokens && id >= 0; t++) {
+            h = (h ^ (uint64_t)(uint32_t)id) * 1099511628211ull;
+            id = qvl_cuda_decode(m, id);
+        }
         double e = now_s();
+        if (i >= 0) ids_hash = (h ^ (uint64_t)(uint32_t)id) * 1099511628211ull;
         if (id < 0) return fprintf(stderr, "bench_gpu: sample %d: %s\n", x->idx, qvl_error()), 1;
         if (i >= 0) {
             n++;
@@ -171,10 +178,10 @@ int main(int argc, char **argv) {
     printf("{\"engine\": \"qvl\", \"device\": \"%s\", \"samples\": %d, \"new_tokens\": %d, \"samples_per_s\": %.4f, "
            "\"mean_latency_ms\": %.2f, \"mean_preprocess_ms\": %.2f, \"mean_vision_ms\": %.2f, \"mean_prefill_ms\": %.2f, "
            "\"mean_decode_ms\": %.2f, \"mean_image_tokens\": %.1f, \"plan_mib\": %.0f, "
-           "\"arena_mib\": %.0f, \"context_mib\": %.0f, \"peak_device_used_mib\": %.0f}\n",
+           "\"arena_mib\": %.0f, \"context_mib\": %.0f, \"peak_device_used_mib\": %.0f, \"ids_hash\": \"%016llx\"}\n",
            qvl_cuda_model_device_name(m), n, total_new, n / sum_lat, 1e3 * sum_lat / n, 1e3 * sum_pre / n,
            1e3 * sum_vis / n, 1e3 * sum_prefill / n, 1e3 * sum_dec / n, (double)sum_img_tok / n, p->total,
-           qvl_cuda_model_arena_mib(m), p->cuda_context, qvl_cuda_model_peak_mib(m));
+           qvl_cuda_model_arena_mib(m), p->cuda_context, qvl_cuda_model_peak_mib(m), (unsigned long long)ids_hash);
     if (profile) qvl_cuda_profiler(0);
     qvl_cuda_model_close(m);
     for (int i = 0; i < n_rows; i++) free(rows[i].question);
