@@ -657,19 +657,40 @@ static __global__ void __launch_bounds__(DEC_W * 32) k_attention_dec(const bf16 
     __syncthreads();
     if (!last) return;
     __threadfence();
-    for (int idx = threadIdx.x; idx < group * HD; idx += DEC_W * 32) { /* = k_attention_combine, row lr = hh */
-        const int hh = idx / HD, e = idx % HD;
-        float M = -INFINITY;
-        for (int s = 0; s < splits; s++) M = fmaxf(M, __ldcg(partial + ((size_t)(g * splits + s) * BQ + hh) * (HD + 2) + HD));
-        float num = 0, den = 0;
-        for (int s = 0; s < splits; s++) {
-            const float *pp = partial + ((size_t)(g * splits + s) * BQ + hh) * (HD + 2);
-            const float pm = __ldcg(pp + HD);
-            if (pm == -INFINITY) continue;
-            float wgt = expf(pm - M);
-            num += __ldcg(pp + e) * wgt;
-            den += __ldcg(pp + HD + 1) * wgt;
+    /* k_attention_combine's arithmetic in its order (bit for bit), but each split's max and sum are
+     * loaded once, in parallel, and the weights computed once per head, not per output dim: the
+     * separate kernel's serial dependent loads over the splits were its whole cost. */
+    __shared__ float s_w[DEC_MAX_GROUP][QVL_ATT_MAX_SPLITS], s_pm[DEC_MAX_GROUP][QVL_ATT_MAX_SPLITS];
+    __shared__ float s_l[DEC_MAX_GROUP][QVL_ATT_MAX_SPLITS], s_den[DEC_MAX_GROUP];
+    for (int idx = threadIdx.x; idx < group * splits; idx += DEC_W * 32) {
+        const int hh = idx / splits, sp = idx % splits;
+        const float *pp = partial + ((size_t)(g * splits + sp) * BQ + hh) * (HD + 2);
+        s_pm[hh][sp] = __ldcg(pp + HD), s_l[hh][sp] = __ldcg(pp + HD + 1);
+    }
+    __syncthreads();
+    if (threadIdx.x < group) {
+        const int hh = threadIdx.x;
+        float M = -INFINITY, den = 0;
+        for (int sp = 0; sp < splits; sp++) M = fmaxf(M, s_pm[hh][sp]);
+        for (int sp = 0; sp < splits; sp++) {
+            if (s_pm[hh][sp] == -INFINITY) continue;
+            float wgt = expf(s_pm[hh][sp] - M);
+            s_w[hh][sp] = wgt;
+            den += s_l[hh][sp] * wgt;
         }
+        s_den[hh] = den;
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < group * HD; idx += DEC_W * 32) {
+        const int hh = idx / HD, e = idx % HD;
+        const float *pe = partial + (size_t)g * splits * BQ * (HD + 2) + (size_t)hh * (HD + 2) + e;
+        float num = 0;
+#pragma unroll 8
+        for (int sp = 0; sp < splits; sp++) {
+            const float val = __ldcg(pe + (size_t)sp * BQ * (HD + 2)); /* loaded unconditionally: in flight together */
+            if (s_pm[hh][sp] != -INFINITY) num += val * s_w[hh][sp];
+        }
+        const float den = s_den[hh];
         out[(size_t)(g * group + hh) * HD + e] = __float2bfloat16(den > 0 ? num / den : 0.0f);
     }
     if (threadIdx.x == 0) dec_count[g] = 0;
