@@ -144,7 +144,7 @@ int main(int argc, char **argv) {
             return fprintf(stderr, "bench_gpu: sample %d: %s\n", x->idx, qvl_error()), 1;
         double b = now_s();
         qvl_cuda_clear_images(m);
-        if (qvl_cuda_encode_image(m, &pv)) return fprintf(stderr, "bench_gpu: sample %d: %s\n", x->idx, qvl_error()), 1;
+        if (ip.out_bf16 ? qvl_cuda_encode_image_bf16(m, &pv, ip.bf16_buf) : qvl_cuda_encode_image(m, &pv)) return fprintf(stderr, "bench_gpu: sample %d: %s\n", x->idx, qvl_error()), 1;
         double c = now_s();
         int id = qvl_cuda_prefill(m, ids, (int)nids);
         double d = now_s();

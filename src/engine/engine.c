@@ -337,7 +337,9 @@ int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *gopt
     }
 
     if (has_image) {
-        if (e->gpu) { /* BF16 pixels straight into the pinned upload buffer (NULL: F32 as before) */
+        if (e->gpu && n_img <= qvl_cuda_model_max_image_tokens(e->gpu)) {
+            /* BF16 pixels straight into the pinned upload buffer (NULL: F32 as before; an image
+             * over the plan goes the F32 way to encode's error) */
             ip.bf16_buf = qvl_cuda_pixel_staging(e->gpu, &ip.bf16_buf_bytes);
             ip.out_bf16 = ip.bf16_buf != NULL;
         }
@@ -352,7 +354,8 @@ int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *gopt
     }
     double t_pre = now_s();
     if (e->gpu) qvl_cuda_clear_images(e->gpu);
-    if (has_image && (e->gpu ? qvl_cuda_encode_image(e->gpu, &pv) : qvl_model_encode_image(e->model, &pv, &vo))) {
+    if (has_image && (e->gpu ? (ip.out_bf16 ? qvl_cuda_encode_image_bf16(e->gpu, &pv, ip.bf16_buf) : qvl_cuda_encode_image(e->gpu, &pv))
+                             : qvl_model_encode_image(e->model, &pv, &vo))) {
         name_error(name);
         FAIL();
     }

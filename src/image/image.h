@@ -21,10 +21,11 @@ typedef struct {
     int patch_size, temporal_patch_size, merge_size;
     float image_mean[3], image_std[3];
     int threads;           /* CPU threads for resize + patchify (<= 1: the calling thread only) */
-    /* BF16 output (the CUDA path's input type): pixel_values written as bfloat16 (round to nearest
-     * even of the F32 value, bit for bit bf16(F32 output)) into qvl_pixel_values.bf16 instead of
-     * .data, with no F32 intermediate. bf16_buf (optional, caller-owned, e.g. pinned host memory):
-     * written there when it holds bf16_buf_bytes >= the output; else malloc'd. Default 0 / NULL. */
+    /* BF16 output (the CUDA path's input type; default 0): pixel_values written as bfloat16 bits
+     * (round to nearest even of the F32 value: bit for bit bf16(F32 output)), with no F32
+     * intermediate, into the caller's bf16_buf (e.g. pinned host memory) of bf16_buf_bytes, rows
+     * as in .data; qvl_pixel_values.data stays NULL (the grid fields are set as usual). A buffer
+     * too small for the image is an error. */
     int out_bf16;
     void *bf16_buf;
     size_t bf16_buf_bytes;
@@ -49,8 +50,6 @@ typedef struct {
     int grid_t, grid_h, grid_w;
     int resized_h, resized_w;
     int image_tokens;      /* num_patches / merge^2 */
-    uint16_t *bf16;        /* out_bf16: [num_patches, row_len] bfloat16 bits (data is NULL then) */
-    int bf16_borrowed;     /* bf16 is the caller's bf16_buf (not freed by qvl_pixel_values_free) */
 } qvl_pixel_values;
 
 /* Resize (bicubic, antialiased, as the reference), normalize, and lay out patches. */

@@ -78,19 +78,18 @@ int qvl_image_patchify(const uint8_t *rgb, int h, int w, const qvl_image_params 
     const size_t elems = (size_t)n * c->row_len;
     c->out = NULL, c->out16 = NULL;
     if (p->out_bf16) {
-        out->bf16_borrowed = p->bf16_buf && p->bf16_buf_bytes >= elems * sizeof(uint16_t);
-        c->out16 = out->bf16_borrowed ? p->bf16_buf : qvl_big_alloc(elems * sizeof(uint16_t));
-    } else {
-        c->out = qvl_big_alloc(sizeof(float) * elems);
-    }
-    if (!c->out && !c->out16) {
+        if (!p->bf16_buf || p->bf16_buf_bytes < elems * sizeof(uint16_t)) {
+            free(c);
+            return qvl_errorf("patchify: %d patches need %zu bytes of BF16 pixels, the buffer holds %zu", n,
+                              elems * sizeof(uint16_t), p->bf16_buf ? p->bf16_buf_bytes : 0);
+        }
+        c->out16 = p->bf16_buf;
+    } else if (!(c->out = qvl_big_alloc(sizeof(float) * elems))) {
         free(c);
-        memset(out, 0, sizeof *out);
         return qvl_errorf("patchify: out of memory for %d patches", n);
     }
     qvl_parallel_for(p->threads, n, 64, p->out_bf16 ? patch_rows_bf16 : patch_rows, c);
     out->data = c->out;
-    out->bf16 = c->out16;
     out->num_patches = n;
     out->row_len = c->row_len;
     out->grid_t = 1;
@@ -129,6 +128,5 @@ int qvl_image_preprocess(const qvl_image *img, const qvl_image_params *p, qvl_pi
 void qvl_pixel_values_free(qvl_pixel_values *pv) {
     if (!pv) return;
     free(pv->data);
-    if (!pv->bf16_borrowed) free(pv->bf16);
     memset(pv, 0, sizeof *pv);
 }

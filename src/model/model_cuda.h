@@ -51,7 +51,10 @@ void *qvl_cuda_pixel_staging(qvl_cuda_model *m, size_t *bytes);
 /* Images for the next prefill: clear, then encode one or more in prompt order (their vision
  * outputs stay on the device). Returns 0, or -1 + error (too many tokens for the plan, bad grid). */
 void qvl_cuda_clear_images(qvl_cuda_model *m);
-int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv); /* F32 data or bf16 */
+int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv);
+/* The same from BF16 pixel rows (pv's grid; pixels as qvl_image_params.out_bf16 writes them, e.g.
+ * into qvl_cuda_pixel_staging): identical results, no conversion on the device. */
+int qvl_cuda_encode_image_bf16(qvl_cuda_model *m, const qvl_pixel_values *pv, const uint16_t *pixels);
 
 /* Starts a new sequence with the prompt (image pads take the encoded images' rows in order).
  * Returns the greedy next token id (bf16-rounded logits, lowest id on ties), or -1 + error. */

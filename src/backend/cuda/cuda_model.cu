@@ -453,12 +453,19 @@ static int merge(qvl_cuda_model *m, const merger *w, int post, int n, bf16 *out)
 
 void qvl_cuda_clear_images(qvl_cuda_model *m) { m->n_images = m->img_tokens = 0; }
 
-int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv) {
+static int encode(qvl_cuda_model *m, const qvl_pixel_values *pv, const float *px32, const uint16_t *px16);
+int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv) { return encode(m, pv, pv ? pv->data : NULL, NULL); }
+int qvl_cuda_encode_image_bf16(qvl_cuda_model *m, const qvl_pixel_values *pv, const uint16_t *pixels) {
+    return encode(m, pv, NULL, pixels);
+}
+
+/* px32: F32 pixel rows (converted here), or px16: the same rounded to BF16 by the caller. */
+static int encode(qvl_cuda_model *m, const qvl_pixel_values *pv, const float *px32, const uint16_t *px16) {
     const qvl_vision_config *v = &m->cfg.vision;
     const int Dv = v->hidden_size, H = v->num_heads, hd = Dv / H, Iv = v->intermediate_size, M = v->spatial_merge_size;
     const int D = m->cfg.text.hidden_size, row = v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size;
     const int G_ = (int)lround(sqrt((double)v->num_position_embeddings));
-    if (!pv || (!pv->data && !pv->bf16)) return qvl_errorf("image: no pixel values");
+    if (!pv || (!px32 && !px16)) return qvl_errorf("image: no pixel values");
     if (pv->row_len != row) return qvl_errorf("image: pixel rows of %d values, the model expects %d", pv->row_len, row);
     if (pv->grid_t < 1 || pv->grid_h < M || pv->grid_w < M || pv->grid_h % M || pv->grid_w % M ||
         pv->num_patches != pv->grid_t * pv->grid_h * pv->grid_w)
@@ -478,23 +485,23 @@ int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv) {
      * into the hidden buffer, asynchronously when they sit in the pinned staging buffer. */
     float *pf = (float *)m->vqkv;
     const size_t qkv_bytes = (size_t)m->max_patches * 3 * Dv * sizeof(bf16), hid_elems = (size_t)m->max_patches * Iv;
-    size_t fit = pv->bf16 ? hid_elems / row : qkv_bytes / ((size_t)row * sizeof(float));
+    size_t fit = px16 ? hid_elems / row : qkv_bytes / ((size_t)row * sizeof(float));
     if (hid_elems / row < fit) fit = hid_elems / row;
     if (fit < 1) return qvl_errorf("image: pixel rows of %d values do not fit the vision buffers", row);
     const int slice = fit < (size_t)n ? (int)fit : n;
     for (int p0 = 0; p0 < n; p0 += slice) {
         const int cnt = n - p0 < slice ? n - p0 : slice;
-        if (pv->bf16) {
-            CK(cudaMemcpyAsync(m->vhid, pv->bf16 + (size_t)p0 * row, (size_t)cnt * row * sizeof(bf16),
+        if (px16) {
+            CK(cudaMemcpyAsync(m->vhid, px16 + (size_t)p0 * row, (size_t)cnt * row * sizeof(bf16),
                                cudaMemcpyHostToDevice, s));
         } else {
-            CK(cudaMemcpyAsync(pf, pv->data + (size_t)p0 * row, (size_t)cnt * row * sizeof(float), cudaMemcpyHostToDevice, s));
+            CK(cudaMemcpyAsync(pf, px32 + (size_t)p0 * row, (size_t)cnt * row * sizeof(float), cudaMemcpyHostToDevice, s));
             qvl_k_f32_to_bf16(s, m->vhid, pf, (size_t)cnt * row);
         }
         G(qvl_gemm_run(m->gemm, s, m->vx + (size_t)p0 * Dv, Dv, m->vhid, row, m->patch_w, m->patch_b, cnt, row, Dv));
     }
-    if (pv->bf16 && m->pix_stage && pv->bf16 >= m->pix_stage &&
-        (const char *)pv->bf16 < (const char *)m->pix_stage + m->pix_stage_bytes) {
+    if (px16 && m->pix_stage && px16 >= m->pix_stage &&
+        (const char *)px16 < (const char *)m->pix_stage + m->pix_stage_bytes) {
         CK(cudaEventRecord(m->pix_done, s));
         m->pix_pending = 1;
     }

@@ -38,6 +38,10 @@ void *qvl_cuda_pixel_staging(qvl_cuda_model *m, size_t *bytes) {
 }
 void qvl_cuda_clear_images(qvl_cuda_model *m) { (void)m; }
 int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv) { (void)m; (void)pv; return no_cuda(); }
+int qvl_cuda_encode_image_bf16(qvl_cuda_model *m, const qvl_pixel_values *pv, const uint16_t *pixels) {
+    (void)m; (void)pv; (void)pixels;
+    return no_cuda();
+}
 int qvl_cuda_prefill(qvl_cuda_model *m, const int32_t *ids, int n) { (void)m; (void)ids; (void)n; return no_cuda(); }
 int qvl_cuda_decode(qvl_cuda_model *m, int32_t id) { (void)m; (void)id; return no_cuda(); }
 int qvl_cuda_seq_len(const qvl_cuda_model *m) { (void)m; return 0; }
