@@ -445,6 +445,10 @@ int qvl_gemm_tune_m1(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const
     int best = 1;
     for (int cand = 2; cand < M1_CANDIDATES; cand++)
         if (c.us[cand] < c.us[best]) best = cand;
+    /* QVL_GEMV_PICK=n: variant n for every shape instead of the fastest (variants sum in different
+     * orders, so fixing the choice makes runs comparable bit for bit, e.g. bench_gpu's ids_hash). */
+    const char *pick = getenv("QVL_GEMV_PICK");
+    if (pick && atoi(pick) >= 1 && atoi(pick) < M1_CANDIDATES) best = atoi(pick);
     c.best = best;
     g->m1[g->n_m1++] = c;
     return 0;
