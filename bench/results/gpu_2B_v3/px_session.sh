@@ -38,6 +38,10 @@ grep -h "passed,\|PARITY\|top-1\|FAIL" "$OUT/real_2B.log" | cut -c1-300
 step bench
 qb on 8
 qb off 8 $OFF
+# bit identity: with one fixed decode GEMV variant (the open-time timing may pick another between
+# runs, summing in another order) every generated id must be the same with the switches on and off
+qb pick1_on 8 QVL_GEMV_PICK=1
+qb pick1_off 8 QVL_GEMV_PICK=1 $OFF
 qb no_pixels_bf16 8 QVL_PIXELS_BF16=0
 qb no_pool 8 QVL_IMAGE_POOL=0
 qb no_dec_fused 8 QVL_DEC_FUSED=0
@@ -45,10 +49,6 @@ qb no_argmax_multi 8 QVL_ARGMAX_MULTI=0
 qb on_threads16 16
 qb on_again 8
 qb off_again 8 $OFF
-# bit identity: with one fixed decode GEMV variant (the open-time timing may pick another between
-# runs, summing in another order) every generated id must be the same with the switches on and off
-qb pick1_on 8 QVL_GEMV_PICK=1
-qb pick1_off 8 QVL_GEMV_PICK=1 $OFF
 step ncu
 NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 if [ -n "$NCU" ] && [ "$(left)" -gt 50 ]; then
