@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/cuda/cuda_nvml.h"
 #include "image/image.h"
 #include "model/model_cuda.h"
 #include "tokenizer/chat.h"
@@ -116,6 +117,8 @@ int main(int argc, char **argv) {
     max_len += QVL_PLAN_TEXT_RESERVE;
     double t0 = now_s();
     qvl_cuda_opts o = {.max_model_len = max_len, .max_pixels = max_px};
+    qvl_gpu_meter gm; /* NVML: this process's GPU memory, sampled after the timed rows */
+    qvl_gpu_meter_start(&gm);
     qvl_cuda_model *m = qvl_cuda_model_open(dir, &o);
     if (!m) return fprintf(stderr, "bench_gpu: %s\n", qvl_error()), 1;
     const qvl_mem_plan *p = qvl_cuda_model_plan(m);
@@ -182,13 +185,16 @@ int main(int argc, char **argv) {
         free(ids);
         qvl_image_free(&img);
     }
+    qvl_gpu_meter_sample(&gm);
     printf("{\"engine\": \"qvl\", \"device\": \"%s\", \"samples\": %d, \"new_tokens\": %d, \"samples_per_s\": %.4f, "
            "\"mean_latency_ms\": %.2f, \"mean_preprocess_ms\": %.2f, \"mean_vision_ms\": %.2f, \"mean_prefill_ms\": %.2f, "
            "\"mean_decode_ms\": %.2f, \"mean_image_tokens\": %.1f, \"plan_mib\": %.0f, "
-           "\"arena_mib\": %.0f, \"context_mib\": %.0f, \"peak_device_used_mib\": %.0f, \"ids_hash\": \"%016llx\"}\n",
+           "\"arena_mib\": %.0f, \"context_mib\": %.0f, \"peak_device_used_mib\": %.0f, \"peak_nvml_mib\": %.0f, \"nvml_measure\": \"%s\", "
+           "\"ids_hash\": \"%016llx\"}\n",
            qvl_cuda_model_device_name(m), n, total_new, n / sum_lat, 1e3 * sum_lat / n, 1e3 * sum_pre / n,
            1e3 * sum_vis / n, 1e3 * sum_prefill / n, 1e3 * sum_dec / n, (double)sum_img_tok / n, p->total,
-           qvl_cuda_model_arena_mib(m), p->cuda_context, qvl_cuda_model_peak_mib(m), (unsigned long long)ids_hash);
+           qvl_cuda_model_arena_mib(m), p->cuda_context, qvl_cuda_model_peak_mib(m), gm.peak_mib,
+           qvl_gpu_measure_name(gm.measure), (unsigned long long)ids_hash);
     if (profile) qvl_cuda_profiler(0);
     qvl_cuda_model_close(m);
     for (int i = 0; i < n_rows; i++) free(rows[i].question);

@@ -312,7 +312,7 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
         layout_weights(m, &all);
         layout_buffers(m, &all);
         m->arena_bytes = all.used;
-        double need = m->plan.cuda_context + MiB(m->arena_bytes);
+        double need = m->plan.total; /* context + arena + the runtime term, as `qvl mem` shows it */
         const qvl_mem_plan *p = &m->plan;
         if (o && o->gpu_mem_mib > 0 && need > (double)o->gpu_mem_mib) {
             qvl_errorf("gpu-mem: %ld MiB is below the plan's %.0f MiB (context %.0f + weights %.0f + KV cache %.0f for "
