@@ -69,6 +69,12 @@ def main():
            "bench_peak_nvml_mib": q.get("peak_nvml_mib"), "bench_nvml_measure": q.get("nvml_measure"),
            "arena_mib": q.get("arena_mib"), "qvl_mem_plan": plan or None, "memory_detail": detail,
            "device": q.get("device")}
+    if qvl["peak_nvml_mib"] is None and q.get("peak_nvml_mib"):  # no `qvl run` step: bench_gpu's own figure
+        qvl["peak_nvml_mib"], qvl["peak_nvml_measure"] = float(q["peak_nvml_mib"]), q.get("nvml_measure")
+        if q.get("plan_mib"):
+            qvl["plan_mib"] = float(q["plan_mib"])
+            qvl["plan_minus_peak_percent"] = 100.0 * (qvl["plan_mib"] - qvl["peak_nvml_mib"]) / qvl["peak_nvml_mib"]
+        qvl["nvml_source"] = "bench_gpu"
     hf = {"samples": h.get("samples"), "samples_per_s": h.get("samples_per_s"), "mean_latency_ms": h.get("mean_latency_ms"),
           "mean_vision_ms": h.get("mean_vision_ms"), "peak_nvml_mib": hm.get("nvml_peak_mib"),
           "peak_nvml_measure": hm.get("nvml_measure"), "torch_max_allocated_mib": hm.get("torch_max_allocated_mib"),
@@ -94,9 +100,12 @@ def main():
               fmt(hf["mean_vision_ms"]), fmt(hf["peak_nvml_mib"], "%.0f"), hf["peak_nvml_measure"] or "-",
               fmt(hf["torch_max_allocated_mib"], "%.0f"), fmt(hf["torch_max_reserved_mib"], "%.0f")),
           "", "qvl / transformers: %s" % (fmt(speed, "%.2fx")), "",
-          "qvl's NVML figure comes from `qvl run` in its own process on the same plan as the benchmark "
-          "(--max-model-len %s --max-pixels %s, the arena the benchmark reserved) with the workload's largest "
-          "image; the plan is the engine's (CUDA context measured by NVML)." % (
+          ("qvl's NVML figure is bench_gpu's own (its process, sampled after the timed rows); the plan is "
+           "bench_gpu's (--max-model-len %s --max-pixels %s: the workload's largest image and longest prompt)."
+           if qvl.get("nvml_source") == "bench_gpu" else
+           "qvl's NVML figure comes from `qvl run` in its own process on the same plan as the benchmark "
+           "(--max-model-len %s --max-pixels %s, the arena the benchmark reserved) with the workload's largest "
+           "image; the plan is the engine's (CUDA context measured by NVML).") % (
               fmt(qvl["max_model_len"], "%d"), fmt(qvl["max_pixels"], "%d"))]
     open(base + ".md", "w").write("\n".join(md) + "\n")
     print("\n".join(md[4:7]))
