@@ -16,6 +16,8 @@ CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/*.c))
 CU_SRC   := $(shell find src/backend/cuda -name '*.cu' 2>/dev/null | sort)
 TOKENIZER_JSON := models/tokenizer/tokenizer.json
+# Large files git stores xz-compressed (unpacked by the rule below; tools/unpack_xz.py for Python tools).
+UNPACKED := $(TOKENIZER_JSON) models/qvl-tiny-ocr/model.safetensors
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -33,7 +35,7 @@ endif
 endif
 
 .PHONY: all deps test test-asan clean bench demo test-gpu
-all: deps $(TOKENIZER_JSON) $(BUILD)/qvl $(BUILD)/libqvl.a
+all: deps $(UNPACKED) $(BUILD)/qvl $(BUILD)/libqvl.a
 
 deps: $(BUILD)/.deps-ok
 $(BUILD)/.deps-ok: scripts/install-deps.sh
@@ -41,10 +43,12 @@ $(BUILD)/.deps-ok: scripts/install-deps.sh
 	@bash scripts/install-deps.sh
 	@touch $@
 
-# The real Qwen3 tokenizer is stored xz-compressed (11.4 MB -> 1.4 MB) to keep the tree small;
-# unpacked here (tools/tokenizer_path.py does the same for Python tools). The temporary name is
-# unique so parallel builds in other BUILD dirs never see a partial file.
-$(TOKENIZER_JSON): $(TOKENIZER_JSON).xz | deps
+# The real Qwen3 tokenizer (11.4 MB -> 1.4 MB) and the bundled tiny OCR model's checkpoint
+# (24.7 MB -> 9.5 MB) are stored xz-compressed to keep the tree small (the working tree that travels
+# to the GPU machine is capped at 64 MiB); unpacked here (tools/unpack_xz.py does the same for
+# Python tools). The temporary name is unique so parallel builds in other BUILD dirs never see a
+# partial file.
+$(UNPACKED): %: %.xz | deps
 	xz -dc $< > $@.tmp.$$$$ && mv -f $@.tmp.$$$$ $@
 
 $(BUILD)/libqvl.a: $(LIB_OBJ) $(CU_OBJ)
@@ -66,10 +70,10 @@ $(BUILD)/%.o: %.cu
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 
 # Tests run from the repository root; QVL_BIN lets CLI tests call the binary of this build.
-test: deps $(TOKENIZER_JSON) $(BUILD)/qvl $(BUILD)/qvl-tests
+test: deps $(UNPACKED) $(BUILD)/qvl $(BUILD)/qvl-tests
 	QVL_BIN=$(BUILD)/qvl $(BUILD)/qvl-tests $(T)
 
-test-asan: $(TOKENIZER_JSON)
+test-asan: $(UNPACKED)
 	$(MAKE) BUILD=build-asan OPT=-O1 NO_CUDA=1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
 # GPU tests (tests/gpu/, their own binary; they need a CUDA device) and the GPU benchmark
@@ -79,7 +83,7 @@ GPU_TEST_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tests/gpu/*.c))) $
 $(BUILD)/qvl-gpu-tests: $(GPU_TEST_OBJ) $(BUILD)/libqvl.a
 	$(CC) $(LDFLAGS) -o $@ $(GPU_TEST_OBJ) $(BUILD)/libqvl.a $(LDLIBS)
 
-test-gpu: deps $(BUILD)/qvl $(BUILD)/qvl-gpu-tests
+test-gpu: deps $(UNPACKED) $(BUILD)/qvl $(BUILD)/qvl-gpu-tests
 	QVL_BIN=$(BUILD)/qvl $(BUILD)/qvl-gpu-tests $(T)
 
 $(BUILD)/bench_gpu: $(BUILD)/bench/bench_gpu.o $(BUILD)/libqvl.a
@@ -88,7 +92,7 @@ $(BUILD)/bench_gpu: $(BUILD)/bench/bench_gpu.o $(BUILD)/libqvl.a
 bench: deps $(BUILD)/bench_gpu
 
 # The README's main command: the whole pipeline on the bundled default.
-demo: all $(TOKENIZER_JSON)
+demo: all $(UNPACKED)
 	bash scripts/demo.sh $(BUILD)/qvl
 
 clean:

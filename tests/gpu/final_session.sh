@@ -10,7 +10,7 @@ set -o pipefail
 PACK=${1:?PACK.tar.xz}; OUT=${2:?OUTDIR}; SIZES=${3:-"2B 4B 8B"}; BUDGET=${4:-540}; T0=$(date +%s)
 B=/tmp/qvl_final
 mkdir -p "$OUT" "$B" && tar xJf "$PACK" -C "$B" || { echo "final_session: cannot unpack $PACK" >&2; exit 1; }
-python3 tools/tokenizer_path.py > /dev/null || exit 1   # the tiny fixtures link to the unpacked tokenizer
+python3 tools/unpack_xz.py > /dev/null || exit 1   # tokenizer (the tiny fixtures link to it), tiny OCR checkpoint
 export LD_LIBRARY_PATH=$B/lib QVL_BIN=$B/qvl PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 rc=0
