@@ -107,23 +107,13 @@ def patchify(a):
     return f.reshape(gh * gw, 1536).astype(np.float32), [1, gh, gw]
 
 
-def gen(size, out, n_tf, image):
+def write_model(size, mdir):
+    """Writes the random-weight BF16 checkpoint of SIZE (seed 1234) into the existing folder mdir:
+    config, safetensors, preprocessor/generation config, tokenizer.json. Returns the tokenizer path."""
     import torch
-    import transformers
     from transformers import Qwen3VLForConditionalGeneration
-    from tokenizers import Tokenizer
-    log("torch", torch.__version__, "cuda", torch.version.cuda, "transformers", transformers.__version__,
-        "numpy", np.__version__, "device", torch.cuda.get_device_name(0))
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    s = SIZES[size]
-    mdir = os.path.join(out, "model")
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(mdir)
-    t0 = time.time()
-    cfg = build_config(s)
     with torch.device("cuda"):
-        model = Qwen3VLForConditionalGeneration(cfg).to(torch.bfloat16)
+        model = Qwen3VLForConditionalGeneration(build_config(SIZES[size])).to(torch.bfloat16)
     init_weights(model, 1234)
     model.save_pretrained(mdir, safe_serialization=True)
     del model
@@ -133,11 +123,27 @@ def gen(size, out, n_tf, image):
             os.remove(os.path.join(mdir, f))
     json.dump(PREPROC, open(os.path.join(mdir, "preprocessor_config.json"), "w"), indent=2)
     json.dump(GENCFG, open(os.path.join(mdir, "generation_config.json"), "w"), indent=2)
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, here)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from tokenizer_path import tokenizer_json
     tok_path = tokenizer_json()  # unpacks tokenizer.json.xz if needed
     shutil.copy(tok_path, os.path.join(mdir, "tokenizer.json"))
+    return tok_path
+
+
+def gen(size, out, n_tf, image):
+    import torch
+    import transformers
+    from transformers import Qwen3VLForConditionalGeneration
+    from tokenizers import Tokenizer
+    log("torch", torch.__version__, "cuda", torch.version.cuda, "transformers", transformers.__version__,
+        "numpy", np.__version__, "device", torch.cuda.get_device_name(0))
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    mdir = os.path.join(out, "model")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(mdir)
+    t0 = time.time()
+    tok_path = write_model(size, mdir)
     log("%s checkpoint written in %.1f s:" % (size, time.time() - t0), sorted(os.listdir(mdir)))
 
     w, h = (int(v) for v in image.split("x"))
