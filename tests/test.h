@@ -55,5 +55,7 @@ int test_qvl(char **out, char **err, const char *args_fmt, ...) __attribute__((f
 const char *test_tmpdir(void);
 /* Writes n bytes of data to test_tmpdir()/name; returns the malloc'd path (caller frees). */
 char *test_tmp_file(const char *name, const void *data, size_t n);
+/* The JSON document in the file at path, parsed (cJSON_Delete it), or NULL if unreadable or invalid. */
+struct cJSON *test_read_json(const char *path);
 
 #endif

@@ -13,13 +13,6 @@
 
 static qvl_config cfg; /* large; static keeps it off the test stack */
 
-static cJSON *load_json(const char *path) {
-    char *t = qvl_read_file(path, NULL);
-    cJSON *j = t ? cJSON_Parse(t) : NULL;
-    free(t);
-    return j;
-}
-
 static void save_json(const char *path, const cJSON *j) {
     char *s = cJSON_Print(j);
     CHECK_INT(write_text(path, s), 0);
@@ -35,7 +28,7 @@ static const char *variant(const char *name, void (*edit)(cJSON *root), int with
     snprintf(dir, 512, "%s/cfg-%s", test_tmpdir(), name);
     mkdir(dir, 0755);
     char p[600];
-    cJSON *j = load_json("tests/fixtures/configs/8b/config.json");
+    cJSON *j = test_read_json("tests/fixtures/configs/8b/config.json");
     if (edit) edit(j);
     snprintf(p, sizeof p, "%s/config.json", dir);
     save_json(p, j);

@@ -24,14 +24,6 @@ static const char *tmp_path(const char *name) {
     return b;
 }
 
-static cJSON *read_json(const char *path) {
-    size_t len;
-    char *text = qvl_read_file(path, &len);
-    cJSON *j = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    return j;
-}
-
 static double num(const cJSON *o, const char *key) { return cJSON_GetNumberValue(cJSON_GetObjectItem(o, key)); }
 
 /* index -> prediction of a results log, as one string "i=pred\n..." sorted by index (the
@@ -68,7 +60,7 @@ static char *predictions_by_index(const char *path) {
 
 /* The numbers a rerun must reproduce: samples, correct, accuracy, categories, types, tokens. */
 static char *summary_numbers(const char *path) {
-    cJSON *j = read_json(path);
+    cJSON *j = test_read_json(path);
     if (!j) return strdup("(no summary)");
     cJSON *keep = cJSON_CreateObject();
     const char *keys[] = {"total_samples", "scored", "skipped", "correct", "accuracy", "ocrbench_score",
@@ -114,7 +106,7 @@ TEST(eval_e2e_every_format_same_predictions) {
         CHECK_CONTAINS(out, "  Key Information Extraction                            ");
         CHECK_CONTAINS(err, "qvl eval: 16/16 100.0% | ");
         CHECK_INT(count_lines(out_path), 17);
-        cJSON *sum = read_json(sum_path);
+        cJSON *sum = test_read_json(sum_path);
         CHECK_INT(num(sum, "total_samples"), 16);
         CHECK_INT(num(sum, "skipped"), 0);
         CHECK(num(cJSON_GetObjectItem(sum, "peak_memory_mib"), "used") > 0);
@@ -138,7 +130,7 @@ TEST(eval_e2e_every_format_same_predictions) {
         char *sout = NULL;
         CHECK_INT(test_qvl(&sout, NULL, "score --data %s --pred %s --json", data[f], out_path), 0);
         cJSON *sj = cJSON_Parse(sout ? sout : "");
-        cJSON *ej = read_json(sum_path);
+        cJSON *ej = test_read_json(sum_path);
         CHECK_INT(num(sj, "correct"), num(ej, "correct"));
         cJSON_Delete(sj);
         cJSON_Delete(ej);
@@ -246,7 +238,7 @@ TEST(eval_e2e_settings_mismatch_and_overwrite) {
     CHECK(!strstr(err ? err : "", "resuming"));
     free(err);
     CHECK_INT(count_lines(p), 3);
-    cJSON *sum = read_json(s);
+    cJSON *sum = test_read_json(s);
     CHECK_INT(num(cJSON_GetObjectItem(sum, "settings"), "max_new_tokens"), 7);
     cJSON_Delete(sum);
 }
@@ -260,7 +252,7 @@ TEST(eval_e2e_unreadable_samples_are_skipped_and_counted) {
     CHECK_CONTAINS(out, "Skipped: 3 of 4 samples (counted as wrong)\n  index 1: ");
     CHECK_CONTAINS(out, "  index 2: ");
     CHECK_CONTAINS(out, "  index 3: ");
-    cJSON *sum = read_json(s);
+    cJSON *sum = test_read_json(s);
     CHECK_INT(num(sum, "skipped"), 3);
     CHECK_INT(num(sum, "scored"), 1);
     cJSON_Delete(sum);

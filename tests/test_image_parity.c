@@ -27,7 +27,6 @@
 #include "image/image.h"
 #include "test.h"
 #include "util/error.h"
-#include "util/file.h"
 
 #define FX "tests/fixtures/image/"
 
@@ -52,12 +51,7 @@ static int verbose(void) { return getenv("QVL_PARITY_VERBOSE") != NULL; }
 
 static cJSON *manifest(void) {
     static cJSON *m;
-    if (!m) {
-        size_t n;
-        char *s = qvl_read_file(FX "ref/manifest.json", &n);
-        if (s) m = cJSON_Parse(s);
-        free(s);
-    }
+    if (!m) m = test_read_json(FX "ref/manifest.json");
     return m;
 }
 

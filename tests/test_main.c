@@ -6,7 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "test.h"
+#include "util/file.h"
 
 enum { MAX_TESTS = 4096 };
 struct test_entry { const char *name; test_fn fn; };
@@ -122,4 +125,12 @@ int main(int argc, char **argv) {
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
+}
+
+cJSON *test_read_json(const char *path) {
+    size_t len;
+    char *text = qvl_read_file(path, &len);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    return j;
 }

@@ -44,14 +44,6 @@ static int near_tie(int index) {
     return found == 1;
 }
 
-static cJSON *read_json(const char *path) {
-    size_t len;
-    char *text = qvl_read_file(path, &len);
-    cJSON *j = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    return j;
-}
-
 /* The transformers prediction of held-out sample `index`, or NULL. */
 static const char *reference_prediction(const cJSON *ref, int index) {
     const cJSON *p;
@@ -74,7 +66,7 @@ static int exact_match(const char *pred, const char *answer) {
 /* Runs `qvl eval` on the first n held-out samples with DEVICE_ARGS (e.g. "--device cpu --threads 2")
  * and checks its predictions against transformers' (the bars above). */
 static void tiny_ocr_check(const char *device_args, int n_samples, int gpu) {
-    cJSON *ref = read_json(HELDOUT "/transformers_predictions.json");
+    cJSON *ref = test_read_json(HELDOUT "/transformers_predictions.json");
     CHECK(ref != NULL);
     if (!ref) return;
     char out[600];
