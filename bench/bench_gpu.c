@@ -6,6 +6,8 @@
  * synthetic, the same formula as bench/bench_gpu_ref.py. Prints one line per sample and a JSON
  * summary line.
  *   bench_gpu MODEL_DIR TSV [every=10] [new_tokens=0: answer tokens + 1] [threads=0: online CPUs, at most 16]
+ * every: N (rows 0, N, 2N, ...) or N+K (rows K, N+K, ...: e.g. 20+10 is the half of every 10th row
+ * that 20 leaves out, so a split run covers every 10th row).
  * (preprocessing threads; was 8: on the 16-core GPU host 16 took big images from 13.6 to 8.6 ms)
  * The arena is planned for the workload: its largest image and longest prompt + answer.
  * QVL_BENCH_PROFILE=1: CUDA profiler collection only over the timed rows (ncu/nsys with
@@ -55,15 +57,16 @@ typedef struct {
     char *question;
 } sample;
 
-/* Selected rows of the TSV: every `every`th; new tokens = the answer's token count + 1 (README). */
-static int read_rows(const char *path, int every, int fixed_new, const qvl_tokenizer *tok, sample **out) {
+/* Selected rows of the TSV: every `every`th from row `first`; new tokens = the answer's token
+ * count + 1 (README). */
+static int read_rows(const char *path, int every, int first, int fixed_new, const qvl_tokenizer *tok, sample **out) {
     FILE *f = fopen(path, "r");
     if (!f) return -1;
     static char line[1 << 16];
     int row = -1, n = 0, cap = 0;
     *out = NULL;
     while (fgets(line, sizeof line, f)) {
-        if (row++ < 0 || (row - 1) % every) continue;
+        if (row++ < 0 || row - 1 < first || (row - 1 - first) % every) continue;
         char *fld[8] = {0};
         int k = 0;
         for (char *s = strtok(line, "\t\n"); s && k < 8; s = strtok(NULL, "\t\n")) fld[k++] = s;
@@ -84,11 +87,18 @@ static int read_rows(const char *path, int every, int fixed_new, const qvl_token
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: bench_gpu MODEL_DIR TSV [every=10] [new_tokens=0: answer tokens + 1] [threads=0: CPUs, <= 16]\n");
+        fprintf(stderr, "usage: bench_gpu MODEL_DIR TSV [every=10, or N+K: every Nth from row K] [new_tokens=0: answer tokens + 1] [threads=0: CPUs, <= 16]\n");
         return 2;
     }
     const char *dir = argv[1];
-    int every = argc > 3 ? atoi(argv[3]) : 10, fixed_new = argc > 4 ? atoi(argv[4]) : 0;
+    int every = 10, first = 0, fixed_new = argc > 4 ? atoi(argv[4]) : 0;
+    if (argc > 3) {
+        char *end;
+        every = (int)strtol(argv[3], &end, 10);
+        if (*end == '+') first = (int)strtol(end + 1, &end, 10);
+        if (*end || every < 1 || first < 0)
+            return fprintf(stderr, "bench_gpu: every: '%s' is not N or N+K (N >= 1, K >= 0)\n", argv[3]), 2;
+    }
     int threads = argc > 5 ? atoi(argv[5]) : 0;
     if (threads <= 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -103,7 +113,7 @@ int main(int argc, char **argv) {
     qvl_image_params ip = qvl_image_params_default();
     ip.min_pixels = cfg.preproc.min_pixels, ip.max_pixels = cfg.preproc.max_pixels, ip.threads = threads;
     sample *rows = NULL;
-    int n_rows = read_rows(argv[2], every, fixed_new, tok, &rows);
+    int n_rows = read_rows(argv[2], every, first, fixed_new, tok, &rows);
     if (n_rows <= 0) return fprintf(stderr, "bench_gpu: %s: no rows\n", argv[2]), 1;
     /* Plan the arena for this workload: the largest image and the longest prompt + answer. */
     long max_px = 0, max_len = 0;

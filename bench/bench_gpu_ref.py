@@ -5,7 +5,7 @@ generated token: processor (resize + patchify + tokenization) + generate(min_new
 = answer tokens + 1, greedy). Vision-tower time from CUDA events around model.visual. Peak memory:
 device memory in use (total - free) right after CUDA initialisation (the context) + torch's peak
 reserved memory, and the highest device-used value sampled after each request.
-  bench_gpu_ref.py MODEL_DIR TSV [every=10] [new_tokens=0]"""
+  bench_gpu_ref.py MODEL_DIR TSV [every=10, or N+K: every Nth row from row K] [new_tokens=0]"""
 import json
 import sys
 import time
@@ -19,6 +19,15 @@ def synth_image(w, h, idx):
     return ((x[..., None] * 7 + y[..., None] * 13 + c * 50 + idx) & 255).astype(np.uint8)
 
 
+def parse_every(arg):
+    """'N' -> (N, 0); 'N+K' -> (N, K): every Nth row from row K (bench_gpu.c reads it the same way)."""
+    n, _, k = arg.partition("+")
+    every, first = int(n), int(k or 0)
+    if every < 1 or first < 0:
+        raise SystemExit("bench_gpu_ref: every: %r is not N or N+K" % arg)
+    return every, first
+
+
 def main():
     import torch
     import transformers
@@ -27,7 +36,7 @@ def main():
     from tokenizers import Tokenizer
     from transformers import Qwen3VLForConditionalGeneration
     mdir, tsv = sys.argv[1], sys.argv[2]
-    every = int(sys.argv[3]) if len(sys.argv) > 3 else 10
+    every, first = parse_every(sys.argv[3] if len(sys.argv) > 3 else "10")
     fixed_new = int(sys.argv[4]) if len(sys.argv) > 4 else 0
     print("torch", torch.__version__, "transformers", transformers.__version__, "PIL", PIL.__version__,
           "device", torch.cuda.get_device_name(0), flush=True)
@@ -40,7 +49,7 @@ def main():
     with open(tsv) as f:
         next(f)
         for r, line in enumerate(f):
-            if r % every:
+            if r < first or (r - first) % every:
                 continue
             fl = line.rstrip("\n").split("\t")
             q, a = json.loads(fl[5]), json.loads(fl[6])

@@ -13,7 +13,8 @@
 #   hf   tests/gpu/bench_ref_mem.py: bench/bench_gpu_ref.py plus torch max allocated/reserved and
 #        the NVML process figure (hf.log)
 # Rows: every EVERY-th (default 10); 8B uses EVERY_8B (default 20: transformers 8B on every 10th
-# row does not fit one call beside the rest), the same rows for both engines.
+# row does not fit one call beside the rest), the same rows for both engines. EVERY/EVERY_8B may be
+# N+K (every Nth row from row K): EVERY_8B=20+10 runs the other half of every 10th row.
 # Time: each step runs under `timeout` (GEN_S, QVL_S, MEM_S, HF_S seconds, per size); DEADLINE
 # (seconds from the start, default 570) skips, and says so, a step that would not fit.
 # STEPS (default "gen qvl mem hf") picks steps; KEEP=1 keeps the models (else removed after each size).
@@ -69,7 +70,8 @@ import sys
 from PIL import Image
 import numpy as np
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
-r = max((r for i, r in enumerate(rows) if i % int(sys.argv[2]) == 0), key=lambda r: int(r[3]) * int(r[4]))
+n, _, k = sys.argv[2].partition("+")
+r = max((r for i, r in enumerate(rows) if i >= int(k or 0) and (i - int(k or 0)) % int(n) == 0), key=lambda r: int(r[3]) * int(r[4]))
 w, h, idx = int(r[3]), int(r[4]), int(r[0])
 y, x = np.mgrid[0:h, 0:w]
 a = ((x[..., None] * 7 + y[..., None] * 13 + np.arange(3)[None, None, :] * 50 + idx) & 255).astype(np.uint8)

@@ -39,11 +39,17 @@ def fmt(v, spec="%.1f"):
     return spec % v if isinstance(v, (int, float)) else "-"
 
 
+def rows_text(every):
+    """'10' -> every 10th row ...; '20+10' -> every 20th row from row 10 ..."""
+    n, _, k = every.partition("+")
+    return "every %sth row%s of the OCRBench-shaped workload" % (n, " from row " + k if k else "")
+
+
 def main():
     if len(sys.argv) != 4:
         print(__doc__)
         return 2
-    size, d, every = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    size, d, every = sys.argv[1], sys.argv[2], sys.argv[3]
     q = json_line(os.path.join(d, "qvl.log"), "qvl") or {}
     h = json_line(os.path.join(d, "hf.log"), "transformers-bf16-sdpa") or {}
     hm = json_line(os.path.join(d, "hf.log"), "transformers-mem") or {}
@@ -81,12 +87,12 @@ def main():
           "torch_max_reserved_mib": hm.get("torch_max_reserved_mib"), "bench_peak_mib": h.get("peak_mib"),
           "peak_device_used_mib": h.get("peak_device_used_mib"), "device": h.get("device")}
     speed = qvl["samples_per_s"] / hf["samples_per_s"] if qvl["samples_per_s"] and hf["samples_per_s"] else None
-    out = {"size": size, "every": every, "rows": "every %dth row of the OCRBench-shaped workload" % every,
+    out = {"size": size, "every": every, "rows": rows_text(every),
            "qvl": qvl, "transformers": hf, "speedup": speed}
     base = os.path.join(os.path.dirname(os.path.abspath(d)), "bench_%s" % size)
     json.dump(out, open(base + ".json.tmp", "w"), indent=1)
     os.replace(base + ".json.tmp", base + ".json")
-    md = ["# %s: qvl vs transformers (bf16, sdpa), every %dth workload row, one run" % (size, every), "",
+    md = ["# %s: qvl vs transformers (bf16, sdpa), %s, one run" % (size, rows_text(every)), "",
           "Device: %s" % (qvl["device"] or hf["device"] or "?"), "",
           "| engine | samples | samples/s | mean latency (ms) | vision tower (ms) | peak memory (MiB) |",
           "|---|---|---|---|---|---|",
