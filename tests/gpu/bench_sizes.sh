@@ -18,6 +18,8 @@
 # Time: each step runs under `timeout` (GEN_S, QVL_S, MEM_S, HF_S seconds, per size); DEADLINE
 # (seconds from the start, default 570) skips, and says so, a step that would not fit.
 # STEPS (default "gen qvl mem hf") picks steps; KEEP=1 keeps the models (else removed after each size).
+#   ab   (opt-in) qvl once more with the environment AB_ENV (e.g. "QVL_KERNELS_NEXT=1"), into
+#        qvl_ab.log: an A/B in the same call (compare samples/s; ids_hash says whether the tokens agree)
 set -o pipefail
 OUT=${1:?OUTDIR}; shift
 [ $# -gt 0 ] || { echo "usage: bench_sizes.sh OUTDIR SIZE..." >&2; exit 2; }
@@ -58,6 +60,10 @@ for S in "$@"; do
     if has qvl; then
         step qvl "$QT" 30 "${QENV[@]}" "$BIN/bench_gpu" "$R/model" "$TSV" "$EV" > "$D/qvl.log" 2>&1
         grep -h '^open\|^{' "$D/qvl.log" | cut -c1-400
+    fi
+    if has ab && [ -n "$AB_ENV" ]; then
+        step "qvl with $AB_ENV" "$QT" 30 "${QENV[@]}" $AB_ENV "$BIN/bench_gpu" "$R/model" "$TSV" "$EV" > "$D/qvl_ab.log" 2>&1
+        grep -h '^{' "$D/qvl_ab.log" | cut -c1-400
     fi
     if has mem; then
         LEN=${MEM_LEN:-12517}; PX=${MEM_PIXELS:-12483584}   # bench_gpu's plan for every 10th row
