@@ -35,6 +35,7 @@ struct qvl_engine {
     qvl_tokenizer *tok;
     qvl_sampler *sampler;
     float *logits;             /* [vocab] */
+    double *uniforms;          /* CUDA: [max_model_len] the request's random stream, picked from on the device */
     int vocab;
     int threads;
     long max_model_len;
@@ -146,7 +147,8 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
     e->logits = malloc((size_t)e->vocab * sizeof *e->logits);
     qvl_sampler_params sp = qvl_sampler_params_greedy();
     e->sampler = qvl_sampler_new(e->vocab, &sp);
-    if (!e->logits || !e->sampler) {
+    if (e->gpu) e->uniforms = malloc((size_t)e->max_model_len * sizeof *e->uniforms);
+    if (!e->logits || !e->sampler || (e->gpu && !e->uniforms)) {
         qvl_errorf("%s: out of memory", o.model_dir);
         goto fail;
     }
@@ -160,6 +162,7 @@ void qvl_engine_close(qvl_engine *e) {
     if (!e) return;
     qvl_sampler_free(e->sampler);
     free(e->logits);
+    free(e->uniforms);
     qvl_tokenizer_free(e->tok);
     qvl_model_close(e->model);
     qvl_cuda_model_close(e->gpu);
@@ -374,18 +377,23 @@ int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *gopt
     qvl_sampler_params sp = qvl_sampler_params_resolve(&g, &e->cfg->gen);
     qvl_sampler_reset(e->sampler, &sp);
     qvl_sampler_accept_prompt(e->sampler, ids, (int)n_ids);
-    /* CUDA: the GPU's greedy id is the sampler's choice when it would take the plain argmax. */
-    int gpu_greedy = (!sp.do_sample || sp.temperature <= 0) && sp.repetition_penalty == 1 && sp.presence_penalty == 0;
+    /* CUDA: the device picks with the sampler's semantics and the sampler's uniforms (one per
+     * sampled token, uploaded once); only the picked id comes back per token. */
     int gpu_id = -1;
     if (e->gpu) {
-        if ((gpu_id = qvl_cuda_prefill(e->gpu, ids, (int)n_ids)) < 0 || (!gpu_greedy && qvl_cuda_logits(e->gpu, e->logits)))
+        qvl_cuda_pick_params pp = {sp.do_sample, sp.temperature, sp.top_k, sp.top_p, sp.repetition_penalty,
+                                   sp.presence_penalty};
+        int n_uni = sp.do_sample && sp.temperature > 0 ? max_new : 0;
+        if (n_uni > e->max_model_len) n_uni = (int)e->max_model_len;
+        qvl_sampler_uniforms(e->sampler, e->uniforms, n_uni);
+        if (qvl_cuda_set_picking(e->gpu, &pp, e->uniforms, n_uni) || (gpu_id = qvl_cuda_prefill(e->gpu, ids, (int)n_ids)) < 0)
             FAIL();
     } else if (qvl_seq_prefill(e->model, seq, ids, (int)n_ids, has_image ? &vo : NULL, has_image, e->logits))
         FAIL();
     double t_prefill = now_s();
     out->finish_reason = QVL_FINISH_LENGTH;
     for (;;) {
-        int32_t id = e->gpu && gpu_greedy ? gpu_id : qvl_sampler_pick(e->sampler, e->logits);
+        int32_t id = e->gpu ? gpu_id : qvl_sampler_pick(e->sampler, e->logits);
         if (out->n_tokens == 0) out->ttft_s = now_s() - t0;
         out->token_ids[out->n_tokens++] = id;
         qvl_sampler_accept(e->sampler, id);
@@ -397,7 +405,7 @@ int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *gopt
         }
         if (out->n_tokens >= max_new) break;
         if (e->gpu) {
-            if ((gpu_id = qvl_cuda_decode(e->gpu, id)) < 0 || (!gpu_greedy && qvl_cuda_logits(e->gpu, e->logits))) FAIL();
+            if ((gpu_id = qvl_cuda_decode(e->gpu, id)) < 0) FAIL();
         } else if (qvl_seq_decode(e->model, seq, id, e->logits))
             FAIL();
     }

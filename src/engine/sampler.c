@@ -135,6 +135,10 @@ void qvl_sampler_accept(qvl_sampler *s, int32_t id) {
     }
 }
 
+void qvl_sampler_uniforms(qvl_sampler *s, double *out, int n) {
+    for (int i = 0; i < n; i++) out[i] = uniform01(s->rng);
+}
+
 /* ---- logits processing ---- */
 
 int32_t qvl_argmax_lowest(const float *x, int n) {

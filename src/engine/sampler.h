@@ -45,6 +45,10 @@ void qvl_sampler_reset(qvl_sampler *s, const qvl_sampler_params *p);
 void qvl_sampler_accept_prompt(qvl_sampler *s, const int32_t *ids, int n);
 /* A generated id: seen for the repetition penalty, present for the presence penalty. */
 void qvl_sampler_accept(qvl_sampler *s, int32_t id);
+/* Draws the next n uniforms of s's random stream into out: the ones the next n sampled picks of
+ * qvl_sampler_pick would draw, in order (greedy picks draw none). The CUDA backend picks on the
+ * device with them (model_cuda.h qvl_cuda_set_picking). */
+void qvl_sampler_uniforms(qvl_sampler *s, double *out, int n);
 /* Picks the next id from logits[vocab_size]; logits are overwritten (processed in place). */
 int32_t qvl_sampler_pick(qvl_sampler *s, float *logits);
 

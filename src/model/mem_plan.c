@@ -69,6 +69,9 @@ int qvl_mem_plan_compute(const qvl_config *cfg, double weight_bytes, long max_mo
     piece(&ws, T * I32), piece(&ws, 3 * T * I32), piece(&ws, T * I32), piece(&ws, I32), piece(&ws, 2 * I32);
     piece(&ws, attention_partial_bytes(cfg));
     piece(&ws, (double)QVL_PLAN_GEMM_WORKSPACE);
+    /* device sampler: state, per-id flags (seen / generated), processed logits, the request's uniforms */
+    piece(&ws, QVL_PLAN_PICK_STATE), piece(&ws, (double)t->vocab_size), piece(&ws, (double)t->vocab_size * F32);
+    piece(&ws, T * 8);
 
     out->max_model_len = max_model_len;
     out->max_image_tokens = tokens;

@@ -18,13 +18,15 @@ enum { QVL_PLAN_TEXT_RESERVE = 256, QVL_PLAN_PREFILL_CHUNK = 2048 };
 /* Sizes the CUDA backend uses: its cuBLASLt workspace (cuda_model.cu GEMM_WS) and the decode
  * attention scratch shape (cuda_ops.h QVL_ATT_MAX_SPLITS x QVL_ATT_BQ rows). */
 enum { QVL_PLAN_GEMM_WORKSPACE = 32 << 20, QVL_PLAN_ATT_SPLITS = 64, QVL_PLAN_ATT_ROWS = 32 };
+/* The device sampler's state (cuda_sample.cu qvl_pick_state: parameters and the uniform counter). */
+enum { QVL_PLAN_PICK_STATE = 64 };
 
 typedef struct {
     double cuda_context;      /* measured on a GPU, else an estimate */
     int cuda_context_measured;
     double weights, kv_cache, vision_activations;
     double workspace;         /* prefill buffers, logits, ids, attention scratch, cuBLASLt workspace,
-                                 and cuda_runtime */
+                                 the device sampler's buffers, and cuda_runtime */
     double cuda_runtime;      /* part of workspace: the runtime's own allocations after the context */
     double total;
     long max_model_len;

@@ -1,7 +1,8 @@
 /* A Qwen3-VL model on one CUDA device (BF16 weights and activations, F32 accumulation; spec
  * sections 4, 5 and 8). Everything lives in one device arena planned at open from the config, the
  * context length and the largest image admitted: weights, KV cache, vision activations, workspace.
- * Nothing is allocated after open; a generation step costs one 4-byte copy (the greedy id).
+ * Nothing is allocated after open; a generation step costs one 4-byte copy (the picked id): the
+ * next token is picked on the device, greedy or sampled (qvl_cuda_set_picking).
  * Without the CUDA build every function fails with "cuda: this build has no CUDA backend". */
 #ifndef QVL_MODEL_CUDA_H
 #define QVL_MODEL_CUDA_H
@@ -56,10 +57,27 @@ int qvl_cuda_encode_image(qvl_cuda_model *m, const qvl_pixel_values *pv);
  * into qvl_cuda_pixel_staging): identical results, no conversion on the device. */
 int qvl_cuda_encode_image_bf16(qvl_cuda_model *m, const qvl_pixel_values *pv, const uint16_t *pixels);
 
+/* How the next token is picked on the device: the semantics of engine/sampler.c (same logits, same
+ * uniforms: same ids). Greedy without penalties takes the plain argmax. */
+typedef struct {
+    int do_sample;            /* 0: greedy (argmax of the penalized logits, lowest id on ties) */
+    float temperature;        /* sampling with temperature <= 0 is greedy */
+    int top_k;                /* <= 0 or >= vocab: off */
+    float top_p;              /* >= 1: off */
+    float repetition_penalty; /* 1: off; "seen" = prompt + picked ids */
+    float presence_penalty;   /* 0: off; once per distinct picked id */
+} qvl_cuda_pick_params;
+
+/* Sets the picking of the next request (kept until changed; the default is plain greedy).
+ * uniforms[n_uniforms]: the request's random stream in [0, 1), one per sampled pick in order
+ * (qvl_sampler_uniforms), at most the context length; uploaded once. The next prefill marks the
+ * prompt ids as seen; each decode marks the id it is given as generated. Returns 0 or -1 + error. */
+int qvl_cuda_set_picking(qvl_cuda_model *m, const qvl_cuda_pick_params *p, const double *uniforms, int n_uniforms);
+
 /* Starts a new sequence with the prompt (image pads take the encoded images' rows in order).
- * Returns the greedy next token id (bf16-rounded logits, lowest id on ties), or -1 + error. */
+ * Returns the picked next token id (greedy: bf16-rounded logits, lowest id on ties), or -1 + error. */
 int qvl_cuda_prefill(qvl_cuda_model *m, const int32_t *ids, int n);
-/* Appends id; returns the greedy next id, or -1 + error (context full, bad id). */
+/* Appends id; returns the picked next id, or -1 + error (context full, bad id). */
 int qvl_cuda_decode(qvl_cuda_model *m, int32_t id);
 int qvl_cuda_seq_len(const qvl_cuda_model *m);
 /* The last position's logits (bf16 values as float) into out[vocab]. */

@@ -60,6 +60,16 @@ struct qvl_cuda_model {
     int32_t *d_ids, *d_pos, *d_vis, *d_next;
     int32_t *d_step;                 /* {cache length, rope delta} for graph decoding */
     cudaGraphExec_t decode_graph;    /* one decode step, captured at open (NULL: QVL_NO_GRAPH) */
+    /* next-token picking on the device (qvl_cuda_set_picking): the request's state, flags (seen /
+     * generated ids), processed logits and uniforms; the decode graph with the pick kernel */
+    qvl_pick_state *pick_state;
+    uint8_t *pick_flags;
+    float *pick_work;
+    double *pick_uniforms;
+    cudaGraphExec_t pick_graph;
+    int picking;                     /* this request: 0 plain argmax, 1 the pick kernel */
+    int pick_mode;                   /* what lm_head enqueues: 0 argmax, 1 pick, 2 mark the input id + pick */
+    qvl_pick_state h_pick;
     float *att_partial;
     void *gemm_ws;
     /* host state */
@@ -166,6 +176,9 @@ static void layout_buffers(qvl_cuda_model *m, bump *b) {
     TAKE(b, m->d_ids, T), TAKE(b, m->d_pos, 3 * T), TAKE(b, m->d_vis, T), TAKE(b, m->d_next, 1), TAKE(b, m->d_step, 2);
     TAKE(b, m->att_partial, qvl_attention_partial_floats(t->num_kv_heads, hd > (size_t)(Dv / v->num_heads) ? hd : Dv / v->num_heads));
     m->gemm_ws = take(b, GEMM_WS);
+    m->pick_state = (qvl_pick_state *)take(b, QVL_PLAN_PICK_STATE);
+    TAKE(b, m->pick_flags, (size_t)t->vocab_size), TAKE(b, m->pick_work, (size_t)t->vocab_size);
+    TAKE(b, m->pick_uniforms, T);
 }
 
 /* ---- weight upload ---- */
@@ -361,6 +374,7 @@ fail:
 void qvl_cuda_model_close(qvl_cuda_model *m) {
     if (!m) return;
     if (m->decode_graph) cudaGraphExecDestroy(m->decode_graph);
+    if (m->pick_graph) cudaGraphExecDestroy(m->pick_graph);
     if (m->gemm) qvl_gemm_free(m->gemm);
     if (m->st) cudaStreamDestroy(m->st);
     if (m->arena) cudaFree(m->arena);
@@ -613,7 +627,7 @@ static int text_forward(qvl_cuda_model *m, const int32_t *ids, int n, int p0, co
     return lm_head(m, m->x + (size_t)(n - 1) * D);
 }
 
-/* Final norm of the row x, logits, greedy id into d_next. */
+/* Final norm of the row x, logits, the picked id into d_next (m->pick_mode says how). */
 static int lm_head(qvl_cuda_model *m, const bf16 *x) {
     const qvl_text_config *t = &m->cfg.text;
     const int D = t->hidden_size;
@@ -624,7 +638,11 @@ static int lm_head(qvl_cuda_model *m, const bf16 *x) {
         qvl_k_rmsnorm(m->st, m->y, x, m->norm, 1, D, eps);
         G(qvl_gemm_run(m->gemm, m->st, m->logits, t->vocab_size, m->y, D, m->lm_head, NULL, 1, D, t->vocab_size));
     }
-    qvl_k_argmax(m->st, m->d_next, m->logits, 1, t->vocab_size);
+    if (m->pick_mode)
+        qvl_k_pick(m->st, m->d_next, m->logits, t->vocab_size, m->pick_state, m->pick_flags, m->pick_work,
+                   m->pick_uniforms, m->pick_mode == 2);
+    else
+        qvl_k_argmax(m->st, m->d_next, m->logits, 1, t->vocab_size);
     return 0;
 }
 
@@ -712,20 +730,30 @@ static int tune_decode_gemv(qvl_cuda_model *m) {
     return 0;
 }
 
-/* Captures decode_step as a CUDA graph (one launch per token instead of ~300). */
+/* Captures decode_step as a CUDA graph (one launch per token instead of ~300): with the plain
+ * argmax into decode_graph, and with the pick kernel (marking the input id first) into pick_graph. */
+static int capture_one(qvl_cuda_model *m, cudaGraphExec_t *out);
 static int capture_decode(qvl_cuda_model *m) {
     if (getenv("QVL_NO_GRAPH")) return 0;
+    m->pick_mode = 0;
+    int rc = capture_one(m, &m->decode_graph);
+    m->pick_mode = 2;
+    if (!rc) rc = capture_one(m, &m->pick_graph);
+    m->pick_mode = 0;
+    return rc;
+}
+static int capture_one(qvl_cuda_model *m, cudaGraphExec_t *out) {
     cudaGraph_t g = NULL;
     for (;;) {
         CK(cudaStreamBeginCapture(m->st, cudaStreamCaptureModeThreadLocal));
         int rc = decode_step(m);
         cudaError_t e = cudaStreamEndCapture(m->st, &g);
         if (!rc && e == cudaSuccess) {
-            e = cudaGraphInstantiate(&m->decode_graph, g, 0);
+            e = cudaGraphInstantiate(out, g, 0);
             cudaGraphDestroy(g);
             g = NULL;
             if (e == cudaSuccess) return 0;
-            m->decode_graph = NULL;
+            *out = NULL;
         }
         if (g) cudaGraphDestroy(g);
         g = NULL;
@@ -792,14 +820,17 @@ int qvl_cuda_prefill(qvl_cuda_model *m, const int32_t *ids, int n) {
     CK(cudaMemcpyAsync(m->d_ids, ids, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice, m->st));
     CK(cudaMemcpyAsync(m->d_pos, m->h_pos, (size_t)3 * n * sizeof(int32_t), cudaMemcpyHostToDevice, m->st));
     CK(cudaMemcpyAsync(m->d_vis, m->h_vis, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice, m->st));
+    if (m->picking) qvl_k_pick_prompt(m->st, m->pick_flags, c->text.vocab_size, m->d_ids, n);
     m->len = 0;
     m->rope_delta = delta;
     for (int c0 = 0; c0 < n; c0 += m->chunk) {
         int cnt = n - c0 < m->chunk ? n - c0 : m->chunk;
         char sfx[32] = "";
         if (n > m->chunk) snprintf(sfx, sizeof sfx, "@%d", c0);
-        if (text_forward(m, m->d_ids + c0, cnt, c0, m->d_pos + c0, n, m->n_images ? m->d_vis + c0 : NULL, sfx, NULL))
-            return -1;
+        m->pick_mode = m->picking && c0 + cnt == n;   /* only the last chunk's row is picked from */
+        int rc = text_forward(m, m->d_ids + c0, cnt, c0, m->d_pos + c0, n, m->n_images ? m->d_vis + c0 : NULL, sfx, NULL);
+        m->pick_mode = 0;
+        if (rc) return -1;
     }
     m->len = n;
     m->h_step[0] = n, m->h_step[1] = delta;
@@ -817,12 +848,35 @@ int qvl_cuda_decode(qvl_cuda_model *m, int32_t id) {
         m->next_id = id;
         CK(cudaMemcpyAsync(m->d_next, &m->next_id, sizeof id, cudaMemcpyHostToDevice, m->st));
     }
-    if (m->decode_graph)
-        CK(cudaGraphLaunch(m->decode_graph, m->st));
-    else if (decode_step(m))
-        return -1;
+    cudaGraphExec_t graph = m->picking ? m->pick_graph : m->decode_graph;
+    if (graph) {
+        CK(cudaGraphLaunch(graph, m->st));
+    } else {
+        m->pick_mode = m->picking ? 2 : 0;
+        int rc = decode_step(m);
+        m->pick_mode = 0;
+        if (rc) return -1;
+    }
     m->len++;
     return fetch_next(m);
+}
+
+int qvl_cuda_set_picking(qvl_cuda_model *m, const qvl_cuda_pick_params *p, const double *uniforms, int n_uniforms) {
+    if (n_uniforms < 0 || n_uniforms > m->max_len)
+        return qvl_errorf("sampling: %d uniforms exceed the context of %ld tokens", n_uniforms, m->max_len);
+    if (!(p->temperature == p->temperature) || !(p->repetition_penalty > 0))
+        return qvl_errorf("sampling: bad temperature or repetition penalty");
+    int sampling = p->do_sample && p->temperature > 0;
+    m->picking = sampling || p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f;
+    if (!m->picking) return 0;
+    m->h_pick.p = *p;
+    m->h_pick.n_uniforms = n_uniforms;
+    m->h_pick.counter = 0;
+    /* pageable sources: the copies have taken them when cudaMemcpyAsync returns */
+    CK(cudaMemcpyAsync(m->pick_state, &m->h_pick, sizeof m->h_pick, cudaMemcpyHostToDevice, m->st));
+    if (n_uniforms > 0)
+        CK(cudaMemcpyAsync(m->pick_uniforms, uniforms, (size_t)n_uniforms * sizeof *uniforms, cudaMemcpyHostToDevice, m->st));
+    return 0;
 }
 
 int qvl_cuda_logits(qvl_cuda_model *m, float *out) {

@@ -118,4 +118,22 @@ void qvl_k_deepstack_add(cudaStream_t st, bf16 *x, const int32_t *vis_row, const
 /* out[r] = argmax of row r of logits [rows, V] (bf16 values; lowest id on ties). */
 void qvl_k_argmax(cudaStream_t st, int32_t *out, const bf16 *logits, int rows, int V);
 
+/* ---- next-token picking (cuda_sample.cu): engine/sampler.c's semantics on the device ---- */
+extern "C" {
+#include "model/model_cuda.h"
+}
+typedef struct {
+    qvl_cuda_pick_params p;
+    int32_t n_uniforms;   /* uniforms available to this request */
+    int32_t counter;      /* sampled picks made so far (the next uniform's index) */
+} qvl_pick_state;         /* at most QVL_PLAN_PICK_STATE bytes (the memory plan reserves that) */
+/* Clears flags[V] (bit 0 seen, bit 1 generated) and marks ids[n] (device) as seen. */
+void qvl_k_pick_prompt(cudaStream_t st, uint8_t *flags, int V, const int32_t *ids, int n);
+/* One block: if mark_out, first marks *out (the id just generated) as seen and generated; then
+ * picks from logits[V] with state's parameters (work[V]: scratch for the processed logits;
+ * uniforms[state->counter] drawn when sampling) into *out. Arguments never change per token, so
+ * a graph replays it. */
+void qvl_k_pick(cudaStream_t st, int32_t *out, const bf16 *logits, int V, qvl_pick_state *state, uint8_t *flags,
+                float *work, const double *uniforms, int mark_out);
+
 #endif

@@ -1,6 +1,7 @@
 /* Without the CUDA build there are no CUDA devices and no CUDA model. */
 #ifndef QVL_CUDA
 #include "backend/cuda/cuda_device.h"
+#include "backend/cuda/cuda_sample.h"
 #include "model/model_cuda.h"
 #include "util/error.h"
 
@@ -46,6 +47,26 @@ int qvl_cuda_prefill(qvl_cuda_model *m, const int32_t *ids, int n) { (void)m; (v
 int qvl_cuda_decode(qvl_cuda_model *m, int32_t id) { (void)m; (void)id; return no_cuda(); }
 int qvl_cuda_seq_len(const qvl_cuda_model *m) { (void)m; return 0; }
 int qvl_cuda_logits(qvl_cuda_model *m, float *out) { (void)m; (void)out; return no_cuda(); }
+int qvl_cuda_set_picking(qvl_cuda_model *m, const qvl_cuda_pick_params *p, const double *uniforms, int n_uniforms) {
+    (void)m; (void)p; (void)uniforms; (void)n_uniforms;
+    return no_cuda();
+}
+qvl_cuda_picker *qvl_cuda_picker_new(int vocab, int max_uniforms) {
+    (void)vocab; (void)max_uniforms;
+    no_cuda();
+    return NULL;
+}
+void qvl_cuda_picker_free(qvl_cuda_picker *p) { (void)p; }
+int qvl_cuda_picker_reset(qvl_cuda_picker *p, const qvl_cuda_pick_params *pp, const int32_t *prompt, int n_prompt,
+                          const double *uniforms, int n_uniforms) {
+    (void)p; (void)pp; (void)prompt; (void)n_prompt; (void)uniforms; (void)n_uniforms;
+    return no_cuda();
+}
+int qvl_cuda_picker_pick(qvl_cuda_picker *p, const float *logits) { (void)p; (void)logits; return no_cuda(); }
+double qvl_cuda_picker_time_us(qvl_cuda_picker *p, const float *logits, int picks) {
+    (void)p; (void)logits; (void)picks;
+    return no_cuda();
+}
 #else
 typedef int qvl_cuda_stub_unused;
 #endif

@@ -1,0 +1,466 @@
+/* Next-token picking on the device with engine/sampler.c's semantics (read that first): the
+ * penalties, temperature, top-k (ties with the k-th value kept), the order (logit desc, id asc),
+ * double probabilities exp(l - max) / sum, top-p and the draw u * mass walked in that order.
+ *
+ * One block of PK_THREADS threads. Pass 0 writes the processed logits to work[] and finds the
+ * argmax (greedy ends there). Sampling orders candidates by a unique 64-bit key (orderable float
+ * bits << 32 | ~id), so "larger key" is exactly the CPU's sort order. The candidates are visited
+ * in chunks of PK_CHUNK keys: a radix select finds the chunk's lowest key below the previous
+ * chunk, a gather and a bitonic sort in shared memory order it, and thread 0 runs the CPU's
+ * sequential double sums over it. With top-k small (Qwen3-VL: 20) there is one chunk and every sum
+ * is done in the CPU's order. Beyond one chunk of candidates the normalizer (and, without top-p,
+ * the mass) is a parallel reduction: equal to the CPU's sequential sum up to rounding (~1e-16
+ * relative), as exp() itself may differ from glibc's in the last bit. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_ops.h"
+#include "backend/cuda/cuda_sample.h"
+extern "C" {
+#include "model/mem_plan.h"
+#include "util/error.h"
+}
+
+static_assert(sizeof(qvl_pick_state) <= QVL_PLAN_PICK_STATE, "the memory plan reserves QVL_PLAN_PICK_STATE bytes");
+
+enum { PK_THREADS = 1024, PK_CHUNK = 2048, PK_WARPS = PK_THREADS / 32 };
+
+/* Float bits made unsigned-orderable; +0 and -0 compare equal on the CPU, so both map to +0. */
+static __device__ __forceinline__ uint32_t ord_bits(float l) {
+    if (l == 0.0f) l = 0.0f;
+    uint32_t u = __float_as_uint(l);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+static __device__ __forceinline__ float ord_value(uint32_t o) {
+    return __uint_as_float((o & 0x80000000u) ? (o & 0x7fffffffu) : ~o);
+}
+static __device__ __forceinline__ uint64_t make_key(float l, int i) {
+    return ((uint64_t)ord_bits(l) << 32) | (0xffffffffu - (uint32_t)i);
+}
+static __device__ __forceinline__ int key_id(uint64_t k) { return (int)(0xffffffffu - (uint32_t)k); }
+static __device__ __forceinline__ double key_value(uint64_t k) { return (double)ord_value((uint32_t)(k >> 32)); }
+
+struct pick_shared {
+    uint64_t keys[PK_CHUNK];   /* the current chunk, sorted by decreasing key */
+    double prob[PK_CHUNK];     /* its probabilities, exp(l - max) / sum */
+    unsigned hist[256];
+    float rv[PK_WARPS];
+    int ri[PK_WARPS];
+    double rd[PK_WARPS];
+    uint64_t prefix, bound;    /* radix select: digits chosen so far; chunk: keys below bound */
+    unsigned need, tie, slot;
+    int pos, cnt, more, keep, id;
+    double sum, mass;
+};
+
+/* Keys of work[] that are candidates (ov >= T) below bound. */
+static __device__ __forceinline__ bool eligible(uint64_t k, uint32_t T, uint64_t bound) {
+    return (uint32_t)(k >> 32) >= T && k < bound;
+}
+
+/* Histogram of digit (key >> shift) & 255 over eligible keys whose higher digits equal prefix's. */
+static __device__ void hist_pass(pick_shared &sh, const float *work, int V, uint32_t T, uint64_t bound, int shift) {
+    for (int d = threadIdx.x; d < 256; d += PK_THREADS) sh.hist[d] = 0;
+    __syncthreads();
+    const uint64_t prefix = sh.prefix;
+    const unsigned lane = threadIdx.x & 31;
+    for (int base = 0; base < V; base += PK_THREADS) {
+        int i = base + threadIdx.x;
+        unsigned d = 256 + lane;   /* distinct non-digits for lanes that count nothing */
+        if (i < V) {
+            uint64_t k = make_key(work[i], i);
+            if (eligible(k, T, bound) && (shift == 56 || (k >> (shift + 8)) == (prefix >> (shift + 8))))
+                d = (unsigned)(k >> shift) & 255u;
+        }
+        unsigned peers = __match_any_sync(0xffffffffu, d);
+        if (d < 256 && lane == (unsigned)__ffs(peers) - 1) atomicAdd(&sh.hist[d], (unsigned)__popc(peers));
+    }
+    __syncthreads();
+}
+
+/* Thread 0: the digit holding the need-th largest eligible key. */
+static __device__ void choose_digit(pick_shared &sh, int shift) {
+    unsigned need = sh.need;
+    int d = 255;
+    while (d > 0 && sh.hist[d] < need) need -= sh.hist[d--];
+    sh.prefix |= (uint64_t)d << shift;
+    sh.need = need;
+    sh.tie = sh.hist[d];
+}
+
+/* Radix select over the eligible keys for the need-th largest one, 8 bits a pass from the top
+ * down to stop_shift. Leaves sh.prefix (digits chosen, zeros below), sh.need (its rank within the
+ * last bucket) and sh.tie (that bucket's size). early: stop once the bucket is needed whole; then
+ * {eligible keys >= sh.prefix} is exactly the need largest. */
+static __device__ void radix_select(pick_shared &sh, const float *work, int V, uint32_t T, uint64_t bound, unsigned need,
+                                    int stop_shift, bool early) {
+    if (threadIdx.x == 0) sh.prefix = 0, sh.need = need;
+    __syncthreads();
+    for (int shift = 56; shift >= stop_shift; shift -= 8) {
+        hist_pass(sh, work, V, T, bound, shift);
+        if (threadIdx.x == 0) choose_digit(sh, shift);
+        __syncthreads();
+        if (early && sh.tie == sh.need) break;
+    }
+}
+
+/* The next chunk of candidates (keys below sh.bound, positions sh.pos..) into sh.keys sorted
+ * decreasing, sh.cnt of them, and their probabilities (sum: the normalizer, known when the
+ * candidates span more than one chunk). */
+static __device__ void fetch_chunk(pick_shared &sh, const float *work, int V, uint32_t T, int n_cand, double mx,
+                                   bool have_sum) {
+    const uint64_t bound = sh.bound;
+    const int remaining = n_cand - sh.pos;
+    uint64_t low = 0;
+    int cnt = remaining;
+    if (remaining > PK_CHUNK) {
+        radix_select(sh, work, V, T, bound, PK_CHUNK, 0, true);
+        low = sh.prefix;
+        cnt = PK_CHUNK;
+    }
+    if (threadIdx.x == 0) sh.slot = 0;
+    __syncthreads();
+    const unsigned lane = threadIdx.x & 31;
+    for (int base = 0; base < V; base += PK_THREADS) {
+        int i = base + threadIdx.x;
+        bool take = false;
+        uint64_t k = 0;
+        if (i < V) {
+            k = make_key(work[i], i);
+            take = eligible(k, T, bound) && k >= low;
+        }
+        unsigned m = __ballot_sync(0xffffffffu, take);
+        if (!m) continue;
+        unsigned first = 0;
+        if (lane == (unsigned)__ffs(m) - 1) first = atomicAdd(&sh.slot, (unsigned)__popc(m));
+        first = __shfl_sync(0xffffffffu, first, __ffs(m) - 1);
+        if (take) {
+            unsigned s = first + __popc(m & ((1u << lane) - 1));
+            if (s < PK_CHUNK) sh.keys[s] = k;
+        }
+    }
+    __syncthreads();
+    int P = 1;
+    while (P < cnt) P <<= 1;
+    for (int j = cnt + threadIdx.x; j < P; j += PK_THREADS) sh.keys[j] = 0;
+    __syncthreads();
+    /* bitonic sort, decreasing */
+    for (int k = 2; k <= P; k <<= 1)
+        for (int j = k >> 1; j > 0; j >>= 1) {
+            for (int t = threadIdx.x; t < P / 2; t += PK_THREADS) {
+                int a = 2 * j * (t / j) + (t % j), b = a + j;
+                uint64_t x = sh.keys[a], y = sh.keys[b];
+                bool desc = (a & k) == 0;
+                if (desc ? x < y : x > y) sh.keys[a] = y, sh.keys[b] = x;
+            }
+            __syncthreads();
+        }
+    for (int j = threadIdx.x; j < cnt; j += PK_THREADS) {
+        double e = exp(key_value(sh.keys[j]) - mx);
+        sh.prob[j] = have_sum ? e / sh.sum : e;
+    }
+    if (threadIdx.x == 0) sh.cnt = cnt;
+    __syncthreads();
+}
+
+/* Sum over candidates of exp(l - mx) (div: divided by sh.sum each), in a fixed parallel order. */
+static __device__ double reduce_exp(pick_shared &sh, const float *work, int V, uint32_t T, double mx, bool div) {
+    double s = 0;
+    for (int i = threadIdx.x; i < V; i += PK_THREADS) {
+        float l = work[i];
+        if (ord_bits(l) >= T) {
+            double e = exp((double)l - mx);
+            s += div ? e / sh.sum : e;
+        }
+    }
+    for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) sh.rd[threadIdx.x >> 5] = s;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double t = 0;
+        for (int w = 0; w < PK_WARPS; w++) t += sh.rd[w];
+        sh.rd[0] = t;
+    }
+    __syncthreads();
+    double r = sh.rd[0];
+    __syncthreads();
+    return r;
+}
+
+static __device__ __forceinline__ void better(float v, int id, float *bv, int *bi) {
+    if (v > *bv || (v == *bv && id < *bi)) *bv = v, *bi = id;
+}
+
+static __global__ void __launch_bounds__(PK_THREADS)
+    k_pick(int32_t *out, const bf16 *logits, int V, qvl_pick_state *state, uint8_t *flags, float *work,
+           const double *uniforms, int mark_out) {
+    __shared__ pick_shared sh;
+    const qvl_cuda_pick_params P = state->p;
+    const bool sampling = P.do_sample && P.temperature > 0;
+    if (mark_out && threadIdx.x == 0) {
+        int g = *out;
+        if (g >= 0 && g < V) flags[g] |= 3;
+    }
+    __syncthreads();
+
+    /* Pass 0: bf16 logits -> penalties -> temperature, in float as the CPU (no contraction). */
+    const float rp = P.repetition_penalty, pp = P.presence_penalty, t = P.temperature;
+    float bv = -INFINITY;
+    int bi = 0x7fffffff;
+    for (int i = threadIdx.x; i < V; i += PK_THREADS) {
+        float l = __bfloat162float(logits[i]);
+        uint8_t f = flags[i];
+        if (rp != 1.0f && (f & 1)) l = l > 0 ? __fdiv_rn(l, rp) : __fmul_rn(l, rp);
+        if (pp != 0.0f && (f & 2)) l = __fsub_rn(l, pp);
+        if (sampling && t != 1.0f) l = __fdiv_rn(l, t);
+        work[i] = l;
+        better(l, i, &bv, &bi);
+    }
+    for (int o = 16; o; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        better(ov, oi, &bv, &bi);
+    }
+    if ((threadIdx.x & 31) == 0) sh.rv[threadIdx.x >> 5] = bv, sh.ri[threadIdx.x >> 5] = bi;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < PK_WARPS; w++) better(sh.rv[w], sh.ri[w], &bv, &bi);
+        sh.id = bi == 0x7fffffff ? 0 : bi;
+        sh.rv[0] = bv;
+    }
+    __syncthreads();
+    if (!sampling) {
+        if (threadIdx.x == 0) *out = sh.id;
+        return;
+    }
+    const double mx = (double)sh.rv[0];
+
+    /* Candidates: all, or those >= the k-th largest value. */
+    uint32_t T = 0;
+    int n_cand = V;
+    if (P.top_k > 0 && P.top_k < V) {
+        radix_select(sh, work, V, 0, ~0ull, (unsigned)P.top_k, 32, false);
+        T = (uint32_t)(sh.prefix >> 32);
+        n_cand = P.top_k - (int)sh.need + (int)sh.tie;
+    }
+    const bool many = n_cand > PK_CHUNK;
+    if (many) {
+        double s = reduce_exp(sh, work, V, T, mx, false);
+        if (threadIdx.x == 0) sh.sum = s;
+        __syncthreads();
+    }
+
+    /* Chunk 0; with one chunk the normalizer is the CPU's sequential sum. */
+    if (threadIdx.x == 0) sh.bound = ~0ull, sh.pos = 0;
+    __syncthreads();
+    fetch_chunk(sh, work, V, T, n_cand, mx, many);
+    if (!many) {
+        if (threadIdx.x == 0) {
+            double s = 0;
+            for (int j = 0; j < sh.cnt; j++) s += sh.prob[j];
+            sh.sum = s;
+        }
+        __syncthreads();
+        for (int j = threadIdx.x; j < sh.cnt; j += PK_THREADS) sh.prob[j] /= sh.sum;
+        __syncthreads();
+    }
+
+    /* Top-p: keep while nothing is kept or the mass above is below top_p; mass = what is kept. */
+    bool refetch = false;
+    if (P.top_p < 1.0f) {
+        double above = 0;
+        int keep = 0;
+        for (;;) {
+            if (threadIdx.x == 0) {
+                int j = 0, done = 0;
+                for (; j < sh.cnt; j++) {
+                    if (keep == 0 || above < (double)P.top_p) above += sh.prob[j], keep++;
+                    else { done = 1; break; }
+                }
+                sh.more = !done && sh.pos + sh.cnt < n_cand;
+                if (sh.more) sh.bound = sh.keys[sh.cnt - 1], sh.pos += sh.cnt;
+                sh.keep = keep, sh.mass = above;
+            }
+            __syncthreads();
+            if (!sh.more) break;
+            refetch = true;
+            fetch_chunk(sh, work, V, T, n_cand, mx, true);
+        }
+    } else {
+        if (threadIdx.x == 0) sh.keep = n_cand;
+        if (many) {
+            double s = reduce_exp(sh, work, V, T, mx, true);
+            if (threadIdx.x == 0) sh.mass = s;
+        } else if (threadIdx.x == 0) {
+            double s = 0;
+            for (int j = 0; j < sh.cnt; j++) s += sh.prob[j];
+            sh.mass = s;
+        }
+        __syncthreads();
+    }
+
+    /* The draw: u * mass walked from the top; rounding past the end takes the last kept. */
+    __syncthreads();   /* every thread has read sh.more above before thread 0 rewrites it */
+    if (refetch) {
+        if (threadIdx.x == 0) sh.bound = ~0ull, sh.pos = 0;
+        __syncthreads();
+        fetch_chunk(sh, work, V, T, n_cand, mx, true);
+    }
+    const int n_uni = state->n_uniforms, c = state->counter;
+    const double u = (n_uni > 0 ? uniforms[c < n_uni ? c : n_uni - 1] : 0.5) * sh.mass;
+    double acc = 0;
+    for (;;) {
+        if (threadIdx.x == 0) {
+            int found = 0;
+            for (int j = 0; j < sh.cnt && sh.pos + j < sh.keep; j++) {
+                acc += sh.prob[j];
+                sh.id = key_id(sh.keys[j]);
+                if (u < acc) { found = 1; break; }
+            }
+            sh.more = !found && sh.pos + sh.cnt < sh.keep;
+            if (sh.more) sh.bound = sh.keys[sh.cnt - 1], sh.pos += sh.cnt;
+        }
+        __syncthreads();
+        if (!sh.more) break;
+        fetch_chunk(sh, work, V, T, n_cand, mx, true);
+    }
+    if (threadIdx.x == 0) {
+        *out = sh.id;
+        state->counter = c + 1;
+    }
+}
+
+static __global__ void k_mark_prompt(uint8_t *flags, int V, const int32_t *ids, int n) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        int id = ids[i];
+        if (id >= 0 && id < V) flags[id] = 1;   /* benign race: every writer stores the same byte */
+    }
+}
+
+void qvl_k_pick_prompt(cudaStream_t st, uint8_t *flags, int V, const int32_t *ids, int n) {
+    cudaMemsetAsync(flags, 0, (size_t)V, st);
+    if (n > 0) k_mark_prompt<<<(n + 255) / 256 < 64 ? (n + 255) / 256 : 64, 256, 0, st>>>(flags, V, ids, n);
+}
+
+void qvl_k_pick(cudaStream_t st, int32_t *out, const bf16 *logits, int V, qvl_pick_state *state, uint8_t *flags,
+                float *work, const double *uniforms, int mark_out) {
+    k_pick<<<1, PK_THREADS, 0, st>>>(out, logits, V, state, flags, work, uniforms, mark_out);
+}
+
+/* ---- the test hook (cuda_sample.h) ---- */
+struct qvl_cuda_picker {
+    int vocab, max_uniforms, picked;
+    cudaStream_t st;
+    bf16 *logits;
+    uint16_t *h_logits;
+    qvl_pick_state *state;
+    uint8_t *flags;
+    float *work;
+    double *uniforms;
+    int32_t *ids, *out;
+};
+
+#define PCK(call)                                                                                       \
+    do {                                                                                                \
+        cudaError_t e_ = (call);                                                                        \
+        if (e_ != cudaSuccess) return qvl_errorf("cuda: %s (%s:%d)", cudaGetErrorString(e_), __FILE__, __LINE__); \
+    } while (0)
+
+static uint16_t to_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+extern "C" qvl_cuda_picker *qvl_cuda_picker_new(int vocab, int max_uniforms) {
+    if (vocab <= 0 || max_uniforms <= 0) {
+        qvl_errorf("picker: bad sizes");
+        return NULL;
+    }
+    qvl_cuda_picker *p = (qvl_cuda_picker *)calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->vocab = vocab, p->max_uniforms = max_uniforms;
+    p->h_logits = (uint16_t *)malloc((size_t)vocab * 2);
+    bool ok = p->h_logits && cudaStreamCreate(&p->st) == cudaSuccess &&
+              cudaMalloc((void **)&p->logits, (size_t)vocab * 2) == cudaSuccess &&
+              cudaMalloc((void **)&p->state, sizeof *p->state) == cudaSuccess &&
+              cudaMalloc((void **)&p->flags, (size_t)vocab) == cudaSuccess &&
+              cudaMalloc((void **)&p->work, (size_t)vocab * 4) == cudaSuccess &&
+              cudaMalloc((void **)&p->uniforms, (size_t)max_uniforms * 8) == cudaSuccess &&
+              cudaMalloc((void **)&p->ids, (size_t)vocab * 4) == cudaSuccess &&
+              cudaMalloc((void **)&p->out, 4) == cudaSuccess;
+    if (!ok) {
+        qvl_errorf("picker: cannot allocate device buffers");
+        qvl_cuda_picker_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+extern "C" void qvl_cuda_picker_free(qvl_cuda_picker *p) {
+    if (!p) return;
+    cudaFree(p->logits), cudaFree(p->state), cudaFree(p->flags), cudaFree(p->work), cudaFree(p->uniforms);
+    cudaFree(p->ids), cudaFree(p->out);
+    if (p->st) cudaStreamDestroy(p->st);
+    free(p->h_logits);
+    free(p);
+}
+
+extern "C" int qvl_cuda_picker_reset(qvl_cuda_picker *p, const qvl_cuda_pick_params *pp, const int32_t *prompt,
+                                     int n_prompt, const double *uniforms, int n_uniforms) {
+    if (n_uniforms > p->max_uniforms || n_prompt > p->vocab) return qvl_errorf("picker: too many uniforms or prompt ids");
+    qvl_pick_state s = {*pp, n_uniforms, 0};
+    PCK(cudaMemcpy(p->state, &s, sizeof s, cudaMemcpyHostToDevice));
+    if (n_uniforms > 0) PCK(cudaMemcpy(p->uniforms, uniforms, (size_t)n_uniforms * 8, cudaMemcpyHostToDevice));
+    if (n_prompt > 0) PCK(cudaMemcpy(p->ids, prompt, (size_t)n_prompt * 4, cudaMemcpyHostToDevice));
+    qvl_k_pick_prompt(p->st, p->flags, p->vocab, p->ids, n_prompt);
+    PCK(cudaStreamSynchronize(p->st));
+    p->picked = 0;
+    return 0;
+}
+
+static int upload(qvl_cuda_picker *p, const float *logits) {
+    for (int i = 0; i < p->vocab; i++) p->h_logits[i] = to_bf16(logits[i]);
+    PCK(cudaMemcpyAsync(p->logits, p->h_logits, (size_t)p->vocab * 2, cudaMemcpyHostToDevice, p->st));
+    return 0;
+}
+
+extern "C" int qvl_cuda_picker_pick(qvl_cuda_picker *p, const float *logits) {
+    if (upload(p, logits)) return -1;
+    qvl_k_pick(p->st, p->out, p->logits, p->vocab, p->state, p->flags, p->work, p->uniforms, p->picked);
+    int32_t id = -1;
+    PCK(cudaMemcpyAsync(&id, p->out, 4, cudaMemcpyDeviceToHost, p->st));
+    PCK(cudaStreamSynchronize(p->st));
+    PCK(cudaGetLastError());
+    p->picked = 1;
+    return id;
+}
+
+extern "C" double qvl_cuda_picker_time_us(qvl_cuda_picker *p, const float *logits, int picks) {
+    if (picks <= 0 || upload(p, logits)) return -1;
+    cudaEvent_t a, b;
+    if (cudaEventCreate(&a) != cudaSuccess) return -1;
+    if (cudaEventCreate(&b) != cudaSuccess) {
+        cudaEventDestroy(a);
+        return -1;
+    }
+    qvl_k_pick(p->st, p->out, p->logits, p->vocab, p->state, p->flags, p->work, p->uniforms, p->picked); /* warm-up */
+    cudaEventRecord(a, p->st);
+    for (int i = 0; i < picks; i++)
+        qvl_k_pick(p->st, p->out, p->logits, p->vocab, p->state, p->flags, p->work, p->uniforms, 1);
+    cudaEventRecord(b, p->st);
+    float ms = -1;
+    cudaError_t e = cudaEventSynchronize(b);
+    if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, a, b);
+    if (e == cudaSuccess) e = cudaGetLastError();
+    cudaEventDestroy(a), cudaEventDestroy(b);
+    p->picked = 1;
+    if (e != cudaSuccess) {
+        qvl_errorf("cuda: %s", cudaGetErrorString(e));
+        return -1;
+    }
+    return 1000.0 * ms / picks;
+}
