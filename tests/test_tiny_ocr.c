@@ -14,4 +14,4 @@
 #define TINY_OCR_N HELDOUT_N
 #endif
 
-TEST(tiny_ocr_cpu_matches_transformers) { tiny_ocr_check("--device cpu --threads 2", TINY_OCR_N, 0); }
+TEST(tiny_ocr_cpu_matches_transformers) { tiny_ocr_check("--device cpu --threads 2", TINY_OCR_N); }

@@ -3,13 +3,12 @@
  * predictions on the held-out set (240 samples) must be identical to transformers'
  * (tests/fixtures/tiny-ocr-heldout/transformers_predictions.json, bf16 on the GPU machine) for at
  * least 99% of them, and the exact-match accuracy within 1 point: at most 2 differing predictions
- * and at most 2 samples of difference in the exact-match count.
- * The GPU path (BF16 like transformers, but its own kernels and summation orders) is held to a
- * stricter-where-it-matters rule instead of the count: a prediction may differ only where the
- * reference is a near-tie, i.e. transformers' token leads by less than two BF16 steps of its logit
- * in tests/fixtures/tiny-ocr-heldout/margins.tsv (tools/tiny_ocr_margin.c: transformers' tokens
- * teacher-forced through qvl's F32 CPU model; columns index, margin, step, logit, ...). 9 of the
- * 240 samples are such near-ties. The identical count is printed against the 99% bar. */
+ * and at most 2 samples of difference in the exact-match count. The same bars hold on the CPU
+ * (F32) and on the GPU path (BF16 like transformers, but its own kernels and summation orders).
+ * A differing prediction is printed with "(near-tie)" where the reference is one, i.e. transformers'
+ * token leads by less than two BF16 steps of its logit in tests/fixtures/tiny-ocr-heldout/margins.tsv
+ * (tools/tiny_ocr_margin.c: transformers' tokens teacher-forced through qvl's F32 CPU model; columns
+ * index, margin, step, logit, ...). */
 #ifndef QVL_TESTS_TINY_OCR_CHECK_H
 #define QVL_TESTS_TINY_OCR_CHECK_H
 #include <cjson/cJSON.h>
@@ -65,7 +64,7 @@ static int exact_match(const char *pred, const char *answer) {
 
 /* Runs `qvl eval` on the first n held-out samples with DEVICE_ARGS (e.g. "--device cpu --threads 2")
  * and checks its predictions against transformers' (the bars above). */
-static void tiny_ocr_check(const char *device_args, int n_samples, int gpu) {
+static void tiny_ocr_check(const char *device_args, int n_samples) {
     cJSON *ref = test_read_json(HELDOUT "/transformers_predictions.json");
     CHECK(ref != NULL);
     if (!ref) return;
@@ -79,7 +78,6 @@ static void tiny_ocr_check(const char *device_args, int n_samples, int gpu) {
     char *text = qvl_read_file(out, &len);
     CHECK(text != NULL);
     int n = 0, same = 0, ours_ok = 0, ref_ok = 0;
-    if (gpu) CHECK(near_tie(17)); /* the margins file is there: sample 17 leads by -0.10 at logit 24.7 */
     for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
         cJSON *j = cJSON_Parse(line);
         const cJSON *idx = cJSON_GetObjectItem(j, "index");
@@ -94,7 +92,6 @@ static void tiny_ocr_check(const char *device_args, int n_samples, int gpu) {
                 int tie = near_tie(idx->valueint);
                 fprintf(stderr, "tiny-ocr sample %d: qvl \"%s\", transformers \"%s\"%s\n", idx->valueint, pred,
                         want ? want : "?", tie ? " (near-tie)" : "");
-                if (gpu) CHECK(tie);
             }
             ours_ok += exact_match(pred, answer);
             ref_ok += want && exact_match(want, answer);
@@ -105,10 +102,14 @@ static void tiny_ocr_check(const char *device_args, int n_samples, int gpu) {
     CHECK_INT(n, n_samples);
     fprintf(stderr, "tiny-ocr %s: %d of %d predictions identical to transformers' (%.2f%%; bar 99%%), exact match "
             "%d vs %d\n", device_args, same, n, n ? 100.0 * same / n : 0.0, ours_ok, ref_ok);
-    if (!gpu) CHECK(n - same <= MAX_DIFFERENT);
+    CHECK(n - same <= MAX_DIFFERENT);
     CHECK(abs(ours_ok - ref_ok) <= MAX_CORRECT_GAP);
-    /* the model reads: transformers' exact match on the full set is 233 / 240 */
-    if (n == HELDOUT_N) CHECK_INT(ref_ok, 233);
+    /* the model reads: on the full set, transformers' exact match is the fixture's own count and
+     * meets issue 8's target (>= 90%) */
+    if (n == HELDOUT_N) {
+        CHECK_INT(ref_ok, (int)cJSON_GetNumberValue(cJSON_GetObjectItem(ref, "exact_match")));
+        CHECK(ref_ok >= HELDOUT_N * 9 / 10);
+    }
     cJSON_Delete(ref);
 }
 

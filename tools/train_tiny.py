@@ -550,8 +550,15 @@ def evaluate(folder, heldout, device, deadline, log_every=60):
                    "image_grid_thw": torch.tensor([[1, H // 16, W // 16]], device=device)}
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=32, do_sample=False, temperature=None, top_p=None,
-                                 top_k=None)
-        gen = out[0, enc["input_ids"].shape[1]:].tolist()
+                                 top_k=None, output_scores=True, return_dict_in_generate=True)
+        gen = out.sequences[0, enc["input_ids"].shape[1]:].tolist()
+        # transformers' own margin: top logit - second logit at each generated step (the answer and
+        # its <|im_end|>), smallest over the steps; a near-tie here may flip under other BF16 kernels
+        margins = []
+        for sc in out.scores[:len(gen)]:
+            top2 = sc[0].float().topk(2).values.tolist()
+            margins.append((top2[0] - top2[1], top2[0]))
+        mstep = min(range(len(margins)), key=lambda k: margins[k][0]) if margins else -1
         while gen and gen[-1] in (IM_END, PAD):
             gen = gen[:-1]
         pred = tok.decode(gen, skip_special_tokens=True)
@@ -561,7 +568,9 @@ def evaluate(folder, heldout, device, deadline, log_every=60):
         n_hit += hit
         preds.append({"index": idx, "id": it["id"], "image_path": it["image_path"], "type": it["type"],
                       "dataset_name": it["dataset_name"], "question": q, "answers": it["answers"],
-                      "prediction": pred, "token_ids": gen, "exact_match": exact, "ocrbench_hit": hit})
+                      "prediction": pred, "token_ids": gen, "exact_match": exact, "ocrbench_hit": hit,
+                      "hf_min_margin": round(margins[mstep][0], 4) if margins else None,
+                      "hf_min_margin_step": mstep, "hf_min_margin_logit": round(margins[mstep][1], 3) if margins else None})
         if idx % log_every == 0:
             log("eval %d: %r -> %r" % (idx, ans, pred))
     per = {}
