@@ -24,7 +24,8 @@ extern "C" {
 
 static_assert(sizeof(qvl_pick_state) <= QVL_PLAN_PICK_STATE, "the memory plan reserves QVL_PLAN_PICK_STATE bytes");
 
-enum { PK_THREADS = 1024, PK_CHUNK = 2048, PK_WARPS = PK_THREADS / 32 };
+/* PK_UNROLL loads in flight per thread in the scans over work[] (one block is latency bound). */
+enum { PK_THREADS = 1024, PK_CHUNK = 2048, PK_WARPS = PK_THREADS / 32, PK_HCOPIES = 8, PK_UNROLL = 4 };
 
 /* Float bits made unsigned-orderable; +0 and -0 compare equal on the CPU, so both map to +0. */
 static __device__ __forceinline__ uint32_t ord_bits(float l) {
@@ -45,6 +46,7 @@ struct pick_shared {
     uint64_t keys[PK_CHUNK];   /* the current chunk, sorted by decreasing key */
     double prob[PK_CHUNK];     /* its probabilities, exp(l - max) / sum */
     unsigned hist[256];
+    unsigned hcopy[PK_HCOPIES][256];   /* per group of warps: few warps contend for one bin */
     float rv[PK_WARPS];
     int ri[PK_WARPS];
     double rd[PK_WARPS];
@@ -61,20 +63,36 @@ static __device__ __forceinline__ bool eligible(uint64_t k, uint32_t T, uint64_t
 
 /* Histogram of digit (key >> shift) & 255 over eligible keys whose higher digits equal prefix's. */
 static __device__ void hist_pass(pick_shared &sh, const float *work, int V, uint32_t T, uint64_t bound, int shift) {
-    for (int d = threadIdx.x; d < 256; d += PK_THREADS) sh.hist[d] = 0;
+    for (int d = threadIdx.x; d < PK_HCOPIES * 256; d += PK_THREADS) (&sh.hcopy[0][0])[d] = 0;
     __syncthreads();
+    unsigned *hist = sh.hcopy[(threadIdx.x >> 5) % PK_HCOPIES];
     const uint64_t prefix = sh.prefix;
     const unsigned lane = threadIdx.x & 31;
-    for (int base = 0; base < V; base += PK_THREADS) {
-        int i = base + threadIdx.x;
-        unsigned d = 256 + lane;   /* distinct non-digits for lanes that count nothing */
-        if (i < V) {
-            uint64_t k = make_key(work[i], i);
-            if (eligible(k, T, bound) && (shift == 56 || (k >> (shift + 8)) == (prefix >> (shift + 8))))
-                d = (unsigned)(k >> shift) & 255u;
+    for (int base = 0; base < V; base += PK_UNROLL * PK_THREADS) {
+        float v[PK_UNROLL];
+#pragma unroll
+        for (int u = 0; u < PK_UNROLL; u++) {
+            int i = base + u * PK_THREADS + threadIdx.x;
+            v[u] = i < V ? work[i] : 0.0f;
         }
-        unsigned peers = __match_any_sync(0xffffffffu, d);
-        if (d < 256 && lane == (unsigned)__ffs(peers) - 1) atomicAdd(&sh.hist[d], (unsigned)__popc(peers));
+#pragma unroll
+        for (int u = 0; u < PK_UNROLL; u++) {
+            int i = base + u * PK_THREADS + threadIdx.x;
+            unsigned d = 256 + lane;   /* distinct non-digits for lanes that count nothing */
+            if (i < V) {
+                uint64_t k = make_key(v[u], i);
+                if (eligible(k, T, bound) && (shift == 56 || (k >> (shift + 8)) == (prefix >> (shift + 8))))
+                    d = (unsigned)(k >> shift) & 255u;
+            }
+            unsigned peers = __match_any_sync(0xffffffffu, d);
+            if (d < 256 && lane == (unsigned)__ffs(peers) - 1) atomicAdd(&hist[d], (unsigned)__popc(peers));
+        }
+    }
+    __syncthreads();
+    for (int d = threadIdx.x; d < 256; d += PK_THREADS) {
+        unsigned c = 0;
+        for (int k = 0; k < PK_HCOPIES; k++) c += sh.hcopy[k][d];
+        sh.hist[d] = c;
     }
     __syncthreads();
 }
@@ -108,6 +126,16 @@ static __device__ void radix_select(pick_shared &sh, const float *work, int V, u
 /* The next chunk of candidates (keys below sh.bound, positions sh.pos..) into sh.keys sorted
  * decreasing, sh.cnt of them, and their probabilities (sum: the normalizer, known when the
  * candidates span more than one chunk). */
+static __device__ void gather_sort(pick_shared &sh, const float *work, int V, uint32_t T, uint64_t bound, uint64_t low,
+                                   int cnt);
+static __device__ void chunk_probs(pick_shared &sh, int cnt, double mx, bool have_sum) {
+    for (int j = threadIdx.x; j < cnt; j += PK_THREADS) {
+        double e = exp(key_value(sh.keys[j]) - mx);
+        sh.prob[j] = have_sum ? e / sh.sum : e;
+    }
+    if (threadIdx.x == 0) sh.cnt = cnt;
+    __syncthreads();
+}
 static __device__ void fetch_chunk(pick_shared &sh, const float *work, int V, uint32_t T, int n_cand, double mx,
                                    bool have_sum) {
     const uint64_t bound = sh.bound;
@@ -119,25 +147,41 @@ static __device__ void fetch_chunk(pick_shared &sh, const float *work, int V, ui
         low = sh.prefix;
         cnt = PK_CHUNK;
     }
+    gather_sort(sh, work, V, T, bound, low, cnt);
+    chunk_probs(sh, cnt, mx, have_sum);
+}
+
+/* The cnt eligible keys >= low (below bound) into sh.keys, sorted decreasing. */
+static __device__ void gather_sort(pick_shared &sh, const float *work, int V, uint32_t T, uint64_t bound, uint64_t low,
+                                   int cnt) {
     if (threadIdx.x == 0) sh.slot = 0;
     __syncthreads();
     const unsigned lane = threadIdx.x & 31;
-    for (int base = 0; base < V; base += PK_THREADS) {
-        int i = base + threadIdx.x;
-        bool take = false;
-        uint64_t k = 0;
-        if (i < V) {
-            k = make_key(work[i], i);
-            take = eligible(k, T, bound) && k >= low;
+    for (int base = 0; base < V; base += PK_UNROLL * PK_THREADS) {
+        float v[PK_UNROLL];
+#pragma unroll
+        for (int u = 0; u < PK_UNROLL; u++) {
+            int i = base + u * PK_THREADS + threadIdx.x;
+            v[u] = i < V ? work[i] : 0.0f;
         }
-        unsigned m = __ballot_sync(0xffffffffu, take);
-        if (!m) continue;
-        unsigned first = 0;
-        if (lane == (unsigned)__ffs(m) - 1) first = atomicAdd(&sh.slot, (unsigned)__popc(m));
-        first = __shfl_sync(0xffffffffu, first, __ffs(m) - 1);
-        if (take) {
-            unsigned s = first + __popc(m & ((1u << lane) - 1));
-            if (s < PK_CHUNK) sh.keys[s] = k;
+#pragma unroll
+        for (int u = 0; u < PK_UNROLL; u++) {
+            int i = base + u * PK_THREADS + threadIdx.x;
+            bool take = false;
+            uint64_t k = 0;
+            if (i < V) {
+                k = make_key(v[u], i);
+                take = eligible(k, T, bound) && k >= low;
+            }
+            unsigned m = __ballot_sync(0xffffffffu, take);
+            if (!m) continue;
+            unsigned first = 0;
+            if (lane == (unsigned)__ffs(m) - 1) first = atomicAdd(&sh.slot, (unsigned)__popc(m));
+            first = __shfl_sync(0xffffffffu, first, __ffs(m) - 1);
+            if (take) {
+                unsigned slot = first + __popc(m & ((1u << lane) - 1));
+                if (slot < PK_CHUNK) sh.keys[slot] = k;
+            }
         }
     }
     __syncthreads();
@@ -156,12 +200,38 @@ static __device__ void fetch_chunk(pick_shared &sh, const float *work, int V, ui
             }
             __syncthreads();
         }
-    for (int j = threadIdx.x; j < cnt; j += PK_THREADS) {
-        double e = exp(key_value(sh.keys[j]) - mx);
-        sh.prob[j] = have_sum ? e / sh.sum : e;
-    }
-    if (threadIdx.x == 0) sh.cnt = cnt;
+}
+
+/* Top-k's threshold: T = the k-th largest value's orderable bits, n = the candidates (values >= it,
+ * ties included). Radix passes over the values; as soon as the keys at or above the current bucket
+ * fit one chunk they are gathered and sorted, and then they are chunk 0 already (returns true,
+ * sh.keys holds them). */
+static __device__ bool top_k_select(pick_shared &sh, const float *work, int V, int k, int gather_early, uint32_t *T,
+                                    int *n) {
+    if (threadIdx.x == 0) sh.prefix = 0, sh.need = (unsigned)k;
     __syncthreads();
+    for (int shift = 56; shift >= 32; shift -= 8) {
+        hist_pass(sh, work, V, 0, ~0ull, shift);
+        if (threadIdx.x == 0) choose_digit(sh, shift);
+        __syncthreads();
+        const unsigned at_or_above = (unsigned)k - sh.need + sh.tie;   /* keys >= sh.prefix */
+        if (gather_early && at_or_above <= PK_CHUNK) {
+            gather_sort(sh, work, V, 0, ~0ull, sh.prefix, (int)at_or_above);
+            if (threadIdx.x == 0) {
+                uint32_t t = (uint32_t)(sh.keys[k - 1] >> 32);
+                int c = k;
+                while (c < (int)at_or_above && (uint32_t)(sh.keys[c] >> 32) == t) c++;
+                sh.need = t, sh.tie = (unsigned)c;
+            }
+            __syncthreads();
+            *T = sh.need, *n = (int)sh.tie;
+            __syncthreads();
+            return true;
+        }
+    }
+    *T = (uint32_t)(sh.prefix >> 32);
+    *n = k - (int)sh.need + (int)sh.tie;
+    return false;
 }
 
 /* Sum over candidates of exp(l - mx) (div: divided by sh.sum each), in a fixed parallel order. */
@@ -194,8 +264,8 @@ static __device__ __forceinline__ void better(float v, int id, float *bv, int *b
 }
 
 static __global__ void __launch_bounds__(PK_THREADS)
-    k_pick(int32_t *out, const bf16 *logits, int V, qvl_pick_state *state, uint8_t *flags, float *work,
-           const double *uniforms, int mark_out) {
+    k_pick(int32_t *out, const bf16 *__restrict__ logits, int V, qvl_pick_state *state, uint8_t *__restrict__ flags,
+           float *__restrict__ work, const double *uniforms, int mark_out, int gather_early) {
     __shared__ pick_shared sh;
     const qvl_cuda_pick_params P = state->p;
     const bool sampling = P.do_sample && P.temperature > 0;
@@ -209,6 +279,7 @@ static __global__ void __launch_bounds__(PK_THREADS)
     const float rp = P.repetition_penalty, pp = P.presence_penalty, t = P.temperature;
     float bv = -INFINITY;
     int bi = 0x7fffffff;
+#pragma unroll 4
     for (int i = threadIdx.x; i < V; i += PK_THREADS) {
         float l = __bfloat162float(logits[i]);
         uint8_t f = flags[i];
@@ -240,11 +311,8 @@ static __global__ void __launch_bounds__(PK_THREADS)
     /* Candidates: all, or those >= the k-th largest value. */
     uint32_t T = 0;
     int n_cand = V;
-    if (P.top_k > 0 && P.top_k < V) {
-        radix_select(sh, work, V, 0, ~0ull, (unsigned)P.top_k, 32, false);
-        T = (uint32_t)(sh.prefix >> 32);
-        n_cand = P.top_k - (int)sh.need + (int)sh.tie;
-    }
+    bool sorted0 = false;   /* chunk 0 already in sh.keys */
+    if (P.top_k > 0 && P.top_k < V) sorted0 = top_k_select(sh, work, V, P.top_k, gather_early, &T, &n_cand);
     const bool many = n_cand > PK_CHUNK;
     if (many) {
         double s = reduce_exp(sh, work, V, T, mx, false);
@@ -255,7 +323,10 @@ static __global__ void __launch_bounds__(PK_THREADS)
     /* Chunk 0; with one chunk the normalizer is the CPU's sequential sum. */
     if (threadIdx.x == 0) sh.bound = ~0ull, sh.pos = 0;
     __syncthreads();
-    fetch_chunk(sh, work, V, T, n_cand, mx, many);
+    if (sorted0)
+        chunk_probs(sh, n_cand, mx, many);
+    else
+        fetch_chunk(sh, work, V, T, n_cand, mx, many);
     if (!many) {
         if (threadIdx.x == 0) {
             double s = 0;
@@ -346,12 +417,18 @@ void qvl_k_pick_prompt(cudaStream_t st, uint8_t *flags, int V, const int32_t *id
 
 void qvl_k_pick(cudaStream_t st, int32_t *out, const bf16 *logits, int V, qvl_pick_state *state, uint8_t *flags,
                 float *work, const double *uniforms, int mark_out) {
-    k_pick<<<1, PK_THREADS, 0, st>>>(out, logits, V, state, flags, work, uniforms, mark_out);
+    /* QVL_PICK_GATHER_EARLY=0: top-k's threshold by all four radix passes (for comparisons) */
+    static int early = -1;
+    if (early < 0) {
+        const char *e = getenv("QVL_PICK_GATHER_EARLY");
+        early = !(e && e[0] == '0');
+    }
+    k_pick<<<1, PK_THREADS, 0, st>>>(out, logits, V, state, flags, work, uniforms, mark_out, early);
 }
 
 /* ---- the test hook (cuda_sample.h) ---- */
 struct qvl_cuda_picker {
-    int vocab, max_uniforms, picked;
+    int vocab, max_uniforms, max_prompt, picked;
     cudaStream_t st;
     bf16 *logits;
     uint16_t *h_logits;
@@ -382,7 +459,7 @@ extern "C" qvl_cuda_picker *qvl_cuda_picker_new(int vocab, int max_uniforms) {
     }
     qvl_cuda_picker *p = (qvl_cuda_picker *)calloc(1, sizeof *p);
     if (!p) return NULL;
-    p->vocab = vocab, p->max_uniforms = max_uniforms;
+    p->vocab = vocab, p->max_uniforms = max_uniforms, p->max_prompt = vocab > 4096 ? vocab : 4096;
     p->h_logits = (uint16_t *)malloc((size_t)vocab * 2);
     bool ok = p->h_logits && cudaStreamCreate(&p->st) == cudaSuccess &&
               cudaMalloc((void **)&p->logits, (size_t)vocab * 2) == cudaSuccess &&
@@ -390,7 +467,7 @@ extern "C" qvl_cuda_picker *qvl_cuda_picker_new(int vocab, int max_uniforms) {
               cudaMalloc((void **)&p->flags, (size_t)vocab) == cudaSuccess &&
               cudaMalloc((void **)&p->work, (size_t)vocab * 4) == cudaSuccess &&
               cudaMalloc((void **)&p->uniforms, (size_t)max_uniforms * 8) == cudaSuccess &&
-              cudaMalloc((void **)&p->ids, (size_t)vocab * 4) == cudaSuccess &&
+              cudaMalloc((void **)&p->ids, (size_t)p->max_prompt * 4) == cudaSuccess &&
               cudaMalloc((void **)&p->out, 4) == cudaSuccess;
     if (!ok) {
         qvl_errorf("picker: cannot allocate device buffers");
@@ -411,7 +488,7 @@ extern "C" void qvl_cuda_picker_free(qvl_cuda_picker *p) {
 
 extern "C" int qvl_cuda_picker_reset(qvl_cuda_picker *p, const qvl_cuda_pick_params *pp, const int32_t *prompt,
                                      int n_prompt, const double *uniforms, int n_uniforms) {
-    if (n_uniforms > p->max_uniforms || n_prompt > p->vocab) return qvl_errorf("picker: too many uniforms or prompt ids");
+    if (n_uniforms > p->max_uniforms || n_prompt > p->max_prompt) return qvl_errorf("picker: too many uniforms or prompt ids");
     qvl_pick_state s = {*pp, n_uniforms, 0};
     PCK(cudaMemcpy(p->state, &s, sizeof s, cudaMemcpyHostToDevice));
     if (n_uniforms > 0) PCK(cudaMemcpy(p->uniforms, uniforms, (size_t)n_uniforms * 8, cudaMemcpyHostToDevice));
