@@ -87,6 +87,18 @@ TEST(run_text_only_and_sampling) {
     free(out2);
 }
 
+/* The model's vocabulary (151936) is padded past the tokenizer's (151669): a sampled id there has
+ * no text (as in HF tokenizers) and must not end the run. Seed 2 at temperature 50 draws 151750. */
+TEST(run_sampled_id_past_the_tokenizer) {
+    char *out = NULL;
+    CHECK_INT(test_qvl(&out, NULL, RUN_TIED " --prompt hi --sample --temperature 50 --top-k 0 --top-p 1 --seed 2 "
+                                        "--max-new-tokens 64 --json"),
+              0);
+    CHECK_CONTAINS(out, "151750");
+    CHECK_CONTAINS(out, "\"finish_reason\":\"length\"");
+    free(out);
+}
+
 TEST(run_bad_input_errors) {
     char *err = NULL;
     CHECK_INT(test_qvl(NULL, &err, RUN_TIED " --image no/such.png --prompt x"), 1);

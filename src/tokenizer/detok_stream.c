@@ -48,11 +48,14 @@ oom:
 
 const char *qvl_detok_stream_push(qvl_detok_stream *s, int32_t id) {
     const qvl_tokenizer *tok = s->tok;
-    if (id < 0 || id >= tok->n_tokens || !(tok->tok_flags[id] & TOK_PRESENT)) {
-        qvl_errorf("decode: token id %d out of range (vocabulary size %d)", id, tok->n_tokens);
+    if (id < 0) {
+        qvl_errorf("decode: token id %d is negative", id);
         return NULL;
     }
-    if (s->skip_special && (tok->tok_flags[id] & TOK_SPECIAL)) return emit(s, "", 0, 0);
+    /* An id the tokenizer has no token for (the model's vocabulary is padded past the tokenizer's,
+     * and sampling can pick there) has no text, as in HF tokenizers' decode. */
+    if (!qvl_tokenizer_has_token(tok, id) || (s->skip_special && (tok->tok_flags[id] & TOK_SPECIAL)))
+        return emit(s, "", 0, 0);
     return emit(s, tok->arena + tok->tok_off[id], tok->tok_len[id], 0);
 }
 

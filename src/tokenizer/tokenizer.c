@@ -167,11 +167,12 @@ char *qvl_tokenizer_decode_len(const qvl_tokenizer *tok, const int32_t *ids, siz
     utf8_buf raw = {0}, out = {0};
     for (size_t i = 0; i < n; i++) {
         int32_t id = ids[i];
-        if (id < 0 || id >= tok->n_tokens || !(tok->tok_flags[id] & TOK_PRESENT)) {
+        if (id < 0) {
             free(raw.data);
-            qvl_errorf("decode: token id %d out of range (vocabulary size %d)", id, tok->n_tokens);
+            qvl_errorf("decode: token id %d is negative", id);
             return NULL;
         }
+        if (!qvl_tokenizer_has_token(tok, id)) continue; /* no text, as HF tokenizers' decode */
         if (skip_special && (tok->tok_flags[id] & TOK_SPECIAL)) continue;
         if (utf8_buf_reserve(&raw, tok->tok_len[id])) goto oom;
         memcpy(raw.data + raw.len, tok->arena + tok->tok_off[id], tok->tok_len[id]);
@@ -190,6 +191,10 @@ oom:
 
 int32_t qvl_tokenizer_token_id(const qvl_tokenizer *tok, const char *text) {
     return tok_str_map_get(&tok->vocab, tok, text, strlen(text));
+}
+
+int qvl_tokenizer_has_token(const qvl_tokenizer *tok, int32_t id) {
+    return id >= 0 && id < tok->n_tokens && (tok->tok_flags[id] & TOK_PRESENT);
 }
 
 int qvl_tokenizer_is_special(const qvl_tokenizer *tok, int32_t id) {

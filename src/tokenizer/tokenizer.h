@@ -16,13 +16,17 @@ int qvl_tokenizer_from_cache(const qvl_tokenizer *tok);
 /* Encodes UTF-8 text (special-token text such as "<|im_start|>" becomes that token, as the
  * reference does by default). *ids is malloc'd. Invalid UTF-8 is an error. */
 int qvl_tokenizer_encode(const qvl_tokenizer *tok, const char *text, size_t len, int32_t **ids, size_t *n);
-/* Decodes ids to a malloc'd UTF-8 string; skip_special drops special tokens. NULL + error on a bad id. */
+/* Decodes ids to a malloc'd UTF-8 string; skip_special drops special tokens. An id without a token
+ * (past the tokenizer's vocabulary: the model's is padded, e.g. 151936 vs 151669) has no text, as in
+ * HF tokenizers; a negative id is an error (NULL). */
 char *qvl_tokenizer_decode(const qvl_tokenizer *tok, const int32_t *ids, size_t n, int skip_special);
 /* The same, also giving the length (the text may hold U+0000, e.g. from token "\u0000"). */
 char *qvl_tokenizer_decode_len(const qvl_tokenizer *tok, const int32_t *ids, size_t n, int skip_special,
                                size_t *len);
 /* Id of a token's text (vocabulary or added token), or -1. */
 int32_t qvl_tokenizer_token_id(const qvl_tokenizer *tok, const char *text);
+/* 1 when the tokenizer has a token (text) for id. */
+int qvl_tokenizer_has_token(const qvl_tokenizer *tok, int32_t id);
 int qvl_tokenizer_is_special(const qvl_tokenizer *tok, int32_t id);
 int qvl_tokenizer_vocab_size(const qvl_tokenizer *tok);   /* highest id + 1 */
 
