@@ -65,8 +65,9 @@ static qvl_cuda_pick_params pick_params(const qvl_sampler_params *p) {
     return q;
 }
 
-/* picks consecutive picks of one request on random rows; adds to *total / *same. */
-static void run_case(const pcase *c, int V, int picks, uint64_t seed, long *total, long *same) {
+/* picks consecutive picks of one request on random rows; adds to *total / *same, and the picks
+ * the fast path made to *fast. */
+static void run_case(const pcase *c, int V, int picks, uint64_t seed, long *total, long *same, long *fast) {
     qvl_sampler_params p = c->p;
     p.seed = seed;
     qvl_sampler *cpu = qvl_sampler_new(V, &p), *stream = qvl_sampler_new(V, &p);
@@ -81,7 +82,7 @@ static void run_case(const pcase *c, int V, int picks, uint64_t seed, long *tota
     qvl_sampler_uniforms(stream, u, picks);
     qvl_cuda_pick_params pp = pick_params(&p);
     CHECK_INT(qvl_cuda_picker_reset(gpu, &pp, prompt, 16, u, picks), 0);
-    int ok = 0, shown = 0;
+    int ok = 0, shown = 0, nfast = 0;
     for (int k = 0; k < picks; k++) {
         make_row(row, V);
         memcpy(copy, row, (size_t)V * sizeof *row);
@@ -92,11 +93,14 @@ static void run_case(const pcase *c, int V, int picks, uint64_t seed, long *tota
             test_fail(__FILE__, __LINE__, "%s: %s", c->name, qvl_error());
             break;
         }
+        int f = qvl_cuda_picker_took_fast(gpu);
+        CHECK(f >= 0);
+        nfast += f > 0;
         ok += got == want;
-        if (got != want && shown++ < 3) printf("    %s V=%d pick %d: gpu %d, cpu %d\n", c->name, V, k, got, want);
+        if (got != want && shown++ < 3) printf("    %s V=%d pick %d: gpu %d, cpu %d (fast %d)\n", c->name, V, k, got, want, f);
     }
-    *total += picks, *same += ok;
-    if (verbose()) printf("    %-34s V=%-6d %d/%d identical\n", c->name, V, ok, picks);
+    *total += picks, *same += ok, *fast += nfast;
+    if (verbose()) printf("    %-34s V=%-6d %d/%d identical, %d by the fast path\n", c->name, V, ok, picks, nfast);
     CHECK_INT(ok, picks);
 done:
     qvl_sampler_free(cpu), qvl_sampler_free(stream), qvl_cuda_picker_free(gpu);
@@ -120,18 +124,32 @@ TEST(gpu_sample_matches_cpu_sampler) {
         sampling("t=1.3 k=3000 p=1", 1.3f, 3000, 1, 1, 0),
         sampling("t=0.9 k=5000 p=0.95 pp 0.5", 0.9f, 5000, 0.95f, 1, 0.5f),
         sampling("t=1 k=50 p=0.9 rp 1.2", 1, 50, 0.9f, 1.2f, 0),
+        sampling("t=0.8 k=64 p=0.95", 0.8f, 64, 0.95f, 1, 0),   /* the fast path's largest top-k */
+        sampling("t=0.8 k=65 p=0.95", 0.8f, 65, 0.95f, 1, 0),   /* one more: the one-block kernel */
+        sampling("t=0.5 k=off p=0.9 rp 1.1", 0.5f, 0, 0.9f, 1.1f, 0),
     };
     const int n_cases = (int)(sizeof cases / sizeof cases[0]);
-    const int vocabs[] = {151936, 7, 300, 5000};
-    long total = 0, same = 0;
-    for (int v = 0; v < 4; v++)
-        for (int c = 0; c < n_cases; c++) {
-            int V = vocabs[v];
-            /* the slow ones at the full vocabulary: flat heads walk many chunks on both sides */
-            int picks = V == 151936 ? (cases[c].p.temperature >= 100 ? 6 : 40) : 250;
-            run_case(&cases[c], V, picks, 1000u + 17u * (unsigned)c + (unsigned)v, &total, &same);
-        }
-    printf("    gpu_sample: %ld picks compared, %ld identical\n", total, same);
+    const int vocabs[] = {151936, 7, 300, 5000, 2049};
+    /* path 1: the fast path (the one-block kernel where it cannot pick); path 2: the fast path's
+     * kernels always followed by the one-block kernel (fewer picks: that is the old cost) */
+    for (int path = 1; path <= 2; path++) {
+        qvl_cuda_pick_set_path(path);
+        long total = 0, same = 0, fast = 0;
+        for (int v = 0; v < 5; v++)
+            for (int c = 0; c < n_cases; c++) {
+                int V = vocabs[v];
+                /* the slow ones at the full vocabulary: flat heads walk many chunks on both sides */
+                int picks = V == 151936 ? (cases[c].p.temperature >= 100 ? 6 : 40) : 250;
+                if (path == 2) picks = (picks + 3) / 4;
+                run_case(&cases[c], V, picks, 1000u + 17u * (unsigned)c + (unsigned)v + 100u * (unsigned)path, &total,
+                         &same, &fast);
+            }
+        printf("    gpu_sample path %d: %ld picks compared, %ld identical, %ld by the fast path\n", path, total, same,
+               fast);
+        if (path == 1) CHECK(fast > total / 8);   /* the fast path really picks */
+        if (path == 2) CHECK_INT((int)fast, 0);
+    }
+    qvl_cuda_pick_set_path(1);
 }
 
 /* The CUDA model picks (prefill, then the decode graph) exactly as the CPU sampler picks from the
@@ -223,13 +241,21 @@ TEST(gpu_sample_speed) {
         sampling("greedy + rp 1.05", 0, 0, 1, 1.05f, 0),
     };
     for (int c = 0; c < 4; c++) {
-        qvl_cuda_pick_params pp = pick_params(&cases[c].p);
-        CHECK_INT(qvl_cuda_picker_reset(g, &pp, NULL, 0, u, picks + 1), 0);
-        int n = c == 2 ? 50 : picks;   /* the full walk is the slow path */
-        double us = qvl_cuda_picker_time_us(g, row, n);
-        CHECK(us > 0);
-        printf("    pick %-28s V=%d: %.1f us per pick (%d picks)\n", cases[c].name, V, us, n);
+        double us[2];
+        int fast = 0;
+        for (int path = 0; path <= 1; path++) {   /* 0: the one-block kernel alone; 1: the fast path */
+            qvl_cuda_pick_set_path(path);
+            qvl_cuda_pick_params pp = pick_params(&cases[c].p);
+            CHECK_INT(qvl_cuda_picker_reset(g, &pp, NULL, 0, u, picks + 1), 0);
+            int n = c == 2 && path == 0 ? 50 : picks;   /* the full walk is the slow path */
+            us[path] = qvl_cuda_picker_time_us(g, row, n);
+            CHECK(us[path] > 0);
+            if (path == 1) fast = qvl_cuda_picker_took_fast(g);
+        }
+        printf("    pick %-28s V=%d: %.1f us per pick one-block, %.1f us fast path (last pick fast: %d)\n",
+               cases[c].name, V, us[0], us[1], fast);
     }
+    qvl_cuda_pick_set_path(1);
 done:
     qvl_cuda_picker_free(g);
     free(row), free(u);

@@ -48,6 +48,19 @@ static __device__ __forceinline__ uint64_t make_key(float l, int i) {
 static __device__ __forceinline__ int key_id(uint64_t k) { return (int)(0xffffffffu - (uint32_t)k); }
 static __device__ __forceinline__ double key_value(uint64_t k) { return (double)ord_value((uint32_t)(k >> 32)); }
 
+/* Where the radix select and the gather read keys: the processed logits (key made from value and
+ * position), or the fast path's candidate keys (0: an empty slot, never eligible). */
+struct work_src {
+    const float *w;
+    int n;
+    __device__ __forceinline__ uint64_t key(int i) const { return make_key(w[i], i); }
+};
+struct cand_src {
+    const uint64_t *c;
+    int n;
+    __device__ __forceinline__ uint64_t key(int i) const { return c[i]; }
+};
+
 struct pick_shared {
     uint64_t keys[PK_CHUNK];   /* the current chunk, sorted by decreasing key */
     double prob[PK_CHUNK];     /* its probabilities, exp(l - max) / sum */
@@ -56,6 +69,7 @@ struct pick_shared {
     float rv[PK_WARPS];
     int ri[PK_WARPS];
     double rd[PK_WARPS];
+    uint64_t rk[PK_WARPS];
     uint64_t prefix, bound;    /* radix select: digits chosen so far; chunk: keys below bound */
     unsigned need, tie, slot;
     int pos, cnt, more, keep, id;
@@ -64,29 +78,31 @@ struct pick_shared {
 
 /* Keys of work[] that are candidates (ov >= T) below bound. */
 static __device__ __forceinline__ bool eligible(uint64_t k, uint32_t T, uint64_t bound) {
-    return (uint32_t)(k >> 32) >= T && k < bound;
+    return (uint32_t)(k >> 32) >= T && k < bound && k != 0;
 }
 
 /* Histogram of digit (key >> shift) & 255 over eligible keys whose higher digits equal prefix's. */
-static __device__ void hist_pass(pick_shared &sh, const float *work, int V, uint32_t T, uint64_t bound, int shift) {
+template <class Src>
+static __device__ void hist_pass(pick_shared &sh, Src src, uint32_t T, uint64_t bound, int shift) {
+    const int V = src.n;
     for (int d = threadIdx.x; d < PK_HCOPIES * 256; d += PK_THREADS) (&sh.hcopy[0][0])[d] = 0;
     __syncthreads();
     unsigned *hist = sh.hcopy[(threadIdx.x >> 5) % PK_HCOPIES];
     const uint64_t prefix = sh.prefix;
     const unsigned lane = threadIdx.x & 31;
     for (int base = 0; base < V; base += PK_UNROLL * PK_THREADS) {
-        float v[PK_UNROLL];
+        uint64_t v[PK_UNROLL];
 #pragma unroll
         for (int u = 0; u < PK_UNROLL; u++) {
             int i = base + u * PK_THREADS + threadIdx.x;
-            v[u] = i < V ? work[i] : 0.0f;
+            v[u] = i < V ? src.key(i) : 0;
         }
 #pragma unroll
         for (int u = 0; u < PK_UNROLL; u++) {
             int i = base + u * PK_THREADS + threadIdx.x;
             unsigned d = 256 + lane;   /* distinct non-digits for lanes that count nothing */
             if (i < V) {
-                uint64_t k = make_key(v[u], i);
+                uint64_t k = v[u];
                 if (eligible(k, T, bound) && (shift == 56 || (k >> (shift + 8)) == (prefix >> (shift + 8))))
                     d = (unsigned)(k >> shift) & 255u;
             }
@@ -117,12 +133,13 @@ static __device__ void choose_digit(pick_shared &sh, int shift) {
  * down to stop_shift. Leaves sh.prefix (digits chosen, zeros below), sh.need (its rank within the
  * last bucket) and sh.tie (that bucket's size). early: stop once the bucket is needed whole; then
  * {eligible keys >= sh.prefix} is exactly the need largest. */
-static __device__ void radix_select(pick_shared &sh, const float *work, int V, uint32_t T, uint64_t bound, unsigned need,
-                                    int stop_shift, bool early) {
+template <class Src>
+static __device__ void radix_select(pick_shared &sh, Src src, uint32_t T, uint64_t bound, unsigned need, int stop_shift,
+                                    bool early) {
     if (threadIdx.x == 0) sh.prefix = 0, sh.need = need;
     __syncthreads();
     for (int shift = 56; shift >= stop_shift; shift -= 8) {
-        hist_pass(sh, work, V, T, bound, shift);
+        hist_pass(sh, src, T, bound, shift);
         if (threadIdx.x == 0) choose_digit(sh, shift);
         __syncthreads();
         if (early && sh.tie == sh.need) break;
@@ -132,8 +149,8 @@ static __device__ void radix_select(pick_shared &sh, const float *work, int V, u
 /* The next chunk of candidates (keys below sh.bound, positions sh.pos..) into sh.keys sorted
  * decreasing, sh.cnt of them, and their probabilities (sum: the normalizer, known when the
  * candidates span more than one chunk). */
-static __device__ void gather_sort(pick_shared &sh, const float *work, int V, uint32_t T, uint64_t bound, uint64_t low,
-                                   int cnt);
+template <class Src>
+static __device__ void gather_sort(pick_shared &sh, Src src, uint32_t T, uint64_t bound, uint64_t low, int cnt);
 static __device__ void chunk_probs(pick_shared &sh, int cnt, double mx, bool have_sum) {
     for (int j = threadIdx.x; j < cnt; j += PK_THREADS) {
         double e = exp(key_value(sh.keys[j]) - mx);
@@ -149,26 +166,27 @@ static __device__ void fetch_chunk(pick_shared &sh, const float *work, int V, ui
     uint64_t low = 0;
     int cnt = remaining;
     if (remaining > PK_CHUNK) {
-        radix_select(sh, work, V, T, bound, PK_CHUNK, 0, true);
+        radix_select(sh, work_src{work, V}, T, bound, PK_CHUNK, 0, true);
         low = sh.prefix;
         cnt = PK_CHUNK;
     }
-    gather_sort(sh, work, V, T, bound, low, cnt);
+    gather_sort(sh, work_src{work, V}, T, bound, low, cnt);
     chunk_probs(sh, cnt, mx, have_sum);
 }
 
 /* The cnt eligible keys >= low (below bound) into sh.keys, sorted decreasing. */
-static __device__ void gather_sort(pick_shared &sh, const float *work, int V, uint32_t T, uint64_t bound, uint64_t low,
-                                   int cnt) {
+template <class Src>
+static __device__ void gather_sort(pick_shared &sh, Src src, uint32_t T, uint64_t bound, uint64_t low, int cnt) {
+    const int V = src.n;
     if (threadIdx.x == 0) sh.slot = 0;
     __syncthreads();
     const unsigned lane = threadIdx.x & 31;
     for (int base = 0; base < V; base += PK_UNROLL * PK_THREADS) {
-        float v[PK_UNROLL];
+        uint64_t v[PK_UNROLL];
 #pragma unroll
         for (int u = 0; u < PK_UNROLL; u++) {
             int i = base + u * PK_THREADS + threadIdx.x;
-            v[u] = i < V ? work[i] : 0.0f;
+            v[u] = i < V ? src.key(i) : 0;
         }
 #pragma unroll
         for (int u = 0; u < PK_UNROLL; u++) {
@@ -176,7 +194,7 @@ static __device__ void gather_sort(pick_shared &sh, const float *work, int V, ui
             bool take = false;
             uint64_t k = 0;
             if (i < V) {
-                k = make_key(v[u], i);
+                k = v[u];
                 take = eligible(k, T, bound) && k >= low;
             }
             unsigned m = __ballot_sync(0xffffffffu, take);
@@ -212,17 +230,17 @@ static __device__ void gather_sort(pick_shared &sh, const float *work, int V, ui
  * ties included). Radix passes over the values; as soon as the keys at or above the current bucket
  * fit one chunk they are gathered and sorted, and then they are chunk 0 already (returns true,
  * sh.keys holds them). */
-static __device__ bool top_k_select(pick_shared &sh, const float *work, int V, int k, int gather_early, uint32_t *T,
-                                    int *n) {
+template <class Src>
+static __device__ bool top_k_select(pick_shared &sh, Src src, int k, int gather_early, uint32_t *T, int *n) {
     if (threadIdx.x == 0) sh.prefix = 0, sh.need = (unsigned)k;
     __syncthreads();
     for (int shift = 56; shift >= 32; shift -= 8) {
-        hist_pass(sh, work, V, 0, ~0ull, shift);
+        hist_pass(sh, src, 0, ~0ull, shift);
         if (threadIdx.x == 0) choose_digit(sh, shift);
         __syncthreads();
         const unsigned at_or_above = (unsigned)k - sh.need + sh.tie;   /* keys >= sh.prefix */
         if (gather_early && at_or_above <= PK_CHUNK) {
-            gather_sort(sh, work, V, 0, ~0ull, sh.prefix, (int)at_or_above);
+            gather_sort(sh, src, 0, ~0ull, sh.prefix, (int)at_or_above);
             if (threadIdx.x == 0) {
                 uint32_t t = (uint32_t)(sh.keys[k - 1] >> 32);
                 int c = k;
@@ -271,8 +289,9 @@ static __device__ __forceinline__ void better(float v, int id, float *bv, int *b
 
 static __global__ void __launch_bounds__(PK_THREADS)
     k_pick(int32_t *out, const bf16 *__restrict__ logits, int V, qvl_pick_state *state, uint8_t *__restrict__ flags,
-           float *__restrict__ work, const double *uniforms, int mark_out, int gather_early) {
+           float *__restrict__ work, const double *uniforms, int mark_out, int gather_early, int *fast_done) {
     __shared__ pick_shared sh;
+    if (fast_done && *fast_done) return;   /* the fast path picked (read before pass 0 overwrites work[]) */
     const qvl_cuda_pick_params P = state->p;
     const bool sampling = P.do_sample && P.temperature > 0;
     if (mark_out && threadIdx.x == 0) {
@@ -309,7 +328,10 @@ static __global__ void __launch_bounds__(PK_THREADS)
     }
     __syncthreads();
     if (!sampling) {
-        if (threadIdx.x == 0) *out = sh.id;
+        if (threadIdx.x == 0) {
+            *out = sh.id;
+            if (fast_done) *fast_done = 0;   /* pass 0 overwrote it; work[] is read no more */
+        }
         return;
     }
     const double mx = (double)sh.rv[0];
@@ -318,7 +340,7 @@ static __global__ void __launch_bounds__(PK_THREADS)
     uint32_t T = 0;
     int n_cand = V;
     bool sorted0 = false;   /* chunk 0 already in sh.keys */
-    if (P.top_k > 0 && P.top_k < V) sorted0 = top_k_select(sh, work, V, P.top_k, gather_early, &T, &n_cand);
+    if (P.top_k > 0 && P.top_k < V) sorted0 = top_k_select(sh, work_src{work, V}, P.top_k, gather_early, &T, &n_cand);
     const bool many = n_cand > PK_CHUNK;
     if (many) {
         double s = reduce_exp(sh, work, V, T, mx, false);
@@ -406,6 +428,255 @@ static __global__ void __launch_bounds__(PK_THREADS)
     if (threadIdx.x == 0) {
         *out = sh.id;
         state->counter = c + 1;
+        if (fast_done) *fast_done = 0;
+    }
+}
+
+/* ---- the fast path: many blocks scan, one block merges their best keys ----
+ * k_pick_scan: block b takes logits [b * PF_EPB, (b + 1) * PF_EPB), processes them as pass 0 does,
+ * and writes its largest key (greedy) or, sampling, its PF_M largest keys sorted, its exp-sum
+ * relative to its own max and its cutoff (its PF_M-th key when it had more, else 0).
+ * k_pick_merge: one block; the global max from the blocks' first keys; top-k and the leading
+ * candidates (the largest PK_CHUNK keys of the union) by the radix select above over the union,
+ * then the same sequential sums, top-p and draw as k_pick. The union holds every key >= the
+ * largest cutoff, so the sorted union is exact down to there; ties of the top-k value cut at a
+ * block's PF_M-th key, a walk past the exact part, top-k > PF_M or V <= PK_CHUNK without top-k
+ * (there k_pick sums in the CPU's order) leave done = 0 and k_pick, launched after, picks
+ * (it returns at once when done = 1). With top-k off the normalizer is sum_b bsum_b *
+ * exp(bmax_b - max): a parallel sum like k_pick's, equal to the CPU's up to rounding.
+ * The scratch lives in work[] (V floats, 256-byte aligned), which only k_pick's pass 0 writes. */
+enum { PF_EPB = 2048, PF_M = 64, PF_THREADS = 1024 };
+
+static __host__ __device__ inline int fast_blocks(int V) { return (V + PF_EPB - 1) / PF_EPB; }
+/* done (int, 16 bytes), bsum[nb] (double), cut[nb], cand[nb * PF_M] (uint64) */
+static __host__ __device__ inline size_t fast_bytes(int V) {
+    return 16 + (size_t)fast_blocks(V) * (16 + PF_M * 8);
+}
+static bool fast_fits(int V) { return V > 0 && fast_bytes(V) <= (size_t)V * 4 && fast_blocks(V) <= PF_THREADS; }
+
+struct fast_scratch {
+    int *done;
+    double *bsum;
+    uint64_t *cut, *cand;
+    __device__ fast_scratch(float *work, int nb) {
+        char *w = (char *)work;
+        done = (int *)w;
+        bsum = (double *)(w + 16);
+        cut = (uint64_t *)(bsum + nb);
+        cand = cut + nb;
+    }
+};
+
+/* Block-wide max of a key (every thread gets it). */
+static __device__ uint64_t block_max_key(uint64_t k, uint64_t *red) {
+    for (int o = 16; o; o >>= 1) {
+        uint64_t x = __shfl_xor_sync(0xffffffffu, k, o);
+        k = x > k ? x : k;
+    }
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = k;
+    __syncthreads();
+    k = 0;
+    for (int w = 0; w < (int)(blockDim.x >> 5); w++) k = red[w] > k ? red[w] : k;
+    return k;
+}
+/* Block-wide sum in a fixed order (every thread gets it). */
+static __device__ double block_sum(double s, double *red) {
+    for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = s;
+    __syncthreads();
+    s = 0;
+    for (int w = 0; w < (int)(blockDim.x >> 5); w++) s += red[w];
+    return s;
+}
+
+static __global__ void __launch_bounds__(PF_THREADS)
+    k_pick_scan(const int32_t *out, const bf16 *__restrict__ logits, int V, const qvl_pick_state *state,
+                uint8_t *__restrict__ flags, float *work, int mark_out) {
+    __shared__ uint64_t keys[PF_EPB];
+    __shared__ uint64_t rk[PF_THREADS / 32];
+    __shared__ double rs[PF_THREADS / 32];
+    const int nb = gridDim.x, b = blockIdx.x, b0 = b * PF_EPB;
+    fast_scratch S(work, nb);
+    const qvl_cuda_pick_params P = state->p;
+    const bool sampling = P.do_sample && P.temperature > 0;
+    if (mark_out && threadIdx.x == 0) {
+        int g = *out;
+        if (g >= b0 && g < b0 + PF_EPB && g < V) flags[g] |= 3;
+    }
+    __syncthreads();
+    const float rp = P.repetition_penalty, pp = P.presence_penalty, t = P.temperature;
+    float lv[PF_EPB / PF_THREADS];
+    uint64_t mk = 0;
+#pragma unroll
+    for (int u = 0; u < PF_EPB / PF_THREADS; u++) {
+        const int j = u * PF_THREADS + threadIdx.x, i = b0 + j;
+        uint64_t k = 0;
+        lv[u] = 0;
+        if (i < V) {
+            float l = __bfloat162float(logits[i]);
+            uint8_t f = flags[i];
+            if (rp != 1.0f && (f & 1)) l = l > 0 ? __fdiv_rn(l, rp) : __fmul_rn(l, rp);
+            if (pp != 0.0f && (f & 2)) l = __fsub_rn(l, pp);
+            if (sampling && t != 1.0f) l = __fdiv_rn(l, t);
+            lv[u] = l;
+            k = make_key(l, i);
+        }
+        keys[j] = k;
+        mk = k > mk ? k : mk;
+    }
+    mk = block_max_key(mk, rk);
+    if (!sampling) {
+        if (threadIdx.x == 0) S.cand[(size_t)b * PF_M] = mk;
+        return;
+    }
+    const double bmax = key_value(mk);
+    double s = 0;
+#pragma unroll
+    for (int u = 0; u < PF_EPB / PF_THREADS; u++)
+        if (b0 + u * PF_THREADS + (int)threadIdx.x < V) s += exp((double)lv[u] - bmax);
+    s = block_sum(s, rs);
+    /* bitonic sort of the block's keys, decreasing; strides below 64 stay inside one warp's 64 keys */
+    for (int k = 2; k <= PF_EPB; k <<= 1)
+        for (int j = k >> 1; j > 0; j >>= 1) {
+            const int tt = threadIdx.x, a = 2 * j * (tt / j) + (tt % j), c = a + j;
+            uint64_t x = keys[a], y = keys[c];
+            bool desc = (a & k) == 0;
+            if (desc ? x < y : x > y) keys[a] = y, keys[c] = x;
+            if (j >= 64 || (j == 1 && k >= 64))
+                __syncthreads();
+            else
+                __syncwarp();
+        }
+    __syncthreads();
+    if (threadIdx.x < PF_M) S.cand[(size_t)b * PF_M + threadIdx.x] = keys[threadIdx.x];
+    if (threadIdx.x == 0) {
+        S.bsum[b] = s;
+        S.cut[b] = V - b0 > PF_M ? keys[PF_M - 1] : 0;
+    }
+}
+
+static __global__ void __launch_bounds__(PK_THREADS)
+    k_pick_merge(int32_t *out, int V, qvl_pick_state *state, float *work, const double *uniforms, int force_fallback) {
+    __shared__ pick_shared sh;
+    const int nb = fast_blocks(V);
+    fast_scratch S(work, nb);
+    if (force_fallback) {
+        if (threadIdx.x == 0) *S.done = 0;
+        return;
+    }
+    const qvl_cuda_pick_params P = state->p;
+    const bool sampling = P.do_sample && P.temperature > 0;
+    uint64_t mk = 0;
+    for (int b = threadIdx.x; b < nb; b += PK_THREADS) mk = S.cand[(size_t)b * PF_M] > mk ? S.cand[(size_t)b * PF_M] : mk;
+    mk = block_max_key(mk, sh.rk);
+    if (!sampling) {
+        if (threadIdx.x == 0) *out = key_id(mk), *S.done = 1;
+        return;
+    }
+    const double mx = key_value(mk);
+    const cand_src src{S.cand, nb * PF_M};
+    const int k = P.top_k;
+    int n_cand = V, exact = 0;   /* exact: how many leading sorted keys are the true ones */
+    bool ok = true;
+    if (k > 0 && k < V) {
+        uint32_t T = 0;
+        ok = k <= PF_M && top_k_select(sh, src, k, 1, &T, &n_cand);
+        if (ok) {
+            /* a block whose PF_M-th key has the k-th value may hold more of its ties */
+            bool cut_tie = false;
+            for (int b = threadIdx.x; b < nb; b += PK_THREADS)
+                cut_tie |= S.cut[b] != 0 && (uint32_t)(S.cut[b] >> 32) == T;
+            ok = !__syncthreads_or(cut_tie);
+        }
+        if (ok) {
+            chunk_probs(sh, n_cand, mx, false);
+            if (threadIdx.x == 0) {
+                double s = 0;
+                for (int j = 0; j < sh.cnt; j++) s += sh.prob[j];
+                sh.sum = s;
+            }
+            __syncthreads();
+            for (int j = threadIdx.x; j < sh.cnt; j += PK_THREADS) sh.prob[j] /= sh.sum;
+            exact = n_cand;
+        }
+    } else if (V <= PK_CHUNK) {
+        ok = false;
+    } else {
+        double s = 0;
+        uint64_t lim = 0;
+        int total = 0;
+        for (int b = threadIdx.x; b < nb; b += PK_THREADS) {
+            s += S.bsum[b] * exp(key_value(S.cand[(size_t)b * PF_M]) - mx);
+            lim = S.cut[b] > lim ? S.cut[b] : lim;
+            int e = V - b * PF_EPB;
+            total += e < PF_M ? e : PF_M;
+        }
+        s = block_sum(s, sh.rd);
+        lim = block_max_key(lim, sh.rk);
+        total = (int)block_sum((double)total, sh.rd);
+        if (threadIdx.x == 0) sh.sum = s, sh.pos = 0;
+        const int R = total < PK_CHUNK ? total : PK_CHUNK;
+        uint64_t low = 0;
+        if (R < total) {
+            radix_select(sh, src, 0, ~0ull, (unsigned)R, 0, true);
+            low = sh.prefix;
+        }
+        gather_sort(sh, src, 0, ~0ull, low, R);
+        chunk_probs(sh, R, mx, true);
+        /* sorted keys >= lim are the true leading ones */
+        if (threadIdx.x == 0) sh.keep = 0;
+        __syncthreads();
+        for (int j = threadIdx.x; j < R; j += PK_THREADS)
+            if (sh.keys[j] >= lim && (j + 1 == R || sh.keys[j + 1] < lim)) sh.keep = j + 1;
+        __syncthreads();
+        exact = sh.keep;
+    }
+    if (!ok) {
+        if (threadIdx.x == 0) *S.done = 0;
+        return;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        /* Top-p: keep while nothing is kept or the mass above is below top_p; mass = what is kept. */
+        int keep = n_cand;
+        double mass = 1;   /* top-p off, top-k off: sum / sum */
+        bool fine = true;
+        if (P.top_p < 1.0f) {
+            double above = 0;
+            int j = 0;
+            keep = 0;
+            for (; j < exact; j++) {
+                if (keep == 0 || above < (double)P.top_p) above += sh.prob[j], keep++;
+                else break;
+            }
+            if (j == exact && exact < n_cand) fine = false;   /* the walk would go on past the exact keys */
+            mass = above;
+        } else if (exact == n_cand) {
+            double m = 0;
+            for (int j = 0; j < n_cand; j++) m += sh.prob[j];
+            mass = m;
+        }
+        /* The draw: u * mass walked from the top; rounding past the end takes the last kept. */
+        const int n_uni = state->n_uniforms, c = state->counter;
+        const double u = (n_uni > 0 ? uniforms[c < n_uni ? c : n_uni - 1] : 0.5) * mass;
+        double acc = 0;
+        int id = -1, found = 0;
+        for (int j = 0; fine && j < keep && j < exact; j++) {
+            acc += sh.prob[j];
+            id = key_id(sh.keys[j]);
+            if (u < acc) {
+                found = 1;
+                break;
+            }
+        }
+        if (!found && keep > exact) fine = false;
+        if (fine && id >= 0) {
+            *out = id;
+            state->counter = c + 1;
+        }
+        *S.done = fine && id >= 0;
     }
 }
 
@@ -421,6 +692,20 @@ void qvl_k_pick_prompt(cudaStream_t st, uint8_t *flags, int V, const int32_t *id
     if (n > 0) k_mark_prompt<<<(n + 255) / 256 < 64 ? (n + 255) / 256 : 64, 256, 0, st>>>(flags, V, ids, n);
 }
 
+/* QVL_PICK_FAST: 1 (default) the fast path, k_pick only where it cannot pick; 0 k_pick alone;
+ * 2 the fast path's kernels, then always k_pick (tests the fallback). */
+static int pick_path = -1;
+
+static int path_for(int V) {
+    if (pick_path < 0) {
+        const char *e = getenv("QVL_PICK_FAST");
+        pick_path = e && (e[0] == '0' || e[0] == '2') ? e[0] - '0' : 1;
+    }
+    return pick_path && fast_fits(V) ? pick_path : 0;
+}
+
+extern "C" void qvl_cuda_pick_set_path(int path) { pick_path = path >= 0 && path <= 2 ? path : 1; }
+
 void qvl_k_pick(cudaStream_t st, int32_t *out, const bf16 *logits, int V, qvl_pick_state *state, uint8_t *flags,
                 float *work, const double *uniforms, int mark_out) {
     /* QVL_PICK_GATHER_EARLY=0: top-k's threshold by all four radix passes (for comparisons) */
@@ -429,7 +714,13 @@ void qvl_k_pick(cudaStream_t st, int32_t *out, const bf16 *logits, int V, qvl_pi
         const char *e = getenv("QVL_PICK_GATHER_EARLY");
         early = !(e && e[0] == '0');
     }
-    k_pick<<<1, PK_THREADS, 0, st>>>(out, logits, V, state, flags, work, uniforms, mark_out, early);
+    const int path = path_for(V);
+    if (path) {
+        k_pick_scan<<<fast_blocks(V), PF_THREADS, 0, st>>>(out, logits, V, state, flags, work, mark_out);
+        k_pick_merge<<<1, PK_THREADS, 0, st>>>(out, V, state, work, uniforms, path == 2);
+    }
+    k_pick<<<1, PK_THREADS, 0, st>>>(out, logits, V, state, flags, work, uniforms, mark_out, early,
+                                     path ? (int *)work : nullptr);
 }
 
 /* ---- the test hook (cuda_sample.h) ---- */
@@ -520,6 +811,13 @@ extern "C" int qvl_cuda_picker_pick(qvl_cuda_picker *p, const float *logits) {
     PCK(cudaGetLastError());
     p->picked = 1;
     return id;
+}
+
+extern "C" int qvl_cuda_picker_took_fast(qvl_cuda_picker *p) {
+    if (!path_for(p->vocab)) return 0;
+    int done = 0;
+    if (cudaMemcpy(&done, p->work, sizeof done, cudaMemcpyDeviceToHost) != cudaSuccess) return -1;
+    return done;
 }
 
 extern "C" double qvl_cuda_picker_time_us(qvl_cuda_picker *p, const float *logits, int picks) {

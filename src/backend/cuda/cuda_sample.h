@@ -21,6 +21,13 @@ int qvl_cuda_picker_reset(qvl_cuda_picker *p, const qvl_cuda_pick_params *pp, co
 /* Picks from logits[vocab] (rounded to bf16 on upload); the previous pick counts as generated,
  * as after a decode step. Returns the id, or -1 + error. */
 int qvl_cuda_picker_pick(qvl_cuda_picker *p, const float *logits);
+/* 1 when the last pick came from the fast path (many blocks + a merge), 0 when the one-block
+ * kernel picked, -1 on a device error. */
+int qvl_cuda_picker_took_fast(qvl_cuda_picker *p);
+/* Which kernels pick (every picker and model launched afterwards; default QVL_PICK_FAST or 1):
+ * 0 the one-block kernel alone; 1 the fast path, falling back to it where the fast path cannot
+ * pick exactly; 2 the fast path's kernels, then always the one-block kernel (tests the fallback). */
+void qvl_cuda_pick_set_path(int path);
 /* Uploads logits, then times `picks` consecutive picks on them: microseconds per pick, or -1. */
 double qvl_cuda_picker_time_us(qvl_cuda_picker *p, const float *logits, int picks);
 
