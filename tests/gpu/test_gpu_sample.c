@@ -3,7 +3,9 @@
  * temperatures, top-k 1/20/off/beyond one chunk, top-p 0.1/0.8/1, penalties, greedy with
  * penalties) at V = 151936 and small vocabularies through the kernel's test hook; the CUDA model's
  * own picks (prefill + decode graph) against the CPU sampler on the model's logits; `qvl run
- * --sample --seed 7` end to end; and the kernel's time per pick. QVL_TEST_VERBOSE=1 prints figures. */
+ * --sample --seed 7` end to end; and the kernel's time per pick. The kernel comparison runs the
+ * fast path (path 1, counting the picks it made) and the forced fallback (path 2); the timing
+ * compares the one-block kernel with the fast path. QVL_TEST_VERBOSE=1 prints figures. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,9 +243,11 @@ TEST(gpu_sample_speed) {
         sampling("greedy + rp 1.05", 0, 0, 1, 1.05f, 0),
     };
     for (int c = 0; c < 4; c++) {
-        double us[2];
+        double us[5] = {0};
         int fast = 0;
-        for (int path = 0; path <= 1; path++) {   /* 0: the one-block kernel alone; 1: the fast path */
+        /* 0: the one-block kernel alone; 1: the fast path; 3, 4: its first kernel, both (parts only) */
+        for (int path = 0; path <= 4; path++) {
+            if (path == 2) continue;
             qvl_cuda_pick_set_path(path);
             qvl_cuda_pick_params pp = pick_params(&cases[c].p);
             CHECK_INT(qvl_cuda_picker_reset(g, &pp, NULL, 0, u, picks + 1), 0);
@@ -252,8 +256,8 @@ TEST(gpu_sample_speed) {
             CHECK(us[path] > 0);
             if (path == 1) fast = qvl_cuda_picker_took_fast(g);
         }
-        printf("    pick %-28s V=%d: %.1f us per pick one-block, %.1f us fast path (last pick fast: %d)\n",
-               cases[c].name, V, us[0], us[1], fast);
+        printf("    pick %-28s V=%d: %.1f us per pick one-block, %.1f us fast path (last pick fast: %d; scan %.1f, "
+               "scan + merge %.1f)\n", cases[c].name, V, us[0], us[1], fast, us[3], us[4]);
     }
     qvl_cuda_pick_set_path(1);
 done:

@@ -12,11 +12,16 @@
  * the mass) is a parallel reduction: equal to the CPU's sequential sum up to rounding (~1e-16
  * relative), as exp() itself may differ from glibc's in the last bit.
  *
- * Cost on an H100, V = 151936 (tests/gpu/test_gpu_sample.c): 146 us a pick at top-k 20 / top-p 0.8,
- * 32 us for greedy with a penalty (pass 0 alone), ~1.2 ms with top-k off (normalizer pass, the
- * radix select of chunk 0); flat distributions with top-k off walk many chunks (tens of ms). One
- * block's scan over V costs ~30 us; a histogram pass costs far more, most likely the
- * __match_any_sync per element (not measured separately). */
+ * This one-block kernel (k_pick) is the exact reference and the fallback of the fast path below
+ * (k_pick_scan + k_pick_merge, many blocks; QVL_PICK_FAST=0 turns it off).
+ *
+ * Cost on an H100, V = 151936 (tests/gpu/test_gpu_sample.c, stream launches, one-block -> fast
+ * path): t 0.7 top-k 20 top-p 0.8 148 -> 54 us a pick (scan 13, merge ~38: most of it the radix
+ * passes and the sort in the merge's one block, not profiled further); top-k off top-p 0.8
+ * 1185 -> 84 us; top-k off top-p 1 1246 -> 84 us (draws past the merged keys fall back, ~1.2 ms);
+ * greedy with a penalty 32.5 -> 11 us. Flat distributions with top-k off fall back and walk many
+ * chunks (tens of ms). One block's scan over V costs ~30 us; a histogram pass over V costs far
+ * more, most likely the __match_any_sync per element (not measured separately). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +37,7 @@ static_assert(sizeof(qvl_pick_state) <= QVL_PLAN_PICK_STATE, "the memory plan re
 
 /* PK_UNROLL loads in flight per thread in the scans over work[] (one block is latency bound). */
 enum { PK_THREADS = 1024, PK_CHUNK = 2048, PK_WARPS = PK_THREADS / 32, PK_HCOPIES = 8, PK_UNROLL = 4 };
+static_assert(PK_CHUNK <= 2 * PK_THREADS, "gather_sort: one pair of keys per thread in each bitonic step");
 
 /* Float bits made unsigned-orderable; +0 and -0 compare equal on the CPU, so both map to +0. */
 static __device__ __forceinline__ uint32_t ord_bits(float l) {
@@ -119,14 +125,32 @@ static __device__ void hist_pass(pick_shared &sh, Src src, uint32_t T, uint64_t 
     __syncthreads();
 }
 
-/* Thread 0: the digit holding the need-th largest eligible key. */
+/* Warp 0 (all lanes): the digit holding the need-th largest eligible key, i.e. the largest d with
+ * hist[255] + .. + hist[d] >= need (0 when none); need becomes its rank within that digit. Lane l
+ * owns digits 255 - 8l down to 248 - 8l; a scan over lanes finds the lane where the sum crosses. */
 static __device__ void choose_digit(pick_shared &sh, int shift) {
-    unsigned need = sh.need;
-    int d = 255;
-    while (d > 0 && sh.hist[d] < need) need -= sh.hist[d--];
-    sh.prefix |= (uint64_t)d << shift;
-    sh.need = need;
-    sh.tie = sh.hist[d];
+    const unsigned lane = threadIdx.x & 31, need = sh.need;
+    unsigned c[8], s = 0;
+#pragma unroll
+    for (int r = 0; r < 8; r++) c[r] = sh.hist[255 - 8 * lane - r], s += c[r];
+    unsigned incl = s;
+    for (int o = 1; o < 32; o <<= 1) {
+        unsigned x = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= (unsigned)o) incl += x;
+    }
+    const unsigned hit = __ballot_sync(0xffffffffu, incl >= need);
+    if (!hit) {   /* fewer than need in all: digit 0, as the sequential walk ends there */
+        if (lane == 31) sh.need = need - (incl - c[7]), sh.tie = c[7];
+        return;
+    }
+    if (lane == (unsigned)__ffs(hit) - 1) {
+        unsigned cum = incl - s;
+        int r = 0;
+        while (r < 7 && cum + c[r] < need) cum += c[r++];
+        sh.prefix |= (uint64_t)(255 - 8 * lane - r) << shift;
+        sh.need = need - cum;
+        sh.tie = c[r];
+    }
 }
 
 /* Radix select over the eligible keys for the need-th largest one, 8 bits a pass from the top
@@ -140,7 +164,7 @@ static __device__ void radix_select(pick_shared &sh, Src src, uint32_t T, uint64
     __syncthreads();
     for (int shift = 56; shift >= stop_shift; shift -= 8) {
         hist_pass(sh, src, T, bound, shift);
-        if (threadIdx.x == 0) choose_digit(sh, shift);
+        if (threadIdx.x < 32) choose_digit(sh, shift);
         __syncthreads();
         if (early && sh.tie == sh.need) break;
     }
@@ -213,7 +237,8 @@ static __device__ void gather_sort(pick_shared &sh, Src src, uint32_t T, uint64_
     while (P < cnt) P <<= 1;
     for (int j = cnt + threadIdx.x; j < P; j += PK_THREADS) sh.keys[j] = 0;
     __syncthreads();
-    /* bitonic sort, decreasing */
+    /* bitonic sort, decreasing; thread t compares pair t (P <= 2 * PK_THREADS), so strides below
+     * 64 stay inside one warp's 64 keys and need only the warp in step */
     for (int k = 2; k <= P; k <<= 1)
         for (int j = k >> 1; j > 0; j >>= 1) {
             for (int t = threadIdx.x; t < P / 2; t += PK_THREADS) {
@@ -222,8 +247,12 @@ static __device__ void gather_sort(pick_shared &sh, Src src, uint32_t T, uint64_
                 bool desc = (a & k) == 0;
                 if (desc ? x < y : x > y) sh.keys[a] = y, sh.keys[b] = x;
             }
-            __syncthreads();
+            if (j >= 64 || (j == 1 && k >= 64))
+                __syncthreads();
+            else
+                __syncwarp();
         }
+    __syncthreads();
 }
 
 /* Top-k's threshold: T = the k-th largest value's orderable bits, n = the candidates (values >= it,
@@ -236,7 +265,7 @@ static __device__ bool top_k_select(pick_shared &sh, Src src, int k, int gather_
     __syncthreads();
     for (int shift = 56; shift >= 32; shift -= 8) {
         hist_pass(sh, src, 0, ~0ull, shift);
-        if (threadIdx.x == 0) choose_digit(sh, shift);
+        if (threadIdx.x < 32) choose_digit(sh, shift);
         __syncthreads();
         const unsigned at_or_above = (unsigned)k - sh.need + sh.tie;   /* keys >= sh.prefix */
         if (gather_early && at_or_above <= PK_CHUNK) {
@@ -446,6 +475,7 @@ static __global__ void __launch_bounds__(PK_THREADS)
  * exp(bmax_b - max): a parallel sum like k_pick's, equal to the CPU's up to rounding.
  * The scratch lives in work[] (V floats, 256-byte aligned), which only k_pick's pass 0 writes. */
 enum { PF_EPB = 2048, PF_M = 64, PF_THREADS = 1024 };
+static_assert(PF_M == 64 && PF_EPB == 64 * (PF_THREADS / 32), "k_pick_scan: 64 keys per warp, the block keeps 64");
 
 static __host__ __device__ inline int fast_blocks(int V) { return (V + PF_EPB - 1) / PF_EPB; }
 /* done (int, 16 bytes), bsum[nb] (double), cut[nb], cand[nb * PF_M] (uint64) */
@@ -537,18 +567,35 @@ static __global__ void __launch_bounds__(PF_THREADS)
     for (int u = 0; u < PF_EPB / PF_THREADS; u++)
         if (b0 + u * PF_THREADS + (int)threadIdx.x < V) s += exp((double)lv[u] - bmax);
     s = block_sum(s, rs);
-    /* bitonic sort of the block's keys, decreasing; strides below 64 stay inside one warp's 64 keys */
-    for (int k = 2; k <= PF_EPB; k <<= 1)
+    /* The block's 64 largest keys, sorted: each warp sorts 64 keys (bitonic, decreasing), then a
+     * tree of warps: max(A[i], B[63 - i]) of two sorted lists holds their 64 largest as a bitonic
+     * sequence, which a bitonic merge sorts. */
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    uint64_t *seg = keys + 64 * w;
+    for (int k = 2; k <= 64; k <<= 1)
         for (int j = k >> 1; j > 0; j >>= 1) {
-            const int tt = threadIdx.x, a = 2 * j * (tt / j) + (tt % j), c = a + j;
-            uint64_t x = keys[a], y = keys[c];
-            bool desc = (a & k) == 0;
-            if (desc ? x < y : x > y) keys[a] = y, keys[c] = x;
-            if (j >= 64 || (j == 1 && k >= 64))
-                __syncthreads();
-            else
-                __syncwarp();
+            const int a = 2 * j * (lane / j) + (lane % j), c = a + j;
+            uint64_t x = seg[a], y = seg[c];
+            bool desc = k == 64 || (a & k) == 0;
+            if (desc ? x < y : x > y) seg[a] = y, seg[c] = x;
+            __syncwarp();
         }
+    for (int l = 1; l < PF_THREADS / 32; l <<= 1) {
+        __syncthreads();
+        if ((w & (2 * l - 1)) == 0) {
+            uint64_t *A = seg, *B = keys + 64 * (w + l);
+            uint64_t a0 = A[lane], a1 = A[lane + 32], b0 = B[63 - lane], b1 = B[31 - lane];
+            A[lane] = a0 > b0 ? a0 : b0;
+            A[lane + 32] = a1 > b1 ? a1 : b1;
+            __syncwarp();
+            for (int j = 32; j > 0; j >>= 1) {
+                const int a = 2 * j * (lane / j) + (lane % j), c = a + j;
+                uint64_t x = A[a], y = A[c];
+                if (x < y) A[a] = y, A[c] = x;
+                __syncwarp();
+            }
+        }
+    }
     __syncthreads();
     if (threadIdx.x < PF_M) S.cand[(size_t)b * PF_M + threadIdx.x] = keys[threadIdx.x];
     if (threadIdx.x == 0) {
@@ -619,17 +666,22 @@ static __global__ void __launch_bounds__(PK_THREADS)
         if (threadIdx.x == 0) sh.sum = s, sh.pos = 0;
         const int R = total < PK_CHUNK ? total : PK_CHUNK;
         uint64_t low = 0;
+        int cnt = R;
         if (R < total) {
-            radix_select(sh, src, 0, ~0ull, (unsigned)R, 0, true);
-            low = sh.prefix;
+            /* by value only (4 passes): the keys with at least the R-th key's value if they fit one
+             * chunk, else those above it; either way a complete head of the union's order */
+            radix_select(sh, src, 0, ~0ull, (unsigned)R, 32, true);
+            const int ge = R - (int)sh.need + (int)sh.tie;
+            low = sh.prefix, cnt = ge;
+            if (ge > PK_CHUNK) low = sh.prefix + (1ull << 32), cnt = R - (int)sh.need;
         }
-        gather_sort(sh, src, 0, ~0ull, low, R);
-        chunk_probs(sh, R, mx, true);
+        gather_sort(sh, src, 0, ~0ull, low, cnt);
+        chunk_probs(sh, cnt, mx, true);
         /* sorted keys >= lim are the true leading ones */
         if (threadIdx.x == 0) sh.keep = 0;
         __syncthreads();
-        for (int j = threadIdx.x; j < R; j += PK_THREADS)
-            if (sh.keys[j] >= lim && (j + 1 == R || sh.keys[j + 1] < lim)) sh.keep = j + 1;
+        for (int j = threadIdx.x; j < cnt; j += PK_THREADS)
+            if (sh.keys[j] >= lim && (j + 1 == cnt || sh.keys[j + 1] < lim)) sh.keep = j + 1;
         __syncthreads();
         exact = sh.keep;
     }
@@ -693,7 +745,8 @@ void qvl_k_pick_prompt(cudaStream_t st, uint8_t *flags, int V, const int32_t *id
 }
 
 /* QVL_PICK_FAST: 1 (default) the fast path, k_pick only where it cannot pick; 0 k_pick alone;
- * 2 the fast path's kernels, then always k_pick (tests the fallback). */
+ * 2 the fast path's kernels, then always k_pick (tests the fallback). qvl_cuda_pick_set_path also
+ * takes 3 (k_pick_scan alone) and 4 (scan + merge, no fallback): for timing the parts only. */
 static int pick_path = -1;
 
 static int path_for(int V) {
@@ -704,7 +757,7 @@ static int path_for(int V) {
     return pick_path && fast_fits(V) ? pick_path : 0;
 }
 
-extern "C" void qvl_cuda_pick_set_path(int path) { pick_path = path >= 0 && path <= 2 ? path : 1; }
+extern "C" void qvl_cuda_pick_set_path(int path) { pick_path = path >= 0 && path <= 4 ? path : 1; }
 
 void qvl_k_pick(cudaStream_t st, int32_t *out, const bf16 *logits, int V, qvl_pick_state *state, uint8_t *flags,
                 float *work, const double *uniforms, int mark_out) {
@@ -715,12 +768,11 @@ void qvl_k_pick(cudaStream_t st, int32_t *out, const bf16 *logits, int V, qvl_pi
         early = !(e && e[0] == '0');
     }
     const int path = path_for(V);
-    if (path) {
-        k_pick_scan<<<fast_blocks(V), PF_THREADS, 0, st>>>(out, logits, V, state, flags, work, mark_out);
-        k_pick_merge<<<1, PK_THREADS, 0, st>>>(out, V, state, work, uniforms, path == 2);
-    }
-    k_pick<<<1, PK_THREADS, 0, st>>>(out, logits, V, state, flags, work, uniforms, mark_out, early,
-                                     path ? (int *)work : nullptr);
+    if (path) k_pick_scan<<<fast_blocks(V), PF_THREADS, 0, st>>>(out, logits, V, state, flags, work, mark_out);
+    if (path && path != 3) k_pick_merge<<<1, PK_THREADS, 0, st>>>(out, V, state, work, uniforms, path == 2);
+    if (path <= 2)
+        k_pick<<<1, PK_THREADS, 0, st>>>(out, logits, V, state, flags, work, uniforms, mark_out, early,
+                                         path ? (int *)work : nullptr);
 }
 
 /* ---- the test hook (cuda_sample.h) ---- */

@@ -26,7 +26,8 @@ int qvl_cuda_picker_pick(qvl_cuda_picker *p, const float *logits);
 int qvl_cuda_picker_took_fast(qvl_cuda_picker *p);
 /* Which kernels pick (every picker and model launched afterwards; default QVL_PICK_FAST or 1):
  * 0 the one-block kernel alone; 1 the fast path, falling back to it where the fast path cannot
- * pick exactly; 2 the fast path's kernels, then always the one-block kernel (tests the fallback). */
+ * pick exactly; 2 the fast path's kernels, then always the one-block kernel (tests the fallback);
+ * for timing the parts only (wrong picks): 3 the fast path's first kernel, 4 both, no fallback. */
 void qvl_cuda_pick_set_path(int path);
 /* Uploads logits, then times `picks` consecutive picks on them: microseconds per pick, or -1. */
 double qvl_cuda_picker_time_us(qvl_cuda_picker *p, const float *logits, int picks);
