@@ -318,7 +318,7 @@ static __device__ __forceinline__ void better(float v, int id, float *bv, int *b
 
 static __global__ void __launch_bounds__(PK_THREADS)
     k_pick(int32_t *out, const bf16 *__restrict__ logits, int V, qvl_pick_state *state, uint8_t *__restrict__ flags,
-           float *__restrict__ work, const double *uniforms, int mark_out, int gather_early, int *fast_done) {
+           float *work, const double *uniforms, int mark_out, int gather_early, int *fast_done) {
     __shared__ pick_shared sh;
     if (fast_done && *fast_done) return;   /* the fast path picked (read before pass 0 overwrites work[]) */
     const qvl_cuda_pick_params P = state->p;
