@@ -254,7 +254,7 @@ static __global__ void __launch_bounds__(GEMV_THREADS) k_gemv(bf16 *__restrict__
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rpb = (GEMV_THREADS / 32) / KS;
     const int sub = warp % KS, rloc = warp / KS, chunks = K / 8;
     /* This warp's share of its first weight row towards L2, while the kernel before finishes
-     * (programmatic launch) and while the prologue runs; short_prefetch (QVL_KERNELS_NEXT): only
+     * (programmatic launch) and while the prologue runs; short_prefetch (default; QVL_KERNELS_VEC=0: the whole row): only
      * the first U loads of each lane, as in the first round (isolated kernels were ~1 us faster). */
     {
         int n = blockIdx.x * rpb + rloc;
@@ -371,7 +371,7 @@ static void launch_ks(const qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr, cfg.numAttrs = pdl ? 1 : 0;
-    const int sp = qvl_kernels_next();
+    const int sp = qvl_kernels_vec();
     if (mode == QVL_GEMV_RMSNORM)
         cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_RMSNORM, U>, y, x, w, nw, eps, K, N, resid, sp);
     else if (mode == QVL_GEMV_SWIGLU)

@@ -15,14 +15,15 @@ static unsigned blocks_for(size_t n, unsigned t) {
     return (unsigned)(g > 65535u * 32u ? 65535u * 32u : g);
 }
 
-/* QVL_KERNELS_NEXT=1: the candidate kernels below that have not run on a GPU yet (see
- * bench/results/gpu_2B_v3/README.md, "What is left"); each keeps the arithmetic of the kernel it
- * replaces, only the memory access and the sharing of rotary tables change. */
-int qvl_kernels_next(void) {
+/* The vectorised kernels (16-byte accesses, row in registers, shared rotary tables), each with the
+ * arithmetic of the scalar kernel it replaces; on by default since their H100 run (2B: 19.5 -> 20.2
+ * samples/s, parity unchanged: bench/results/gpu_s3/README.md). QVL_KERNELS_VEC=0: the scalar
+ * kernels everywhere (they remain the fallback for unaligned or odd sizes). */
+int qvl_kernels_vec(void) {
     static int v = -1;
     if (v < 0) {
-        const char *e = getenv("QVL_KERNELS_NEXT");
-        v = e && e[0] == '1';
+        const char *e = getenv("QVL_KERNELS_VEC");
+        v = !(e && e[0] == '0');
     }
     return v;
 }
@@ -166,7 +167,7 @@ static __global__ void k_rmsnorm(bf16 *y, bf16 *x, const bf16 *r, const bf16 *w,
     float inv = rsqrtf(block_sum(s, red) / dim + eps);
     for (int i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = b(f(w[i]) * rb(f(xr[i]) * inv));
 }
-/* Next: the row in registers (V 16-byte chunks a thread), one read of x (and r). y may alias r:
+/* Vectorised: the row in registers (V 16-byte chunks a thread), one read of x (and r). y may alias r:
  * every read precedes the block reduction, every write follows it. */
 template <int V>
 static __global__ void k_rmsnorm_vec(bf16 *y, bf16 *x, const bf16 *r, const bf16 *w, int dim, float eps) {
@@ -208,7 +209,7 @@ static __global__ void k_rmsnorm_vec(bf16 *y, bf16 *x, const bf16 *r, const bf16
 }
 static int rmsnorm_vec(cudaStream_t st, bf16 *y, bf16 *x, const bf16 *r, const bf16 *w, int rows, int dim, float eps) {
     int chunks = dim / 8;
-    if (!qvl_kernels_next() || dim % 8 || chunks > 4096 ||
+    if (!qvl_kernels_vec() || dim % 8 || chunks > 4096 ||
         (((uintptr_t)x | (uintptr_t)y | (uintptr_t)r | (uintptr_t)w) & 15))
         return 0;
     int threads = chunks < 1024 ? (chunks + 31) / 32 * 32 : 1024;
@@ -266,7 +267,7 @@ static __global__ void k_silu_mul(bf16 *out, const bf16 *gu, int rows, int I) {
         out[i] = b(rb(g / (1.0f + expf(-g))) * u);
     }
 }
-/* Next: 8 outputs a thread with 16-byte loads and stores. */
+/* Vectorised: 8 outputs a thread with 16-byte loads and stores. */
 static __global__ void k_silu_mul_vec(bf16 *out, const bf16 *gu, int rows, int I) {
     const int c8 = I / 8;
     const size_t n = (size_t)rows * c8;
@@ -285,7 +286,7 @@ static __global__ void k_silu_mul_vec(bf16 *out, const bf16 *gu, int rows, int I
 }
 void qvl_k_silu_mul(cudaStream_t st, bf16 *out, const bf16 *gu, int rows, int I) {
     if (!rows) return;
-    if (qvl_kernels_next() && I % 8 == 0 && (((uintptr_t)out | (uintptr_t)gu) & 15) == 0)
+    if (qvl_kernels_vec() && I % 8 == 0 && (((uintptr_t)out | (uintptr_t)gu) & 15) == 0)
         k_silu_mul_vec<<<blocks_for((size_t)rows * I / 8, 256), 256, 0, st>>>(out, gu, rows, I);
     else
         k_silu_mul<<<blocks_for((size_t)rows * I, 256), 256, 0, st>>>(out, gu, rows, I);
@@ -351,7 +352,7 @@ static __global__ void k_vision_rope(bf16 *qkv, const float *inv_freq, int n, in
         }
     }
 }
-/* Next: one thread per (patch, head, 8 consecutive d < hd/2): 16-byte loads and stores of the
+/* Vectorised: one thread per (patch, head, 8 consecutive d < hd/2): 16-byte loads and stores of the
  * pairs (d..d+7, d+hd/2..d+hd/2+7) of q and k. */
 static __global__ void k_vision_rope_vec(bf16 *qkv, const float *inv_freq, int n, int Dv, int H, int hd, int grid_h,
                                          int grid_w, int M) {
@@ -387,7 +388,7 @@ void qvl_k_vision_rope(cudaStream_t st, bf16 *qkv, const float *inv_freq, int n,
                        int grid_w, int M) {
     size_t total = (size_t)n * H * (hd / 2);
     if (!total) return;
-    if (qvl_kernels_next() && (hd / 2) % 8 == 0 && Dv % 8 == 0 && ((uintptr_t)qkv & 15) == 0)
+    if (qvl_kernels_vec() && (hd / 2) % 8 == 0 && Dv % 8 == 0 && ((uintptr_t)qkv & 15) == 0)
         k_vision_rope_vec<<<blocks_for(total / 8, 256), 256, 0, st>>>(qkv, inv_freq, n, Dv, H, hd, grid_h, grid_w, M);
     else
         k_vision_rope<<<blocks_for(total, 256), 256, 0, st>>>(qkv, inv_freq, n, Dv, H, hd, grid_h, grid_w, M);
@@ -479,7 +480,7 @@ void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, in
      * loops would be pure latency. */
     int warps = d->Hq + d->Hkv < 32 ? d->Hq + d->Hkv : 32;
     const size_t smem = (size_t)warps * d->hd * sizeof(float);
-    if (qvl_kernels_next())
+    if (qvl_kernels_vec())
         k_qk_norm_rope<true><<<n, warps * 32, smem, st>>>(*d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm,
                                                           inv_freq, p0, pos, pos_stride, pos_scalar, step);
     else

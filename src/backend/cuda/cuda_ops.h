@@ -65,10 +65,9 @@ void qvl_attention_decode(cudaStream_t st, bf16 *out, int out_stride, const bf16
                           const bf16 *v, int kv_stride, int Hq, int Hkv, int hd, const int32_t *step, float *partial);
 
 /* ---- elementwise and row kernels (cuda_kernels.cu) */
-/* QVL_KERNELS_NEXT=1: candidate kernels not yet run on a GPU (vectorised RMSNorm, SwiGLU and
- * vision rotary, shared rotary tables in the text q/k kernel, the short weight prefetch of the
- * one-row products); 0 otherwise. */
-int qvl_kernels_next(void);
+/* 1 (default) unless QVL_KERNELS_VEC=0: vectorised RMSNorm, SwiGLU and vision rotary, shared rotary
+ * tables in the text q/k kernel, the short weight prefetch of the one-row products. */
+int qvl_kernels_vec(void);
 void qvl_k_f32_to_bf16(cudaStream_t st, bf16 *y, const float *x, size_t n);
 void qvl_k_bf16_to_f32(cudaStream_t st, float *y, const bf16 *x, size_t n);
 /* LayerNorm: F32 statistics and affine, one rounding. */
