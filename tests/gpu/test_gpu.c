@@ -13,18 +13,10 @@
 #include "backend/cuda/cuda_device.h"
 #include "io/npy.h"
 #include "model/model_cuda.h"
+#include "gpu_test.h"
 #include "../test.h"
 #include "util/error.h"
 
-#define FIX "tests/fixtures/tiny"
-
-static int verbose(void) { return getenv("QVL_TEST_VERBOSE") != NULL; }
-
-static int have_gpu(void) {
-    if (qvl_cuda_device_count() > 0) return 1;
-    test_fail(__FILE__, __LINE__, "no CUDA device: the GPU tests need one");
-    return 0;
-}
 
 static int load(const char *dir, const char *name, qvl_npy *a) {
     char path[1024];

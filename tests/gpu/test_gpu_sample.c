@@ -15,18 +15,9 @@
 #include "backend/cuda/cuda_sample.h"
 #include "engine/sampler.h"
 #include "model/model_cuda.h"
+#include "gpu_test.h"
 #include "../test.h"
 #include "util/error.h"
-
-#define FIX "tests/fixtures/tiny"
-
-static int verbose(void) { return getenv("QVL_TEST_VERBOSE") != NULL; }
-
-static int have_gpu(void) {
-    if (qvl_cuda_device_count() > 0) return 1;
-    test_fail(__FILE__, __LINE__, "no CUDA device: the GPU tests need one");
-    return 0;
-}
 
 static uint64_t rng_state = 88172645463325252ull;
 static double rnd(void) {   /* xorshift64, [0, 1) */

@@ -87,15 +87,12 @@ static __device__ __forceinline__ bool eligible(uint64_t k, uint32_t T, uint64_t
     return (uint32_t)(k >> 32) >= T && k < bound && k != 0;
 }
 
-/* Histogram of digit (key >> shift) & 255 over eligible keys whose higher digits equal prefix's. */
-template <class Src>
-static __device__ void hist_pass(pick_shared &sh, Src src, uint32_t T, uint64_t bound, int shift) {
+/* Calls f(key, in_range) for every position of src, PK_UNROLL loads in flight per thread (one block
+ * is latency bound). All threads of the block call f the same number of times, out-of-range
+ * positions with in_range false, so that f may use warp-collective operations. */
+template <class Src, class F>
+static __device__ __forceinline__ void for_each_key(Src src, F f) {
     const int V = src.n;
-    for (int d = threadIdx.x; d < PK_HCOPIES * 256; d += PK_THREADS) (&sh.hcopy[0][0])[d] = 0;
-    __syncthreads();
-    unsigned *hist = sh.hcopy[(threadIdx.x >> 5) % PK_HCOPIES];
-    const uint64_t prefix = sh.prefix;
-    const unsigned lane = threadIdx.x & 31;
     for (int base = 0; base < V; base += PK_UNROLL * PK_THREADS) {
         uint64_t v[PK_UNROLL];
 #pragma unroll
@@ -104,18 +101,25 @@ static __device__ void hist_pass(pick_shared &sh, Src src, uint32_t T, uint64_t 
             v[u] = i < V ? src.key(i) : 0;
         }
 #pragma unroll
-        for (int u = 0; u < PK_UNROLL; u++) {
-            int i = base + u * PK_THREADS + threadIdx.x;
-            unsigned d = 256 + lane;   /* distinct non-digits for lanes that count nothing */
-            if (i < V) {
-                uint64_t k = v[u];
-                if (eligible(k, T, bound) && (shift == 56 || (k >> (shift + 8)) == (prefix >> (shift + 8))))
-                    d = (unsigned)(k >> shift) & 255u;
-            }
-            unsigned peers = __match_any_sync(0xffffffffu, d);
-            if (d < 256 && lane == (unsigned)__ffs(peers) - 1) atomicAdd(&hist[d], (unsigned)__popc(peers));
-        }
+        for (int u = 0; u < PK_UNROLL; u++) f(v[u], base + u * PK_THREADS + (int)threadIdx.x < V);
     }
+}
+
+/* Histogram of digit (key >> shift) & 255 over eligible keys whose higher digits equal prefix's. */
+template <class Src>
+static __device__ void hist_pass(pick_shared &sh, Src src, uint32_t T, uint64_t bound, int shift) {
+    for (int d = threadIdx.x; d < PK_HCOPIES * 256; d += PK_THREADS) (&sh.hcopy[0][0])[d] = 0;
+    __syncthreads();
+    unsigned *hist = sh.hcopy[(threadIdx.x >> 5) % PK_HCOPIES];
+    const uint64_t prefix = sh.prefix;
+    const unsigned lane = threadIdx.x & 31;
+    for_each_key(src, [&](uint64_t k, bool in_range) {
+        unsigned d = 256 + lane;   /* distinct non-digits for lanes that count nothing */
+        if (in_range && eligible(k, T, bound) && (shift == 56 || (k >> (shift + 8)) == (prefix >> (shift + 8))))
+            d = (unsigned)(k >> shift) & 255u;
+        unsigned peers = __match_any_sync(0xffffffffu, d);
+        if (d < 256 && lane == (unsigned)__ffs(peers) - 1) atomicAdd(&hist[d], (unsigned)__popc(peers));
+    });
     __syncthreads();
     for (int d = threadIdx.x; d < 256; d += PK_THREADS) {
         unsigned c = 0;
@@ -183,6 +187,17 @@ static __device__ void chunk_probs(pick_shared &sh, int cnt, double mx, bool hav
     if (threadIdx.x == 0) sh.cnt = cnt;
     __syncthreads();
 }
+/* All candidates in this chunk: their sum, in the CPU's sequential order, is the normalizer. */
+static __device__ void normalize_chunk(pick_shared &sh) {
+    if (threadIdx.x == 0) {
+        double s = 0;
+        for (int j = 0; j < sh.cnt; j++) s += sh.prob[j];
+        sh.sum = s;
+    }
+    __syncthreads();
+    for (int j = threadIdx.x; j < sh.cnt; j += PK_THREADS) sh.prob[j] /= sh.sum;
+    __syncthreads();
+}
 static __device__ void fetch_chunk(pick_shared &sh, const float *work, int V, uint32_t T, int n_cand, double mx,
                                    bool have_sum) {
     const uint64_t bound = sh.bound;
@@ -201,37 +216,21 @@ static __device__ void fetch_chunk(pick_shared &sh, const float *work, int V, ui
 /* The cnt eligible keys >= low (below bound) into sh.keys, sorted decreasing. */
 template <class Src>
 static __device__ void gather_sort(pick_shared &sh, Src src, uint32_t T, uint64_t bound, uint64_t low, int cnt) {
-    const int V = src.n;
     if (threadIdx.x == 0) sh.slot = 0;
     __syncthreads();
     const unsigned lane = threadIdx.x & 31;
-    for (int base = 0; base < V; base += PK_UNROLL * PK_THREADS) {
-        uint64_t v[PK_UNROLL];
-#pragma unroll
-        for (int u = 0; u < PK_UNROLL; u++) {
-            int i = base + u * PK_THREADS + threadIdx.x;
-            v[u] = i < V ? src.key(i) : 0;
+    for_each_key(src, [&](uint64_t k, bool in_range) {
+        const bool take = in_range && eligible(k, T, bound) && k >= low;
+        const unsigned m = __ballot_sync(0xffffffffu, take);
+        if (!m) return;
+        unsigned first = 0;
+        if (lane == (unsigned)__ffs(m) - 1) first = atomicAdd(&sh.slot, (unsigned)__popc(m));
+        first = __shfl_sync(0xffffffffu, first, __ffs(m) - 1);
+        if (take) {
+            unsigned slot = first + __popc(m & ((1u << lane) - 1));
+            if (slot < PK_CHUNK) sh.keys[slot] = k;
         }
-#pragma unroll
-        for (int u = 0; u < PK_UNROLL; u++) {
-            int i = base + u * PK_THREADS + threadIdx.x;
-            bool take = false;
-            uint64_t k = 0;
-            if (i < V) {
-                k = v[u];
-                take = eligible(k, T, bound) && k >= low;
-            }
-            unsigned m = __ballot_sync(0xffffffffu, take);
-            if (!m) continue;
-            unsigned first = 0;
-            if (lane == (unsigned)__ffs(m) - 1) first = atomicAdd(&sh.slot, (unsigned)__popc(m));
-            first = __shfl_sync(0xffffffffu, first, __ffs(m) - 1);
-            if (take) {
-                unsigned slot = first + __popc(m & ((1u << lane) - 1));
-                if (slot < PK_CHUNK) sh.keys[slot] = k;
-            }
-        }
-    }
+    });
     __syncthreads();
     int P = 1;
     while (P < cnt) P <<= 1;
@@ -384,16 +383,7 @@ static __global__ void __launch_bounds__(PK_THREADS)
         chunk_probs(sh, n_cand, mx, many);
     else
         fetch_chunk(sh, work, V, T, n_cand, mx, many);
-    if (!many) {
-        if (threadIdx.x == 0) {
-            double s = 0;
-            for (int j = 0; j < sh.cnt; j++) s += sh.prob[j];
-            sh.sum = s;
-        }
-        __syncthreads();
-        for (int j = threadIdx.x; j < sh.cnt; j += PK_THREADS) sh.prob[j] /= sh.sum;
-        __syncthreads();
-    }
+    if (!many) normalize_chunk(sh);
 
     /* Top-p: keep while nothing is kept or the mass above is below top_p; mass = what is kept. */
     bool refetch = false;
@@ -639,13 +629,7 @@ static __global__ void __launch_bounds__(PK_THREADS)
         }
         if (ok) {
             chunk_probs(sh, n_cand, mx, false);
-            if (threadIdx.x == 0) {
-                double s = 0;
-                for (int j = 0; j < sh.cnt; j++) s += sh.prob[j];
-                sh.sum = s;
-            }
-            __syncthreads();
-            for (int j = threadIdx.x; j < sh.cnt; j += PK_THREADS) sh.prob[j] /= sh.sum;
+            normalize_chunk(sh);
             exact = n_cand;
         }
     } else if (V <= PK_CHUNK) {
