@@ -44,7 +44,7 @@ $(BUILD)/.deps-ok: scripts/install-deps.sh
 	@touch $@
 
 # The real Qwen3 tokenizer (11.4 MB -> 1.4 MB) and the bundled tiny OCR model's checkpoint
-# (24.7 MB -> 9.5 MB) are stored xz-compressed to keep the tree small (the working tree that travels
+# (24.7 MB -> 8.8 MB) are stored xz-compressed to keep the tree small (the working tree that travels
 # to the GPU machine is capped at 64 MiB); unpacked here (tools/unpack_xz.py does the same for
 # Python tools). The temporary name is unique so parallel builds in other BUILD dirs never see a
 # partial file.
