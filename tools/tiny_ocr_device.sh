@@ -14,6 +14,8 @@
 #                  QVL_GELU_EPILOGUE=0 if there is time before END_S)
 #   test-switches  `test` plus the switch combinations again
 # Logs go to OUT/logs (tar them into one file at the end).
+# (QVL_ATT_V1 was removed in session 3 with the unpipelined attention kernel: where set below it no
+# longer changes anything.)
 set -o pipefail
 OUT=${1:?OUT}; shift
 BIN=${BIN:-/tmp/b}

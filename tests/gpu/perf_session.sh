@@ -7,6 +7,8 @@
 # After every step all logs are packed into PACK (one file survives a call cut short) and the key
 # lines are printed.
 #   BUILD=build-x tests/gpu/perf_session.sh OUTDIR PACK.tgz [SECONDS=330]
+# (QVL_ATT_V1 was removed in session 3 with the unpipelined attention kernel: where set below it no
+# longer changes anything.)
 set -o pipefail
 OUT=${1:?OUTDIR}; PACK=${2:?PACK.tgz}; BUDGET=${3:-330}; T0=$(date +%s)
 export BUILD=${BUILD:-build-cuda} PYTHONUNBUFFERED=1

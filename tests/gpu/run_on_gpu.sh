@@ -3,7 +3,7 @@
 # its transformers F32/BF16 references and qvl's parity against them, then the benchmark (qvl and
 # transformers on the same model and workload). Binaries come prebuilt in BUILD (default
 # build-cuda); LIBS names a folder of shared libraries the GPU machine lacks (cjson, pcre2, ...).
-#   run_on_gpu.sh OUTDIR [SIZE=2B] [STEPS="tiny real bench"] [EVERY=10]   (also: gemv, bench_v1)
+#   run_on_gpu.sh OUTDIR [SIZE=2B] [STEPS="tiny real bench"] [EVERY=10]   (also: gemv)
 set -o pipefail
 OUT=${1:?OUTDIR}; SIZE=${2:-2B}; STEPS=${3:-"tiny real bench"}; EVERY=${4:-10}
 BUILD=${BUILD:-build-cuda}
@@ -28,10 +28,6 @@ for s in $STEPS; do
     { QVL_GEMV=1 qvl_env env QVL_REAL_DIR="$R" timeout 150 $BUILD/qvl-gpu-tests gpu_real_shape &&
       python3 tools/gen_real_shape_models.py compare "$R"; } 2>&1 | tee "$OUT/real_gemv_$SIZE.log" || rc=1
     QVL_GEMV=1 qvl_env timeout ${QVL_BENCH_TIMEOUT:-200} $BUILD/bench_gpu "$R/model" "$TSV" "$EVERY" 2>&1 | tee "$OUT/bench_qvl_gemv_$SIZE.log" || rc=1 ;;
-  bench_v1)  # qvl with the previous kernels (QVL_ATT_V1=1: unpipelined attention, 32-row decode
-             # attention; QVL_GEMV=0: cuBLASLt for one-row products), for an A/B in the same call
-    test -d "$R/model" || python3 tools/gen_real_shape_models.py gen "$SIZE" "$R" --tf 16 2>&1 | tail -3
-    qvl_env env QVL_ATT_V1=1 QVL_GEMV=0 timeout ${QVL_BENCH_TIMEOUT:-200} $BUILD/bench_gpu "$R/model" "$TSV" "$EVERY" 2>&1 | tee "$OUT/bench_qvl_v1_$SIZE.log" || rc=1 ;;
   bench)
     test -d "$R/model" || python3 tools/gen_real_shape_models.py gen "$SIZE" "$R" --tf 16 2>&1 | tail -3
     qvl_env timeout ${QVL_BENCH_TIMEOUT:-200} $BUILD/bench_gpu "$R/model" "$TSV" "$EVERY" 2>&1 | tee "$OUT/bench_qvl_$SIZE.log" || rc=1

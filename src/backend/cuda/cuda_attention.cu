@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "backend/cuda/cuda_attention_frag.cuh"
 #include "backend/cuda/cuda_attention_sm90.h"
 #include "backend/cuda/cuda_ops.h"
 
@@ -133,14 +134,14 @@ static __global__ void k_attention_combine(bf16 *out, int out_stride, const floa
 }
 
 /* ---- tensor-core path (prefill and vision: more than one row block), FlashAttention-2 style ----
- * 4 warps x 16 query rows, key tiles of 64. Each warp keeps its Q fragments, the scores, P and the
+ * NW warps x 16 query rows, key tiles of 64. Each warp keeps its Q fragments, the scores, P and the
  * output accumulator in registers and runs mma.sync m16n8k16 (bf16 in, F32 accumulate), whose
  * fragment layouts the PTX ISA documents: in a C fragment, lane (g = lane/4, c = lane%4) holds rows
  * g and g+8, columns 2c and 2c+1; the scores' C fragments are exactly P's A fragments for P V.
  * Online softmax in F32 (row statistics reduced over the 4 lanes of a row); P rounded to bf16 for
  * P V, as flash attention does. K and V are staged in shared memory as [key][d]; V's B fragments
  * come through ldmatrix.trans. */
-enum { TW = 4, TQ = 16 * TW, TK = 64 };
+enum { TK = 64 };
 
 static __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -149,139 +150,9 @@ static __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uin
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *(uint32_t *)&v;
-}
-
-template <int HDP>
-static __global__ void __launch_bounds__(TW * 32) k_attention_tc(bf16 *out, int out_stride, const bf16 *q, int q_stride,
-                                                                 const bf16 *k, const bf16 *v, int kv_stride, int n_q,
-                                                                 int n_kv, int group, int hd, int causal_pos0, float scale) {
-    __shared__ __align__(16) bf16 Ks[TK][HDP + 8];
-    __shared__ __align__(16) bf16 Vs[TK][HDP + 8];
-    const int t = threadIdx.x, w = t >> 5, lane = t & 31, gq = lane >> 2, tg = lane & 3;
-    const int g = blockIdx.y, rows = n_q * group, r0 = blockIdx.x * TQ;
-    const int R1 = r0 + w * 16 + gq, R2 = R1 + 8;
-    const int CH = HDP / 8;
-    const float scale_log2 = scale * 1.4426950408889634f; /* scores kept in log2 units: exp2 */
-    /* Q fragments: register j holds rows (j&1 ? R2 : R1), columns kk*16 + 2tg (+8 if j&2). */
-    uint32_t qf[HDP / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < HDP / 16; kk++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            int R = j & 1 ? R2 : R1, col = kk * 16 + 2 * tg + (j & 2 ? 8 : 0);
-            uint32_t val = 0;
-            if (R < rows && col < hd)
-                val = *(const uint32_t *)(q + (size_t)(R / group) * q_stride + (size_t)(g * group + R % group) * hd + col);
-            qf[kk][j] = val;
-        }
-    const int lim1 = R1 >= rows ? 0 : causal_pos0 < 0 ? n_kv : min(n_kv, causal_pos0 + R1 / group + 1);
-    const int lim2 = R2 >= rows ? 0 : causal_pos0 < 0 ? n_kv : min(n_kv, causal_pos0 + R2 / group + 1);
-    int last_row = min(rows, r0 + TQ) - 1;
-    int k_need = causal_pos0 < 0 ? n_kv : min(n_kv, causal_pos0 + last_row / group + 1);
-    float o[HDP / 8][4];
-#pragma unroll
-    for (int nb = 0; nb < HDP / 8; nb++) o[nb][0] = o[nb][1] = o[nb][2] = o[nb][3] = 0.0f;
-    float m1 = -INFINITY, m2 = -INFINITY, l1 = 0.0f, l2 = 0.0f;
-    const uint4 zero4 = make_uint4(0, 0, 0, 0);
-    for (int kb = 0; kb < k_need; kb += TK) {
-        __syncthreads();
-        for (int idx = t; idx < TK * CH; idx += blockDim.x) {
-            int j = idx / CH, c = idx % CH;
-            uint4 kv4 = zero4, vv4 = zero4;
-            if (kb + j < n_kv && c * 8 < hd) {
-                kv4 = *(const uint4 *)(k + (size_t)(kb + j) * kv_stride + (size_t)g * hd + c * 8);
-                vv4 = *(const uint4 *)(v + (size_t)(kb + j) * kv_stride + (size_t)g * hd + c * 8);
-            }
-            *(uint4 *)&Ks[j][c * 8] = kv4;
-            *(uint4 *)&Vs[j][c * 8] = vv4;
-        }
-        __syncthreads();
-        /* S = Q K^T for this warp's 16 rows x 64 keys: 8 C fragments. */
-        float s[TK / 8][4];
-#pragma unroll
-        for (int nb = 0; nb < TK / 8; nb++) {
-            s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.0f;
-#pragma unroll
-            for (int kk = 0; kk < HDP / 16; kk++) {
-                uint32_t b0 = *(const uint32_t *)&Ks[nb * 8 + gq][kk * 16 + 2 * tg];
-                uint32_t b1 = *(const uint32_t *)&Ks[nb * 8 + gq][kk * 16 + 8 + 2 * tg];
-                mma16816(s[nb], qf[kk], b0, b1);
-            }
-        }
-        float mx1 = -INFINITY, mx2 = -INFINITY;
-#pragma unroll
-        for (int nb = 0; nb < TK / 8; nb++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int col = kb + nb * 8 + 2 * tg + (e & 1);
-                float x = col < (e < 2 ? lim1 : lim2) ? s[nb][e] * scale_log2 : -INFINITY;
-                s[nb][e] = x;
-                if (e < 2) mx1 = fmaxf(mx1, x);
-                else mx2 = fmaxf(mx2, x);
-            }
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        mx2 = fmaxf(mx2, __shfl_xor_sync(0xffffffffu, mx2, 1));
-        mx2 = fmaxf(mx2, __shfl_xor_sync(0xffffffffu, mx2, 2));
-        float mn1 = fmaxf(m1, mx1), mn2 = fmaxf(m2, mx2);
-        float c1 = mn1 == -INFINITY ? 1.0f : exp2f(m1 - mn1), c2 = mn2 == -INFINITY ? 1.0f : exp2f(m2 - mn2);
-        float ps1 = 0.0f, ps2 = 0.0f;
-#pragma unroll
-        for (int nb = 0; nb < TK / 8; nb++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float mn = e < 2 ? mn1 : mn2;
-                float p = mn == -INFINITY ? 0.0f : exp2f(s[nb][e] - mn);
-                s[nb][e] = p;
-                if (e < 2) ps1 += p;
-                else ps2 += p;
-            }
-        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 1);
-        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 2);
-        ps2 += __shfl_xor_sync(0xffffffffu, ps2, 1);
-        ps2 += __shfl_xor_sync(0xffffffffu, ps2, 2);
-        l1 = l1 * c1 + ps1, l2 = l2 * c2 + ps2;
-        m1 = mn1, m2 = mn2;
-#pragma unroll
-        for (int nb = 0; nb < HDP / 8; nb++) {
-            o[nb][0] *= c1, o[nb][1] *= c1;
-            o[nb][2] *= c2, o[nb][3] *= c2;
-        }
-        /* O += P V: P's A fragments come straight from the score fragments. */
-#pragma unroll
-        for (int kc = 0; kc < TK / 16; kc++) {
-            uint32_t a[4] = {pack_bf16(s[2 * kc][0], s[2 * kc][1]), pack_bf16(s[2 * kc][2], s[2 * kc][3]),
-                             pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]), pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3])};
-#pragma unroll
-            for (int nb = 0; nb < HDP / 8; nb++) {
-                /* Lanes 0-15 address keys kc*16 + lane at column nb*8: b0 = keys 0-7, b1 = keys 8-15. */
-                uint32_t b0, b1;
-                unsigned addr = (unsigned)__cvta_generic_to_shared(&Vs[kc * 16 + (lane & 15)][nb * 8]);
-                asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
-                             : "=r"(b0), "=r"(b1)
-                             : "r"(addr));
-                mma16816(o[nb], a, b0, b1);
-            }
-        }
-    }
-    float inv1 = l1 > 0 ? 1.0f / l1 : 0.0f, inv2 = l2 > 0 ? 1.0f / l2 : 0.0f;
-    bf16 *d1 = R1 < rows ? out + (size_t)(R1 / group) * out_stride + (size_t)(g * group + R1 % group) * hd : NULL;
-    bf16 *d2 = R2 < rows ? out + (size_t)(R2 / group) * out_stride + (size_t)(g * group + R2 % group) * hd : NULL;
-#pragma unroll
-    for (int nb = 0; nb < HDP / 8; nb++) {
-        int col = nb * 8 + 2 * tg;
-        if (col >= hd) break;
-        if (d1) *(__nv_bfloat162 *)(d1 + col) = __floats2bfloat162_rn(o[nb][0] * inv1, o[nb][1] * inv1);
-        if (d2) *(__nv_bfloat162 *)(d2 + col) = __floats2bfloat162_rn(o[nb][2] * inv2, o[nb][3] * inv2);
-    }
-}
-
-/* ---- FlashAttention-2 kernel, pipelined (the default; QVL_ATT_V1=1 selects k_attention_tc) ----
- * The same mma.sync fragment algebra as k_attention_tc, plus what the profile of the huge vision
- * images asked for: K/V tiles arrive through cp.async into a second shared-memory stage while the
+/* ---- FlashAttention-2 kernel, pipelined (the mma.sync kernel; Hopper runs cuda_attention_sm90.cu's
+ * wgmma kernel where it has the head size). Besides the fragment algebra above, what the profile of
+ * the huge vision images asked for (session 2 replaced an unpipelined kernel with this one): K/V tiles arrive through cp.async into a second shared-memory stage while the
  * current tile is being multiplied (double buffering), NW warps share one K/V tile (NW = 8: 128
  * query rows per block for head sizes <= 64), K and V fragments come four registers per ldmatrix,
  * scores stay raw and enter exp2 through one FMA with the log2(e)-prescaled scale, the mask is
@@ -328,18 +199,9 @@ static __global__ void __launch_bounds__(NW * 32, NW == 8 ? 2 : 3) k_attention_f
     const int r0 = rb * (16 * NW);
     const int R1 = r0 + w * 16 + gq, R2 = R1 + 8;
     uint32_t qf[KT][4];
-#pragma unroll
-    for (int kk = 0; kk < KT; kk++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            int R = j & 1 ? R2 : R1, col = kk * 16 + 2 * tg + (j & 2 ? 8 : 0);
-            uint32_t val = 0;
-            if (R < rows && col < hd)
-                val = *(const uint32_t *)(q + (size_t)(R / group) * q_stride + (size_t)(g * group + R % group) * hd + col);
-            qf[kk][j] = val;
-        }
-    const int lim1 = R1 >= rows ? 0 : causal_pos0 < 0 ? n_kv : min(n_kv, causal_pos0 + R1 / group + 1);
-    const int lim2 = R2 >= rows ? 0 : causal_pos0 < 0 ? n_kv : min(n_kv, causal_pos0 + R2 / group + 1);
+    load_q_frags<KT>(qf, q, q_stride, g, group, rows, hd, R1, R2, tg);
+    const int lim1 = row_key_limit(R1, rows, n_kv, group, causal_pos0);
+    const int lim2 = row_key_limit(R2, rows, n_kv, group, causal_pos0);
     /* The warp's smallest and largest key limits: below the first no mask is needed, from the
      * second on the warp has nothing to do. */
     int wmin = min(lim1, lim2), wmax = max(lim1, lim2);
@@ -414,10 +276,8 @@ static __global__ void __launch_bounds__(NW * 32, NW == 8 ? 2 : 3) k_attention_f
                 mx1 = fmaxf(mx1, fmaxf(s[nb][0], s[nb][1]));
                 mx2 = fmaxf(mx2, fmaxf(s[nb][2], s[nb][3]));
             }
-            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-            mx2 = fmaxf(mx2, __shfl_xor_sync(0xffffffffu, mx2, 1));
-            mx2 = fmaxf(mx2, __shfl_xor_sync(0xffffffffu, mx2, 2));
+            mx1 = quad_max(mx1);
+            mx2 = quad_max(mx2);
             const float mn1 = fmaxf(m1, mx1 * scale_log2), mn2 = fmaxf(m2, mx2 * scale_log2);
             /* A row with no key yet keeps max -inf: subtract 0 instead so exp2 gives 0, not NaN. */
             const float mb1 = mn1 == -INFINITY ? 0.0f : mn1, mb2 = mn2 == -INFINITY ? 0.0f : mn2;
@@ -432,10 +292,8 @@ static __global__ void __launch_bounds__(NW * 32, NW == 8 ? 2 : 3) k_attention_f
                 ps1 += s[nb][0] + s[nb][1];
                 ps2 += s[nb][2] + s[nb][3];
             }
-            ps1 += __shfl_xor_sync(0xffffffffu, ps1, 1);
-            ps1 += __shfl_xor_sync(0xffffffffu, ps1, 2);
-            ps2 += __shfl_xor_sync(0xffffffffu, ps2, 1);
-            ps2 += __shfl_xor_sync(0xffffffffu, ps2, 2);
+            ps1 = quad_sum(ps1);
+            ps2 = quad_sum(ps2);
             l1 = l1 * c1 + ps1, l2 = l2 * c2 + ps2;
             m1 = mn1, m2 = mn2;
 #pragma unroll
@@ -479,14 +337,6 @@ template <int HDP>
 static void launch_tc(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
                       const bf16 *v, int kv_stride, int n_q, int n_kv, int group, int Hkv, int hd, int causal_pos0,
                       float scale) {
-    static int v1 = -1;
-    if (v1 < 0) v1 = getenv("QVL_ATT_V1") != NULL;
-    if (v1) {
-        dim3 grid((n_q * group + TQ - 1) / TQ, Hkv);
-        k_attention_tc<HDP><<<grid, TW * 32, 0, st>>>(out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv, group,
-                                                       hd, causal_pos0, scale);
-        return;
-    }
     /* 128 query rows per block where the registers allow two blocks per SM (head size <= 64). */
     constexpr int NW = HDP <= 64 ? 8 : 4;
     constexpr size_t smem = (size_t)4 * TK * (HDP + 8) * sizeof(bf16);
@@ -514,10 +364,8 @@ void qvl_attention(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, in
     float scale = 1.0f / sqrtf((float)hd);
     if (rows > BQ && tc_ok(q, k, v, q_stride, kv_stride, hd)) {
         /* Hopper: the wgmma kernel (cuda_attention_sm90.cu) where it has the head size. */
-        static int v1 = -1;
-        if (v1 < 0) v1 = getenv("QVL_ATT_V1") != NULL;
         const int impl = qvl_attention_get_impl();
-        if (!v1 && impl != QVL_ATT_FA2 &&
+        if (impl != QVL_ATT_FA2 &&
             qvl_attention_sm90(st, out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv, group, Hkv, hd,
                                causal_pos0, scale * 1.4426950408889634f, impl >= QVL_ATT_WG ? impl - QVL_ATT_WG : -1) == 0)
             return;
@@ -549,7 +397,7 @@ void qvl_attention(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, in
     if (splits > 1) k_attention_combine<<<dim3(rows, Hkv), 128, 0, st>>>(out, out_stride, partial, rows, group, hd, splits);
 }
 
-/* ---- decoding (one query token), the default; QVL_ATT_V1=1 selects the 32-row k_attention ----
+/* ---- decoding (one query token); other head sizes and groups take the 32-row k_attention ----
  * One block per (KV head, split of the cache): only the group's real query heads, held in
  * registers, so each K/V row is read once for all of them. 4 warps take 4 consecutive keys at a
  * time; lane l owns dims l*E .. l*E+E-1 (E = hd/32), so a K or V row is one coalesced load. The
@@ -700,15 +548,13 @@ void qvl_attention_decode(cudaStream_t st, bf16 *out, int out_stride, const bf16
                           const bf16 *v, int kv_stride, int Hq, int Hkv, int hd, const int32_t *step, float *partial) {
     int group = Hq / Hkv, splits = (2 * 132 + Hkv - 1) / Hkv;
     if (splits > QVL_ATT_MAX_SPLITS) splits = QVL_ATT_MAX_SPLITS;
-    static int v1 = -1;
-    if (v1 < 0) v1 = getenv("QVL_ATT_V1") != NULL;
     const float scale_log2 = 1.0f / sqrtf((float)hd) * 1.4426950408889634f;
     static int fused = -1;
     if (fused < 0) {
         const char *e = getenv("QVL_DEC_FUSED");
         fused = !(e && e[0] == '0');
     }
-    if (!v1 && group <= DEC_MAX_GROUP && (hd == 32 || hd == 64 || hd == 128)) {
+    if (group <= DEC_MAX_GROUP && (hd == 32 || hd == 64 || hd == 128)) {
         dim3 grid(Hkv, splits);
         /* the fused combine writes out rows as [head][hd] of the one query token */
         bf16 *fo = fused && Hkv <= DEC_MAX_KV ? out : NULL;

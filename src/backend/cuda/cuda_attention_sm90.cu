@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "backend/cuda/cuda_attention_frag.cuh"
 #include "backend/cuda/cuda_attention_sm90.h"
 
 static int g_impl = -2; /* -2: not read from the environment yet */
@@ -110,11 +111,6 @@ static __device__ __forceinline__ void cp_async16(unsigned saddr, const void *gm
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(saddr), "l"(gmem), "r"(bytes) : "memory");
 }
 
-static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *(uint32_t *)&v;
-}
-
 #endif /* QVL_WGMMA_DEVICE */
 
 /* 2^x on the special-function unit, subnormal results flushed to 0 (probabilities below 2^-126
@@ -150,18 +146,9 @@ static __global__ void __launch_bounds__(NWG * 128, MINB)
     const int r0 = rb * (64 * NWG);
     const int R1 = r0 + w * 16 + gq, R2 = R1 + 8;
     uint32_t qf[KT][4];
-#pragma unroll
-    for (int kk = 0; kk < KT; kk++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            int R = j & 1 ? R2 : R1, col = kk * 16 + 2 * tg + (j & 2 ? 8 : 0);
-            uint32_t val = 0;
-            if (R < rows && col < hd)
-                val = *(const uint32_t *)(q + (size_t)(R / group) * q_stride + (size_t)(g * group + R % group) * hd + col);
-            qf[kk][j] = val;
-        }
-    const int lim1 = R1 >= rows ? 0 : causal_pos0 < 0 ? n_kv : min(n_kv, causal_pos0 + R1 / group + 1);
-    const int lim2 = R2 >= rows ? 0 : causal_pos0 < 0 ? n_kv : min(n_kv, causal_pos0 + R2 / group + 1);
+    load_q_frags<KT>(qf, q, q_stride, g, group, rows, hd, R1, R2, tg);
+    const int lim1 = row_key_limit(R1, rows, n_kv, group, causal_pos0);
+    const int lim2 = row_key_limit(R2, rows, n_kv, group, causal_pos0);
     int wmin = min(lim1, lim2); /* below the warp's smallest key limit no mask is needed */
     for (int off = 16; off; off >>= 1) wmin = min(wmin, __shfl_xor_sync(0xffffffffu, wmin, off));
     /* The warpgroup's largest key limit (its last valid row's): the wgmma is collective, so a tile
@@ -238,10 +225,8 @@ static __global__ void __launch_bounds__(NWG * 128, MINB)
             mx1 = fmaxf(mx1, fmaxf(s[4 * nb], s[4 * nb + 1]));
             mx2 = fmaxf(mx2, fmaxf(s[4 * nb + 2], s[4 * nb + 3]));
         }
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        mx2 = fmaxf(mx2, __shfl_xor_sync(0xffffffffu, mx2, 1));
-        mx2 = fmaxf(mx2, __shfl_xor_sync(0xffffffffu, mx2, 2));
+        mx1 = quad_max(mx1);
+        mx2 = quad_max(mx2);
         const float mn1 = fmaxf(m1, mx1 * scale_log2), mn2 = fmaxf(m2, mx2 * scale_log2);
         /* A row with no key yet keeps max -inf: subtract 0 instead so exp2 gives 0, not NaN. */
         const float mb1 = mn1 == -INFINITY ? 0.0f : mn1, mb2 = mn2 == -INFINITY ? 0.0f : mn2;
@@ -258,10 +243,8 @@ static __global__ void __launch_bounds__(NWG * 128, MINB)
             pa[nb >> 1][(nb & 1) * 2] = pack_bf16(p0, p1);
             pa[nb >> 1][(nb & 1) * 2 + 1] = pack_bf16(p2, p3);
         }
-        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 1);
-        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 2);
-        ps2 += __shfl_xor_sync(0xffffffffu, ps2, 1);
-        ps2 += __shfl_xor_sync(0xffffffffu, ps2, 2);
+        ps1 = quad_sum(ps1);
+        ps2 = quad_sum(ps2);
         l1 = l1 * c1 + ps1, l2 = l2 * c2 + ps2;
         m1 = mn1, m2 = mn2;
 #pragma unroll

@@ -71,18 +71,11 @@ static __global__ void k_layernorm(bf16 *y, const bf16 *x, const bf16 *w, const 
     for (int i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = b((f(xr[i]) - mean) * rstd * f(w[i]) + f(bias[i]));
 }
 
-/* Row in registers (V 16-byte chunks a thread): one read of x (and r), residual add, LayerNorm.
- * y may alias r: every read of the row precedes the block reductions, every write follows them. */
+/* The row-in-registers kernels' load: this thread's 16-byte chunks c = threadIdx.x + i * blockDim.x
+ * (i < V, c < chunks) of the row xr as F32 in v, after x = bf16(x + r) (written back) when rr is
+ * not NULL. v[i] of a chunk past the row stays unset: the callers' loops skip it the same way. */
 template <int V>
-static __global__ void k_add_layernorm(bf16 *y, bf16 *x, const bf16 *r, const bf16 *w, const bf16 *bias, int dim,
-                                       float eps) {
-    __shared__ float red[32];
-    const int chunks = dim / 8;
-    uint4 *xr = (uint4 *)(x + (size_t)blockIdx.x * dim);
-    const uint4 *rr = r ? (const uint4 *)(r + (size_t)blockIdx.x * dim) : NULL;
-    uint4 *yr = (uint4 *)(y + (size_t)blockIdx.x * dim);
-    float v[V][8];
-    float s = 0;
+static __device__ __forceinline__ void load_row_add(float (&v)[V][8], uint4 *xr, const uint4 *rr, int chunks) {
 #pragma unroll
     for (int i = 0; i < V; i++) {
         int c = threadIdx.x + i * blockDim.x;
@@ -97,8 +90,28 @@ static __global__ void k_add_layernorm(bf16 *y, bf16 *x, const bf16 *r, const bf
             xr[c] = xv;
         }
 #pragma unroll
-        for (int j = 0; j < 8; j++) v[i][j] = f(xe[j]), s += v[i][j];
+        for (int j = 0; j < 8; j++) v[i][j] = f(xe[j]);
     }
+}
+
+/* Row in registers (V 16-byte chunks a thread): one read of x (and r), residual add, LayerNorm.
+ * y may alias r: every read of the row precedes the block reductions, every write follows them. */
+template <int V>
+static __global__ void k_add_layernorm(bf16 *y, bf16 *x, const bf16 *r, const bf16 *w, const bf16 *bias, int dim,
+                                       float eps) {
+    __shared__ float red[32];
+    const int chunks = dim / 8;
+    uint4 *xr = (uint4 *)(x + (size_t)blockIdx.x * dim);
+    const uint4 *rr = r ? (const uint4 *)(r + (size_t)blockIdx.x * dim) : NULL;
+    uint4 *yr = (uint4 *)(y + (size_t)blockIdx.x * dim);
+    float v[V][8];
+    load_row_add<V>(v, xr, rr, chunks);
+    float s = 0;
+#pragma unroll
+    for (int i = 0; i < V; i++)
+        if (threadIdx.x + i * blockDim.x < chunks)
+#pragma unroll
+            for (int j = 0; j < 8; j++) s += v[i][j];
     const float mean = block_sum(s, red) / dim;
     float q = 0;
 #pragma unroll
@@ -177,23 +190,13 @@ static __global__ void k_rmsnorm_vec(bf16 *y, bf16 *x, const bf16 *r, const bf16
     const uint4 *rr = r ? (const uint4 *)(r + (size_t)blockIdx.x * dim) : NULL;
     uint4 *yr = (uint4 *)(y + (size_t)blockIdx.x * dim);
     float v[V][8];
+    load_row_add<V>(v, xr, rr, chunks);
     float s = 0;
 #pragma unroll
-    for (int i = 0; i < V; i++) {
-        int c = threadIdx.x + i * blockDim.x;
-        if (c >= chunks) continue;
-        uint4 xv = xr[c];
-        bf16 *xe = (bf16 *)&xv;
-        if (rr) {
-            uint4 rv = rr[c];
-            const bf16 *re = (const bf16 *)&rv;
+    for (int i = 0; i < V; i++)
+        if (threadIdx.x + i * blockDim.x < chunks)
 #pragma unroll
-            for (int j = 0; j < 8; j++) xe[j] = b(f(xe[j]) + f(re[j]));
-            xr[c] = xv;
-        }
-#pragma unroll
-        for (int j = 0; j < 8; j++) v[i][j] = f(xe[j]), s += v[i][j] * v[i][j];
-    }
+            for (int j = 0; j < 8; j++) s += v[i][j] * v[i][j];
     const float inv = rsqrtf(block_sum(s, red) / dim + eps);
 #pragma unroll
     for (int i = 0; i < V; i++) {
