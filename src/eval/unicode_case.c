@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "eval/unicode_case_table.inc"
+#include "tokenizer/utf8.h"
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 /* A byte that is not part of valid UTF-8 travels through as this marker | byte. */
@@ -49,49 +50,23 @@ int qvl_py_isspace(uint32_t c) {
            c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-/* Decodes one code point at s[0..len); returns its byte length (>= 1). Invalid sequences
- * (bad continuation, overlong, surrogate, > U+10FFFF) decode one byte as RAW_BYTE | byte. */
+/* Decodes one code point at s[0..len); returns its byte length (>= 1). Where utf8_seq_len finds no
+ * complete valid sequence (bad continuation, overlong, surrogate, > U+10FFFF, cut short), one byte
+ * decodes as RAW_BYTE | byte. */
 static size_t utf8_decode(const unsigned char *s, size_t len, uint32_t *cp) {
-    unsigned char b = s[0];
-    size_t n;
-    uint32_t c, min;
-    if (b < 0x80) { *cp = b; return 1; }
-    if (b >= 0xC2 && b <= 0xDF) { n = 2; c = b & 0x1F; min = 0x80; }
-    else if (b >= 0xE0 && b <= 0xEF) { n = 3; c = b & 0x0F; min = 0x800; }
-    else if (b >= 0xF0 && b <= 0xF4) { n = 4; c = b & 0x07; min = 0x10000; }
-    else goto raw;
-    if (n > len) goto raw;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) goto raw;
-        c = (c << 6) | (s[i] & 0x3F);
+    int k = utf8_seq_len(s, len);
+    if (k <= 0) {
+        *cp = RAW_BYTE | s[0];
+        return 1;
     }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) goto raw;
-    *cp = c;
-    return n;
-raw:
-    *cp = RAW_BYTE | b;
-    return 1;
+    *cp = utf8_get(s, k);
+    return (size_t)k;
 }
 
+/* utf8_put, except that a RAW_BYTE travels out as the byte it was. */
 static size_t utf8_encode(uint32_t c, char *out) {
     if (c & RAW_BYTE) { out[0] = (char)(c & 0xFF); return 1; }
-    if (c < 0x80) { out[0] = (char)c; return 1; }
-    if (c < 0x800) {
-        out[0] = (char)(0xC0 | (c >> 6));
-        out[1] = (char)(0x80 | (c & 0x3F));
-        return 2;
-    }
-    if (c < 0x10000) {
-        out[0] = (char)(0xE0 | (c >> 12));
-        out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (c & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (c >> 18));
-    out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (c & 0x3F));
-    return 4;
+    return (size_t)utf8_put(c, out);
 }
 
 static int is_ignorable(uint32_t c) {

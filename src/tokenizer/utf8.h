@@ -1,5 +1,6 @@
-/* UTF-8 helpers for the tokenizer: strict validation and the lossy decoding that Rust's
- * String::from_utf8_lossy (and so the reference decoder) performs. */
+/* UTF-8 helpers: strict validation, decoding and encoding of one code point (used by the tokenizer
+ * and by the OCRBench scorer's lower()/strip() and literal parser), and the lossy decoding that
+ * Rust's String::from_utf8_lossy (and so the reference decoder) performs. */
 #ifndef QVL_TOKENIZER_UTF8_H
 #define QVL_TOKENIZER_UTF8_H
 #include <stddef.h>
