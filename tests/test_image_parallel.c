@@ -5,7 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "image/parallel.h"
+#include "util/parallel.h"
 #include "test.h"
 
 enum { N = 5000 };

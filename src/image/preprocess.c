@@ -8,8 +8,8 @@
 
 #include "image/big_alloc.h"
 #include "image/image.h"
-#include "image/parallel.h"
 #include "util/error.h"
+#include "util/parallel.h"
 
 typedef struct {
     const uint8_t *rgb;

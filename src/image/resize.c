@@ -16,8 +16,8 @@
 
 #include "image/big_alloc.h"
 #include "image/image.h"
-#include "image/parallel.h"
 #include "util/error.h"
+#include "util/parallel.h"
 
 #ifdef __SSE2__
 #include <emmintrin.h>

@@ -1,7 +1,6 @@
 /* Loading tokenizer.json: checks that it is the byte-level BPE kind this tokenizer implements
  * (anything else is refused with a reason), then builds the id, merge and added-token tables. */
 #include <cjson/cJSON.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "tokenizer/tokenizer_internal.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/parallel.h"
 
 static const char *str_field(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -168,13 +168,12 @@ typedef struct {
     const cJSON **items;
     int32_t *ids;
     uint8_t *status;
-    size_t lo, hi;
 } merge_job;
 
-static void *resolve_merges(void *arg) {
+static void resolve_merges(void *arg, int begin, int end) {
     merge_job *j = arg;
-    for (size_t i = j->lo; i < j->hi; i++) j->status[i] = (uint8_t)resolve_merge(j->tok, j->items[i], j->ids + 3 * i);
-    return NULL;
+    for (int i = begin; i < end; i++)
+        j->status[i] = (uint8_t)resolve_merge(j->tok, j->items[i], j->ids + 3 * (size_t)i);
 }
 
 /* The merge lookups (hash-map probes, mostly cache misses) run on a few threads; the table is
@@ -194,20 +193,10 @@ static int load_merges(qvl_tokenizer *tok, const cJSON *merges, const char *path
     cJSON_ArrayForEach(m, merges) items[k++] = m;
     enum { MAX_THREADS = 4 };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t n_threads = cpus < 1 ? 1 : cpus > MAX_THREADS ? MAX_THREADS : (size_t)cpus;
+    int n_threads = cpus < 1 ? 1 : cpus > MAX_THREADS ? MAX_THREADS : (int)cpus;
     if (n < 10000) n_threads = 1;
-    merge_job jobs[MAX_THREADS];
-    pthread_t threads[MAX_THREADS];
-    size_t started = 0;
-    for (size_t t = 0; t < n_threads; t++) {
-        jobs[t] = (merge_job){tok, items, ids, status, n * t / n_threads, n * (t + 1) / n_threads};
-        if (t > 0 && pthread_create(&threads[t], NULL, resolve_merges, &jobs[t]) == 0) started |= (size_t)1 << t;
-    }
-    resolve_merges(&jobs[0]);
-    for (size_t t = 1; t < n_threads; t++) {
-        if (started & ((size_t)1 << t)) pthread_join(threads[t], NULL);
-        else resolve_merges(&jobs[t]); /* thread creation failed: do it here */
-    }
+    merge_job job = {tok, items, ids, status};
+    qvl_parallel_for(n_threads, (int)n, 1, resolve_merges, &job);
     for (size_t i = 0; i < n && !rc; i++) {
         char pair[1024];
         const char *a = "?", *b = "?";

@@ -3,8 +3,9 @@
  * calls): creating and joining threads per call cost ~15-40 us a thread, three times per image,
  * as much as the whole resize of a small image. One caller uses the pool at a time; a concurrent
  * caller (several images preprocessed at once) or QVL_IMAGE_POOL=0 starts threads per call as
- * before. The split into chunks is the same either way. */
-#include "image/parallel.h"
+ * before (the switch keeps the name it had when images were the only user). The split into chunks
+ * is the same either way. */
+#include "util/parallel.h"
 
 #include <pthread.h>
 #include <stdlib.h>
