@@ -50,6 +50,15 @@ static void link_weights(const char *dst_dir, const char *name, const char *src_
     CHECK_INT(symlink(real, dst), 0);
 }
 
+/* Opening the model folder fails with a one-line error that names `what`. */
+static void check_open_fails(const char *dir, const char *what) {
+    qvl_model *m = qvl_model_open(dir, 1);
+    CHECK(m == NULL);
+    CHECK_CONTAINS(qvl_error(), what);
+    CHECK(strchr(qvl_error(), '\n') == NULL);
+    qvl_model_close(m);
+}
+
 TEST(forward_error_missing_shard) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/missing_shard", test_tmpdir());
@@ -73,11 +82,7 @@ TEST(forward_error_missing_shard) {
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
     CHECK_INT(qvl_write_file_atomic(path, json, len), 0);
     free(json);
-    qvl_model *m = qvl_model_open(dir, 1);
-    CHECK(m == NULL);
-    CHECK_CONTAINS(qvl_error(), "model-00002-of-00002.safetensors");
-    CHECK(strchr(qvl_error(), '\n') == NULL);
-    qvl_model_close(m);
+    check_open_fails(dir, "model-00002-of-00002.safetensors");
 }
 
 TEST(forward_error_shape_mismatch) {
@@ -86,11 +91,7 @@ TEST(forward_error_shape_mismatch) {
     /* The untied text MLP is 48 wide; claim 40. */
     make_model_dir(dir, FIX "/untied", "\"intermediate_size\": 48", "\"intermediate_size\": 40");
     link_weights(dir, "model.safetensors", FIX "/untied");
-    qvl_model *m = qvl_model_open(dir, 1);
-    CHECK(m == NULL);
-    CHECK_CONTAINS(qvl_error(), "mlp.gate_proj.weight");
-    CHECK(strchr(qvl_error(), '\n') == NULL);
-    qvl_model_close(m);
+    check_open_fails(dir, "mlp.gate_proj.weight");
 }
 
 TEST(forward_error_deepstack_beyond_depth) {
@@ -99,10 +100,7 @@ TEST(forward_error_deepstack_beyond_depth) {
     make_model_dir(dir, FIX "/untied", "\"deepstack_visual_indexes\": [\n      0,\n      2\n    ]",
                    "\"deepstack_visual_indexes\": [0, 3]");
     link_weights(dir, "model.safetensors", FIX "/untied");
-    qvl_model *m = qvl_model_open(dir, 1);
-    CHECK(m == NULL);
-    CHECK_CONTAINS(qvl_error(), "deepstack");
-    qvl_model_close(m);
+    check_open_fails(dir, "deepstack");
 }
 
 TEST(forward_error_no_weights) {
@@ -178,38 +176,61 @@ static double max_abs_diff(const float *a, const float *b, int n) {
     return md;
 }
 
+/* A model with fixture case `cname`'s prompt ids and its one image encoded (pixel geometry from
+ * pv; its data is the case's pixel_values.npy), and two logits buffers to compare. */
+typedef struct {
+    qvl_model *m;
+    int32_t *ids;
+    int n;
+    qvl_npy px;
+    qvl_vision_out img;
+    float *a, *b;
+} image_case;
+
+static int image_case_open(image_case *c, const char *model, const char *cname, qvl_pixel_values pv) {
+    *c = (image_case){0};
+    c->m = qvl_model_open(model, 2);
+    CHECK(c->m != NULL);
+    if (!c->m) return -1;
+    c->ids = read_ids(cname, &c->n);
+    char path[256];
+    snprintf(path, sizeof path, FIX "/ref/%s/pixel_values.npy", cname);
+    CHECK_INT(qvl_npy_read(path, &c->px), 0);
+    pv.data = c->px.data;
+    CHECK_INT(qvl_model_encode_image(c->m, &pv, &c->img), 0);
+    c->a = malloc(151936 * sizeof(float));
+    c->b = malloc(151936 * sizeof(float));
+    return 0;
+}
+
+static void image_case_close(image_case *c) {
+    free(c->a);
+    free(c->b);
+    qvl_vision_out_free(&c->img);
+    qvl_npy_free(&c->px);
+    free(c->ids);
+    qvl_model_close(c->m);
+}
+
 /* Prefill in chunks of 5 tokens (image rows and deepstack spanning chunk borders) gives the
  * logits of a single chunk. */
 TEST(forward_chunked_prefill_matches_single_chunk) {
-    qvl_model *m = qvl_model_open(FIX "/untied", 2);
-    CHECK(m != NULL);
-    if (!m) return;
-    int n = 0;
-    int32_t *ids = read_ids("img_wide", &n);
-    qvl_npy px;
-    CHECK_INT(qvl_npy_read(FIX "/ref/img_wide/pixel_values.npy", &px), 0);
-    qvl_pixel_values pv = {px.data, 48, 1536, 1, 6, 8, 96, 128, 12};
-    qvl_vision_out img;
-    CHECK_INT(qvl_model_encode_image(m, &pv, &img), 0);
-    float *a = malloc(151936 * sizeof(float)), *b = malloc(151936 * sizeof(float));
-    qvl_seq *s1 = qvl_seq_new(m, 64), *s2 = qvl_seq_new_chunked(m, 64, 5);
-    CHECK_INT(qvl_seq_prefill(m, s1, ids, n, &img, 1, a), 0);
-    CHECK_INT(qvl_seq_prefill(m, s2, ids, n, &img, 1, b), 0);
-    CHECK(max_abs_diff(a, b, 151936) < 1e-4);
+    image_case c;
+    if (image_case_open(&c, FIX "/untied", "img_wide", (qvl_pixel_values){NULL, 48, 1536, 1, 6, 8, 96, 128, 12}))
+        return;
+    qvl_seq *s1 = qvl_seq_new(c.m, 64), *s2 = qvl_seq_new_chunked(c.m, 64, 5);
+    CHECK_INT(qvl_seq_prefill(c.m, s1, c.ids, c.n, &c.img, 1, c.a), 0);
+    CHECK_INT(qvl_seq_prefill(c.m, s2, c.ids, c.n, &c.img, 1, c.b), 0);
+    CHECK(max_abs_diff(c.a, c.b, 151936) < 1e-4);
     /* And a decode step after each agrees too. */
-    CHECK_INT(qvl_seq_decode(m, s1, 100, a), 0);
-    CHECK_INT(qvl_seq_decode(m, s2, 100, b), 0);
-    CHECK(max_abs_diff(a, b, 151936) < 1e-4);
+    CHECK_INT(qvl_seq_decode(c.m, s1, 100, c.a), 0);
+    CHECK_INT(qvl_seq_decode(c.m, s2, 100, c.b), 0);
+    CHECK(max_abs_diff(c.a, c.b, 151936) < 1e-4);
     CHECK_INT(qvl_seq_rope_delta(s1), qvl_seq_rope_delta(s2));
     CHECK(qvl_seq_rope_delta(s1) < 0);
     qvl_seq_free(s1);
     qvl_seq_free(s2);
-    free(a);
-    free(b);
-    qvl_vision_out_free(&img);
-    qvl_npy_free(&px);
-    free(ids);
-    qvl_model_close(m);
+    image_case_close(&c);
 }
 
 /* Threads split work without changing any sum: 1 and 3 threads give bit-identical logits. */
@@ -249,34 +270,21 @@ TEST(forward_thread_count_does_not_change_results) {
 /* A prompt prefilled in two calls (image in the first, text in the second) equals one call, and
  * a reset sequence behaves like a new one. */
 TEST(forward_prefill_continuation_and_reset) {
-    qvl_model *m = qvl_model_open(FIX "/tied", 2);
-    CHECK(m != NULL);
-    if (!m) return;
-    int n = 0;
-    int32_t *ids = read_ids("img_square", &n);
-    qvl_npy px;
-    CHECK_INT(qvl_npy_read(FIX "/ref/img_square/pixel_values.npy", &px), 0);
-    qvl_pixel_values pv = {px.data, 16, 1536, 1, 4, 4, 64, 64, 4};
-    qvl_vision_out img;
-    CHECK_INT(qvl_model_encode_image(m, &pv, &img), 0);
-    float *a = malloc(151936 * sizeof(float)), *b = malloc(151936 * sizeof(float));
-    qvl_seq *s1 = qvl_seq_new(m, 32), *s2 = qvl_seq_new(m, 32);
-    CHECK_INT(qvl_seq_prefill(m, s1, ids, n, &img, 1, a), 0);
-    CHECK_INT(qvl_seq_prefill(m, s2, ids, 10, &img, 1, NULL), 0);
-    CHECK_INT(qvl_seq_prefill(m, s2, ids + 10, n - 10, NULL, 0, b), 0);
-    CHECK_INT(qvl_seq_len(s2), n);
+    image_case c;
+    if (image_case_open(&c, FIX "/tied", "img_square", (qvl_pixel_values){NULL, 16, 1536, 1, 4, 4, 64, 64, 4}))
+        return;
+    qvl_seq *s1 = qvl_seq_new(c.m, 32), *s2 = qvl_seq_new(c.m, 32);
+    CHECK_INT(qvl_seq_prefill(c.m, s1, c.ids, c.n, &c.img, 1, c.a), 0);
+    CHECK_INT(qvl_seq_prefill(c.m, s2, c.ids, 10, &c.img, 1, NULL), 0);
+    CHECK_INT(qvl_seq_prefill(c.m, s2, c.ids + 10, c.n - 10, NULL, 0, c.b), 0);
+    CHECK_INT(qvl_seq_len(s2), c.n);
     CHECK_INT(qvl_seq_rope_delta(s1), qvl_seq_rope_delta(s2));
-    CHECK(max_abs_diff(a, b, 151936) < 1e-4);
+    CHECK(max_abs_diff(c.a, c.b, 151936) < 1e-4);
     qvl_seq_reset(s2);
     CHECK_INT(qvl_seq_len(s2), 0);
-    CHECK_INT(qvl_seq_prefill(m, s2, ids, n, &img, 1, b), 0);
-    CHECK(max_abs_diff(a, b, 151936) == 0);
+    CHECK_INT(qvl_seq_prefill(c.m, s2, c.ids, c.n, &c.img, 1, c.b), 0);
+    CHECK(max_abs_diff(c.a, c.b, 151936) == 0);
     qvl_seq_free(s1);
     qvl_seq_free(s2);
-    free(a);
-    free(b);
-    qvl_vision_out_free(&img);
-    qvl_npy_free(&px);
-    free(ids);
-    qvl_model_close(m);
+    image_case_close(&c);
 }
