@@ -75,6 +75,19 @@ static char *summary_numbers(const char *path) {
     return s;
 }
 
+/* Two runs agree: the same summary numbers and the same prediction for every index. */
+static void check_same_results(const char *log_a, const char *sum_a, const char *log_b, const char *sum_b) {
+    char *a = summary_numbers(sum_a), *b = summary_numbers(sum_b);
+    CHECK_STR(b, a);
+    free(a);
+    free(b);
+    a = predictions_by_index(log_a);
+    b = predictions_by_index(log_b);
+    CHECK_STR(b, a);
+    free(a);
+    free(b);
+}
+
 static int count_lines(const char *path) {
     size_t len;
     char *text = qvl_read_file(path, &len);
@@ -159,15 +172,7 @@ TEST(eval_e2e_resume_after_limit_matches_full_run) {
     CHECK_CONTAINS(out, "Resumed: 5 samples came from an earlier run");
     CHECK_CONTAINS(out, "Total Samples: 16\n");
     CHECK_INT(count_lines(part), 17);
-    char *a = summary_numbers(full_sum), *b = summary_numbers(part_sum);
-    CHECK_STR(b, a);
-    free(a);
-    free(b);
-    a = predictions_by_index(full);
-    b = predictions_by_index(part);
-    CHECK_STR(b, a);
-    free(a);
-    free(b);
+    check_same_results(full, full_sum, part, part_sum);
     /* A third run has nothing left: it does not load the model and reports the same numbers. */
     free(out);
     free(err);
@@ -175,11 +180,7 @@ TEST(eval_e2e_resume_after_limit_matches_full_run) {
                        part, part_sum), 0);
     CHECK_CONTAINS(out, "Resumed: 16 samples");
     CHECK(!strstr(out, "Load: "));
-    a = summary_numbers(full_sum);
-    b = summary_numbers(part_sum);
-    CHECK_STR(b, a);
-    free(a);
-    free(b);
+    check_same_results(full, full_sum, part, part_sum);
     free(out);
     free(err);
 }
@@ -211,15 +212,7 @@ TEST(eval_e2e_kill_and_resume) {
                        "--device cpu --threads 2 --max-new-tokens 24", killed, killed_sum), 0);
     CHECK_CONTAINS(err, "resuming: ");
     CHECK_INT(count_lines(killed), 17);
-    char *a = summary_numbers(full_sum), *b = summary_numbers(killed_sum);
-    CHECK_STR(b, a);
-    free(a);
-    free(b);
-    a = predictions_by_index(full);
-    b = predictions_by_index(killed);
-    CHECK_STR(b, a);
-    free(a);
-    free(b);
+    check_same_results(full, full_sum, killed, killed_sum);
     free(out);
     free(err);
 }
