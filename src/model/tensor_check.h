@@ -1,27 +1,12 @@
-/* The tensors a Qwen3-VL checkpoint must hold, derived from its config (names and shapes of spec
- * section 1.3), a validator run before any weight is used, and parameter counts per group. */
+/* The tensors a Qwen3-VL checkpoint must hold, derived from its config (the names and shapes of
+ * tensor_names.h), a validator run before any weight is used, and parameter counts per group. */
 #ifndef QVL_MODEL_TENSOR_CHECK_H
 #define QVL_MODEL_TENSOR_CHECK_H
 #include <stdint.h>
 
 #include "io/safetensors.h"
 #include "model/config.h"
-
-typedef enum {
-    QVL_GROUP_VISION,    /* patch embed, position table, vision blocks */
-    QVL_GROUP_MERGER,    /* model.visual.merger.* */
-    QVL_GROUP_DEEPSTACK, /* model.visual.deepstack_merger_list.* */
-    QVL_GROUP_TEXT,      /* embed_tokens, decoder layers, final norm */
-    QVL_GROUP_LM_HEAD,   /* lm_head.weight (absent, 0 parameters, when tied to embed_tokens) */
-    QVL_GROUP_COUNT
-} qvl_param_group;
-
-typedef struct {
-    char name[96];
-    int ndim;
-    int64_t shape[5];
-    qvl_param_group group;
-} qvl_tensor_spec;
+#include "model/tensor_names.h" /* qvl_param_group, qvl_tensor_spec */
 
 /* "vision", "merger", "deepstack", "text", "lm_head". */
 const char *qvl_param_group_name(qvl_param_group g);

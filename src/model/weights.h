@@ -1,4 +1,4 @@
-/* Model weights bound from a checkpoint and converted to float32 (spec section 1.3 names).
+/* Model weights bound from a checkpoint and converted to float32 (the roles of tensor_names.h).
  * One allocation holds every tensor; the structs below point into it. */
 #ifndef QVL_MODEL_WEIGHTS_H
 #define QVL_MODEL_WEIGHTS_H

@@ -20,6 +20,7 @@ extern "C" {
 #include "model/model.h"
 #include "model/model_cuda.h"
 #include "model/tensor_check.h"
+#include "model/tensor_names.h"
 #include "util/error.h"
 }
 
@@ -208,60 +209,54 @@ static int upload(const qvl_safetensors *st, bf16 *dst, const char *name, size_t
     return 0;
 }
 
+/* Uploads role's tensor (of block, merger or layer index) to dst; its size comes from the role's shape. */
+static int upload_role(const qvl_safetensors *st, const qvl_config *c, bf16 *dst, qvl_tensor_role role, int index) {
+    qvl_tensor_spec s;
+    qvl_tensor_role_spec(c, role, index, &s);
+    return upload(st, dst, s.name, (size_t)qvl_tensor_spec_numel(&s));
+}
+
 static int upload_all(qvl_cuda_model *m, const qvl_safetensors *st) {
     const qvl_vision_config *v = &m->cfg.vision;
     const qvl_text_config *t = &m->cfg.text;
-    const size_t Dv = v->hidden_size, Iv = v->intermediate_size, D = t->hidden_size, I = t->intermediate_size;
-    const size_t row = (size_t)v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size;
-    const size_t Dv4 = Dv * v->spatial_merge_size * v->spatial_merge_size, hd = t->head_dim;
+    const size_t D = t->hidden_size, I = t->intermediate_size, hd = t->head_dim;
     const size_t qdim = t->num_heads * hd, kv = t->num_kv_heads * hd;
-    char nm[160];
     int rc = 0;
-#define UP(ptr, count, ...) \
-    (snprintf(nm, sizeof nm, __VA_ARGS__), rc = rc ? rc : upload(st, (ptr), nm, (size_t)(count)))
-    UP(m->patch_w, Dv * row, "model.visual.patch_embed.proj.weight");
-    UP(m->patch_b, Dv, "model.visual.patch_embed.proj.bias");
-    UP(m->pos_embed, (size_t)v->num_position_embeddings * Dv, "model.visual.pos_embed.weight");
+#define UP(ptr, role, index) (rc = rc ? rc : upload_role(st, &m->cfg, (ptr), (role), (index)))
+    UP(m->patch_w, QVL_TN_PATCH_W, 0), UP(m->patch_b, QVL_TN_PATCH_B, 0), UP(m->pos_embed, QVL_TN_POS_EMBED, 0);
     for (int i = 0; i < v->depth && !rc; i++) {
         vblock *k = &m->vb[i];
-        const char *p = "model.visual.blocks";
-        UP(k->norm1_w, Dv, "%s.%d.norm1.weight", p, i), UP(k->norm1_b, Dv, "%s.%d.norm1.bias", p, i);
-        UP(k->qkv_w, 3 * Dv * Dv, "%s.%d.attn.qkv.weight", p, i), UP(k->qkv_b, 3 * Dv, "%s.%d.attn.qkv.bias", p, i);
-        UP(k->proj_w, Dv * Dv, "%s.%d.attn.proj.weight", p, i), UP(k->proj_b, Dv, "%s.%d.attn.proj.bias", p, i);
-        UP(k->norm2_w, Dv, "%s.%d.norm2.weight", p, i), UP(k->norm2_b, Dv, "%s.%d.norm2.bias", p, i);
-        UP(k->fc1_w, Iv * Dv, "%s.%d.mlp.linear_fc1.weight", p, i), UP(k->fc1_b, Iv, "%s.%d.mlp.linear_fc1.bias", p, i);
-        UP(k->fc2_w, Dv * Iv, "%s.%d.mlp.linear_fc2.weight", p, i), UP(k->fc2_b, Dv, "%s.%d.mlp.linear_fc2.bias", p, i);
+        UP(k->norm1_w, QVL_TN_VB_NORM1_W, i), UP(k->norm1_b, QVL_TN_VB_NORM1_B, i);
+        UP(k->qkv_w, QVL_TN_VB_QKV_W, i), UP(k->qkv_b, QVL_TN_VB_QKV_B, i);
+        UP(k->proj_w, QVL_TN_VB_PROJ_W, i), UP(k->proj_b, QVL_TN_VB_PROJ_B, i);
+        UP(k->norm2_w, QVL_TN_VB_NORM2_W, i), UP(k->norm2_b, QVL_TN_VB_NORM2_B, i);
+        UP(k->fc1_w, QVL_TN_VB_FC1_W, i), UP(k->fc1_b, QVL_TN_VB_FC1_B, i);
+        UP(k->fc2_w, QVL_TN_VB_FC2_W, i), UP(k->fc2_b, QVL_TN_VB_FC2_B, i);
     }
-    for (int j = -1; j < v->n_deepstack && !rc; j++) {
+    for (int j = -1; j < v->n_deepstack && !rc; j++) { /* -1: the main merger */
         merger *g = j < 0 ? &m->mg : &m->ds[j];
-        char p[64];
-        if (j < 0)
-            snprintf(p, sizeof p, "model.visual.merger");
-        else
-            snprintf(p, sizeof p, "model.visual.deepstack_merger_list.%d", j);
-        size_t nd = j < 0 ? Dv : Dv4;
-        UP(g->norm_w, nd, "%s.norm.weight", p), UP(g->norm_b, nd, "%s.norm.bias", p);
-        UP(g->fc1_w, Dv4 * Dv4, "%s.linear_fc1.weight", p), UP(g->fc1_b, Dv4, "%s.linear_fc1.bias", p);
-        UP(g->fc2_w, D * Dv4, "%s.linear_fc2.weight", p), UP(g->fc2_b, D, "%s.linear_fc2.bias", p);
+        UP(g->norm_w, QVL_TN_MG_NORM_W, j), UP(g->norm_b, QVL_TN_MG_NORM_B, j);
+        UP(g->fc1_w, QVL_TN_MG_FC1_W, j), UP(g->fc1_b, QVL_TN_MG_FC1_B, j);
+        UP(g->fc2_w, QVL_TN_MG_FC2_W, j), UP(g->fc2_b, QVL_TN_MG_FC2_B, j);
     }
-    const char *p = "model.language_model";
-    UP(m->embed, (size_t)t->vocab_size * D, "%s.embed_tokens.weight", p);
+    UP(m->embed, QVL_TN_EMBED, 0);
     for (int l = 0; l < t->num_layers && !rc; l++) {
         tlayer *L = &m->tl[l];
-        UP(L->in_norm, D, "%s.layers.%d.input_layernorm.weight", p, l);
-        UP(L->qkv_w, qdim * D, "%s.layers.%d.self_attn.q_proj.weight", p, l);
-        UP(L->qkv_w + qdim * D, kv * D, "%s.layers.%d.self_attn.k_proj.weight", p, l);
-        UP(L->qkv_w + (qdim + kv) * D, kv * D, "%s.layers.%d.self_attn.v_proj.weight", p, l);
-        UP(L->q_norm, hd, "%s.layers.%d.self_attn.q_norm.weight", p, l);
-        UP(L->k_norm, hd, "%s.layers.%d.self_attn.k_norm.weight", p, l);
-        UP(L->o_w, D * qdim, "%s.layers.%d.self_attn.o_proj.weight", p, l);
-        UP(L->post_norm, D, "%s.layers.%d.post_attention_layernorm.weight", p, l);
-        UP(L->gu_w, I * D, "%s.layers.%d.mlp.gate_proj.weight", p, l);
-        UP(L->gu_w + I * D, I * D, "%s.layers.%d.mlp.up_proj.weight", p, l);
-        UP(L->down_w, D * I, "%s.layers.%d.mlp.down_proj.weight", p, l);
+        UP(L->in_norm, QVL_TN_TL_IN_NORM, l);
+        /* fused: qkv_w holds the q | k | v rows, gu_w the gate | up rows */
+        UP(L->qkv_w, QVL_TN_TL_Q, l);
+        UP(L->qkv_w + qdim * D, QVL_TN_TL_K, l);
+        UP(L->qkv_w + (qdim + kv) * D, QVL_TN_TL_V, l);
+        UP(L->q_norm, QVL_TN_TL_Q_NORM, l);
+        UP(L->k_norm, QVL_TN_TL_K_NORM, l);
+        UP(L->o_w, QVL_TN_TL_O, l);
+        UP(L->post_norm, QVL_TN_TL_POST_NORM, l);
+        UP(L->gu_w, QVL_TN_TL_GATE, l);
+        UP(L->gu_w + I * D, QVL_TN_TL_UP, l);
+        UP(L->down_w, QVL_TN_TL_DOWN, l);
     }
-    UP(m->norm, D, "%s.norm.weight", p);
-    if (!t->tie_word_embeddings) UP(m->lm_head, (size_t)t->vocab_size * D, "lm_head.weight");
+    UP(m->norm, QVL_TN_NORM, 0);
+    if (!t->tie_word_embeddings) UP(m->lm_head, QVL_TN_LM_HEAD, 0);
 #undef UP
     if (rc) return rc;
     /* Rotary inverse frequencies in float32 as the reference computes them. */
