@@ -125,8 +125,12 @@ void qvl_report_add_scores(cJSON *obj, const qvl_ocrbench_tally *t) {
         cJSON_AddItemToObject(types, qvl_ocrbench_types[k], count_obj(t->correct[k], t->total[k]));
 }
 
-/* Statistics over the samples that ran (status "ok"). */
+/* The numbers both report forms print: the score tally over all samples (a skipped one counts as
+ * wrong), and statistics over the samples that ran (status "ok"). */
 typedef struct {
+    qvl_ocrbench_tally tally;
+    int correct;
+    double accuracy;       /* percent of all samples */
     long ran, skipped;
     double lat_mean, lat_p50, lat_p95, ttft_mean;
     double prompt_mean, image_mean, gen_mean;
@@ -135,6 +139,9 @@ typedef struct {
 
 static void compute_stats(const qvl_report_input *in, run_stats *s) {
     memset(s, 0, sizeof *s);
+    qvl_report_tally(in, &s->tally);
+    s->correct = qvl_ocrbench_tally_correct(&s->tally);
+    s->accuracy = in->n_samples ? 100.0 * s->correct / (double)in->n_samples : 0.0;
     double *lat = malloc(((size_t)in->n_samples + 1) * sizeof *lat);
     double sum_lat = 0, sum_ttft = 0, sum_p = 0, sum_i = 0, sum_g = 0;
     for (long i = 0; i < in->n_samples; i++) {
@@ -178,18 +185,15 @@ static void print_setting(sbuf *b, const cJSON *it) {
 
 char *qvl_report_text(const qvl_report_input *in) {
     sbuf b = {0};
-    qvl_ocrbench_tally t;
-    qvl_report_tally(in, &t);
     run_stats s;
     compute_stats(in, &s);
-    int correct = qvl_ocrbench_tally_correct(&t);
     long n = in->n_samples;
     double speed = in->total_time_s > 0 ? (double)n / in->total_time_s : 0.0;
 
     static const char *rule = "==============================";
     sb_printf(&b, "%s\nEVALUATION REPORT: %s\nDate: %s\n%s\n", rule, in->model, in->date, rule);
     sb_printf(&b, "Total Samples: %ld\n", n);
-    sb_printf(&b, "Accuracy: %.2f%%\n", n ? 100.0 * correct / (double)n : 0.0);
+    sb_printf(&b, "Accuracy: %.2f%%\n", s.accuracy);
     sb_printf(&b, "Total Time: %.2f s\n", in->total_time_s);
     sb_printf(&b, "Average Speed: %.2f samples/s\n", speed);
     sb_printf(&b, "Average Latency: %.4f s/sample\n", s.lat_mean);
@@ -212,7 +216,7 @@ char *qvl_report_text(const qvl_report_input *in) {
         sb_printf(&b, "Resumed: %ld samples came from an earlier run (Total Time adds their recorded wall time)\n",
                   in->resumed);
 
-    char *table = qvl_report_score_table(&t);
+    char *table = qvl_report_score_table(&s.tally);
     if (table) sb_printf(&b, "\n%s", table);
     else b.oom = 1;
     free(table);
@@ -268,11 +272,8 @@ static cJSON *stat_obj(double mean, int max) {
 }
 
 cJSON *qvl_report_summary(const qvl_report_input *in) {
-    qvl_ocrbench_tally t;
-    qvl_report_tally(in, &t);
     run_stats s;
     compute_stats(in, &s);
-    int correct = qvl_ocrbench_tally_correct(&t);
     long n = in->n_samples;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", in->model ? in->model : "");
@@ -283,11 +284,11 @@ cJSON *qvl_report_summary(const qvl_report_input *in) {
     cJSON_AddNumberToObject(j, "total_samples", (double)n);
     cJSON_AddNumberToObject(j, "scored", (double)s.ran);
     cJSON_AddNumberToObject(j, "skipped", (double)s.skipped);
-    cJSON_AddNumberToObject(j, "correct", correct);
-    cJSON_AddNumberToObject(j, "accuracy", r6(n ? 100.0 * correct / (double)n : 0.0));
-    if (qvl_ocrbench_is_full(&t)) cJSON_AddNumberToObject(j, "ocrbench_score", correct);
+    cJSON_AddNumberToObject(j, "correct", s.correct);
+    cJSON_AddNumberToObject(j, "accuracy", r6(s.accuracy));
+    if (qvl_ocrbench_is_full(&s.tally)) cJSON_AddNumberToObject(j, "ocrbench_score", s.correct);
     else cJSON_AddNullToObject(j, "ocrbench_score");
-    qvl_report_add_scores(j, &t);
+    qvl_report_add_scores(j, &s.tally);
     cJSON_AddNumberToObject(j, "total_time_s", r6(in->total_time_s));
     cJSON_AddNumberToObject(j, "samples_per_s", r6(in->total_time_s > 0 ? (double)n / in->total_time_s : 0.0));
     cJSON *lat = cJSON_AddObjectToObject(j, "latency_s");
