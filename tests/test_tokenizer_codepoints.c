@@ -26,11 +26,13 @@ static size_t make_probe(uint32_t cp, char *s) {
     return n;
 }
 
-TEST(tokenizer_parity_every_codepoint) {
-    const qvl_tokenizer *tok = test_qwen_tokenizer();
-    CHECK(tok != NULL);
-    if (!tok) return;
-    FILE *f = fopen("tests/fixtures/tokenizer/codepoint_blocks.txt", "r");
+typedef unsigned long long (*cp_hash_fn)(void *ctx, uint32_t cp);
+
+/* Checks the block hashes in `fixture` (lines "first hash", one per block of 256 code points, as
+ * the generator writes them): a block's hash folds hash_cp of each of its code points, 0 for a
+ * surrogate. Reports the first 10 blocks that differ. */
+static void check_block_hashes(const char *fixture, const char *what, cp_hash_fn hash_cp, void *ctx) {
+    FILE *f = fopen(fixture, "r");
     CHECK(f != NULL);
     if (!f) return;
     unsigned first;
@@ -38,29 +40,69 @@ TEST(tokenizer_parity_every_codepoint) {
     int blocks = 0, same = 0;
     while (fscanf(f, "%x %llx", &first, &want) == 2) {
         unsigned long long h = 0;
-        for (uint32_t cp = first; cp < first + 256; cp++) {
-            unsigned long long hc = 0;
-            if (cp < 0xD800 || cp > 0xDFFF) {
-                char s[64];
-                size_t n = make_probe(cp, s);
-                int32_t *ids;
-                size_t m;
-                if (qvl_tokenizer_encode(tok, s, n, &ids, &m) == 0) {
-                    hc = m;
-                    for (size_t i = 0; i < m; i++) hc = hc * 1000003ull + (unsigned long long)ids[i];
-                    free(ids);
-                }
-            }
-            h = h * 1000003ull + hc;
-        }
+        for (uint32_t cp = first; cp < first + 256; cp++)
+            h = h * 1000003ull + (cp < 0xD800 || cp > 0xDFFF ? hash_cp(ctx, cp) : 0);
         blocks++;
         if (h == want) same++;
-        else if (blocks - same <= 10) test_fail(__FILE__, __LINE__, "code points U+%04X..U+%04X differ", first, first + 255);
+        else if (blocks - same <= 10)
+            test_fail(__FILE__, __LINE__, "%s of U+%04X..U+%04X differ", what, first, first + 255);
     }
     fclose(f);
-    fprintf(stderr, "    code point sweep: %d/%d blocks of 256 identical\n", same, blocks);
+    fprintf(stderr, "    %s sweep: %d/%d blocks of 256 identical\n", what, same, blocks);
     CHECK_INT(blocks, 0x110000 / 256);
     CHECK_INT(same, blocks);
+}
+
+/* The ids of the probe around cp: their count, then each id. */
+static unsigned long long hash_probe_ids(void *ctx, uint32_t cp) {
+    const qvl_tokenizer *tok = ctx;
+    char s[64];
+    size_t n = make_probe(cp, s);
+    int32_t *ids;
+    size_t m;
+    unsigned long long hc = 0;
+    if (qvl_tokenizer_encode(tok, s, n, &ids, &m) == 0) {
+        hc = m;
+        for (size_t i = 0; i < m; i++) hc = hc * 1000003ull + (unsigned long long)ids[i];
+        free(ids);
+    }
+    return hc;
+}
+
+TEST(tokenizer_parity_every_codepoint) {
+    const qvl_tokenizer *tok = test_qwen_tokenizer();
+    CHECK(tok != NULL);
+    if (!tok) return;
+    check_block_hashes("tests/fixtures/tokenizer/codepoint_blocks.txt", "ids", hash_probe_ids, (void *)tok);
+}
+
+typedef struct {
+    const qvl_tokenizer *tok;
+    tok_splitter *sp;
+} split_ctx;
+
+/* The byte lengths of the pieces the Split regex cuts the probe around cp into: count, lengths. */
+static unsigned long long hash_split_lengths(void *arg, uint32_t cp) {
+    split_ctx *x = arg;
+    char c[4], s[80];
+    int k = utf8_put(cp, c);
+    const char *lits[] = {"a", NULL, NULL, "'s", NULL, "1", NULL, "\n", NULL, "x ", NULL, "  ", NULL};
+    size_t n = 0;
+    for (int i = 0; i < 13; i++) {
+        size_t m = lits[i] ? strlen(lits[i]) : (size_t)k;
+        memcpy(s + n, lits[i] ? lits[i] : c, m);
+        n += m;
+    }
+    size_t lens[32], np = 0, pos = 0, ms, me;
+    while (pos < n && np < 30 && tok_split_next(x->tok, x->sp, s, n, pos, &ms, &me) == 1) {
+        if (ms > pos) lens[np++] = ms - pos;
+        lens[np++] = me - ms;
+        pos = me;
+    }
+    if (pos < n) lens[np++] = n - pos;
+    unsigned long long hc = np;
+    for (size_t i = 0; i < np; i++) hc = hc * 1000003ull + lens[i];
+    return hc;
 }
 
 /* The pre-tokenizer alone: for every code point, the pieces the Split regex cuts the probe
@@ -69,48 +111,9 @@ TEST(tokenizer_parity_every_codepoint) {
 TEST(tokenizer_parity_every_codepoint_split) {
     const qvl_tokenizer *tok = test_qwen_tokenizer();
     if (!tok) return;
-    FILE *f = fopen("tests/fixtures/tokenizer/split_blocks.txt", "r");
-    CHECK(f != NULL);
-    if (!f) return;
-    tok_splitter *sp = tok_splitter_new(tok);
-    unsigned first;
-    unsigned long long want;
-    int blocks = 0, same = 0;
-    while (fscanf(f, "%x %llx", &first, &want) == 2) {
-        unsigned long long h = 0;
-        for (uint32_t cp = first; cp < first + 256; cp++) {
-            unsigned long long hc = 0;
-            if (cp < 0xD800 || cp > 0xDFFF) {
-                char c[4], s[80];
-                int k = utf8_put(cp, c);
-                const char *lits[] = {"a", NULL, NULL, "'s", NULL, "1", NULL, "\n", NULL, "x ", NULL, "  ", NULL};
-                size_t n = 0;
-                for (int i = 0; i < 13; i++) {
-                    size_t m = lits[i] ? strlen(lits[i]) : (size_t)k;
-                    memcpy(s + n, lits[i] ? lits[i] : c, m);
-                    n += m;
-                }
-                size_t lens[32], np = 0, pos = 0, ms, me;
-                while (pos < n && np < 30 && tok_split_next(tok, sp, s, n, pos, &ms, &me) == 1) {
-                    if (ms > pos) lens[np++] = ms - pos;
-                    lens[np++] = me - ms;
-                    pos = me;
-                }
-                if (pos < n) lens[np++] = n - pos;
-                hc = np;
-                for (size_t i = 0; i < np; i++) hc = hc * 1000003ull + lens[i];
-            }
-            h = h * 1000003ull + hc;
-        }
-        blocks++;
-        if (h == want) same++;
-        else if (blocks - same <= 10) test_fail(__FILE__, __LINE__, "split of U+%04X..U+%04X differs", first, first + 255);
-    }
-    fclose(f);
-    tok_splitter_free(sp);
-    fprintf(stderr, "    split sweep: %d/%d blocks of 256 identical\n", same, blocks);
-    CHECK_INT(blocks, 0x110000 / 256);
-    CHECK_INT(same, blocks);
+    split_ctx x = {tok, tok_splitter_new(tok)};
+    check_block_hashes("tests/fixtures/tokenizer/split_blocks.txt", "split", hash_split_lengths, &x);
+    tok_splitter_free(x.sp);
 }
 
 /* Parses "X,Y,Z" hex code points; returns the count. */
