@@ -44,6 +44,7 @@ struct qvl_gemm {
     int n, exact;
     int gemv_mode; /* QVL_GEMV: 0 cuBLASLt and separate kernels in decoding, else the fused own kernel */
     int pdl;       /* one-row kernels launched as programmatic dependents (Hopper; QVL_PDL=0: off) */
+    int pipe;      /* k_gemv_pipe (QVL_GEMV_PIPE=1) or k_gemv (default) */
     int sms;
     m1_choice m1[M1_SHAPES];
     int n_m1;
@@ -70,6 +71,8 @@ qvl_gemm *qvl_gemm_new(void *workspace, size_t workspace_bytes) {
     g->ws_bytes = workspace_bytes;
     const char *env = getenv("QVL_GEMV");
     g->gemv_mode = env && env[0] == '0' ? 0 : 1;
+    env = getenv("QVL_GEMV_PIPE");
+    g->pipe = env && env[0] == '1';
     env = getenv("QVL_GEMM_EXACT");
     g->exact = env && env[0] == '1';
     int dev = 0, cc = 0;
@@ -245,28 +248,11 @@ enum { GEMV_THREADS = 256 };
 static __device__ __forceinline__ float bf(bf16 v) { return __bfloat162float(v); }
 static __device__ __forceinline__ float rbf(float v) { return __bfloat162float(__float2bfloat16(v)); }
 
-template <int KS, int MODE, int U>
-static __global__ void __launch_bounds__(GEMV_THREADS) k_gemv(bf16 *__restrict__ y, const bf16 *__restrict__ x,
-                                                              const bf16 *__restrict__ w, const bf16 *__restrict__ nw,
-                                                              float eps, int K, int N, int resid, int short_prefetch) {
-    extern __shared__ uint4 xs4[]; /* K bf16 */
-    __shared__ float red[GEMV_THREADS / 32];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rpb = (GEMV_THREADS / 32) / KS;
-    const int sub = warp % KS, rloc = warp / KS, chunks = K / 8;
-    /* This warp's share of its first weight row towards L2, while the kernel before finishes
-     * (programmatic launch) and while the prologue runs; short_prefetch (default; QVL_KERNELS_VEC=0: the whole row): only
-     * the first U loads of each lane, as in the first round (isolated kernels were ~1 us faster). */
-    {
-        int n = blockIdx.x * rpb + rloc;
-        int end = short_prefetch ? min(chunks, sub * 32 + 32 * KS * U) : chunks;
-        if (n < N)
-            for (int c = sub * 32 + lane; c < end; c += 32 * KS)
-                asm volatile("prefetch.global.L2 [%0];" ::"l"(w + (size_t)n * K + (size_t)c * 8));
-    }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-    asm volatile("griddepcontrol.launch_dependents;");
-#endif
+/* The prologue: the block's input row into shared memory xs4 (K / 8 chunks of 8 bf16). */
+template <int MODE>
+static __device__ __forceinline__ void gemv_prologue(uint4 *xs4, float *red, const bf16 *__restrict__ x,
+                                                     const bf16 *__restrict__ nw, float eps, int K) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, chunks = K / 8;
     if (MODE == QVL_GEMV_RMSNORM) {
         float s = 0;
         for (int c = threadIdx.x; c < chunks; c += GEMV_THREADS) {
@@ -305,6 +291,83 @@ static __global__ void __launch_bounds__(GEMV_THREADS) k_gemv(bf16 *__restrict__
     } else {
         for (int c = threadIdx.x; c < chunks; c += GEMV_THREADS) xs4[c] = ((const uint4 *)x)[c];
     }
+}
+
+/* One round of a lane: its U chunks c0, c0 + 32 KS, ... of the weight row wr (zeros past `chunks`). */
+template <int KS, int U>
+static __device__ __forceinline__ void gemv_load(uint4 (&wv)[U], const uint4 *wr, int c0, int chunks) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        int c = c0 + u * 32 * KS;
+        wv[u] = c < chunks ? __ldcs(wr + c) : make_uint4(0, 0, 0, 0);
+    }
+}
+
+/* acc += the round's products with the input row in shared memory, F32, in chunk order. */
+template <int KS, int U>
+static __device__ __forceinline__ void gemv_dot(float &acc, const uint4 (&wv)[U], const uint4 *xs4, int c0, int chunks) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        int c = c0 + u * 32 * KS;
+        if (c < chunks) {
+            uint4 xv = xs4[c];
+            const __nv_bfloat162 *wp = (const __nv_bfloat162 *)&wv[u], *xp = (const __nv_bfloat162 *)&xv;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float2 wf = __bfloat1622float2(wp[e]), xf = __bfloat1622float2(xp[e]);
+                acc += wf.x * xf.x + wf.y * xf.y;
+            }
+        }
+    }
+}
+
+/* The row's sum over the warp, then over its KS warps (block-wide barriers: every thread of the
+ * block calls this once per row group), and the epilogue. */
+template <int KS>
+static __device__ __forceinline__ void gemv_store(bf16 *y, float *red, float acc, int n, int N, int resid) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = warp % KS, rloc = warp / KS;
+    for (int o = 16; o; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (KS > 1) {
+        __syncthreads(); /* red is free again (prologue, previous rows) */
+        if (lane == 0) red[warp] = acc;
+        __syncthreads();
+        if (sub == 0) {
+            acc = 0.0f;
+#pragma unroll
+            for (int i = 0; i < KS; i++) acc += red[rloc * KS + i];
+        }
+    }
+    if (sub == 0 && lane == 0 && n < N) {
+        if (resid)
+            y[n] = __float2bfloat16(bf(y[n]) + rbf(acc));
+        else
+            y[n] = __float2bfloat16(acc);
+    }
+}
+
+template <int KS, int MODE, int U>
+static __global__ void __launch_bounds__(GEMV_THREADS) k_gemv(bf16 *__restrict__ y, const bf16 *__restrict__ x,
+                                                              const bf16 *__restrict__ w, const bf16 *__restrict__ nw,
+                                                              float eps, int K, int N, int resid, int short_prefetch) {
+    extern __shared__ uint4 xs4[]; /* K bf16 */
+    __shared__ float red[GEMV_THREADS / 32];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rpb = (GEMV_THREADS / 32) / KS;
+    const int sub = warp % KS, rloc = warp / KS, chunks = K / 8;
+    /* This warp's share of its first weight row towards L2, while the kernel before finishes
+     * (programmatic launch) and while the prologue runs; short_prefetch (default; QVL_KERNELS_VEC=0: the whole row): only
+     * the first U loads of each lane, as in the first round (isolated kernels were ~1 us faster). */
+    {
+        int n = blockIdx.x * rpb + rloc;
+        int end = short_prefetch ? min(chunks, sub * 32 + 32 * KS * U) : chunks;
+        if (n < N)
+            for (int c = sub * 32 + lane; c < end; c += 32 * KS)
+                asm volatile("prefetch.global.L2 [%0];" ::"l"(w + (size_t)n * K + (size_t)c * 8));
+    }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;");
+#endif
+    gemv_prologue<MODE>(xs4, red, x, nw, eps, K);
     __syncthreads();
     for (int n0 = blockIdx.x * rpb; n0 < N; n0 += gridDim.x * rpb) {
         const int n = n0 + rloc;
@@ -313,43 +376,61 @@ static __global__ void __launch_bounds__(GEMV_THREADS) k_gemv(bf16 *__restrict__
             const uint4 *wr = (const uint4 *)(w + (size_t)n * K);
             for (int c0 = sub * 32 + lane; c0 < chunks; c0 += 32 * KS * U) {
                 uint4 wv[U];
-#pragma unroll
-                for (int u = 0; u < U; u++) {
-                    int c = c0 + u * 32 * KS;
-                    wv[u] = c < chunks ? __ldcs(wr + c) : make_uint4(0, 0, 0, 0);
-                }
-#pragma unroll
-                for (int u = 0; u < U; u++) {
-                    int c = c0 + u * 32 * KS;
-                    if (c < chunks) {
-                        uint4 xv = xs4[c];
-                        const __nv_bfloat162 *wp = (const __nv_bfloat162 *)&wv[u], *xp = (const __nv_bfloat162 *)&xv;
-#pragma unroll
-                        for (int e = 0; e < 4; e++) {
-                            float2 wf = __bfloat1622float2(wp[e]), xf = __bfloat1622float2(xp[e]);
-                            acc += wf.x * xf.x + wf.y * xf.y;
-                        }
-                    }
-                }
+                gemv_load<KS, U>(wv, wr, c0, chunks);
+                gemv_dot<KS, U>(acc, wv, xs4, c0, chunks);
             }
         }
-        for (int o = 16; o; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-        if (KS > 1) {
-            __syncthreads(); /* red is free again (prologue, previous rows) */
-            if (lane == 0) red[warp] = acc;
-            __syncthreads();
-            if (sub == 0) {
-                acc = 0.0f;
+        gemv_store<KS>(y, red, acc, n, N, resid);
+    }
+}
+
+/* The pipelined variant (opt-in: QVL_GEMV_PIPE=1; k_gemv otherwise): the same products in the same order,
+ * but a lane's next round of weights is always in flight while it multiplies the current one,
+ * across row boundaries too (the next row's first round is loaded before this row's sum and
+ * epilogue), and the first round is loaded into registers before griddepcontrol.wait (the
+ * weights are constant), so under a programmatic launch it streams while the kernel before
+ * finishes. Launched as one wave (grid = blocks resident at once), so no block waits for a slot
+ * and each block's prologue runs once. */
+template <int KS, int MODE, int U>
+static __global__ void __launch_bounds__(GEMV_THREADS, U <= 4 ? 4 : 2) /* <= 64 registers at U = 4 */
+    k_gemv_pipe(bf16 *__restrict__ y, const bf16 *__restrict__ x, const bf16 *__restrict__ w,
+                const bf16 *__restrict__ nw, float eps, int K, int N, int resid, int short_prefetch) {
+    extern __shared__ uint4 xs4[]; /* K bf16 */
+    __shared__ float red[GEMV_THREADS / 32];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rpb = (GEMV_THREADS / 32) / KS;
+    const int sub = warp % KS, rloc = warp / KS, chunks = K / 8, first = sub * 32 + lane, step = 32 * KS * U;
+    const int stride = gridDim.x * rpb;
+    const uint4 *w4 = (const uint4 *)w;
+    uint4 wv[U]; /* always: the round at c0 of row n (zeros for a row n >= N) */
+    {
+        const int n = blockIdx.x * rpb + rloc;
+        gemv_load<KS, U>(wv, w4 + (size_t)(n < N ? n : 0) * chunks, first, n < N ? chunks : 0);
+        if (!short_prefetch && n < N) /* QVL_KERNELS_VEC=0: the rest of the first row towards L2, as k_gemv */
+            for (int c = first + step; c < chunks; c += 32 * KS)
+                asm volatile("prefetch.global.L2 [%0];" ::"l"(w4 + (size_t)n * chunks + c));
+    }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;");
+#endif
+    gemv_prologue<MODE>(xs4, red, x, nw, eps, K);
+    __syncthreads();
+    for (int n0 = blockIdx.x * rpb; n0 < N; n0 += stride) {
+        const int n = n0 + rloc, nn = n + stride;
+        float acc = 0.0f;
+        for (int c0 = first;; c0 += step) {
+            uint4 cur[U];
 #pragma unroll
-                for (int i = 0; i < KS; i++) acc += red[rloc * KS + i];
-            }
-        }
-        if (sub == 0 && lane == 0 && n < N) {
-            if (resid)
-                y[n] = __float2bfloat16(bf(y[n]) + rbf(acc));
+            for (int u = 0; u < U; u++) cur[u] = wv[u];
+            const int last = c0 + step >= chunks;
+            if (!last)
+                gemv_load<KS, U>(wv, w4 + (size_t)(n < N ? n : 0) * chunks, c0 + step, n < N ? chunks : 0);
             else
-                y[n] = __float2bfloat16(acc);
+                gemv_load<KS, U>(wv, w4 + (size_t)(nn < N ? nn : 0) * chunks, first, nn < N ? chunks : 0);
+            if (n < N) gemv_dot<KS, U>(acc, cur, xs4, c0, chunks);
+            if (last) break;
         }
+        gemv_store<KS>(y, red, acc, n, N, resid);
     }
 }
 
@@ -361,18 +442,36 @@ template <int KS, int U>
 static void launch_ks(const qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, int K, int N,
                       int mode, const bf16 *nw, float eps, int resid, int pdl) {
     const int rpb = (GEMV_THREADS / 32) / KS;
+    const size_t smem = (size_t)K * sizeof(bf16);
     unsigned blocks = (unsigned)((N + rpb - 1) / rpb), cap = (unsigned)g->sms * 8;
+    if (g->pipe) {
+        /* One wave: the blocks that fit on all SMs at once (registers decide; ~4 per SM). */
+        int per_sm = 0;
+        void (*k)(bf16 *, const bf16 *, const bf16 *, const bf16 *, float, int, int, int, int) =
+            mode == QVL_GEMV_RMSNORM  ? k_gemv_pipe<KS, QVL_GEMV_RMSNORM, U>
+            : mode == QVL_GEMV_SWIGLU ? k_gemv_pipe<KS, QVL_GEMV_SWIGLU, U>
+                                      : k_gemv_pipe<KS, QVL_GEMV_PLAIN, U>;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, GEMV_THREADS, smem) == cudaSuccess && per_sm > 0)
+            cap = (unsigned)(g->sms * per_sm);
+    }
     if (blocks > cap) blocks = cap;
     cudaLaunchConfig_t cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(GEMV_THREADS), cfg.dynamicSmemBytes = (size_t)K * sizeof(bf16);
+    cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(GEMV_THREADS), cfg.dynamicSmemBytes = smem;
     cfg.stream = st;
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr, cfg.numAttrs = pdl ? 1 : 0;
     const int sp = qvl_kernels_vec();
-    if (mode == QVL_GEMV_RMSNORM)
+    if (g->pipe) {
+        if (mode == QVL_GEMV_RMSNORM)
+            cudaLaunchKernelEx(&cfg, k_gemv_pipe<KS, QVL_GEMV_RMSNORM, U>, y, x, w, nw, eps, K, N, resid, sp);
+        else if (mode == QVL_GEMV_SWIGLU)
+            cudaLaunchKernelEx(&cfg, k_gemv_pipe<KS, QVL_GEMV_SWIGLU, U>, y, x, w, nw, eps, K, N, resid, sp);
+        else
+            cudaLaunchKernelEx(&cfg, k_gemv_pipe<KS, QVL_GEMV_PLAIN, U>, y, x, w, nw, eps, K, N, resid, sp);
+    } else if (mode == QVL_GEMV_RMSNORM)
         cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_RMSNORM, U>, y, x, w, nw, eps, K, N, resid, sp);
     else if (mode == QVL_GEMV_SWIGLU)
         cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_SWIGLU, U>, y, x, w, nw, eps, K, N, resid, sp);
@@ -462,7 +561,8 @@ int qvl_gemm_m1_report(const qvl_gemm *g, char *buf, size_t size) {
         int n = snprintf(buf + used, size - used,
                          "%s%dx%d: lt %.1f us, gemv ks1u4 %.1f, ks2u4 %.1f, ks4u4 %.1f, ks1u8 %.1f, ks2u8 %.1f -> ks%du%d%s",
                          i ? "; " : "", c->N, c->K, c->us[0], c->us[1], c->us[2], c->us[3], c->us[4], c->us[5],
-                         ks_of[c->best], u_of[c->best], g->gemv_mode ? "" : " (unused: QVL_GEMV=0)");
+                         ks_of[c->best], u_of[c->best],
+                         g->gemv_mode ? (g->pipe ? " (pipelined)" : "") : " (unused: QVL_GEMV=0)");
         if (n < 0) break;
         used += (size_t)n;
     }
