@@ -23,6 +23,25 @@ static __device__ __forceinline__ float quad_sum(float x) {
     return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
+/* The online softmax's new row maxima for one tile of raw scores: this lane's n scores s[4 nb + e]
+ * (row R1 for e < 2, R2 otherwise; masked keys at -inf), reduced over the row's 4 lanes, scaled to
+ * log2 units and merged with the running maxima m1, m2 into mn1, mn2; mb1, mb2 are what exp2
+ * subtracts: the maxima, or 0 for a row with no key yet (max -inf), so that exp2 gives 0, not NaN. */
+template <int n>
+static __device__ __forceinline__ void tile_maxima(const float *s, float scale_log2, float m1, float m2, float &mn1,
+                                                   float &mn2, float &mb1, float &mb2) {
+    float mx1 = -INFINITY, mx2 = -INFINITY;
+#pragma unroll
+    for (int nb = 0; nb < n / 4; nb++) {
+        mx1 = fmaxf(mx1, fmaxf(s[4 * nb], s[4 * nb + 1]));
+        mx2 = fmaxf(mx2, fmaxf(s[4 * nb + 2], s[4 * nb + 3]));
+    }
+    mx1 = quad_max(mx1);
+    mx2 = quad_max(mx2);
+    mn1 = fmaxf(m1, mx1 * scale_log2), mn2 = fmaxf(m2, mx2 * scale_log2);
+    mb1 = mn1 == -INFINITY ? 0.0f : mn1, mb2 = mn2 == -INFINITY ? 0.0f : mn2;
+}
+
 /* This lane's A fragments of query rows R1 and R2 (row R: token R / group, head g * group + R %
  * group of q), KT steps of 16 dims; zero past `rows` and past hd. */
 template <int KT>

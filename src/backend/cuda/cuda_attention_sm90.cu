@@ -219,17 +219,8 @@ static __global__ void __launch_bounds__(NWG * 128, MINB)
                     if (col >= (e < 2 ? lim1 : lim2)) s[4 * nb + e] = -INFINITY;
                 }
         }
-        float mx1 = -INFINITY, mx2 = -INFINITY;
-#pragma unroll
-        for (int nb = 0; nb < TK / 8; nb++) {
-            mx1 = fmaxf(mx1, fmaxf(s[4 * nb], s[4 * nb + 1]));
-            mx2 = fmaxf(mx2, fmaxf(s[4 * nb + 2], s[4 * nb + 3]));
-        }
-        mx1 = quad_max(mx1);
-        mx2 = quad_max(mx2);
-        const float mn1 = fmaxf(m1, mx1 * scale_log2), mn2 = fmaxf(m2, mx2 * scale_log2);
-        /* A row with no key yet keeps max -inf: subtract 0 instead so exp2 gives 0, not NaN. */
-        const float mb1 = mn1 == -INFINITY ? 0.0f : mn1, mb2 = mn2 == -INFINITY ? 0.0f : mn2;
+        float mn1, mn2, mb1, mb2;
+        tile_maxima<TK / 2>(s, scale_log2, m1, m2, mn1, mn2, mb1, mb2);
         const float c1 = exp2_ftz(m1 - mb1), c2 = exp2_ftz(m2 - mb2);
         float ps1 = 0.0f, ps2 = 0.0f;
 #pragma unroll

@@ -345,6 +345,19 @@ static __device__ __forceinline__ void gemv_store(bf16 *y, float *red, float acc
     }
 }
 
+/* After the kernel before has finished (programmatic launch on Hopper: only now may its output x be
+ * read) and the next one may start launching: the input row, prepared by MODE, into shared memory. */
+template <int MODE>
+static __device__ __forceinline__ void gemv_enter(uint4 *xs4, float *red, const bf16 *x, const bf16 *nw, float eps,
+                                                  int K) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;");
+#endif
+    gemv_prologue<MODE>(xs4, red, x, nw, eps, K);
+    __syncthreads();
+}
+
 template <int KS, int MODE, int U>
 static __global__ void __launch_bounds__(GEMV_THREADS) k_gemv(bf16 *__restrict__ y, const bf16 *__restrict__ x,
                                                               const bf16 *__restrict__ w, const bf16 *__restrict__ nw,
@@ -363,12 +376,7 @@ static __global__ void __launch_bounds__(GEMV_THREADS) k_gemv(bf16 *__restrict__
             for (int c = sub * 32 + lane; c < end; c += 32 * KS)
                 asm volatile("prefetch.global.L2 [%0];" ::"l"(w + (size_t)n * K + (size_t)c * 8));
     }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-    asm volatile("griddepcontrol.launch_dependents;");
-#endif
-    gemv_prologue<MODE>(xs4, red, x, nw, eps, K);
-    __syncthreads();
+    gemv_enter<MODE>(xs4, red, x, nw, eps, K);
     for (int n0 = blockIdx.x * rpb; n0 < N; n0 += gridDim.x * rpb) {
         const int n = n0 + rloc;
         float acc = 0.0f;
@@ -409,12 +417,7 @@ static __global__ void __launch_bounds__(GEMV_THREADS, U <= 4 ? 4 : 2) /* <= 64 
             for (int c = first + step; c < chunks; c += 32 * KS)
                 asm volatile("prefetch.global.L2 [%0];" ::"l"(w4 + (size_t)n * chunks + c));
     }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-    asm volatile("griddepcontrol.launch_dependents;");
-#endif
-    gemv_prologue<MODE>(xs4, red, x, nw, eps, K);
-    __syncthreads();
+    gemv_enter<MODE>(xs4, red, x, nw, eps, K);
     for (int n0 = blockIdx.x * rpb; n0 < N; n0 += stride) {
         const int n = n0 + rloc, nn = n + stride;
         float acc = 0.0f;

@@ -72,10 +72,13 @@ static __global__ void k_layernorm(bf16 *y, const bf16 *x, const bf16 *w, const 
 }
 
 /* The row-in-registers kernels' load: this thread's 16-byte chunks c = threadIdx.x + i * blockDim.x
- * (i < V, c < chunks) of the row xr as F32 in v, after x = bf16(x + r) (written back) when rr is
- * not NULL. v[i] of a chunk past the row stays unset: the callers' loops skip it the same way. */
+ * (i < V, c < chunks) of row blockIdx.x of x as F32 in v, after x = bf16(x + r) (written back) when
+ * r is not NULL. v[i] of a chunk past the row stays unset: row_sum and the callers' loops skip it. */
 template <int V>
-static __device__ __forceinline__ void load_row_add(float (&v)[V][8], uint4 *xr, const uint4 *rr, int chunks) {
+static __device__ __forceinline__ void load_row_add(float (&v)[V][8], bf16 *x, const bf16 *r, int dim) {
+    const int chunks = dim / 8;
+    uint4 *xr = (uint4 *)(x + (size_t)blockIdx.x * dim);
+    const uint4 *rr = r ? (const uint4 *)(r + (size_t)blockIdx.x * dim) : NULL;
 #pragma unroll
     for (int i = 0; i < V; i++) {
         int c = threadIdx.x + i * blockDim.x;
@@ -93,6 +96,17 @@ static __device__ __forceinline__ void load_row_add(float (&v)[V][8], uint4 *xr,
         for (int j = 0; j < 8; j++) v[i][j] = f(xe[j]);
     }
 }
+/* This thread's sum of term(value) over its loaded chunks, in load order. */
+template <int V, class F>
+static __device__ __forceinline__ float row_sum(const float (&v)[V][8], int chunks, F term) {
+    float s = 0;
+#pragma unroll
+    for (int i = 0; i < V; i++)
+        if (threadIdx.x + i * blockDim.x < chunks)
+#pragma unroll
+            for (int j = 0; j < 8; j++) s += term(v[i][j]);
+    return s;
+}
 
 /* Row in registers (V 16-byte chunks a thread): one read of x (and r), residual add, LayerNorm.
  * y may alias r: every read of the row precedes the block reductions, every write follows them. */
@@ -101,24 +115,11 @@ static __global__ void k_add_layernorm(bf16 *y, bf16 *x, const bf16 *r, const bf
                                        float eps) {
     __shared__ float red[32];
     const int chunks = dim / 8;
-    uint4 *xr = (uint4 *)(x + (size_t)blockIdx.x * dim);
-    const uint4 *rr = r ? (const uint4 *)(r + (size_t)blockIdx.x * dim) : NULL;
     uint4 *yr = (uint4 *)(y + (size_t)blockIdx.x * dim);
     float v[V][8];
-    load_row_add<V>(v, xr, rr, chunks);
-    float s = 0;
-#pragma unroll
-    for (int i = 0; i < V; i++)
-        if (threadIdx.x + i * blockDim.x < chunks)
-#pragma unroll
-            for (int j = 0; j < 8; j++) s += v[i][j];
-    const float mean = block_sum(s, red) / dim;
-    float q = 0;
-#pragma unroll
-    for (int i = 0; i < V; i++)
-        if (threadIdx.x + i * blockDim.x < chunks)
-#pragma unroll
-            for (int j = 0; j < 8; j++) q += (v[i][j] - mean) * (v[i][j] - mean);
+    load_row_add<V>(v, x, r, dim);
+    const float mean = block_sum(row_sum<V>(v, chunks, [](float a) { return a; }), red) / dim;
+    const float q = row_sum<V>(v, chunks, [mean](float a) { return (a - mean) * (a - mean); });
     const float rstd = rsqrtf(block_sum(q, red) / dim + eps);
 #pragma unroll
     for (int i = 0; i < V; i++) {
@@ -186,18 +187,10 @@ template <int V>
 static __global__ void k_rmsnorm_vec(bf16 *y, bf16 *x, const bf16 *r, const bf16 *w, int dim, float eps) {
     __shared__ float red[32];
     const int chunks = dim / 8;
-    uint4 *xr = (uint4 *)(x + (size_t)blockIdx.x * dim);
-    const uint4 *rr = r ? (const uint4 *)(r + (size_t)blockIdx.x * dim) : NULL;
     uint4 *yr = (uint4 *)(y + (size_t)blockIdx.x * dim);
     float v[V][8];
-    load_row_add<V>(v, xr, rr, chunks);
-    float s = 0;
-#pragma unroll
-    for (int i = 0; i < V; i++)
-        if (threadIdx.x + i * blockDim.x < chunks)
-#pragma unroll
-            for (int j = 0; j < 8; j++) s += v[i][j] * v[i][j];
-    const float inv = rsqrtf(block_sum(s, red) / dim + eps);
+    load_row_add<V>(v, x, r, dim);
+    const float inv = rsqrtf(block_sum(row_sum<V>(v, chunks, [](float a) { return a * a; }), red) / dim + eps);
 #pragma unroll
     for (int i = 0; i < V; i++) {
         int c = threadIdx.x + i * blockDim.x;
@@ -400,6 +393,22 @@ void qvl_k_vision_rope(cudaStream_t st, bf16 *qkv, const float *inv_freq, int n,
 /* One block per token, one warp per head (q heads, then k heads, then v heads copied). TABLE
  * (next): the token's rounded cos/sin per frequency computed once into shared memory instead of
  * by every head. */
+/* M-RoPE frequency fq of a token at positions (pt, ph, pw): its axis (interleaved: T H W T H W ...
+ * over the first 3 sec[1] / 3 sec[2] frequencies, else contiguous sections), and the angle's cos
+ * and sin rounded to bf16 as the reference's cos/sin tables are. */
+static __device__ __forceinline__ void mrope_cos_sin(const qvl_rope_desc &d, int fq, int pt, int ph, int pw,
+                                                     const float *inv_freq, float *cs, float *sn) {
+    int axis = 0;
+    if (d.interleaved) {
+        if (fq % 3 == 1 && fq < 3 * d.sec[1]) axis = 1;
+        else if (fq % 3 == 2 && fq < 3 * d.sec[2]) axis = 2;
+    } else
+        axis = fq < d.sec[0] ? 0 : fq < d.sec[0] + d.sec[1] ? 1 : 2;
+    const int p = axis == 0 ? pt : axis == 1 ? ph : pw;
+    const float ang = __fmul_rn((float)p, inv_freq[fq]);
+    *cs = rb(cosf(ang)), *sn = rb(sinf(ang));
+}
+
 template <bool TABLE>
 static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride, bf16 *k_cache, bf16 *v_cache, const bf16 *qkv,
                                       const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int p0,
@@ -422,17 +431,7 @@ static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride
         pt = ph = pw = pos_scalar + i;
     __shared__ float tcs[64], tsn[64]; /* half <= 64 (hd <= 128, check_dims) */
     if (TABLE) {
-        for (int fq = threadIdx.x; fq < half; fq += blockDim.x) {
-            int axis = 0;
-            if (d.interleaved) {
-                if (fq % 3 == 1 && fq < 3 * d.sec[1]) axis = 1;
-                else if (fq % 3 == 2 && fq < 3 * d.sec[2]) axis = 2;
-            } else
-                axis = fq < d.sec[0] ? 0 : fq < d.sec[0] + d.sec[1] ? 1 : 2;
-            int p = axis == 0 ? pt : axis == 1 ? ph : pw;
-            float ang = __fmul_rn((float)p, inv_freq[fq]);
-            tcs[fq] = rb(cosf(ang)), tsn[fq] = rb(sinf(ang));
-        }
+        for (int fq = threadIdx.x; fq < half; fq += blockDim.x) mrope_cos_sin(d, fq, pt, ph, pw, inv_freq, &tcs[fq], &tsn[fq]);
         __syncthreads();
     }
     for (int h = w; h < d.Hq + d.Hkv; h += nw) {
@@ -456,15 +455,7 @@ static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride
             if (TABLE) {
                 cs = tcs[fq], sn = tsn[fq];
             } else {
-                int axis = 0;
-                if (d.interleaved) {
-                    if (fq % 3 == 1 && fq < 3 * d.sec[1]) axis = 1;
-                    else if (fq % 3 == 2 && fq < 3 * d.sec[2]) axis = 2;
-                } else
-                    axis = fq < d.sec[0] ? 0 : fq < d.sec[0] + d.sec[1] ? 1 : 2;
-                int p = axis == 0 ? pt : axis == 1 ? ph : pw;
-                float ang = __fmul_rn((float)p, inv_freq[fq]);
-                cs = rb(cosf(ang)), sn = rb(sinf(ang));
+                mrope_cos_sin(d, fq, pt, ph, pw, inv_freq, &cs, &sn);
             }
             float rot = e < half ? -buf[e + half] : buf[e - half];
             dst[e] = b(rb(buf[e] * cs) + rb(rot * sn));
