@@ -34,7 +34,7 @@ struct qvl_engine {
     const qvl_config *cfg;
     qvl_tokenizer *tok;
     qvl_sampler *sampler;
-    float *logits;             /* [vocab] */
+    float *logits;             /* CPU: [vocab] the last position's logits, picked from on the host */
     double *uniforms;          /* CUDA: [max_model_len] the request's random stream, picked from on the device */
     int vocab;
     int threads;
@@ -144,11 +144,13 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
     e->tok = qvl_tokenizer_load(o.model_dir);
     if (!e->tok) goto fail;
     e->vocab = e->cfg->text.vocab_size;
-    e->logits = malloc((size_t)e->vocab * sizeof *e->logits);
     qvl_sampler_params sp = qvl_sampler_params_greedy();
     e->sampler = qvl_sampler_new(e->vocab, &sp);
-    if (e->gpu) e->uniforms = malloc((size_t)e->max_model_len * sizeof *e->uniforms);
-    if (!e->logits || !e->sampler || (e->gpu && !e->uniforms)) {
+    if (e->gpu)
+        e->uniforms = malloc((size_t)e->max_model_len * sizeof *e->uniforms);
+    else
+        e->logits = malloc((size_t)e->vocab * sizeof *e->logits);
+    if (!e->sampler || !(e->gpu ? (void *)e->uniforms : (void *)e->logits)) {
         qvl_errorf("%s: out of memory", o.model_dir);
         goto fail;
     }
