@@ -10,9 +10,21 @@
  *   qvl_result_free(&res);
  *   qvl_engine_close(e);
  *
+ * Many requests in flight (the batched engine): qvl_submit() queues a request and returns its id;
+ * each qvl_step() runs one scheduler step (the vision tower on newly admitted images, then one
+ * forward pass over every running decode and prefill chunks under the token budget); qvl_poll()
+ * hands back finished requests; qvl_cancel() ends one early and frees its memory at once.
+ * qvl_generate() is submit + step until done + poll for one request.
+ *
+ * Threads: qvl_submit(), qvl_cancel() and qvl_engine_stats_get() may be called from any
+ * thread at any time; qvl_step() and qvl_poll() from one thread at a time (the thread that drives
+ * the engine); token callbacks run on the thread inside qvl_step(). qvl_generate() drives the
+ * engine itself: do not call it while another thread steps the same engine.
+ *
  * Every function that can fail returns -1 (or NULL) and records one line, "<file or item>:
- * <reason>", readable with qvl_last_error(). Lower-level modules (tokenizer, image, safetensors,
- * config, model) have their own headers under src/. */
+ * <reason>", readable with qvl_last_error(), and a code (qvl_last_error_code()) so that callers
+ * can tell an out-of-memory or a bad input apart without matching text. Lower-level modules
+ * (tokenizer, image, safetensors, config, model) have their own headers under src/. */
 #ifndef QVL_H
 #define QVL_H
 #include <stddef.h>
@@ -22,7 +34,31 @@
 
 const char *qvl_last_error(void);
 
+/* What kind of failure the last error on this thread was. */
+typedef enum {
+    QVL_ERR_NONE = 0,
+    QVL_ERR_INPUT,       /* bad user input: unreadable/corrupt image, bad option, bad id */
+    QVL_ERR_TOO_LONG,    /* the prompt does not fit the context (max-model-len) */
+    QVL_ERR_NO_MEMORY,   /* a memory plan that does not fit the budget or the device; host out of memory */
+    QVL_ERR_QUEUE_FULL,  /* qvl_submit: the waiting queue is at its limit */
+    QVL_ERR_CANCELLED,   /* the request was cancelled */
+    QVL_ERR_UNSUPPORTED, /* a checkpoint or option this build cannot run */
+    QVL_ERR_DEVICE,      /* a CUDA failure */
+    QVL_ERR_INTERNAL
+} qvl_error_code;
+qvl_error_code qvl_last_error_code(void);
+
 typedef enum { QVL_DEVICE_AUTO, QVL_DEVICE_CPU, QVL_DEVICE_CUDA } qvl_device;
+enum { QVL_KV_BF16 = 0, QVL_KV_FP8 = 1 };
+
+/* Kernel choices of the CUDA backend that remain switchable (for A/B runs and fallbacks); the
+ * library never reads the environment: the CLI and bench fill this from QVL_* variables. Every
+ * field's default is the measured-best choice; see each field's comment. */
+typedef struct {
+    int cuda_graphs;          /* 1: decode steps replay captured CUDA graphs */
+    int dump_dir_set;         /* reserved */
+} qvl_tuning;
+qvl_tuning qvl_tuning_default(void);
 
 typedef struct {
     const char *model_dir;
@@ -33,6 +69,12 @@ typedef struct {
                                  max_position_embeddings is an error */
     long min_pixels, max_pixels;  /* <= 0 = preprocessor_config.json values */
     long max_image_tokens;    /* <= 0 = no cap; else max_pixels = min(max_pixels, N*1024) */
+    /* Batched engine. */
+    int max_batch;            /* sequences in flight at most; <= 0 = chosen from the memory plan */
+    int max_queue;            /* waiting requests at most (qvl_submit fails with QVL_ERR_QUEUE_FULL
+                                 beyond it); <= 0 = no limit */
+    int kv_dtype;             /* QVL_KV_BF16 (default) or QVL_KV_FP8 (CUDA only) */
+    qvl_tuning tuning;        /* CUDA kernel choices; qvl_tuning_default() */
 } qvl_engine_opts;
 
 qvl_engine_opts qvl_engine_opts_default(void);
@@ -44,12 +86,33 @@ void qvl_engine_close(qvl_engine *e);
 const char *qvl_engine_device_name(const qvl_engine *e);   /* "cpu (16 threads)", "NVIDIA H100 ..." */
 
 /* One request: an image (a file, or encoded bytes in memory; or none) and a user prompt. */
+/* One part of a chat message: text (text != NULL) or an image (a file, or encoded bytes). */
+typedef struct {
+    const char *text;
+    const char *image_path;
+    const uint8_t *image_data;
+    size_t image_size;
+    const char *image_name;   /* for error messages when image_data is used */
+} qvl_content_part;
+
+/* One chat turn; role is "system", "user" or "assistant". */
+typedef struct {
+    const char *role;
+    const qvl_content_part *parts;
+    int n_parts;
+} qvl_message;
+
+/* A request: either one user turn of [image] + prompt (image_* and prompt), or, when n_messages > 0,
+ * a whole conversation (images anywhere; the chat template renders it with the generation prompt).
+ * qvl_submit copies everything it needs: the caller may free the request right after. */
 typedef struct {
     const char *image_path;
     const uint8_t *image_data;
     size_t image_size;
     const char *image_name;   /* for error messages when image_data is used */
     const char *prompt;
+    const qvl_message *messages;
+    int n_messages;
 } qvl_request;
 
 typedef void (*qvl_token_cb)(const char *text_piece, void *user);
@@ -88,6 +151,48 @@ typedef struct {
  * return -1 with the reason; the engine stays usable. */
 int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *g, qvl_result *out);
 void qvl_result_free(qvl_result *r);
+
+/* ---- many requests in flight ---- */
+
+typedef int64_t qvl_req_id;
+
+/* Queues a request (nothing runs until qvl_step). Returns its id (>= 0), or -1 + error when the
+ * request is refused up front (no prompt, queue full, bad options). Errors found later (unreadable
+ * image, prompt longer than the context) come back through qvl_poll for that request alone. The
+ * token callback in g, if any, is called from qvl_step with that request's text pieces. */
+qvl_req_id qvl_submit(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *g);
+
+/* Runs one scheduler step. Returns the number of requests still waiting or running (0: idle), or
+ * -1 + error on a failure of the engine itself (a device error), after which every request in
+ * flight is finished with that error. */
+int qvl_step(qvl_engine *e);
+
+/* A finished request. status 0: result is filled (free it with qvl_result_free); else the request
+ * failed alone with code/error (QVL_ERR_CANCELLED after qvl_cancel). */
+typedef struct {
+    qvl_req_id id;
+    int status;               /* 0 or -1 */
+    qvl_error_code code;
+    char error[512];
+    qvl_result result;
+} qvl_event;
+
+/* Takes one finished request, if any: returns 1 and fills *ev, else 0. Never blocks. */
+int qvl_poll(qvl_engine *e, qvl_event *ev);
+
+/* Ends a waiting or running request; its KV blocks are free when this returns (running) or at the
+ * next step. Its event (QVL_ERR_CANCELLED) still comes through qvl_poll. Returns 0, or -1 for an id
+ * that is not in flight. */
+int qvl_cancel(qvl_engine *e, qvl_req_id id);
+
+/* Counters for progress and /metrics. */
+typedef struct {
+    int waiting, running;     /* requests */
+    int max_batch;            /* the cap in force (resolved from the plan when opts.max_batch <= 0) */
+    int kv_blocks_total, kv_blocks_used, kv_block_tokens;
+    long long requests_finished, requests_failed, prompt_tokens, generated_tokens;
+} qvl_engine_stats;
+void qvl_engine_stats_get(qvl_engine *e, qvl_engine_stats *out);
 
 /* Peak memory in MiB: GPU memory of this process on CUDA (qvl_memory_info.peak_measure says which
  * figure), peak resident set on CPU. */
