@@ -13,6 +13,16 @@ LDFLAGS  += $(SAN)
 
 LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+# MPI (`mpirun -np N qvl eval`): src/cli/eval_mpi.c when Open MPI's development package is found
+# (pkg-config ompi-c; NO_MPI=1 builds without), else src/cli/eval_mpi_none.c. `qvl --version` says which.
+MPI_FOUND := $(if $(NO_MPI),,$(shell pkg-config --exists ompi-c 2>/dev/null && echo yes))
+ifeq ($(MPI_FOUND),yes)
+CLI_SRC  := $(filter-out src/cli/eval_mpi_none.c,$(CLI_SRC))
+MPI_LIBS := $(shell pkg-config --libs ompi-c)
+$(BUILD)/src/cli/eval_mpi.o: CFLAGS += $(shell pkg-config --cflags ompi-c)
+else
+CLI_SRC  := $(filter-out src/cli/eval_mpi.c,$(CLI_SRC))
+endif
 TEST_SRC := $(sort $(wildcard tests/*.c))
 CU_SRC   := $(shell find src/backend/cuda -name '*.cu' 2>/dev/null | sort)
 TOKENIZER_JSON := models/tokenizer/tokenizer.json
@@ -56,7 +66,7 @@ $(BUILD)/libqvl.a: $(LIB_OBJ) $(CU_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/qvl: $(CLI_OBJ) $(BUILD)/libqvl.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libqvl.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libqvl.a $(LDLIBS) $(MPI_LIBS)
 
 $(BUILD)/qvl-tests: $(TEST_OBJ) $(BUILD)/libqvl.a
 	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libqvl.a $(LDLIBS)

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "cli/commands.h"
+#include "cli/eval_scale.h"
 #include "cli/opts.h"
 #include "eval/dataset.h"
 #include "eval/progress.h"
@@ -23,7 +24,7 @@
 #include "util/file.h"
 
 typedef struct {
-    const char *model, *data, *images, *out, *summary, *on_overflow, *rule;
+    const char *model, *data, *images, *out, *summary, *on_overflow, *rule, *shard;
     long limit, offset;
     int max_new_tokens, batch, overwrite, sample, top_k;
     double temperature, top_p, presence_penalty, repetition_penalty;
@@ -213,6 +214,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         {"max-new-tokens", OPT_INT, &a->max_new_tokens, "N", "generated tokens per sample (default 128)"},
         {"batch", OPT_INT, &a->batch, "N", "samples per batch (only 1 for now)"},
         {"overwrite", OPT_FLAG, &a->overwrite, NULL, "start afresh instead of resuming --out"},
+        {"shard", OPT_STR, &a->shard, "i/N", "run the i-th of N shares (0-based) into its own results (qvl merge)"},
         {"rule", OPT_STR, &a->rule, "official|lmms-eval", "scoring rule (default official)"},
         {"sample", OPT_FLAG, &a->sample, NULL, "sample with generation_config.json values (default greedy)"},
         {"temperature", OPT_DOUBLE, &a->temperature, "T", "sampling temperature (with --sample)"},
@@ -240,8 +242,8 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         return usage_error("eval", "--on-overflow: '%s' is not skip or downscale", a->on_overflow);
     if (strcmp(a->rule, "official") && strcmp(a->rule, "lmms-eval"))
         return usage_error("eval", "--rule: '%s' is not official or lmms-eval", a->rule);
-    if (a->c.device && strcmp(a->c.device, "cpu") && strcmp(a->c.device, "cuda"))
-        return usage_error("eval", "--device: '%s' is not cpu or cuda", a->c.device);
+    if (a->c.device && strcmp(a->c.device, "cpu") && strcmp(a->c.device, "cuda") && strncmp(a->c.device, "cuda:", 5))
+        return usage_error("eval", "--device: '%s' is not cpu, cuda or cuda:K", a->c.device);
     if (a->max_new_tokens < 1) return usage_error("eval", "--max-new-tokens %d: must be at least 1", a->max_new_tokens);
     if (a->offset < 0) return usage_error("eval", "--offset %ld: must not be negative", a->offset);
     if (a->limit == 0 || a->limit < -1) return usage_error("eval", "--limit %ld: must be positive", a->limit);
@@ -269,6 +271,7 @@ int cmd_eval(int argc, char **argv) {
     eval_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc == 1 ? 0 : rc;
+    if ((rc = eval_scale_begin(a.shard, &a.c.device, &a.c.threads))) return rc;   /* --shard, mpirun */
     eval_state st;
     memset(&st, 0, sizeof st);
     st.res.fd = -1;
@@ -283,6 +286,10 @@ int cmd_eval(int argc, char **argv) {
     long first = a.offset, n = st.ds.n_samples - a.offset;
     if (a.limit > 0 && a.limit < n) n = a.limit;
     const qvl_sample *sel = st.ds.samples + first;
+    if (eval_scale_select(a.model, &cfg, &a.c, a.on_overflow, a.max_new_tokens, &st.ds, first, &sel, &n)) {
+        state_free(&st);
+        return runtime_error();
+    }
 
     if (a.out) {
         st.out = strdup(a.out);
@@ -314,7 +321,15 @@ int cmd_eval(int argc, char **argv) {
         state_free(&st);
         return runtime_error();
     }
+    if (eval_scale_paths(&st.out, &st.summary, a.out != NULL, a.summary != NULL)) {
+        state_free(&st);
+        return runtime_error();
+    }
     st.settings = run_settings(&a, &cfg, &st.ds);
+    if (eval_scale_settings(st.settings)) {
+        state_free(&st);
+        return runtime_error();
+    }
     if (qvl_results_open(&st.res, st.out, st.settings, a.overwrite)) {
         state_free(&st);
         return runtime_error();
@@ -448,8 +463,9 @@ int cmd_eval(int argc, char **argv) {
         .peak_measure = st.engine ? mi.peak_measure : NULL, .cuda_used_peak_mib = mi.cuda_used_peak_mib,
         .plan_note = plan ? plan_note : NULL,
     };
-    char *text = qvl_report_text(&in);
-    if (!text) {
+    char *text = eval_scale_quiet() ? NULL : qvl_report_text(&in);   /* mpirun: rank 0 prints the merged one */
+    if (eval_scale_quiet()) {
+    } else if (!text) {
         fprintf(stderr, "qvl: eval: out of memory building the report (results are in %s)\n", st.out);
         rc = 1;
     } else {
@@ -458,10 +474,13 @@ int cmd_eval(int argc, char **argv) {
         free(text);
     }
     cJSON *summary = qvl_report_summary(&in);
-    if (write_summary(st.summary, summary) == 0)
-        fprintf(stderr, "qvl eval: results in %s, summary in %s\n", st.out, st.summary);
-    else
+    eval_scale_annotate(summary, &in);
+    if (write_summary(st.summary, summary) == 0) {
+        if (!eval_scale_quiet()) fprintf(stderr, "qvl eval: results in %s, summary in %s\n", st.out, st.summary);
+    } else {
         rc = runtime_error();
+    }
+    rc = eval_scale_finish(&st.ds, a.data, rc);
     cJSON_Delete(summary);
     cJSON_Delete(report_settings);
     cJSON_Delete(plan);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/eval_mpi.h"
 #include "qvl.h"
 
 static const struct {
@@ -13,6 +14,7 @@ static const struct {
     {"run", cmd_run, "generate an answer for an image and a prompt"},
     {"eval", cmd_eval, "evaluate a model on OCRBench (json+images, TSV or parquet)"},
     {"score", cmd_score, "score OCRBench predictions made elsewhere"},
+    {"merge", cmd_merge, "combine the results of qvl eval --shard runs into one report"},
     {"compare", cmd_compare, "compare evaluation summaries (Markdown table, SVG chart)"},
     {"mem", cmd_mem, "print the GPU memory plan without running the model"},
     {"inspect", cmd_inspect, "summarize a checkpoint folder"},
@@ -34,7 +36,7 @@ int main(int argc, char **argv) {
     }
     const char *c = argv[1];
     if (!strcmp(c, "--version") || !strcmp(c, "version")) {
-        printf("qvl %s\n", QVL_VERSION);
+        printf("qvl %s\nmpi: %s\n", QVL_VERSION, eval_mpi_built() ? "yes" : "no");
         return 0;
     }
     if (!strcmp(c, "--help") || !strcmp(c, "-h") || !strcmp(c, "help")) {
