@@ -11,6 +11,7 @@ pkgs=(build-essential pkg-config
       libgif-dev          # GIF decoding (first frame)
       libsnappy-dev       # parquet pages (snappy)
       libzstd-dev         # parquet pages (zstd)
+      libmicrohttpd-dev   # qvl serve's HTTP server (loaded at run time by `qvl serve` only)
       libopenmpi-dev openmpi-bin  # mpirun -np N qvl eval (the build works without: qvl --version says mpi: no)
       xz-utils)           # unpacks models/tokenizer/tokenizer.json.xz (make)
 missing=()
