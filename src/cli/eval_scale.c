@@ -3,14 +3,15 @@
 
 #include <dirent.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/eval_mpi.h"
 #include "cli/merge.h"
+#include "eval/plan_data.h"
 #include "eval/shard.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -256,20 +257,34 @@ int eval_scale_begin(const char *shard_arg, const char **device, int *threads) {
     return 0;
 }
 
-/* Predicted cost of one sample, in arbitrary units: the image's encoded size for now (known without
- * decoding), plus a fixed part for the prompt and the answer. */
-static int64_t sample_cost(const qvl_sample *s) {
-    if (s->error) return 1;
-    int64_t bytes = (int64_t)s->image_size;
-    struct stat st;
-    if (s->image_path && stat(s->image_path, &st) == 0) bytes = (int64_t)st.st_size;
-    return 20000 + bytes;
+/* Predicted cost of every selected sample in microseconds: image tokens from the image headers
+ * (no decode) and exact prompt tokens, through the roofline estimate of eval/plan_data.h, at this
+ * run's pixel and context settings, so every rank computes the same numbers. */
+static const char *const cost_name = "predicted microseconds (plan_data: header image tokens, prompt tokens)";
+
+static int sample_costs(const char *model, const qvl_config *cfg, const common_opts *c, const char *on_overflow,
+                        int max_new_tokens, const qvl_dataset *ds, long first, long n, int64_t *cost) {
+    qvl_tokenizer *tok = qvl_tokenizer_load(model);
+    if (!tok) return -1;
+    qvl_data_plan dp;
+    int rc = qvl_data_plan_probe(ds, first, n, tok, &dp);
+    qvl_tokenizer_free(tok);
+    if (rc) return -1;
+    qvl_image_params p = qvl_config_image_params(cfg);
+    rc = qvl_image_params_set_pixels(&p, c->min_pixels, c->max_pixels, c->max_image_tokens);
+    if (!rc)
+        rc = qvl_data_plan_settle(&dp, cfg, &p, common_max_model_len(c, cfg), !strcmp(on_overflow, "downscale"),
+                                  max_new_tokens);
+    for (long k = 0; !rc && k < n; k++) {
+        int64_t us = (int64_t)llround(dp.samples[k].cost * 1e6);
+        cost[k] = dp.samples[k].status == QVL_PLAN_OK && us > 0 ? us : 1;   /* a failing sample costs ~nothing */
+    }
+    qvl_data_plan_free(&dp);
+    return rc;
 }
-static const char *const cost_name = "encoded image bytes + 20000 per sample";
 
 int eval_scale_select(const char *model, const qvl_config *cfg, const common_opts *c, const char *on_overflow,
                       int max_new_tokens, const qvl_dataset *ds, long first, const qvl_sample **sel, long *n) {
-    (void)model, (void)cfg, (void)c, (void)on_overflow, (void)max_new_tokens;
     if (!S.active) return 0;
     long total = *n;
     int64_t *cost = calloc((size_t)total + 1, sizeof *cost);
@@ -280,7 +295,11 @@ int eval_scale_select(const char *model, const qvl_config *cfg, const common_opt
         free(owner);
         return qvl_errorf("%s: out of memory for %ld samples", ds->source, total);
     }
-    for (long k = 0; k < total; k++) cost[k] = sample_cost(&(*sel)[k]);
+    if (sample_costs(model, cfg, c, on_overflow, max_new_tokens, ds, first, total, cost)) {
+        free(cost);
+        free(owner);
+        return -1;
+    }
     uint64_t fp = qvl_shard_partition(cost, total, S.count, owner);
     long mine = 0;
     int64_t my_cost = 0, all_cost = 0;
