@@ -8,7 +8,7 @@
 #   BIN=.devcarry/bin-att bench/run_attention_gpu.sh OUT ["micro tiny real bench fa2 real8B"]
 set -o pipefail
 OUT=${1:?OUT}; STEPS=${2:-"micro tiny real bench fa2 real8B"}
-BIN=${BIN:-.devcarry/bin-att}; TSV=${TSV:-.devcarry/ocrbench_shapes.tsv}
+BIN=${BIN:-.devcarry/bin-att}; TSV=${TSV:-bench/workload/ocrbench_shapes.tsv}
 export PYTHONUNBUFFERED=1
 LIBS=$PWD/.devcarry/lib
 T0=$(date +%s)

@@ -23,7 +23,7 @@
 set -o pipefail
 OUT=${1:?OUTDIR}; shift
 [ $# -gt 0 ] || { echo "usage: bench_sizes.sh OUTDIR SIZE..." >&2; exit 2; }
-BIN=${BIN:-build}; TSV=${TSV:-.devcarry/ocrbench_shapes.tsv}; WORK=${WORK:-/tmp}
+BIN=${BIN:-build}; TSV=${TSV:-bench/workload/ocrbench_shapes.tsv}; WORK=${WORK:-/tmp}
 STEPS=${STEPS:-"gen qvl mem hf"}; DEADLINE=${DEADLINE:-570}; T0=$(date +%s)
 export PYTHONUNBUFFERED=1
 LIBS=${LIBS:-$PWD/.devcarry/lib}

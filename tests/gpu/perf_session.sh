@@ -52,7 +52,7 @@ keylines "$OUT"/2B/bench_*.log
 if [ "$(left)" -gt 100 ]; then
     step splitk
     LD_LIBRARY_PATH=$LIBS QVL_SPLITK=1 timeout 100 $BUILD/bench_gpu /tmp/qvl_real_2B/model \
-        .devcarry/ocrbench_shapes.tsv 10 > "$OUT/2B/bench_qvl_splitk_2B.log" 2>&1
+        bench/workload/ocrbench_shapes.tsv 10 > "$OUT/2B/bench_qvl_splitk_2B.log" 2>&1
     { LD_LIBRARY_PATH=$LIBS QVL_SPLITK=1 QVL_REAL_DIR=/tmp/qvl_real_2B timeout 100 $BUILD/qvl-gpu-tests gpu_real_shape &&
       python3 tools/gen_real_shape_models.py compare /tmp/qvl_real_2B; } > "$OUT/2B/real_splitk_2B.log" 2>&1
     keylines "$OUT/2B/bench_qvl_splitk_2B.log" "$OUT/2B/real_splitk_2B.log"
@@ -62,7 +62,7 @@ NSYS=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-system
 if [ -n "$NSYS" ] && [ "$(left)" -gt 200 ]; then
     step "nsys ($NSYS)"
     LD_LIBRARY_PATH=$LIBS timeout 50 "$NSYS" profile -t cuda -o /tmp/qvl_prof -f true $BUILD/bench_gpu \
-        /tmp/qvl_real_2B/model .devcarry/ocrbench_shapes.tsv 50 > "$OUT/nsys_run.log" 2>&1
+        /tmp/qvl_real_2B/model bench/workload/ocrbench_shapes.tsv 50 > "$OUT/nsys_run.log" 2>&1
     timeout 40 "$NSYS" stats -r cuda_gpu_kern_sum /tmp/qvl_prof.nsys-rep 2>&1 | cut -c1-250 | head -60 > "$OUT/nsys_stats.txt"
     head -30 "$OUT/nsys_stats.txt"
 fi

@@ -7,7 +7,7 @@
 set -o pipefail
 OUT=${1:?OUTDIR}; SIZE=${2:-2B}; STEPS=${3:-"tiny real bench"}; EVERY=${4:-10}
 BUILD=${BUILD:-build-cuda}
-TSV=${TSV:-.devcarry/ocrbench_shapes.tsv}
+TSV=${TSV:-bench/workload/ocrbench_shapes.tsv}
 export PYTHONUNBUFFERED=1
 LIBS=${LIBS:-$PWD/.devcarry/lib}
 qvl_env() { LD_LIBRARY_PATH="$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; }
