@@ -18,7 +18,7 @@
 # Time: each step runs under `timeout` (GEN_S, QVL_S, MEM_S, HF_S seconds, per size); DEADLINE
 # (seconds from the start, default 570) skips, and says so, a step that would not fit.
 # STEPS (default "gen qvl mem hf") picks steps; KEEP=1 keeps the models (else removed after each size).
-#   ab   (opt-in) qvl once more with the environment AB_ENV (e.g. "QVL_KERNELS_VEC=0"), into
+#   ab   (opt-in) qvl once more with the environment AB_ENV (e.g. "QVL_ATT_IMPL=0"), into
 #        qvl_ab.log: an A/B in the same call (compare samples/s; ids_hash says whether the tokens agree)
 set -o pipefail
 OUT=${1:?OUTDIR}; shift
