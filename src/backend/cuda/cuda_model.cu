@@ -764,7 +764,7 @@ static int capture_one(qvl_cuda_model *m, cudaGraphExec_t *out) {
 
 /* Every cuBLASLt shape of the vision tower and the prefill at every row-count bucket up to the
  * plan's maximum, on scratch buffers, so that serving never waits for a heuristic query or a
- * first kernel load (bench/results/gpu_2B_v3: 0 queries while serving instead of 800). */
+ * first kernel load (bench/results/2026-11-26-cuda-backend-h100: 0 queries while serving instead of 800). */
 static int prepare_gemms(qvl_cuda_model *m) {
     const double t0 = wall_ms();
     const qvl_vision_config *v = &m->cfg.vision;
