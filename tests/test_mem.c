@@ -37,11 +37,16 @@ TEST(mem_plan_pixels_bound_the_vision_activations) {
     CHECK(small.kv_cache == big.kv_cache);
 }
 
-TEST(mem_plan_rejects_tiny_context) {
+/* A context shorter than the text reserve (accepted by every command) plans an image as long as the
+ * whole context; no context at all is refused. */
+TEST(mem_plan_short_context_plans_the_whole_context) {
     qvl_config cfg;
     CHECK_INT(qvl_config_load("tests/fixtures/configs/2b", &cfg), 0);
     qvl_mem_plan p;
-    CHECK_INT(qvl_mem_plan_compute(&cfg, -1, 100, 16777216, -1, &p), -1);
+    CHECK_INT(qvl_mem_plan_compute(&cfg, -1, 100, 16777216, -1, &p), 0);
+    CHECK_INT(p.max_model_len, 100);
+    CHECK_INT(p.max_image_tokens, 100);
+    CHECK_INT(qvl_mem_plan_compute(&cfg, -1, 0, 16777216, -1, &p), -1);
 }
 
 TEST(mem_cli_budget_refusal_names_what_to_lower) {

@@ -3,6 +3,7 @@
  * log), shows progress on stderr, then prints the report (spec/report.md) and writes the summary
  * JSON atomically. A rerun with the same settings resumes: finished samples are kept. */
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,11 +46,6 @@ static char *base_name(const char *path, int strip_ext) {
     return out;
 }
 
-static void add_long_or_default(cJSON *o, const char *key, long v) {
-    if (v > 0) cJSON_AddNumberToObject(o, key, (double)v);
-    else cJSON_AddStringToObject(o, key, "default");
-}
-
 /* The settings that decide the results: a resumed log must have been made with the same ones. */
 static cJSON *run_settings(const eval_args *a, const qvl_config *cfg, const qvl_dataset *ds) {
     cJSON *s = cJSON_CreateObject();
@@ -61,7 +57,7 @@ static cJSON *run_settings(const eval_args *a, const qvl_config *cfg, const qvl_
     cJSON_AddStringToObject(s, "dtype", cfg->dtype);
     if (cfg->quant_method[0]) cJSON_AddStringToObject(s, "quantization", cfg->quant_method);
     else cJSON_AddNullToObject(s, "quantization");
-    add_long_or_default(s, "max_model_len", a->c.max_model_len);
+    cJSON_AddNumberToObject(s, "max_model_len", (double)common_max_model_len(&a->c, cfg));   /* the value used */
     long min_px = a->c.min_pixels > 0 ? a->c.min_pixels : cfg->preproc.min_pixels;
     cJSON_AddNumberToObject(s, "min_pixels", (double)min_px);
     cJSON_AddNumberToObject(s, "max_pixels", (double)common_max_pixels(&a->c, cfg));
@@ -192,7 +188,7 @@ static int write_summary(const char *path, const cJSON *summary) {
 
 static int parse_args(int argc, char **argv, eval_args *a) {
     memset(a, 0, sizeof *a);
-    a->limit = -1;
+    a->limit = LONG_MIN;   /* not given */
     a->on_overflow = "skip";
     a->rule = "official";
     a->max_new_tokens = 128;
@@ -244,7 +240,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         return usage_error("eval", "--device: '%s' is not cpu or cuda", a->c.device);
     if (a->max_new_tokens < 1) return usage_error("eval", "--max-new-tokens %d: must be at least 1", a->max_new_tokens);
     if (a->offset < 0) return usage_error("eval", "--offset %ld: must not be negative", a->offset);
-    if (a->limit == 0 || a->limit < -1) return usage_error("eval", "--limit %ld: must be positive", a->limit);
+    if (a->limit != LONG_MIN && a->limit < 1) return usage_error("eval", "--limit %ld: must be positive", a->limit);
     return common_opts_check("eval", &a->c);
 }
 

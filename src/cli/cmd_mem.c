@@ -62,7 +62,7 @@ int cmd_mem(int argc, char **argv) {
         {"model", OPT_STR, &model, "DIR", "checkpoint folder (config.json, *.safetensors)"},
         {"json", OPT_FLAG, &json, NULL, "print the plan as one JSON object"},
         {"batch", OPT_INT, &batch, "N", "sequences at once (only 1 for now)"},
-        COMMON_OPT_ROWS(c),
+        COMMON_PLAN_OPT_ROWS(c),
     };
     int rc = opts_parse(argc, argv, opts, (int)(sizeof opts / sizeof opts[0]),
                         "qvl mem --model DIR [--max-model-len N] [pixel options] [--gpu-mem MiB] [--json]",
@@ -76,7 +76,9 @@ int cmd_mem(int argc, char **argv) {
 
     qvl_config cfg;
     if (qvl_config_load(model, &cfg)) return runtime_error();
+    if (common_opts_check("mem", &c)) return 2;
     long max_len = common_max_model_len(&c, &cfg), max_px = common_max_pixels(&c, &cfg);
+    if (max_len < 0) return runtime_error();   /* the context rule `qvl run` applies */
 
     double wbytes = checkpoint_bf16_bytes(model);
     /* The context as the run's peak will be measured: NVML's figure for this process when it can. */

@@ -17,6 +17,7 @@
 #include "engine/request.h"
 #include "engine/sampler.h"
 #include "image/image.h"
+#include "model/context_len.h"
 #include "model/model.h"
 #include "model/model_cuda.h"
 #include "qvl.h"
@@ -25,10 +26,6 @@
 #include "util/error.h"
 #include "util/file.h"
 
-/* Default context when --max-model-len is not given: the model's own limit (262144 for the
- * released checkpoints) would let one huge image take minutes on the CPU; 32768 covers any
- * OCRBench image at the default pixel limits. */
-enum { QVL_DEFAULT_MAX_MODEL_LEN = 32768 };
 
 typedef struct qvl_event_node {
     qvl_event ev;
@@ -165,16 +162,7 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
         qvl_model_set_dump_dir(e->model, o.tuning.dump_dir);
         e->cfg = qvl_model_config(e->model);
     }
-    long max_pos = e->cfg->text.max_position_embeddings;
-    if (o.max_model_len > 0) {
-        if (o.max_model_len > max_pos) {
-            qvl_errorf("max-model-len: %ld exceeds the model's max_position_embeddings %ld", o.max_model_len, max_pos);
-            goto fail;
-        }
-        e->max_model_len = o.max_model_len;
-    } else {
-        e->max_model_len = max_pos < QVL_DEFAULT_MAX_MODEL_LEN ? max_pos : QVL_DEFAULT_MAX_MODEL_LEN;
-    }
+    if (qvl_context_len(e->cfg, o.max_model_len, &e->max_model_len)) goto fail;   /* the rule every command shares */
     if (resolve_image_params(e->cfg, &o, e->threads, &e->img)) goto fail;
     e->tok = qvl_tokenizer_load(o.model_dir);
     if (!e->tok) goto fail;

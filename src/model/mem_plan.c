@@ -29,9 +29,7 @@ static double attention_partial_bytes(const qvl_config *c) {
 int qvl_mem_plan_compute(const qvl_config *cfg, double weight_bytes, long max_model_len, long max_pixels,
                          double cuda_context_mib, qvl_mem_plan *out) {
     memset(out, 0, sizeof *out);
-    if (max_model_len <= QVL_PLAN_TEXT_RESERVE)
-        return qvl_errorf("max-model-len: %ld leaves no room for an image (at least %d tokens are needed)",
-                          max_model_len, QVL_PLAN_TEXT_RESERVE + 1);
+    if (max_model_len < 1) return qvl_errorf("max-model-len: %ld is too small", max_model_len);
     if (weight_bytes <= 0) {
         qvl_param_counts pc;
         if (qvl_param_count(cfg, &pc)) return -1;
@@ -42,7 +40,10 @@ int qvl_mem_plan_compute(const qvl_config *cfg, double weight_bytes, long max_mo
     long unit = (long)v->patch_size * v->spatial_merge_size;   /* 32 px per token side */
     long px_per_token = unit * unit;
     long tokens = max_pixels / px_per_token;
-    if (tokens > max_model_len - QVL_PLAN_TEXT_RESERVE) tokens = max_model_len - QVL_PLAN_TEXT_RESERVE;
+    /* The image leaves the text reserve free; a context shorter than the reserve (accepted by every
+     * command: model/context_len.h) plans an image as long as the whole context, an upper bound. */
+    long room = max_model_len > QVL_PLAN_TEXT_RESERVE ? max_model_len - QVL_PLAN_TEXT_RESERVE : max_model_len;
+    if (tokens > room) tokens = room;
     double merge = (double)v->spatial_merge_size * v->spatial_merge_size;
     double n = (double)tokens * merge;   /* patches of the largest image */
     double T = (double)max_model_len, C = max_model_len < QVL_PLAN_PREFILL_CHUNK ? T : QVL_PLAN_PREFILL_CHUNK;
