@@ -27,9 +27,10 @@ typedef struct {
     long min_pixels, max_pixels;
     long max_image_tokens;
     long seed;
+    const char *kv_dtype;   /* "bf16" | "fp8" | NULL (bf16) */
 } common_opts;
 
-#define COMMON_OPTS_INIT {NULL, 0, -1, -1, -1, -1, -1, 0}
+#define COMMON_OPTS_INIT {NULL, 0, -1, -1, -1, -1, -1, 0, NULL}
 /* Expands to the cli_opt rows for a common_opts variable `c`. */
 #define COMMON_OPT_ROWS(c)                                                                          \
     {"device", OPT_STR, &(c).device, "cpu|cuda", "device to run on (default: cuda if usable, else cpu)"}, \
@@ -39,7 +40,8 @@ typedef struct {
     {"min-pixels", OPT_LONG, &(c).min_pixels, "N", "minimum image area after resize"},                 \
     {"max-pixels", OPT_LONG, &(c).max_pixels, "N", "maximum image area after resize"},                 \
     {"max-image-tokens", OPT_LONG, &(c).max_image_tokens, "N", "cap tokens per image (max-pixels = N*1024)"}, \
-    {"seed", OPT_LONG, &(c).seed, "N", "random seed for sampling"}
+    {"seed", OPT_LONG, &(c).seed, "N", "random seed for sampling"},                                    \
+    {"kv-dtype", OPT_STR, &(c).kv_dtype, "bf16|fp8", "KV cache element type (default bf16; fp8: CUDA, planned)"}
 
 /* Range checks of the numeric common options (--device is checked by each command): 0, or the
  * usage error's exit code 2 (already printed). */

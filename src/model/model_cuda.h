@@ -19,6 +19,9 @@ typedef struct {
     long max_pixels;      /* largest image area (after resize) admitted; <= 0: preprocessor max_pixels */
     long gpu_mem_mib;     /* hard cap on CUDA context + arena; <= 0: none */
     int prefill_chunk;    /* tokens per prefill step; <= 0: QVL_PLAN_PREFILL_CHUNK */
+    long max_image_tokens;/* > 0: vision activations for exactly this many image tokens (the data's largest;
+                             qvl_plan_inputs.max_image_tokens), else from max_pixels */
+    int kv_dtype;         /* QVL_PLAN_KV_BF16 (0); QVL_PLAN_KV_FP8 is planned but not run yet: refused */
 } qvl_cuda_opts;
 
 /* Loads DIR, plans the arena and checks it against the cap and the free device memory before
