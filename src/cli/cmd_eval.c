@@ -358,9 +358,7 @@ int cmd_eval(int argc, char **argv) {
     if (pending > 0) {
         double t0 = qvl_now_s();
         qvl_engine_opts eo = common_engine_opts(&a.c, a.model);
-        eo.max_model_len = fit.max_model_len;
-        eo.plan_image_tokens = fit.plan_image_tokens;
-        if (fit.auto_image_tokens > 0) eo.max_image_tokens = fit.auto_image_tokens;
+        qvl_fit_engine_opts(&fit, &eo);
         st.engine = qvl_engine_open(&eo);
         if (!st.engine) {
             state_free(&st);

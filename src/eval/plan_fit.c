@@ -149,6 +149,12 @@ int qvl_fit_plan(const qvl_config *cfg, qvl_data_plan *dp, const qvl_fit_request
     return 0;
 }
 
+void qvl_fit_engine_opts(const qvl_fit *f, qvl_engine_opts *eo) {
+    eo->max_model_len = f->max_model_len;
+    eo->plan_image_tokens = f->plan_image_tokens;
+    if (f->auto_image_tokens > 0) eo->max_image_tokens = f->auto_image_tokens;
+}
+
 int qvl_fit_dataset(const qvl_config *cfg, const char *model_dir, const qvl_dataset *ds, long first, long n,
                     const qvl_fit_request *rq, qvl_data_plan *dp, qvl_fit *out) {
     memset(dp, 0, sizeof *dp);

@@ -17,6 +17,7 @@
 
 #include "eval/plan_data.h"
 #include "model/mem_plan.h"
+#include "qvl.h"
 
 typedef struct {
     long max_model_len;       /* --max-model-len; <= 0: from the data (at most QVL_FIT_DEFAULT_MAX_LEN) */
@@ -64,6 +65,10 @@ int qvl_fit_plan(const qvl_config *cfg, qvl_data_plan *dp, const qvl_fit_request
  * the caller's to free (qvl_data_plan_free) whether or not this succeeds. */
 int qvl_fit_dataset(const qvl_config *cfg, const char *model_dir, const qvl_dataset *ds, long first, long n,
                     const qvl_fit_request *rq, qvl_data_plan *dp, qvl_fit *out);
+
+/* Sets the engine options the plan was made for: the context, the vision activations' size, and
+ * the auto-fit cap as max_image_tokens (kv_dtype and the rest stay as the caller set them). */
+void qvl_fit_engine_opts(const qvl_fit *f, qvl_engine_opts *eo);
 
 /* The facts for the report's settings and the summary: {"sized_for", "max_model_len",
  * "context" (why: context_why), "plan_image_tokens", "largest_prompt", "largest_prompt_index", "samples_planned", "unreadable",

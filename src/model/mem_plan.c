@@ -53,7 +53,7 @@ int qvl_mem_plan_compute_inputs(const qvl_config *cfg, double weight_bytes, cons
     if (tokens > max_model_len - QVL_PLAN_TEXT_RESERVE) tokens = max_model_len - QVL_PLAN_TEXT_RESERVE;
     if (in->max_image_tokens > 0) tokens = in->max_image_tokens < max_model_len ? in->max_image_tokens : max_model_len - 1;
     double kvb = in->kv_dtype == QVL_PLAN_KV_FP8 ? 1.0 : (double)BF16;
-    long chunk = (long)QVL_PLAN_VISION_MLP_CHUNK;
+    long chunk = in->vision_mlp_chunk > 0 ? in->vision_mlp_chunk : (long)QVL_PLAN_VISION_MLP_CHUNK;
     double merge = (double)v->spatial_merge_size * v->spatial_merge_size;
     double n = (double)tokens * merge;   /* patches of the largest image */
     double nh = n < (double)chunk ? n : (double)chunk;   /* rows of the vision MLP's hidden buffer */

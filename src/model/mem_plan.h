@@ -46,6 +46,8 @@ typedef struct {
                                  (the data's largest image), capped only at max_model_len - 1 */
     int kv_dtype;             /* QVL_PLAN_KV_BF16 (default) or QVL_PLAN_KV_FP8: bytes per KV element 2 / 1 */
     int sequences;            /* sequences in flight (<= 0: 1) */
+    int vision_mlp_chunk;     /* patches per vision MLP chunk; <= 0: QVL_PLAN_VISION_MLP_CHUNK (tests use
+                                 small chunks to compare against one chunk) */
 } qvl_plan_inputs;
 enum { QVL_PLAN_KV_BF16 = 0, QVL_PLAN_KV_FP8 = 1 };   /* = QVL_KV_BF16 / QVL_KV_FP8 of qvl.h */
 

@@ -22,6 +22,7 @@ typedef struct {
     long max_image_tokens;/* > 0: vision activations for exactly this many image tokens (the data's largest;
                              qvl_plan_inputs.max_image_tokens), else from max_pixels */
     int kv_dtype;         /* QVL_PLAN_KV_BF16 (0); QVL_PLAN_KV_FP8 is planned but not run yet: refused */
+    int vision_mlp_chunk; /* patches per vision MLP chunk; <= 0: QVL_PLAN_VISION_MLP_CHUNK */
 } qvl_cuda_opts;
 
 /* Loads DIR, plans the arena and checks it against the cap and the free device memory before

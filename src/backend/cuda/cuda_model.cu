@@ -321,6 +321,7 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
         memset(&pin, 0, sizeof pin);
         pin.max_model_len = m->max_len, pin.max_pixels = max_px;
         pin.max_image_tokens = o ? o->max_image_tokens : 0, pin.kv_dtype = o ? o->kv_dtype : 0;
+        pin.vision_mlp_chunk = o ? o->vision_mlp_chunk : 0;
         if (pin.kv_dtype != QVL_PLAN_KV_BF16) {
             qvl_errorf("kv-dtype: an FP8 KV cache is planned (qvl mem) but the CUDA attention kernels do not read "
                        "it yet; use bf16");
