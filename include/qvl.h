@@ -18,8 +18,9 @@
  *
  * Threads: qvl_submit(), qvl_cancel() and qvl_engine_stats_get() may be called from any
  * thread at any time; qvl_step() and qvl_poll() from one thread at a time (the thread that drives
- * the engine); token callbacks run on the thread inside qvl_step(). qvl_generate() drives the
- * engine itself: do not call it while another thread steps the same engine.
+ * the engine); token callbacks run on the thread inside qvl_step(), with no engine lock held (they
+ * may call qvl_submit/qvl_cancel). qvl_generate() drives the engine itself: do not call it while
+ * another thread steps the same engine. Error messages and codes are per thread.
  *
  * Every function that can fail returns -1 (or NULL) and records one line, "<file or item>:
  * <reason>", readable with qvl_last_error(), and a code (qvl_last_error_code()) so that callers
@@ -170,8 +171,9 @@ qvl_req_id qvl_submit(qvl_engine *e, const qvl_request *req, const qvl_gen_opts 
  * flight is finished with that error. */
 int qvl_step(qvl_engine *e);
 
-/* A finished request. status 0: result is filled (free it with qvl_result_free); else the request
- * failed alone with code/error (QVL_ERR_CANCELLED after qvl_cancel). */
+/* A finished request. status 0: result is filled; else the request failed alone with code/error
+ * (QVL_ERR_CANCELLED after qvl_cancel: result then holds what was generated before the cancel, with
+ * prompt_tokens and n_tokens). Always qvl_result_free(&ev.result) (a zeroed result is fine). */
 typedef struct {
     qvl_req_id id;
     int status;               /* 0 or -1 */
@@ -183,9 +185,10 @@ typedef struct {
 /* Takes one finished request, if any: returns 1 and fills *ev, else 0. Never blocks. */
 int qvl_poll(qvl_engine *e, qvl_event *ev);
 
-/* Ends a waiting or running request; its KV blocks are free when this returns (running) or at the
- * next step. Its event (QVL_ERR_CANCELLED) still comes through qvl_poll. Returns 0, or -1 for an id
- * that is not in flight. */
+/* Ends a waiting or running request. A waiting one is finished at once; a running one stops before
+ * its next token, and its KV blocks are free when the step in progress (if any) returns. Its event
+ * (QVL_ERR_CANCELLED) still comes through qvl_poll. Returns 0, or -1 (QVL_ERR_INPUT) for an id that
+ * is not in flight. */
 int qvl_cancel(qvl_engine *e, qvl_req_id id);
 
 /* Counters for progress and /metrics. */
