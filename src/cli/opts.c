@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/tuning_env.h"
 #include "util/error.h"
 
 int usage_error(const char *cmd, const char *fmt, ...) {
@@ -46,6 +47,7 @@ qvl_engine_opts common_engine_opts(const common_opts *c, const char *model) {
     o.max_pixels = c->max_pixels;
     o.max_image_tokens = c->max_image_tokens;
     o.kv_dtype = c->kv_dtype && !strcmp(c->kv_dtype, "fp8") ? QVL_KV_FP8 : QVL_KV_BF16;
+    qvl_tuning_from_env(&o.tuning);
     return o;
 }
 

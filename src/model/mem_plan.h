@@ -76,7 +76,7 @@ double qvl_mem_plan_arena_mib(const qvl_mem_plan *p);
 /* The CUDA runtime's allocations after the context (cuBLASLt handle and the GEMM shapes prepared at
  * open, the decode graph, kernels loaded on first use): NVML process peak minus the NVML-measured
  * context minus the arena was 8.7 / 9.4 / 10.2 MiB for the 2B / 4B / 8B shapes on an H100 (driver
- * 580, CUDA 13.0; bench/results/mem_nvml), the same after open as after generating. */
+ * 580, CUDA 13.0; bench/results/2026-11-26-memory-plan-h100), the same after open as after generating. */
 #define QVL_CUDA_RUNTIME_ESTIMATE_MIB 10.0
 
 #endif
