@@ -34,6 +34,8 @@ int common_opts_check(const char *cmd, const common_opts *c) {
     if ((c->min_pixels != -1 && c->min_pixels < 1) || (c->max_pixels != -1 && c->max_pixels < 1) ||
         (c->max_image_tokens != -1 && c->max_image_tokens < 1))
         return usage_error(cmd, "--min-pixels, --max-pixels and --max-image-tokens must be at least 1");
+    if (c->kv_dtype && strcmp(c->kv_dtype, "bf16") && strcmp(c->kv_dtype, "fp8"))
+        return usage_error(cmd, "--kv-dtype: '%s' is not bf16 or fp8", c->kv_dtype);
     return 0;
 }
 
@@ -47,6 +49,7 @@ qvl_engine_opts common_engine_opts(const common_opts *c, const char *model) {
     o.min_pixels = c->min_pixels;
     o.max_pixels = c->max_pixels;
     o.max_image_tokens = c->max_image_tokens;
+    o.kv_dtype = c->kv_dtype && !strcmp(c->kv_dtype, "fp8") ? QVL_KV_FP8 : QVL_KV_BF16;
     qvl_tuning_from_env(&o.tuning);
     return o;
 }

@@ -27,9 +27,10 @@ typedef struct {
     long min_pixels, max_pixels;
     long max_image_tokens;
     long seed;
+    const char *kv_dtype;   /* "bf16" | "fp8" | NULL (bf16) */
 } common_opts;
 
-#define COMMON_OPTS_INIT {NULL, 0, -1, -1, -1, -1, -1, 0}
+#define COMMON_OPTS_INIT {NULL, 0, -1, -1, -1, -1, -1, 0, NULL}
 /* Expands to the cli_opt rows for a common_opts variable `c`. */
 #define COMMON_OPT_ROWS(c)                                                                          \
     {"device", OPT_STR, &(c).device, "cpu|cuda", "device to run on (default: cuda if usable, else cpu)"}, \
@@ -42,7 +43,8 @@ typedef struct {
     {"max-model-len", OPT_LONG, &(c).max_model_len, "N", "maximum context length in tokens"},          \
     {"min-pixels", OPT_LONG, &(c).min_pixels, "N", "minimum image area after resize"},                 \
     {"max-pixels", OPT_LONG, &(c).max_pixels, "N", "maximum image area after resize"},                 \
-    {"max-image-tokens", OPT_LONG, &(c).max_image_tokens, "N", "cap tokens per image (max-pixels = N*1024)"}
+    {"max-image-tokens", OPT_LONG, &(c).max_image_tokens, "N", "cap tokens per image (max-pixels = N*1024)"}, \
+    {"kv-dtype", OPT_STR, &(c).kv_dtype, "bf16|fp8", "KV cache element type (default bf16; fp8: CUDA, planned)"}
 
 /* CPU threads for a --threads request (0: all cores): above 4x the cores it is capped there, with a
  * one-line warning on stderr (more threads than that only slow the CPU path down). */

@@ -141,7 +141,8 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
         long px = o.max_pixels > 0 ? o.max_pixels : 0;
         if (o.max_image_tokens > 0 && (px <= 0 || px > o.max_image_tokens * 1024)) px = o.max_image_tokens * 1024;
         qvl_cuda_opts co = {.max_model_len = o.max_model_len > 0 ? o.max_model_len : QVL_DEFAULT_MAX_MODEL_LEN,
-                            .max_pixels = px, .gpu_mem_mib = o.gpu_mem_mib, .tuning = o.tuning};
+                            .max_pixels = px, .gpu_mem_mib = o.gpu_mem_mib, .tuning = o.tuning,
+                            .max_image_tokens = o.plan_image_tokens, .kv_dtype = o.kv_dtype};
         /* The meter's baseline comes before this process's context exists; the context is then
          * created and measured the way the peak will be (NVML), not as device-wide used memory. */
         qvl_gpu_meter_start(&e->meter);
@@ -158,6 +159,10 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
         e->cfg = qvl_cuda_model_config(e->gpu);
         snprintf(e->device_name, sizeof e->device_name, "%s", qvl_cuda_model_device_name(e->gpu));
     } else {
+        if (o.kv_dtype != QVL_KV_BF16) {
+            qvl_errorf("kv-dtype: fp8 is for the CUDA path only (the CPU reference keeps F32)");
+            goto fail;
+        }
         if (!(e->model = qvl_model_open(o.model_dir, e->threads))) goto fail;
         qvl_model_set_dump_dir(e->model, o.tuning.dump_dir);
         e->cfg = qvl_model_config(e->model);
