@@ -52,12 +52,21 @@ qvl_error_code qvl_last_error_code(void);
 typedef enum { QVL_DEVICE_AUTO, QVL_DEVICE_CPU, QVL_DEVICE_CUDA } qvl_device;
 enum { QVL_KV_BF16 = 0, QVL_KV_FP8 = 1 };
 
-/* Kernel choices of the CUDA backend that remain switchable (for A/B runs and fallbacks); the
- * library never reads the environment: the CLI and bench fill this from QVL_* variables. Every
- * field's default is the measured-best choice; see each field's comment. */
+/* Choices of the CUDA backend that remain switchable: a fallback kernel to exercise on a GPU that
+ * would not pick it, a fixed choice for bit-for-bit comparable runs, debugging aids. Settled A/B
+ * switches are gone (their evidence: bench/results). The library never reads the environment: the
+ * CLI and bench fill this from QVL_* variables (src/cli/tuning_env.h). All zeros is the default,
+ * the measured-best choice (qvl_tuning_default()). Per engine: nothing here is process-wide. */
 typedef struct {
-    int cuda_graphs;          /* 1: decode steps replay captured CUDA graphs */
-    int dump_dir_set;         /* reserved */
+    int attention;        /* prefill/vision attention: 0 auto (wgmma kernel on sm_90a, else the mma.sync
+                             FA2 kernel); 1 the mma.sync kernel everywhere (the pre-Hopper path);
+                             2 + c wgmma configuration c (benchmarks). QVL_ATT_IMPL=n sets n + 1. */
+    int gemv_variant;     /* decode one-row products: 0 the variant timed fastest at open; 1..5 that
+                             variant for every shape (variants sum in different orders). QVL_GEMV_PICK */
+    int no_cuda_graphs;   /* 1: decode steps launched kernel by kernel instead of replayed from a
+                             captured graph (profilers' per-kernel view). QVL_NO_GRAPH */
+    const char *dump_dir; /* parity: every stage's activations written as DIR/<name>.npy (float32,
+                             tests/fixtures/tiny/ref names); NULL: none. QVL_DUMP */
 } qvl_tuning;
 qvl_tuning qvl_tuning_default(void);
 
@@ -70,6 +79,9 @@ typedef struct {
                                  max_position_embeddings is an error */
     long min_pixels, max_pixels;  /* <= 0 = preprocessor_config.json values */
     long max_image_tokens;    /* <= 0 = no cap; else max_pixels = min(max_pixels, N*1024) */
+    long plan_image_tokens;   /* > 0: the GPU plan sizes the vision activations for images of at most N
+                                 tokens (the data's largest, eval/plan_data.h) without changing the pixel
+                                 limits; <= 0 = from max_pixels / max_image_tokens */
     /* Batched engine. */
     int max_batch;            /* sequences in flight at most; <= 0 = chosen from the memory plan */
     int max_queue;            /* waiting requests at most (qvl_submit fails with QVL_ERR_QUEUE_FULL

@@ -244,8 +244,10 @@ TEST(engine_requests_fail_alone_cancel_and_codes) {
     CHECK(qvl_engine_open(&o) == NULL);
     CHECK_INT(qvl_last_error_code(), QVL_ERR_INPUT);
     qvl_tuning t = qvl_tuning_default();
-    CHECK_INT(t.cuda_graphs, 1);
-    CHECK_INT(qvl_engine_opts_default().tuning.cuda_graphs, 1);
+    CHECK_INT(t.no_cuda_graphs, 0); /* all zeros: the measured-best choices */
+    CHECK_INT(t.attention, 0);
+    CHECK(t.dump_dir == NULL);
+    CHECK_INT(qvl_engine_opts_default().tuning.no_cuda_graphs, 0);
 }
 
 typedef struct {

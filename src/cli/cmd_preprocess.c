@@ -40,7 +40,7 @@ int cmd_preprocess(int argc, char **argv) {
         if (qvl_config_load(model, &cfg)) return runtime_error();
         p = qvl_config_image_params(&cfg);
     }
-    p.threads = threads;
+    p.threads = cli_threads(threads);
     if (qvl_image_params_set_pixels(&p, min_pixels, max_pixels, max_tokens))
         return usage_error("preprocess", "%s", qvl_error());
     qvl_image img;
