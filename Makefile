@@ -37,10 +37,14 @@ endif
 .PHONY: all deps test test-asan clean bench demo test-gpu
 all: deps $(UNPACKED) $(BUILD)/qvl $(BUILD)/libqvl.a
 
-deps: $(BUILD)/.deps-ok
-$(BUILD)/.deps-ok: scripts/install-deps.sh
+# Every compile and every unpacked file waits for the dependency step (order-only: a newer stamp
+# never forces a rebuild), so `make -j` on a fresh machine never compiles before the headers exist.
+DEPS_OK  := $(BUILD)/.deps-ok
+INSTALL_DEPS ?= scripts/install-deps.sh
+deps: $(DEPS_OK)
+$(DEPS_OK): scripts/install-deps.sh
 	@mkdir -p $(BUILD)
-	@bash scripts/install-deps.sh
+	@bash $(INSTALL_DEPS)
 	@touch $@
 
 # The real Qwen3 tokenizer (11.4 MB -> 1.4 MB) and the bundled tiny OCR model's checkpoint
@@ -48,7 +52,7 @@ $(BUILD)/.deps-ok: scripts/install-deps.sh
 # to the GPU machine is capped at 64 MiB); unpacked here (tools/unpack_xz.py does the same for
 # Python tools). The temporary name is unique so parallel builds in other BUILD dirs never see a
 # partial file.
-$(UNPACKED): %: %.xz | deps
+$(UNPACKED): %: %.xz | $(DEPS_OK)
 	xz -dc $< > $@.tmp.$$$$ && mv -f $@.tmp.$$$$ $@
 
 $(BUILD)/libqvl.a: $(LIB_OBJ) $(CU_OBJ)
@@ -61,11 +65,11 @@ $(BUILD)/qvl: $(CLI_OBJ) $(BUILD)/libqvl.a
 $(BUILD)/qvl-tests: $(TEST_OBJ) $(BUILD)/libqvl.a
 	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libqvl.a $(LDLIBS)
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/%.o: %.cu
+$(BUILD)/%.o: %.cu | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 

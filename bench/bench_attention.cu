@@ -156,9 +156,8 @@ int main(int argc, char **argv) {
                                        causal_pos0, 1.4426950408889634f / sqrtf((float)c.hd), impl - QVL_ATT_WG) != 0)
                     continue;
             }
-            qvl_attention_set_impl(impl);
             k_poison<<<1024, 256, 0, st>>>(out, (size_t)c.n * qdim);
-            qvl_attention(st, out, qdim, q, stride, k, v, stride, c.n, c.n, c.Hq, c.Hkv, c.hd, causal_pos0, NULL);
+            qvl_attention(st, out, qdim, q, stride, k, v, stride, c.n, c.n, c.Hq, c.Hkv, c.hd, causal_pos0, NULL, impl);
             CK(cudaGetLastError());
             CK(cudaMemcpyAsync(h_out.data(), out, h_out.size() * sizeof(bf16), cudaMemcpyDeviceToHost, st));
             CK(cudaStreamSynchronize(st));
@@ -183,9 +182,9 @@ int main(int argc, char **argv) {
             }
             /* Timing: warm-up, then enough repetitions for ~150 ms, median. */
             for (int w = 0; w < 2; w++)
-                qvl_attention(st, out, qdim, q, stride, k, v, stride, c.n, c.n, c.Hq, c.Hkv, c.hd, causal_pos0, NULL);
+                qvl_attention(st, out, qdim, q, stride, k, v, stride, c.n, c.n, c.Hq, c.Hkv, c.hd, causal_pos0, NULL, impl);
             CK(cudaEventRecord(e0, st));
-            qvl_attention(st, out, qdim, q, stride, k, v, stride, c.n, c.n, c.Hq, c.Hkv, c.hd, causal_pos0, NULL);
+            qvl_attention(st, out, qdim, q, stride, k, v, stride, c.n, c.n, c.Hq, c.Hkv, c.hd, causal_pos0, NULL, impl);
             CK(cudaEventRecord(e1, st));
             CK(cudaEventSynchronize(e1));
             float ms1;
@@ -194,7 +193,7 @@ int main(int argc, char **argv) {
             std::vector<float> ts(reps);
             for (int r = 0; r < reps; r++) {
                 CK(cudaEventRecord(e0, st));
-                qvl_attention(st, out, qdim, q, stride, k, v, stride, c.n, c.n, c.Hq, c.Hkv, c.hd, causal_pos0, NULL);
+                qvl_attention(st, out, qdim, q, stride, k, v, stride, c.n, c.n, c.Hq, c.Hkv, c.hd, causal_pos0, NULL, impl);
                 CK(cudaEventRecord(e1, st));
                 CK(cudaEventSynchronize(e1));
                 CK(cudaEventElapsedTime(&ts[r], e0, e1));

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "backend/cuda/cuda_nvml.h"
+#include "cli/tuning_env.h"
 #include "image/image.h"
 #include "model/model_cuda.h"
 #include "tokenizer/chat.h"
@@ -127,6 +128,7 @@ int main(int argc, char **argv) {
     max_len += QVL_PLAN_TEXT_RESERVE;
     double t0 = now_s();
     qvl_cuda_opts o = {.max_model_len = max_len, .max_pixels = max_px};
+    qvl_tuning_from_env(&o.tuning); /* QVL_ATT_IMPL, QVL_GEMV_PICK, QVL_NO_GRAPH, QVL_DUMP */
     qvl_gpu_meter gm; /* NVML: this process's GPU memory, sampled after the timed rows */
     qvl_gpu_meter_start(&gm);
     qvl_cuda_model *m = qvl_cuda_model_open(dir, &o);
@@ -158,7 +160,7 @@ int main(int argc, char **argv) {
         qvl_pixel_values pv = {0};
         int32_t *ids = NULL;
         size_t nids = 0;
-        ip.bf16_buf = qvl_cuda_pixel_staging(m, &ip.bf16_buf_bytes); /* NULL: F32 pixels (QVL_PIXELS_BF16=0) */
+        ip.bf16_buf = qvl_cuda_pixel_staging(m, &ip.bf16_buf_bytes); /* NULL: F32 pixels (no pinned memory) */
         ip.out_bf16 = ip.bf16_buf != NULL;
         if (qvl_image_preprocess(&img, &ip, &pv) || qvl_chat_encode_single(tok, x->question, pv.image_tokens, &ids, &nids))
             return fprintf(stderr, "bench_gpu: sample %d: %s\n", x->idx, qvl_error()), 1;

@@ -18,8 +18,9 @@
  *
  * Threads: qvl_submit(), qvl_cancel() and qvl_engine_stats_get() may be called from any
  * thread at any time; qvl_step() and qvl_poll() from one thread at a time (the thread that drives
- * the engine); token callbacks run on the thread inside qvl_step(). qvl_generate() drives the
- * engine itself: do not call it while another thread steps the same engine.
+ * the engine); token callbacks run on the thread inside qvl_step(), with no engine lock held (they
+ * may call qvl_submit/qvl_cancel). qvl_generate() drives the engine itself: do not call it while
+ * another thread steps the same engine. Error messages and codes are per thread.
  *
  * Every function that can fail returns -1 (or NULL) and records one line, "<file or item>:
  * <reason>", readable with qvl_last_error(), and a code (qvl_last_error_code()) so that callers
@@ -51,12 +52,21 @@ qvl_error_code qvl_last_error_code(void);
 typedef enum { QVL_DEVICE_AUTO, QVL_DEVICE_CPU, QVL_DEVICE_CUDA } qvl_device;
 enum { QVL_KV_BF16 = 0, QVL_KV_FP8 = 1 };
 
-/* Kernel choices of the CUDA backend that remain switchable (for A/B runs and fallbacks); the
- * library never reads the environment: the CLI and bench fill this from QVL_* variables. Every
- * field's default is the measured-best choice; see each field's comment. */
+/* Choices of the CUDA backend that remain switchable: a fallback kernel to exercise on a GPU that
+ * would not pick it, a fixed choice for bit-for-bit comparable runs, debugging aids. Settled A/B
+ * switches are gone (their evidence: bench/results). The library never reads the environment: the
+ * CLI and bench fill this from QVL_* variables (src/cli/tuning_env.h). All zeros is the default,
+ * the measured-best choice (qvl_tuning_default()). Per engine: nothing here is process-wide. */
 typedef struct {
-    int cuda_graphs;          /* 1: decode steps replay captured CUDA graphs */
-    int dump_dir_set;         /* reserved */
+    int attention;        /* prefill/vision attention: 0 auto (wgmma kernel on sm_90a, else the mma.sync
+                             FA2 kernel); 1 the mma.sync kernel everywhere (the pre-Hopper path);
+                             2 + c wgmma configuration c (benchmarks). QVL_ATT_IMPL=n sets n + 1. */
+    int gemv_variant;     /* decode one-row products: 0 the variant timed fastest at open; 1..5 that
+                             variant for every shape (variants sum in different orders). QVL_GEMV_PICK */
+    int no_cuda_graphs;   /* 1: decode steps launched kernel by kernel instead of replayed from a
+                             captured graph (profilers' per-kernel view). QVL_NO_GRAPH */
+    const char *dump_dir; /* parity: every stage's activations written as DIR/<name>.npy (float32,
+                             tests/fixtures/tiny/ref names); NULL: none. QVL_DUMP */
 } qvl_tuning;
 qvl_tuning qvl_tuning_default(void);
 
@@ -167,8 +177,9 @@ qvl_req_id qvl_submit(qvl_engine *e, const qvl_request *req, const qvl_gen_opts 
  * flight is finished with that error. */
 int qvl_step(qvl_engine *e);
 
-/* A finished request. status 0: result is filled (free it with qvl_result_free); else the request
- * failed alone with code/error (QVL_ERR_CANCELLED after qvl_cancel). */
+/* A finished request. status 0: result is filled; else the request failed alone with code/error
+ * (QVL_ERR_CANCELLED after qvl_cancel: result then holds what was generated before the cancel, with
+ * prompt_tokens and n_tokens). Always qvl_result_free(&ev.result) (a zeroed result is fine). */
 typedef struct {
     qvl_req_id id;
     int status;               /* 0 or -1 */
@@ -180,9 +191,10 @@ typedef struct {
 /* Takes one finished request, if any: returns 1 and fills *ev, else 0. Never blocks. */
 int qvl_poll(qvl_engine *e, qvl_event *ev);
 
-/* Ends a waiting or running request; its KV blocks are free when this returns (running) or at the
- * next step. Its event (QVL_ERR_CANCELLED) still comes through qvl_poll. Returns 0, or -1 for an id
- * that is not in flight. */
+/* Ends a waiting or running request. A waiting one is finished at once; a running one stops before
+ * its next token, and its KV blocks are free when the step in progress (if any) returns. Its event
+ * (QVL_ERR_CANCELLED) still comes through qvl_poll. Returns 0, or -1 (QVL_ERR_INPUT) for an id that
+ * is not in flight. */
 int qvl_cancel(qvl_engine *e, qvl_req_id id);
 
 /* Counters for progress and /metrics. */

@@ -11,6 +11,7 @@ pkgs=(build-essential pkg-config
       libgif-dev          # GIF decoding (first frame)
       libsnappy-dev       # parquet pages (snappy)
       libzstd-dev         # parquet pages (zstd)
+      libmicrohttpd-dev   # qvl serve's HTTP server (loaded at run time by `qvl serve` only)
       xz-utils)           # unpacks models/tokenizer/tokenizer.json.xz (make)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,6 +1,9 @@
 /* A minimal test harness: TEST(name) registers a test; CHECK* record failures and continue.
  * All tests/ *.c files link into one binary (build/qvl-tests) that runs from the repository root and
- * ends with "N passed, N failed". `build/qvl-tests SUBSTRING` runs the tests whose name matches. */
+ * ends with "N passed, N failed". `build/qvl-tests SUBSTRING` runs the tests whose name matches.
+ * Each test runs in its own child process (tests/test_main.c): a crash, abort, sanitizer report or
+ * timeout (QVL_TEST_TIMEOUT seconds, default 600) fails that test and the suite goes on; tests
+ * therefore share no state. Tests read only files in the repository (tests/fixtures/, models/). */
 #ifndef QVL_TEST_H
 #define QVL_TEST_H
 #include <math.h>
@@ -51,7 +54,7 @@ void test_fail(const char *file, int line, const char *fmt, ...) __attribute__((
  * /dev/null unless ARGS redirects it; returns the exit code, stdout in *out and stderr in *err
  * (malloc'd, may be NULL if not wanted). */
 int test_qvl(char **out, char **err, const char *args_fmt, ...) __attribute__((format(printf, 3, 4)));
-/* A fresh temporary directory for this test (removed at exit). */
+/* A fresh temporary directory for this test (removed when the suite ends). */
 const char *test_tmpdir(void);
 /* Writes n bytes of data to test_tmpdir()/name; returns the malloc'd path (caller frees). */
 char *test_tmp_file(const char *name, const void *data, size_t n);

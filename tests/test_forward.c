@@ -87,7 +87,7 @@ static void run_case(qvl_model *m, const char *model, const char *cname) {
     /* Vision tower, image by image; outputs concatenated as the reference batches them. */
     int n_img = has_img ? (int)grid_a.shape[0] : 0;
     qvl_vision_out imgs[4] = {0};
-    setenv("QVL_DUMP", ddir, 1);
+    qvl_model_set_dump_dir(m, ddir);
     const float *px = has_img ? px_a.data : NULL;
     int tok_total = 0;
     for (int i = 0; i < n_img; i++) {
@@ -171,7 +171,7 @@ static void run_case(qvl_model *m, const char *model, const char *cname) {
     qvl_seq *s = qvl_seq_new(m, n + 40);
     float *logits = malloc((size_t)V * sizeof(float));
     CHECK_INT(qvl_seq_prefill(m, s, ids, n, imgs, n_img, logits), 0);
-    unsetenv("QVL_DUMP");
+    qvl_model_set_dump_dir(m, NULL);
     compare_dump(ddir, rdir, "text.embed");
     for (int l = 0; l < cfg->text.num_layers; l++) {
         char nm[32];

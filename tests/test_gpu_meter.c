@@ -24,13 +24,14 @@ static char *build_fake(const char *name, const char *extra) {
 }
 
 static void clear_env(void) {
-    static const char *vars[] = {"QVL_NVML_LIB", "QVL_CUDA_DRIVER_LIB", "FAKE_NVML_DEVICES", "FAKE_NVML_OUR_DEVICE",
+    qvl_gpu_meter_libraries(NULL, NULL);
+    static const char *vars[] = {"FAKE_NVML_DEVICES", "FAKE_NVML_OUR_DEVICE",
                                  "FAKE_NVML_OTHERS", "FAKE_NVML_PID_MIB", "FAKE_NVML_DEV_USED_MIB"};
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) unsetenv(vars[i]);
 }
 
 TEST(gpu_meter_without_nvml_says_why) {
-    setenv("QVL_NVML_LIB", "/nonexistent/libnvidia-ml.so.1", 1);
+    qvl_gpu_meter_libraries("/nonexistent/libnvidia-ml.so.1", NULL);
     qvl_gpu_meter m;
     CHECK_INT(qvl_gpu_meter_start(&m), -1);
     CHECK_CONTAINS(m.note, "NVML not available");
@@ -48,8 +49,7 @@ TEST(gpu_meter_without_nvml_says_why) {
 TEST(gpu_meter_v3_list_found_through_the_pci_bus_id) {
     char *lib = build_fake("fake_v3", "");
     if (!lib) return;
-    setenv("QVL_NVML_LIB", lib, 1);
-    setenv("QVL_CUDA_DRIVER_LIB", lib, 1);
+    qvl_gpu_meter_libraries(lib, lib);
     setenv("FAKE_NVML_OTHERS", "100", 1);   /* more than the first buffer of 64 entries */
     setenv("FAKE_NVML_PID_MIB", "7163", 1);
     setenv("FAKE_NVML_DEV_USED_MIB", "900", 1);
@@ -77,8 +77,7 @@ TEST(gpu_meter_v3_list_found_through_the_pci_bus_id) {
 TEST(gpu_meter_v1_list_device_found_by_this_process) {
     char *lib = build_fake("fake_v1", "-DFAKE_V1");
     if (!lib) return;
-    setenv("QVL_NVML_LIB", lib, 1);
-    setenv("QVL_CUDA_DRIVER_LIB", "/nonexistent/libcuda.so.1", 1);
+    qvl_gpu_meter_libraries(lib, "/nonexistent/libcuda.so.1");
     setenv("FAKE_NVML_DEVICES", "3", 1);
     setenv("FAKE_NVML_OUR_DEVICE", "2", 1);
     setenv("FAKE_NVML_OTHERS", "3", 1);   /* a wrong entry stride would misread this process's entry */

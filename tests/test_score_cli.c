@@ -3,11 +3,12 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "test.h"
 #include "util/file.h"
 
-#define REAL_DATA "../shared/data/OCRBench.json"
+#define REAL_DATA "tests/fixtures/ocrbench/official/OCRBench.json"
 #define SMALL_DATA "tests/fixtures/ocrbench/json/OCRBench.json"
 
 /* Writes a predictions file answering each item of a JSON-form file with its first answer,
@@ -39,7 +40,7 @@ static const char *oracle_preds(const char *data, const char *name, long skip) {
 }
 
 TEST(score_cli_real_file_oracle_is_1000) {
-    CHECK(qvl_is_dir("../shared/data"));
+    CHECK(access(REAL_DATA, R_OK) == 0);
     const char *pred = oracle_preds(REAL_DATA, "oracle.jsonl", -1);
     char *out = NULL, *err = NULL;
     CHECK_INT(test_qvl(&out, &err, "score --data " REAL_DATA " --pred %s --json", pred), 0);

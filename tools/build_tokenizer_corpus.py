@@ -9,7 +9,7 @@ import random
 import sys
 import unicodedata
 
-OCRBENCH = sys.argv[1] if len(sys.argv) > 1 else "/work/shared/data/OCRBench.json"
+OCRBENCH = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/ocrbench/official/OCRBench.json"
 OUT = sys.argv[2] if len(sys.argv) > 2 else "tests/fixtures/tokenizer/corpus.jsonl"
 
 SCRIPTS = {

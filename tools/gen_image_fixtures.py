@@ -13,7 +13,7 @@ Reads tests/fixtures/image/images/ (made by tools/make_test_images.py) and write
   <name>.resized.png           the reference's resized uint8 image (FULL_RESIZED), recovered exactly
                                from pixel_values (x = v*127.5+127.5)
   <name>.rows.png              for every image: sampled rows (ROW_FRACTIONS) of decoded then resized
-With --bench-dir it also writes synthetic OCRBench-sized JPEGs (--shapes, default ../shared/bench/ocrbench_shapes.tsv)
+With --bench-dir it also writes synthetic OCRBench-sized JPEGs (--shapes, default bench/workload/ocrbench_shapes.tsv)
 there and times the reference on them (bench/README.md). --dry replaces the processor with a numpy
 re-implementation (PIL resize) so the script can be checked where torch is missing."""
 import hashlib, io, json, math, os, sys, tempfile, time
@@ -352,7 +352,7 @@ def main():
         log("smart_resize cases:", len(manifest["smart_resize"]))
         dump()
     if bench_dir:
-        tsv = args[args.index("--shapes") + 1] if "--shapes" in args else os.path.join(ROOT, "..", "shared", "bench", "ocrbench_shapes.tsv")
+        tsv = args[args.index("--shapes") + 1] if "--shapes" in args else os.path.join(ROOT, "bench", "workload", "ocrbench_shapes.tsv")
         files = make_bench_images(bench_dir, tsv)
         manifest["bench_reference"] = bench_reference(ref, files)
         log("bench reference:", json.dumps(manifest["bench_reference"]))

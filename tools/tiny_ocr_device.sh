@@ -11,11 +11,9 @@
 #   hf             transformers' greedy predictions of the committed model again (same code as the
 #                  fixture), with transformers' own top-2 margins; compared with the fixture
 #   test           the GPU tiny-ocr test on what is in the working copy now (default switches, then
-#                  QVL_GELU_EPILOGUE=0 if there is time before END_S)
+#                  QVL_ATT_IMPL=0 if there is time before END_S)
 #   test-switches  `test` plus the switch combinations again
 # Logs go to OUT/logs (tar them into one file at the end).
-# (QVL_ATT_V1 was removed in session 3 with the unpipelined attention kernel: where set below it no
-# longer changes anything.)
 set -o pipefail
 OUT=${1:?OUT}; shift
 BIN=${BIN:-/tmp/b}
@@ -36,17 +34,12 @@ gpu_test() {   # gpu_test LABEL [VAR=VALUE...]
 
 switches() {
     local label
-    for label in default gelu0 gemv0 attimpl0 attv1 decfused0 gemmexact all; do
+    for label in default attimpl0 nograph; do
         if [ $((SECONDS - T0)) -gt "${SWITCH_S:-75}" ]; then echo "[$label] skipped (time)"; continue; fi
         case $label in
         default)   gpu_test $label ;;
-        gelu0)     gpu_test $label QVL_GELU_EPILOGUE=0 ;;
-        gemv0)     gpu_test $label QVL_GEMV=0 ;;
         attimpl0)  gpu_test $label QVL_ATT_IMPL=0 ;;
-        attv1)     gpu_test $label QVL_ATT_V1=1 ;;
-        decfused0) gpu_test $label QVL_DEC_FUSED=0 ;;
-        gemmexact) gpu_test $label QVL_GEMM_EXACT=1 ;;
-        all)       gpu_test $label QVL_GELU_EPILOGUE=0 QVL_GEMV=0 QVL_ATT_IMPL=0 QVL_ATT_V1=1 QVL_DEC_FUSED=0 ;;
+        nograph)   gpu_test $label QVL_NO_GRAPH=1 ;;
         esac
     done
 }
@@ -88,7 +81,7 @@ for step in "$@"; do
     hf)            hf || rc=1 ;;
     train)         train || rc=1 ;;
     test)          gpu_test new_default
-                   [ $((SECONDS - T0)) -lt $((END_S - 30)) ] && gpu_test new_gelu0 QVL_GELU_EPILOGUE=0 ;;
+                   [ $((SECONDS - T0)) -lt $((END_S - 30)) ] && gpu_test new_attimpl0 QVL_ATT_IMPL=0 ;;
     test-switches) SWITCH_S=100000 switches ;;
     *) echo "unknown step $step"; rc=2 ;;
     esac

@@ -157,7 +157,7 @@ static int run_sample(qvl_engine *e, const qvl_sample *s, const qvl_gen_opts *g,
     if (qvl_generate(e, &req, g, res) != 0) {
         const char *why = qvl_last_error();
         /* Running out of memory is the machine's problem, not the sample's: stop, keep it pending. */
-        if (strstr(why, "out of memory")) return -1;
+        if (qvl_last_error_code() == QVL_ERR_NO_MEMORY) return -1;
         rec->skipped = 1;
         rec->reason = (char *)why;
         return 0;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/tuning_env.h"
 #include "util/error.h"
 
 int usage_error(const char *cmd, const char *fmt, ...) {
@@ -43,6 +44,7 @@ qvl_engine_opts common_engine_opts(const common_opts *c, const char *model) {
     o.min_pixels = c->min_pixels;
     o.max_pixels = c->max_pixels;
     o.max_image_tokens = c->max_image_tokens;
+    qvl_tuning_from_env(&o.tuning);
     return o;
 }
 

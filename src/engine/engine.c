@@ -4,6 +4,7 @@
  * sized to the request, pixel values, vision output) once per request; the token loop allocates
  * nothing except inside the streaming detokenizer's reused buffer. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 
 #include "backend/cuda/cuda_device.h"
 #include "backend/cuda/cuda_nvml.h"
+#include "engine/request.h"
 #include "engine/sampler.h"
 #include "image/image.h"
 #include "model/model.h"
@@ -27,6 +29,11 @@
  * released checkpoints) would let one huge image take minutes on the CPU; 32768 covers any
  * OCRBench image at the default pixel limits. */
 enum { QVL_DEFAULT_MAX_MODEL_LEN = 32768 };
+
+typedef struct qvl_event_node {
+    qvl_event ev;
+    struct qvl_event_node *next;
+} qvl_event_node;
 
 struct qvl_engine {
     qvl_model *model;
@@ -46,17 +53,21 @@ struct qvl_engine {
     qvl_gpu_meter meter;
     qvl_mem_plan plan;
     const char *context_measure;
+    /* Requests in flight: waiting (submitted, not started), the one running inside qvl_step, and
+     * finished events not yet polled. mu guards the lists, the counters and next_id. */
+    pthread_mutex_t mu;
+    int mu_ok;
+    qvl_req *wait_head, *wait_tail, *running;
+    qvl_event_node *done_head, *done_tail;
+    int n_waiting, max_queue;
+    qvl_req_id next_id;
+    long long finished, failed, prompt_tokens, generated_tokens;
 };
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 qvl_engine_opts qvl_engine_opts_default(void) {
     qvl_engine_opts o = {0};
     o.device = QVL_DEVICE_AUTO;
+    o.tuning = qvl_tuning_default();
     return o;
 }
 
@@ -85,21 +96,44 @@ static int resolve_device(const qvl_engine_opts *o, int threads, char *name, siz
     return 0;
 }
 
+/* Open fails on the options, the checkpoint, memory or the device: the lower modules record the
+ * message, this gives it its code (the one place that reads message text). */
+static void classify_open_error(void) {
+    if (qvl_error_kind()) return;
+    const char *m = qvl_error();
+    qvl_error_code c = QVL_ERR_INPUT;
+    if (strstr(m, "out of memory") || strstr(m, "does not fit") || strstr(m, "--gpu-mem")) c = QVL_ERR_NO_MEMORY;
+    else if (strstr(m, "not supported")) c = QVL_ERR_UNSUPPORTED;
+    else if (!strncmp(m, "cuda", 4) || strstr(m, "CUDA")) c = QVL_ERR_DEVICE;
+    qvl_error_set_kind(c);
+}
+
 qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
     qvl_engine_opts o = opts ? *opts : qvl_engine_opts_default();
     if (!o.model_dir || !o.model_dir[0]) {
         qvl_errorf("model: no model folder given");
+        qvl_error_set_kind(QVL_ERR_INPUT);
         return NULL;
     }
     if (!qvl_is_dir(o.model_dir)) {
         qvl_errorf("%s: no such model folder", o.model_dir);
+        qvl_error_set_kind(QVL_ERR_INPUT);
         return NULL;
     }
     qvl_engine *e = calloc(1, sizeof *e);
     if (!e) {
         qvl_errorf("%s: out of memory", o.model_dir);
+        qvl_error_set_kind(QVL_ERR_NO_MEMORY);
         return NULL;
     }
+    if (pthread_mutex_init(&e->mu, NULL)) {
+        free(e);
+        qvl_errorf("%s: cannot create a mutex", o.model_dir);
+        qvl_error_set_kind(QVL_ERR_INTERNAL);
+        return NULL;
+    }
+    e->mu_ok = 1;
+    e->max_queue = o.max_queue;
     e->threads = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (e->threads < 1) e->threads = 1;
     /* The default device is CUDA when a GPU is usable, else the CPU (spec/cli.md). */
@@ -110,7 +144,7 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
         long px = o.max_pixels > 0 ? o.max_pixels : 0;
         if (o.max_image_tokens > 0 && (px <= 0 || px > o.max_image_tokens * 1024)) px = o.max_image_tokens * 1024;
         qvl_cuda_opts co = {.max_model_len = o.max_model_len > 0 ? o.max_model_len : QVL_DEFAULT_MAX_MODEL_LEN,
-                            .max_pixels = px, .gpu_mem_mib = o.gpu_mem_mib};
+                            .max_pixels = px, .gpu_mem_mib = o.gpu_mem_mib, .tuning = o.tuning};
         /* The meter's baseline comes before this process's context exists; the context is then
          * created and measured the way the peak will be (NVML), not as device-wide used memory. */
         qvl_gpu_meter_start(&e->meter);
@@ -128,6 +162,7 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
         snprintf(e->device_name, sizeof e->device_name, "%s", qvl_cuda_model_device_name(e->gpu));
     } else {
         if (!(e->model = qvl_model_open(o.model_dir, e->threads))) goto fail;
+        qvl_model_set_dump_dir(e->model, o.tuning.dump_dir);
         e->cfg = qvl_model_config(e->model);
     }
     long max_pos = e->cfg->text.max_position_embeddings;
@@ -156,12 +191,36 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
     }
     return e;
 fail:
-    qvl_engine_close(e);
+    classify_open_error();
+    {
+        int code = qvl_error_kind();
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", qvl_error());
+        qvl_engine_close(e);
+        qvl_errorf("%s", msg);
+        qvl_error_set_kind(code);
+    }
     return NULL;
+}
+
+static void free_events(qvl_event_node *n) {
+    while (n) {
+        qvl_event_node *next = n->next;
+        qvl_result_free(&n->ev.result);
+        free(n);
+        n = next;
+    }
 }
 
 void qvl_engine_close(qvl_engine *e) {
     if (!e) return;
+    for (qvl_req *r = e->wait_head, *next; r; r = next) {
+        next = r->next;
+        qvl_req_free(r);
+        free(r);
+    }
+    free_events(e->done_head);
+    if (e->mu_ok) pthread_mutex_destroy(&e->mu);
     qvl_sampler_free(e->sampler);
     free(e->logits);
     free(e->uniforms);
@@ -222,57 +281,7 @@ void qvl_result_free(qvl_result *r) {
     r->n_tokens = 0;
 }
 
-/* ---- one request ---- */
-
-/* Image tokens the preprocessor will produce for a w x h image under p. */
-static int plan_image_tokens(const qvl_image *img, const qvl_image_params *p) {
-    int factor = p->patch_size * p->merge_size, rh, rw;
-    if (qvl_smart_resize(img->height, img->width, factor, p->min_pixels, p->max_pixels, &rh, &rw)) return -1;
-    return (rh / factor) * (rw / factor);
-}
-
-/* Lowers p->max_pixels until the image takes at most budget tokens. Returns its tokens or -1. */
-static int shrink_to_budget(const qvl_image *img, qvl_image_params *p, int budget, const char *name, long max_len) {
-    long token_px = (long)p->patch_size * p->merge_size * p->patch_size * p->merge_size;
-    if (budget >= 1) {
-        p->max_pixels = budget * token_px;
-        for (int tries = 0; tries < 200 && p->max_pixels >= token_px; tries++) {
-            if (p->min_pixels > p->max_pixels) p->min_pixels = p->max_pixels;
-            int n = plan_image_tokens(img, p);
-            if (n < 0) return -1;
-            if (n <= budget) return n;
-            p->max_pixels -= token_px;
-        }
-    }
-    return qvl_errorf("%s: image does not fit max-model-len %ld even when downscaled", name, max_len);
-}
-
-/* Prefixes the recorded error with the image's name unless it names it already. */
-static void name_error(const char *name) {
-    const char *msg = qvl_error();
-    if (strstr(msg, name)) return;
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", msg);
-    qvl_errorf("%s: %s", name, buf);
-}
-
-static void request_cleanup(qvl_image *img, qvl_pixel_values *pv, qvl_vision_out *vo, int32_t *ids,
-                            qvl_seq *seq, qvl_detok_stream *ds) {
-    if (ds) qvl_detok_stream_free(ds);
-    if (seq) qvl_seq_free(seq);
-    free(ids);
-    qvl_vision_out_free(vo);
-    qvl_pixel_values_free(pv);
-    qvl_image_free(img);
-}
-
-static void overflow_error(const char *image, long n, int n_img, long max_len) {
-    const char *why = n > max_len ? "exceeds" : "leaves no room to generate within";
-    if (image)
-        qvl_errorf("%s: prompt of %ld tokens (%d image tokens) %s max-model-len %ld", image, n, n_img, why, max_len);
-    else
-        qvl_errorf("prompt of %ld tokens %s max-model-len %ld", n, why, max_len);
-}
+/* ---- running one request (one sequence; the batched scheduler replaces this) ---- */
 
 static int is_eos(const qvl_config *cfg, int32_t id) {
     for (int i = 0; i < cfg->gen.n_eos; i++)
@@ -280,105 +289,54 @@ static int is_eos(const qvl_config *cfg, int32_t id) {
     return 0;
 }
 
-int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *gopt, qvl_result *out) {
-    memset(out, 0, sizeof *out);
-    qvl_gen_opts g = gopt ? *gopt : qvl_gen_opts_default();
-    double t0 = now_s();
-    if (!req || !req->prompt) return qvl_errorf("prompt: no prompt given");
-    if (g.max_new_tokens < 1) return qvl_errorf("max-new-tokens: %d is not a positive count", g.max_new_tokens);
-    const char *name = req->image_path ? req->image_path : req->image_name ? req->image_name : "image";
-    int has_image = req->image_path || req->image_data;
+static int cancelled(const qvl_req *r) { return __atomic_load_n(&r->cancelled, __ATOMIC_ACQUIRE); }
 
-    qvl_image img = {0};
-    qvl_pixel_values pv = {0};
-    qvl_vision_out vo = {0};
-    int32_t *ids = NULL;
-    size_t n_ids = 0;
+/* Runs a prepared request to its end. Returns 0 (out filled), or -1 with r->status/code/error set. */
+static int run_one(qvl_engine *e, qvl_req *r, qvl_result *out) {
+    memset(out, 0, sizeof *out);
+    double t0 = r->t_submit;
+    double t_pre = qvl_now_mono();
+    int n_img = r->n_images;
+    qvl_vision_out *vo = calloc((size_t)n_img + 1, sizeof *vo);
     qvl_seq *seq = NULL;
     qvl_detok_stream *ds = NULL;
-#define FAIL()                                                  \
-    do {                                                        \
-        if (e->gpu) qvl_gpu_meter_sample(&e->meter);            \
-        request_cleanup(&img, &pv, &vo, ids, seq, ds);          \
-        qvl_result_free(out);                                   \
-        return -1;                                              \
-    } while (0)
-
-    /* Load the image, then settle its token count so that the prompt fits the context. */
-    qvl_image_params ip = e->img;
-    int n_img = 0;
-    if (has_image) {
-        int rc = req->image_path ? qvl_image_load(req->image_path, &img)
-                                 : qvl_image_decode(req->image_data, req->image_size, name, &img);
-        if (rc) {
-            name_error(name);
-            FAIL();
-        }
-        n_img = plan_image_tokens(&img, &ip);
-        if (n_img < 0) {
-            name_error(name);
-            FAIL();
-        }
+    qvl_error_code code = QVL_ERR_INTERNAL;
+    int rc = -1;
+    if (!vo) {
+        qvl_errorf("request: out of memory");
+        code = QVL_ERR_NO_MEMORY;
+        goto done;
     }
-    double t_load = now_s();
-    if (qvl_chat_encode_single(e->tok, req->prompt, n_img, &ids, &n_ids)) FAIL();
-    long M = e->max_model_len;
-    if ((long)n_ids >= M) {   /* at least one generated token must fit */
-        int text_len = (int)n_ids - n_img;
-        if (!has_image || !g.on_overflow_downscale || text_len >= M - 1) {
-            overflow_error(has_image ? name : NULL, (long)n_ids, n_img, M);
-            FAIL();
-        }
-        int before = n_img;
-        n_img = shrink_to_budget(&img, &ip, (int)(M - 1 - text_len), name, M);
-        if (n_img < 0) {
-            name_error(name);
-            FAIL();
-        }
-        free(ids);
-        ids = NULL;
-        if (qvl_chat_encode_single(e->tok, req->prompt, n_img, &ids, &n_ids)) FAIL();
-        out->downscaled_from_tokens = before;
-    }
-
-    if (has_image) {
-        if (e->gpu && n_img <= qvl_cuda_model_max_image_tokens(e->gpu)) {
-            /* BF16 pixels straight into the pinned upload buffer (NULL: F32 as before; an image
-             * over the plan goes the F32 way to encode's error) */
-            ip.bf16_buf = qvl_cuda_pixel_staging(e->gpu, &ip.bf16_buf_bytes);
-            ip.out_bf16 = ip.bf16_buf != NULL;
-        }
-        if (qvl_image_preprocess(&img, &ip, &pv)) {
-            name_error(name);
-            FAIL();
-        }
-        if (pv.image_tokens != n_img) {
-            qvl_errorf("%s: preprocessing gave %d image tokens, planned %d", name, pv.image_tokens, n_img);
-            FAIL();
-        }
-    }
-    double t_pre = now_s();
     if (e->gpu) qvl_cuda_clear_images(e->gpu);
-    if (has_image && (e->gpu ? (ip.out_bf16 ? qvl_cuda_encode_image_bf16(e->gpu, &pv, ip.bf16_buf) : qvl_cuda_encode_image(e->gpu, &pv))
-                             : qvl_model_encode_image(e->model, &pv, &vo))) {
-        name_error(name);
-        FAIL();
-    }
-    double t_vis = now_s();
+    for (int i = 0; i < n_img; i++)
+        if (e->gpu ? qvl_cuda_encode_image(e->gpu, &r->pv[i]) : qvl_model_encode_image(e->model, &r->pv[i], &vo[i])) {
+            const char *msg = qvl_error();
+            if (!strstr(msg, r->images[i].name)) {
+                char buf[512];
+                snprintf(buf, sizeof buf, "%s", msg);
+                qvl_errorf("%s: %s", r->images[i].name, buf);
+            }
+            code = e->gpu ? QVL_ERR_DEVICE : QVL_ERR_INPUT;
+            goto done;
+        }
+    double t_vis = qvl_now_mono();
 
-    /* Prefill, then pick and decode until eos, max_new_tokens or the end of the context. */
-    int max_new = g.max_new_tokens;
+    const qvl_gen_opts *g = &r->g;
+    int n_ids = r->n_ids;
+    long M = e->max_model_len;
+    int max_new = g->max_new_tokens;
     if ((long)max_new > M - (long)n_ids) max_new = (int)(M - (long)n_ids);
     out->token_ids = malloc((size_t)max_new * sizeof *out->token_ids);
-    if (!e->gpu && !(seq = qvl_seq_new(e->model, (int)n_ids + max_new))) FAIL();
+    if (!e->gpu && !(seq = qvl_seq_new(e->model, n_ids + max_new))) goto done;
     ds = qvl_detok_stream_new(e->tok, 1);
     if (!out->token_ids || !ds) {
-        qvl_errorf("%s: out of memory for the request", has_image ? name : "prompt");
-        FAIL();
+        qvl_errorf("request: out of memory");
+        code = QVL_ERR_NO_MEMORY;
+        goto done;
     }
-    qvl_sampler_params sp = qvl_sampler_params_resolve(&g, &e->cfg->gen);
+    qvl_sampler_params sp = qvl_sampler_params_resolve(g, &e->cfg->gen);
     qvl_sampler_reset(e->sampler, &sp);
-    qvl_sampler_accept_prompt(e->sampler, ids, (int)n_ids);
+    qvl_sampler_accept_prompt(e->sampler, r->ids, n_ids);
     /* CUDA: the device picks with the sampler's semantics and the sampler's uniforms (one per
      * sampled token, uploaded once); only the picked id comes back per token. */
     int gpu_id = -1;
@@ -388,45 +346,254 @@ int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *gopt
         int n_uni = sp.do_sample && sp.temperature > 0 ? max_new : 0;
         if (n_uni > e->max_model_len) n_uni = (int)e->max_model_len;
         qvl_sampler_uniforms(e->sampler, e->uniforms, n_uni);
-        if (qvl_cuda_set_picking(e->gpu, &pp, e->uniforms, n_uni) || (gpu_id = qvl_cuda_prefill(e->gpu, ids, (int)n_ids)) < 0)
-            FAIL();
-    } else if (qvl_seq_prefill(e->model, seq, ids, (int)n_ids, has_image ? &vo : NULL, has_image, e->logits))
-        FAIL();
-    double t_prefill = now_s();
+        code = QVL_ERR_DEVICE;
+        if (qvl_cuda_set_picking(e->gpu, &pp, e->uniforms, n_uni) || (gpu_id = qvl_cuda_prefill(e->gpu, r->ids, n_ids)) < 0)
+            goto done;
+    } else if (qvl_seq_prefill(e->model, seq, r->ids, n_ids, n_img ? vo : NULL, n_img, e->logits)) {
+        goto done;
+    }
+    double t_prefill = qvl_now_mono();
     out->finish_reason = QVL_FINISH_LENGTH;
     for (;;) {
         int32_t id = e->gpu ? gpu_id : qvl_sampler_pick(e->sampler, e->logits);
-        if (out->n_tokens == 0) out->ttft_s = now_s() - t0;
+        if (out->n_tokens == 0) out->ttft_s = qvl_now_mono() - t0;
         out->token_ids[out->n_tokens++] = id;
         qvl_sampler_accept(e->sampler, id);
         const char *piece = qvl_detok_stream_push(ds, id);
-        if (g.on_token && piece && piece[0]) g.on_token(piece, g.user);
+        if (g->on_token && piece && piece[0]) g->on_token(piece, g->user);
         if (is_eos(e->cfg, id)) {
             out->finish_reason = QVL_FINISH_STOP;
             break;
         }
         if (out->n_tokens >= max_new) break;
+        if (cancelled(r)) {   /* the event keeps what was generated so far */
+            out->text = qvl_tokenizer_decode(e->tok, out->token_ids, (size_t)out->n_tokens, 1);
+            out->prompt_tokens = n_ids;
+            out->image_tokens = r->image_tokens;
+            qvl_errorf("request %lld: cancelled", (long long)r->id);
+            code = QVL_ERR_CANCELLED;
+            goto done;
+        }
         if (e->gpu) {
-            if ((gpu_id = qvl_cuda_decode(e->gpu, id)) < 0) FAIL();
-        } else if (qvl_seq_decode(e->model, seq, id, e->logits))
-            FAIL();
+            if ((gpu_id = qvl_cuda_decode(e->gpu, id)) < 0) goto done;
+        } else if (qvl_seq_decode(e->model, seq, id, e->logits)) {
+            goto done;
+        }
     }
     const char *rest = qvl_detok_stream_flush(ds);
-    if (g.on_token && rest && rest[0]) g.on_token(rest, g.user);
+    if (g->on_token && rest && rest[0]) g->on_token(rest, g->user);
     out->text = qvl_tokenizer_decode(e->tok, out->token_ids, (size_t)out->n_tokens, 1);
-    if (!out->text) FAIL();
-    double t_end = now_s();
-
-    out->prompt_tokens = (int)n_ids;
-    out->image_tokens = n_img;
-    out->load_s = t_load - t0;
-    out->preprocess_s = t_pre - t_load;
+    if (!out->text) goto done;
+    double t_end = qvl_now_mono();
+    out->prompt_tokens = n_ids;
+    out->image_tokens = r->image_tokens;
+    out->downscaled_from_tokens = r->downscaled_from_tokens;
+    out->load_s = r->load_s;
+    out->preprocess_s = r->preprocess_s;
     out->vision_s = t_vis - t_pre;
     out->prefill_s = t_prefill - t_vis;
     out->decode_s = t_end - t_prefill;
     out->total_s = t_end - t0;
+    rc = 0;
+done:
+    if (rc) {
+        qvl_req_fail(r, code);
+        if (code != QVL_ERR_CANCELLED) qvl_result_free(out);
+    }
     if (e->gpu) qvl_gpu_meter_sample(&e->meter);   /* after the request: kernels loaded on first use */
-    request_cleanup(&img, &pv, &vo, ids, seq, ds);
+    if (ds) qvl_detok_stream_free(ds);
+    qvl_seq_free(seq);
+    for (int i = 0; vo && i < n_img; i++) qvl_vision_out_free(&vo[i]);
+    free(vo);
+    return rc;
+}
+
+/* ---- many requests in flight ---- */
+
+static int fail_code(qvl_error_code c) {
+    qvl_error_set_kind(c);
+    return -1;
+}
+
+/* Turns a finished request into an event on the done list (mu held). */
+static void finish_locked(qvl_engine *e, qvl_req *r, qvl_result *res) {
+    qvl_event_node *n = calloc(1, sizeof *n);
+    if (n) {
+        n->ev.id = r->id;
+        n->ev.status = r->status;
+        n->ev.code = r->status ? r->code : QVL_ERR_NONE;
+        snprintf(n->ev.error, sizeof n->ev.error, "%s", r->status ? r->error : "");
+        if (res && (!r->status || r->code == QVL_ERR_CANCELLED)) n->ev.result = *res;
+        if (e->done_tail) e->done_tail->next = n;
+        else e->done_head = n;
+        e->done_tail = n;
+    } else if (res) {
+        qvl_result_free(res);   /* no room to report it: the result is lost, the engine goes on */
+    }
+    if (res && r->status && r->code != QVL_ERR_CANCELLED) qvl_result_free(res);
+    if (r->status) {
+        e->failed++;
+    } else {
+        e->finished++;
+        e->prompt_tokens += res ? res->prompt_tokens : 0;
+        e->generated_tokens += res ? res->n_tokens : 0;
+    }
+    qvl_req_free(r);
+    free(r);
+}
+
+qvl_req_id qvl_submit(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *g) {
+    if (!e) return qvl_errorf("engine: NULL"), fail_code(QVL_ERR_INPUT);
+    qvl_req *r = calloc(1, sizeof *r);
+    if (!r) return qvl_errorf("request: out of memory"), fail_code(QVL_ERR_NO_MEMORY);
+    if (qvl_req_init(r, req, g)) {
+        int code = qvl_error_kind();
+        qvl_req_free(r);
+        free(r);
+        return fail_code(code ? code : QVL_ERR_INPUT);
+    }
+    r->t_submit = qvl_now_mono();
+    pthread_mutex_lock(&e->mu);
+    if (e->max_queue > 0 && e->n_waiting >= e->max_queue) {
+        int n = e->n_waiting;
+        pthread_mutex_unlock(&e->mu);
+        qvl_req_free(r);
+        free(r);
+        qvl_errorf("request: the waiting queue is full (%d requests)", n);
+        return fail_code(QVL_ERR_QUEUE_FULL);
+    }
+    r->id = e->next_id++;
+    if (e->wait_tail) e->wait_tail->next = r;
+    else e->wait_head = r;
+    e->wait_tail = r;
+    e->n_waiting++;
+    qvl_req_id id = r->id;
+    pthread_mutex_unlock(&e->mu);
+    return id;
+}
+
+static qvl_req *pop_waiting_locked(qvl_engine *e) {
+    qvl_req *r = e->wait_head;
+    if (!r) return NULL;
+    e->wait_head = r->next;
+    if (!e->wait_head) e->wait_tail = NULL;
+    r->next = NULL;
+    e->n_waiting--;
+    return r;
+}
+
+int qvl_step(qvl_engine *e) {
+    if (!e) return qvl_errorf("engine: NULL"), fail_code(QVL_ERR_INPUT);
+    pthread_mutex_lock(&e->mu);
+    qvl_req *r = pop_waiting_locked(e);
+    e->running = r;
+    pthread_mutex_unlock(&e->mu);
+    if (r) {
+        qvl_result res = {0};
+        qvl_prep_ctx pc = {e->tok, e->img, e->max_model_len};
+        if (qvl_req_prepare(r, &pc) == 0) run_one(e, r, &res);
+        pthread_mutex_lock(&e->mu);
+        e->running = NULL;
+
+        finish_locked(e, r, &res);
+        pthread_mutex_unlock(&e->mu);
+    }
+    pthread_mutex_lock(&e->mu);
+    int left = e->n_waiting + (e->running != NULL);
+    pthread_mutex_unlock(&e->mu);
+    return left;
+}
+
+int qvl_poll(qvl_engine *e, qvl_event *ev) {
+    if (!e) return 0;
+    pthread_mutex_lock(&e->mu);
+    qvl_event_node *n = e->done_head;
+    if (n) {
+        e->done_head = n->next;
+        if (!e->done_head) e->done_tail = NULL;
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (!n) return 0;
+    *ev = n->ev;
+    free(n);
+    return 1;
+}
+
+/* Takes the event of one id out of the done list (qvl_generate). */
+static int take_event(qvl_engine *e, qvl_req_id id, qvl_event *ev) {
+    pthread_mutex_lock(&e->mu);
+    qvl_event_node *prev = NULL, *n = e->done_head;
+    while (n && n->ev.id != id) prev = n, n = n->next;
+    if (n) {
+        if (prev) prev->next = n->next;
+        else e->done_head = n->next;
+        if (e->done_tail == n) e->done_tail = prev;
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (!n) return 0;
+    *ev = n->ev;
+    free(n);
+    return 1;
+}
+
+int qvl_cancel(qvl_engine *e, qvl_req_id id) {
+    if (!e) return qvl_errorf("engine: NULL"), fail_code(QVL_ERR_INPUT);
+    pthread_mutex_lock(&e->mu);
+    qvl_req *prev = NULL, *r = e->wait_head;
+    while (r && r->id != id) prev = r, r = r->next;
+    if (r) {   /* waiting: finished at once */
+        if (prev) prev->next = r->next;
+        else e->wait_head = r->next;
+        if (e->wait_tail == r) e->wait_tail = prev;
+        e->n_waiting--;
+        r->status = -1;
+        r->code = QVL_ERR_CANCELLED;
+        snprintf(r->error, sizeof r->error, "request %lld: cancelled", (long long)id);
+        finish_locked(e, r, NULL);
+        pthread_mutex_unlock(&e->mu);
+        return 0;
+    }
+    if (e->running && e->running->id == id) {   /* running: ends at its next token */
+        __atomic_store_n(&e->running->cancelled, 1, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&e->mu);
+        return 0;
+    }
+    pthread_mutex_unlock(&e->mu);
+    qvl_errorf("request %lld: not in flight", (long long)id);
+    return fail_code(QVL_ERR_INPUT);
+}
+
+void qvl_engine_stats_get(qvl_engine *e, qvl_engine_stats *out) {
+    memset(out, 0, sizeof *out);
+    if (!e) return;
+    pthread_mutex_lock(&e->mu);
+    out->waiting = e->n_waiting;
+    out->running = e->running != NULL;
+    out->max_batch = 1;
+    out->requests_finished = e->finished;
+    out->requests_failed = e->failed;
+    out->prompt_tokens = e->prompt_tokens;
+    out->generated_tokens = e->generated_tokens;
+    pthread_mutex_unlock(&e->mu);
+}
+
+int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *g, qvl_result *out) {
+    memset(out, 0, sizeof *out);
+    qvl_req_id id = qvl_submit(e, req, g);
+    if (id < 0) return -1;
+    qvl_event ev;
+    while (!take_event(e, id, &ev))
+        if (qvl_step(e) < 0) return -1;
+    if (ev.status) {
+        qvl_errorf("%s", ev.error);
+        return fail_code(ev.code);
+    }
+    *out = ev.result;
     return 0;
-#undef FAIL
+}
+
+qvl_error_code qvl_last_error_code(void) {
+    if (!qvl_error()[0]) return QVL_ERR_NONE;
+    int c = qvl_error_kind();
+    return c ? (qvl_error_code)c : QVL_ERR_INTERNAL;
 }

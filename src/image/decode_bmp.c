@@ -17,7 +17,8 @@ static int byte_shift(uint32_t mask) {
     return -1;
 }
 
-int qvl_decode_bmp(const uint8_t *d, size_t n, const char *name, qvl_image *img) {
+int qvl_bmp_parse_header(const uint8_t *d, size_t n, const char *name, qvl_bmp_header *hd) {
+    memset(hd, 0, sizeof *hd);
     if (n < 26) return qvl_errorf("%s: truncated BMP header", name);
     uint32_t off = u32(d + 10), hsize = u32(d + 14);
     long w, h;
@@ -81,6 +82,21 @@ int qvl_decode_bmp(const uint8_t *d, size_t n, const char *name, qvl_image *img)
     }
     size_t stride = (((size_t)w * bits + 31) / 32) * 4;
     if (off > n || stride * h > n - off) return qvl_errorf("%s: truncated BMP pixel data", name);
+    hd->w = w, hd->h = h, hd->top_down = top_down, hd->bits = bits, hd->is565 = is565;
+    hd->r_shift = r_shift, hd->g_shift = g_shift, hd->b_shift = b_shift;
+    hd->off = off, hd->stride = stride;
+    memcpy(hd->pal, pal, sizeof pal);
+    return 0;
+}
+
+int qvl_decode_bmp(const uint8_t *d, size_t n, const char *name, qvl_image *img) {
+    qvl_bmp_header hd;
+    if (qvl_bmp_parse_header(d, n, name, &hd)) return -1;
+    const long w = hd.w, h = hd.h;
+    const int bits = hd.bits, top_down = hd.top_down, is565 = hd.is565;
+    const int r_shift = hd.r_shift, g_shift = hd.g_shift, b_shift = hd.b_shift;
+    const size_t off = hd.off, stride = hd.stride;
+    const uint8_t(*pal)[3] = hd.pal;
     if (qvl_image_alloc(img, (int)w, (int)h, name)) return -1;
     for (long y = 0; y < h; y++) {
         const uint8_t *s = d + off + stride * (top_down ? y : h - 1 - y);

@@ -22,4 +22,14 @@ int qvl_decode_webp(const uint8_t *data, size_t n, const char *name, qvl_image *
 int qvl_decode_gif(const uint8_t *data, size_t n, const char *name, qvl_image *img);
 int qvl_decode_bmp(const uint8_t *data, size_t n, const char *name, qvl_image *img);
 
+/* A BMP's header, palette and layout, checked as qvl_decode_bmp needs them (also by probe.c, so that
+ * a header probe refuses exactly what the decoder refuses). */
+typedef struct {
+    long w, h;
+    int top_down, bits, is565, r_shift, g_shift, b_shift;
+    size_t off, stride;
+    uint8_t pal[256][3];
+} qvl_bmp_header;
+int qvl_bmp_parse_header(const uint8_t *data, size_t n, const char *name, qvl_bmp_header *hd);
+
 #endif

@@ -115,8 +115,7 @@ void qvl_npy_free(qvl_npy *a) {
     memset(a, 0, sizeof *a);
 }
 
-int qvl_dump_f32(const char *name, const float *data, const int64_t *shape, int ndim) {
-    const char *dir = getenv("QVL_DUMP");
+int qvl_dump_f32(const char *dir, const char *name, const float *data, const int64_t *shape, int ndim) {
     if (!dir || !*dir) return 0;
     char path[1024];
     snprintf(path, sizeof path, "%s/%s.npy", dir, name);

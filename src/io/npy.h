@@ -19,8 +19,8 @@ typedef struct {
 int qvl_npy_read(const char *path, qvl_npy *out);
 void qvl_npy_free(qvl_npy *a);
 
-/* If the environment variable QVL_DUMP names a folder, writes DIR/<name>.npy (float32) and returns
- * 1; otherwise does nothing and returns 0. Used to dump every named intermediate for parity work. */
-int qvl_dump_f32(const char *name, const float *data, const int64_t *shape, int ndim);
+/* If dir names a folder (qvl_tuning.dump_dir), writes DIR/<name>.npy (float32) and returns 1;
+ * dir NULL or "": does nothing and returns 0. Used to dump every named intermediate for parity work. */
+int qvl_dump_f32(const char *dir, const char *name, const float *data, const int64_t *shape, int ndim);
 
 #endif

@@ -19,6 +19,7 @@ struct qvl_model {
     qvl_config cfg;
     qvl_weights w;
     qvl_pool *pool;
+    const char *dump_dir; /* qvl_model_set_dump_dir */
 };
 
 struct qvl_seq {
@@ -38,6 +39,8 @@ static int check_dims(const qvl_config *c) {
                           n);
     return 0;
 }
+
+void qvl_model_set_dump_dir(qvl_model *m, const char *dir) { m->dump_dir = dir && dir[0] ? dir : NULL; }
 
 qvl_model *qvl_model_open(const char *model_dir, int threads) {
     qvl_model *m = calloc(1, sizeof *m);
@@ -97,7 +100,7 @@ int qvl_model_encode_image(qvl_model *m, const qvl_pixel_values *pv, qvl_vision_
         return qvl_errorf("image: out of memory for %d vision tokens", n_tok);
     }
     if (qvl_cpu_vision_forward(m->pool, &m->cfg, &m->w.vision, pv->data, pv->grid_t, pv->grid_h, pv->grid_w,
-                               out->embeds, out->deepstack) != 0) {
+                               out->embeds, out->deepstack, m->dump_dir) != 0) {
         qvl_vision_out_free(out);
         return -1;
     }
@@ -200,7 +203,8 @@ int qvl_seq_prefill(qvl_model *m, qvl_seq *s, const int32_t *ids, int n, const q
         char suffix[32] = "";
         if (n > chunk) snprintf(suffix, sizeof suffix, "@%d", c0);
         qvl_cpu_text_forward(m->pool, c, &m->w.text, &s->st, ids + c0, cnt, s->len + c0, s->pos + c0, n,
-                             s->vis_row + c0, images, n_images, c0 + cnt == n ? logits : NULL, suffix);
+                             s->vis_row + c0, images, n_images, c0 + cnt == n ? logits : NULL, suffix,
+                             m->dump_dir);
     }
     s->len += n;
     s->rope_delta += delta;
@@ -212,7 +216,8 @@ int qvl_seq_decode(qvl_model *m, qvl_seq *s, int32_t id, float *logits) {
     if (check_ids(&m->cfg, &id, 1, "generation") != 0) return -1;
     int32_t p = s->len + s->rope_delta;
     int32_t pos[3] = {p, p, p};
-    qvl_cpu_text_forward(m->pool, &m->cfg, &m->w.text, &s->st, &id, 1, s->len, pos, 1, NULL, NULL, 0, logits, NULL);
+    qvl_cpu_text_forward(m->pool, &m->cfg, &m->w.text, &s->st, &id, 1, s->len, pos, 1, NULL, NULL, 0, logits, NULL,
+                         NULL);
     s->len++;
     return 0;
 }

@@ -16,6 +16,9 @@ typedef struct qvl_model qvl_model;
  * call at a time (its worker threads are shared by encode/prefill/decode). */
 qvl_model *qvl_model_open(const char *model_dir, int threads);
 void qvl_model_close(qvl_model *m);
+/* Parity: every stage of later forward passes written as DIR/<name>.npy (qvl_tuning.dump_dir; the
+ * string must outlive the model); NULL: no dumps. */
+void qvl_model_set_dump_dir(qvl_model *m, const char *dir);
 const qvl_config *qvl_model_config(const qvl_model *m);
 /* Worker threads the model computes with. */
 int qvl_model_threads(const qvl_model *m);
@@ -58,7 +61,7 @@ int qvl_seq_rope_delta(const qvl_seq *s);
  * matching the images are errors. A later prefill on a non-empty sequence continues it (e.g. the
  * next turn of a chat): its positions resume after the cached tokens, as if the whole
  * conversation were one prompt.
- * With QVL_DUMP set, every stage is written under the reference fixture names (text.embed,
+ * With a dump folder set (qvl_model_set_dump_dir), every stage is written under the reference fixture names (text.embed,
  * text.layer<l>.in/.out, text.norm; prompts longer than one chunk get "@<first index>" suffixes);
  * qvl_model_encode_image dumps vision.* the same way (the last image encoded wins). */
 int qvl_seq_prefill(qvl_model *m, qvl_seq *s, const int32_t *ids, int n, const qvl_vision_out *images,

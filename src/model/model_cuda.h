@@ -11,6 +11,7 @@
 #include "image/image.h"
 #include "model/config.h"
 #include "model/mem_plan.h"
+#include "qvl.h"
 
 typedef struct qvl_cuda_model qvl_cuda_model;
 
@@ -19,6 +20,7 @@ typedef struct {
     long max_pixels;      /* largest image area (after resize) admitted; <= 0: preprocessor max_pixels */
     long gpu_mem_mib;     /* hard cap on CUDA context + arena; <= 0: none */
     int prefill_chunk;    /* tokens per prefill step; <= 0: QVL_PLAN_PREFILL_CHUNK */
+    qvl_tuning tuning;    /* kernel choices (all zeros: the measured best) */
 } qvl_cuda_opts;
 
 /* Loads DIR, plans the arena and checks it against the cap and the free device memory before
@@ -46,7 +48,7 @@ void qvl_cuda_profiler(int on);
  * largest admitted image, allocated at open (host memory, outside the device plan), so that
  * qvl_cuda_encode_image uploads it with one asynchronous copy and no conversion kernel. Waits
  * until the last upload from it is done, so the caller may write into it. NULL (*bytes 0) when
- * off (QVL_PIXELS_BF16=0) or unavailable: pass F32 pixel values then (both give the same result). */
+ * unavailable (pinned memory refused): pass F32 pixel values then (both give the same result). */
 void *qvl_cuda_pixel_staging(qvl_cuda_model *m, size_t *bytes);
 
 /* Images for the next prefill: clear, then encode one or more in prompt order (their vision

@@ -10,5 +10,9 @@ int qvl_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *qvl_error(void);
 /* Clears the message. */
 void qvl_error_clear(void);
+/* The kind of the last error (a qvl_error_code of qvl.h; 0 = not classified). qvl_errorf resets it
+ * to 0; qvl_error_set_kind classifies the message just recorded. */
+void qvl_error_set_kind(int code);
+int qvl_error_kind(void);
 
 #endif

@@ -18,12 +18,12 @@
 # Time: each step runs under `timeout` (GEN_S, QVL_S, MEM_S, HF_S seconds, per size); DEADLINE
 # (seconds from the start, default 570) skips, and says so, a step that would not fit.
 # STEPS (default "gen qvl mem hf") picks steps; KEEP=1 keeps the models (else removed after each size).
-#   ab   (opt-in) qvl once more with the environment AB_ENV (e.g. "QVL_KERNELS_VEC=0"), into
+#   ab   (opt-in) qvl once more with the environment AB_ENV (e.g. "QVL_ATT_IMPL=0"), into
 #        qvl_ab.log: an A/B in the same call (compare samples/s; ids_hash says whether the tokens agree)
 set -o pipefail
 OUT=${1:?OUTDIR}; shift
 [ $# -gt 0 ] || { echo "usage: bench_sizes.sh OUTDIR SIZE..." >&2; exit 2; }
-BIN=${BIN:-build}; TSV=${TSV:-.devcarry/ocrbench_shapes.tsv}; WORK=${WORK:-/tmp}
+BIN=${BIN:-build}; TSV=${TSV:-bench/workload/ocrbench_shapes.tsv}; WORK=${WORK:-/tmp}
 STEPS=${STEPS:-"gen qvl mem hf"}; DEADLINE=${DEADLINE:-570}; T0=$(date +%s)
 export PYTHONUNBUFFERED=1
 LIBS=${LIBS:-$PWD/.devcarry/lib}

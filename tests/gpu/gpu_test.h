@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "backend/cuda/cuda_device.h"
+#include "cli/tuning_env.h" /* qvl_tuning_from_env: the device scripts' QVL_ATT_IMPL=0 runs */
 #include "../test.h"
 
 #define FIX "tests/fixtures/tiny"

@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
 # One device call for a kernel optimisation step: GPU tests on the tiny fixtures, 2B parity, the 2B
-# benchmark (qvl and transformers in the same call), qvl again with the previous kernels (A/B:
-# QVL_ATT_V1=1 QVL_GEMV=0), then, while time remains, the split-K experiment (QVL_SPLITK=1), an
-# Nsight Systems kernel summary (if the machine has nsys) and 8B parity. When a parity check
-# fails, it is rerun with each new part switched off, so that one call says which part broke it.
+# benchmark (qvl and transformers in the same call), qvl again with the mma.sync attention (A/B:
+# QVL_ATT_IMPL=0), then, while time remains, an Nsight Systems kernel summary (if the machine has
+# nsys) and 8B parity. When a parity check fails, it is rerun with the mma.sync attention, so that
+# one call says whether the Hopper kernel broke it.
 # After every step all logs are packed into PACK (one file survives a call cut short) and the key
 # lines are printed.
 #   BUILD=build-x tests/gpu/perf_session.sh OUTDIR PACK.tgz [SECONDS=330]
-# (QVL_ATT_V1 was removed in session 3 with the unpipelined attention kernel: where set below it no
-# longer changes anything.)
 set -o pipefail
 OUT=${1:?OUTDIR}; PACK=${2:?PACK.tgz}; BUDGET=${3:-330}; T0=$(date +%s)
 export BUILD=${BUILD:-build-cuda} PYTHONUNBUFFERED=1
@@ -26,7 +24,7 @@ transformers.__version__, 'PIL', PIL.__version__, 'tokenizers', tokenizers.__ver
 
 # isolate NAME: reruns a failed check with each new kernel family switched off.
 isolate() {
-    for v in QVL_ATT_V1=1 QVL_GEMV=0 "QVL_ATT_V1=1 QVL_GEMV=0"; do
+    for v in QVL_ATT_IMPL=0; do
         echo "---- $1 with $v"
         if [ "$1" = tiny ]; then
             LD_LIBRARY_PATH=$LIBS env $v QVL_BIN=$BUILD/qvl timeout 100 $BUILD/qvl-gpu-tests gpu_ 2>&1 | tail -5
@@ -48,21 +46,12 @@ grep -q "PARITY PASS" "$OUT/2B/real_2B.log" || { step "2B parity FAILED: isolati
 step bench_2B
 tests/gpu/run_on_gpu.sh "$OUT/2B" 2B "bench bench_v1" 10 >> "$OUT/2B.stdout" 2>&1
 keylines "$OUT"/2B/bench_*.log
-# Experiment, off by default: split-K GEMMs for few rows (QVL_SPLITK=1), benchmark and 2B parity.
-if [ "$(left)" -gt 100 ]; then
-    step splitk
-    LD_LIBRARY_PATH=$LIBS QVL_SPLITK=1 timeout 100 $BUILD/bench_gpu /tmp/qvl_real_2B/model \
-        .devcarry/ocrbench_shapes.tsv 10 > "$OUT/2B/bench_qvl_splitk_2B.log" 2>&1
-    { LD_LIBRARY_PATH=$LIBS QVL_SPLITK=1 QVL_REAL_DIR=/tmp/qvl_real_2B timeout 100 $BUILD/qvl-gpu-tests gpu_real_shape &&
-      python3 tools/gen_real_shape_models.py compare /tmp/qvl_real_2B; } > "$OUT/2B/real_splitk_2B.log" 2>&1
-    keylines "$OUT/2B/bench_qvl_splitk_2B.log" "$OUT/2B/real_splitk_2B.log"
-fi
 # Where the time goes (for the next step), when the machine has Nsight Systems: every 50th row.
 NSYS=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
 if [ -n "$NSYS" ] && [ "$(left)" -gt 200 ]; then
     step "nsys ($NSYS)"
     LD_LIBRARY_PATH=$LIBS timeout 50 "$NSYS" profile -t cuda -o /tmp/qvl_prof -f true $BUILD/bench_gpu \
-        /tmp/qvl_real_2B/model .devcarry/ocrbench_shapes.tsv 50 > "$OUT/nsys_run.log" 2>&1
+        /tmp/qvl_real_2B/model bench/workload/ocrbench_shapes.tsv 50 > "$OUT/nsys_run.log" 2>&1
     timeout 40 "$NSYS" stats -r cuda_gpu_kern_sum /tmp/qvl_prof.nsys-rep 2>&1 | cut -c1-250 | head -60 > "$OUT/nsys_stats.txt"
     head -30 "$OUT/nsys_stats.txt"
 fi

@@ -7,7 +7,7 @@
 set -o pipefail
 OUT=${1:?OUTDIR}; SIZE=${2:-2B}; STEPS=${3:-"tiny real bench"}; EVERY=${4:-10}
 BUILD=${BUILD:-build-cuda}
-TSV=${TSV:-.devcarry/ocrbench_shapes.tsv}
+TSV=${TSV:-bench/workload/ocrbench_shapes.tsv}
 export PYTHONUNBUFFERED=1
 LIBS=${LIBS:-$PWD/.devcarry/lib}
 qvl_env() { LD_LIBRARY_PATH="$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; }
@@ -24,10 +24,6 @@ for s in $STEPS; do
       qvl_env env QVL_REAL_DIR="$R" timeout 150 $BUILD/qvl-gpu-tests gpu_real_shape &&
       python3 tools/gen_real_shape_models.py compare "$R"; } 2>&1 | tee "$OUT/real_$SIZE.log" || rc=1
     cp "$R/parity.json" "$OUT/parity_$SIZE.json" 2>/dev/null ;;
-  gemv)  # the same parity and qvl benchmark with the opt-in decode GEMV kernel
-    { QVL_GEMV=1 qvl_env env QVL_REAL_DIR="$R" timeout 150 $BUILD/qvl-gpu-tests gpu_real_shape &&
-      python3 tools/gen_real_shape_models.py compare "$R"; } 2>&1 | tee "$OUT/real_gemv_$SIZE.log" || rc=1
-    QVL_GEMV=1 qvl_env timeout ${QVL_BENCH_TIMEOUT:-200} $BUILD/bench_gpu "$R/model" "$TSV" "$EVERY" 2>&1 | tee "$OUT/bench_qvl_gemv_$SIZE.log" || rc=1 ;;
   bench)
     test -d "$R/model" || python3 tools/gen_real_shape_models.py gen "$SIZE" "$R" --tf 16 2>&1 | tail -3
     qvl_env timeout ${QVL_BENCH_TIMEOUT:-200} $BUILD/bench_gpu "$R/model" "$TSV" "$EVERY" 2>&1 | tee "$OUT/bench_qvl_$SIZE.log" || rc=1

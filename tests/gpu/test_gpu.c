@@ -82,6 +82,8 @@ static void run_case(const char *model, const char *cname) {
     int32_t *ids = malloc(n * sizeof *ids);
     for (int i = 0; i < n; i++) ids[i] = (int32_t)((int64_t *)ids_a.data)[i];
     qvl_cuda_opts o = {.max_model_len = 512, .max_pixels = 1 << 20};
+    qvl_tuning_from_env(&o.tuning);
+    o.tuning.dump_dir = ddir;
     qvl_cuda_model *m = qvl_cuda_model_open(mdir, &o);
     if (!m) {
         test_fail(__FILE__, __LINE__, "open %s: %s", mdir, qvl_error());
@@ -90,7 +92,6 @@ static void run_case(const char *model, const char *cname) {
     if (verbose()) printf("  %s / %s (%d tokens)\n", model, cname, n);
     const qvl_config *cfg = qvl_cuda_model_config(m);
     int n_img = has_img ? (int)grid_a.shape[0] : 0;
-    setenv("QVL_DUMP", ddir, 1);
     const float *px = has_img ? px_a.data : NULL;
     for (int i = 0; i < n_img; i++) {
         const int64_t *g = (int64_t *)grid_a.data + 3 * i;
@@ -100,7 +101,6 @@ static void run_case(const char *model, const char *cname) {
         px += (size_t)pv.num_patches * pv.row_len;
     }
     int next = qvl_cuda_prefill(m, ids, n);
-    unsetenv("QVL_DUMP");
     CHECK(next >= 0);
     if (n_img == 1) {
         const char *st[] = {"vision.patch_embed", "vision.embed", "vision.merger", "vision.deepstack0"};
@@ -211,6 +211,8 @@ TEST(gpu_real_shape) {
     int32_t *ids = malloc(n * sizeof *ids), *top1 = malloc((T + 1) * sizeof *top1);
     for (int i = 0; i < n; i++) ids[i] = (int32_t)((int64_t *)ids_a.data)[i];
     qvl_cuda_opts o = {.max_model_len = n + T + 8, .max_pixels = 1 << 21};
+    qvl_tuning_from_env(&o.tuning);
+    o.tuning.dump_dir = out; /* the vision and prefill stages; decoding dumps nothing */
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     qvl_cuda_model *m = qvl_cuda_model_open(model, &o);
@@ -224,10 +226,8 @@ TEST(gpu_real_shape) {
     const int64_t *g = grid_a.data;
     qvl_pixel_values pv = {px_a.data, (int)(g[0] * g[1] * g[2]), (int)px_a.shape[1], (int)g[0], (int)g[1], (int)g[2],
                            (int)g[1] * 16, (int)g[2] * 16, (int)(g[0] * g[1] * g[2] / 4)};
-    setenv("QVL_DUMP", out, 1);
     CHECK_INT(qvl_cuda_encode_image(m, &pv), 0);
     top1[0] = qvl_cuda_prefill(m, ids, n);
-    unsetenv("QVL_DUMP");
     CHECK(top1[0] >= 0);
     {
         int V = qvl_cuda_model_config(m)->text.vocab_size;

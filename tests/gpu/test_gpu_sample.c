@@ -60,7 +60,7 @@ static qvl_cuda_pick_params pick_params(const qvl_sampler_params *p) {
 
 /* picks consecutive picks of one request on random rows; adds to *total / *same, and the picks
  * the fast path made to *fast. */
-static void run_case(const pcase *c, int V, int picks, uint64_t seed, long *total, long *same, long *fast) {
+static void run_case(const pcase *c, int V, int picks, int path, uint64_t seed, long *total, long *same, long *fast) {
     qvl_sampler_params p = c->p;
     p.seed = seed;
     qvl_sampler *cpu = qvl_sampler_new(V, &p), *stream = qvl_sampler_new(V, &p);
@@ -75,6 +75,7 @@ static void run_case(const pcase *c, int V, int picks, uint64_t seed, long *tota
     qvl_sampler_uniforms(stream, u, picks);
     qvl_cuda_pick_params pp = pick_params(&p);
     CHECK_INT(qvl_cuda_picker_reset(gpu, &pp, prompt, 16, u, picks), 0);
+    qvl_cuda_picker_set_path(gpu, path);
     int ok = 0, shown = 0, nfast = 0;
     for (int k = 0; k < picks; k++) {
         make_row(row, V);
@@ -126,7 +127,6 @@ TEST(gpu_sample_matches_cpu_sampler) {
     /* path 1: the fast path (the one-block kernel where it cannot pick); path 2: the fast path's
      * kernels always followed by the one-block kernel (fewer picks: that is the old cost) */
     for (int path = 1; path <= 2; path++) {
-        qvl_cuda_pick_set_path(path);
         long total = 0, same = 0, fast = 0;
         for (int v = 0; v < 5; v++)
             for (int c = 0; c < n_cases; c++) {
@@ -134,7 +134,7 @@ TEST(gpu_sample_matches_cpu_sampler) {
                 /* the slow ones at the full vocabulary: flat heads walk many chunks on both sides */
                 int picks = V == 151936 ? (cases[c].p.temperature >= 100 ? 6 : 40) : 250;
                 if (path == 2) picks = (picks + 3) / 4;
-                run_case(&cases[c], V, picks, 1000u + 17u * (unsigned)c + (unsigned)v + 100u * (unsigned)path, &total,
+                run_case(&cases[c], V, picks, path, 1000u + 17u * (unsigned)c + (unsigned)v + 100u * (unsigned)path, &total,
                          &same, &fast);
             }
         printf("    gpu_sample path %d: %ld picks compared, %ld identical, %ld by the fast path\n", path, total, same,
@@ -142,7 +142,6 @@ TEST(gpu_sample_matches_cpu_sampler) {
         if (path == 1) CHECK(fast > total / 8);   /* the fast path really picks */
         if (path == 2) CHECK_INT((int)fast, 0);
     }
-    qvl_cuda_pick_set_path(1);
 }
 
 /* The CUDA model picks (prefill, then the decode graph) exactly as the CPU sampler picks from the
@@ -150,6 +149,7 @@ TEST(gpu_sample_matches_cpu_sampler) {
 TEST(gpu_sample_model_picks_match_cpu_sampler) {
     if (!have_gpu()) return;
     qvl_cuda_opts o = {.max_model_len = 512, .max_pixels = 1 << 20};
+    qvl_tuning_from_env(&o.tuning);
     qvl_cuda_model *m = qvl_cuda_model_open(FIX "/tied", &o);
     CHECK(m != NULL);
     if (!m) return;
@@ -239,7 +239,7 @@ TEST(gpu_sample_speed) {
         /* 0: the one-block kernel alone; 1: the fast path; 3, 4: its first kernel, both (parts only) */
         for (int path = 0; path <= 4; path++) {
             if (path == 2) continue;
-            qvl_cuda_pick_set_path(path);
+            qvl_cuda_picker_set_path(g, path);
             qvl_cuda_pick_params pp = pick_params(&cases[c].p);
             CHECK_INT(qvl_cuda_picker_reset(g, &pp, NULL, 0, u, picks + 1), 0);
             int n = c == 2 && path == 0 ? 50 : picks;   /* the full walk is the slow path */
@@ -250,7 +250,6 @@ TEST(gpu_sample_speed) {
         printf("    pick %-28s V=%d: %.1f us per pick one-block, %.1f us fast path (last pick fast: %d; scan %.1f, "
                "scan + merge %.1f)\n", cases[c].name, V, us[0], us[1], fast, us[3], us[4]);
     }
-    qvl_cuda_pick_set_path(1);
 done:
     qvl_cuda_picker_free(g);
     free(row), free(u);

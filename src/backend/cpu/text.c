@@ -73,18 +73,18 @@ static const float *image_row(const qvl_vision_out *images, int n_images, int r,
     return NULL; /* unreachable: the caller checked the counts */
 }
 
-static void dump2(const char *base, const char *suffix, const float *x, int rows, int cols) {
-    if (!suffix) return;
+static void dump2(const char *dir, const char *base, const char *suffix, const float *x, int rows, int cols) {
+    if (!suffix || !dir) return;
     char name[96];
     snprintf(name, sizeof name, "%s%s", base, suffix);
     int64_t shape[2] = {rows, cols};
-    qvl_dump_f32(name, x, shape, 2);
+    qvl_dump_f32(dir, name, x, shape, 2);
 }
 
 void qvl_cpu_text_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_text_w *w, qvl_cpu_text_state *s,
                           const int32_t *ids, int n, int p0, const int32_t *pos, int pos_stride,
                           const int32_t *vis_row, const qvl_vision_out *images, int n_images, float *logits,
-                          const char *dump) {
+                          const char *dump, const char *dump_dir) {
     const qvl_text_config *tc = &cfg->text;
     const int D = tc->hidden_size, Hq = tc->num_heads, Hkv = tc->num_kv_heads, hd = tc->head_dim;
     const int qdim = Hq * hd, kv = s->kv_dim, I = tc->intermediate_size, half = hd / 2;
@@ -99,7 +99,7 @@ void qvl_cpu_text_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_text_
                                                       : w->embed + (size_t)ids[i] * D;
         memcpy(x + (size_t)i * D, src, (size_t)D * sizeof(float));
     }
-    dump2("text.embed", dump, x, n, D);
+    dump2(dump_dir, "text.embed", dump, x, n, D);
 
     /* MRoPE angles: frequency f rotates by the T, H or W position of the token. */
     for (int i = 0; i < n; i++)
@@ -113,7 +113,7 @@ void qvl_cpu_text_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_text_
         const qvl_text_layer_w *L = &w->layers[l];
         float *kc = s->k_cache + (size_t)l * s->max_len * kv, *vc = s->v_cache + (size_t)l * s->max_len * kv;
         snprintf(name, sizeof name, "text.layer%d.in", l);
-        dump2(name, dump, x, n, D);
+        dump2(dump_dir, name, dump, x, n, D);
 
         /* Self-attention: q/k/v projections, per-head RMSNorm of q and k, MRoPE, then causal
          * attention of the new tokens over the whole cache. K and V go straight into the cache. */
@@ -140,7 +140,7 @@ void qvl_cpu_text_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_text_
         qvl_cpu_matmul(pool, y, s->gate, L->down_w, NULL, n, I, D);
         qvl_cpu_add(x, y, (size_t)n * D);
         snprintf(name, sizeof name, "text.layer%d.out", l);
-        dump2(name, dump, x, n, D);
+        dump2(dump_dir, name, dump, x, n, D);
 
         /* DeepStack: after layer l < n_deepstack, image positions get the l-th vision tap. */
         if (l < n_ds)
@@ -149,6 +149,6 @@ void qvl_cpu_text_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_text_
     }
 
     qvl_cpu_rmsnorm(pool, y, x, w->norm, n, D, eps);
-    dump2("text.norm", dump, y, n, D);
+    dump2(dump_dir, "text.norm", dump, y, n, D);
     if (logits) qvl_cpu_matmul(pool, logits, y + (size_t)(n - 1) * D, w->lm_head, NULL, 1, D, tc->vocab_size);
 }

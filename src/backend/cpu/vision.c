@@ -11,9 +11,9 @@
 #include "io/npy.h"
 #include "util/error.h"
 
-static void dump2(const char *name, const float *x, int rows, int cols) {
+static void dump2(const char *dump_dir, const char *name, const float *x, int rows, int cols) {
     int64_t shape[2] = {rows, cols};
-    qvl_dump_f32(name, x, shape, 2);
+    qvl_dump_f32(dump_dir, name, x, shape, 2);
 }
 
 /* The sample points linspace(0, end, n) of the position-table interpolation: i * end / (n - 1)
@@ -90,7 +90,8 @@ static void patch_merger(qvl_pool *pool, const qvl_merger_w *w, int postshuffle,
 }
 
 int qvl_cpu_vision_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_vision_w *w, const float *pixels,
-                           int grid_t, int grid_h, int grid_w, float *embeds, float *const *deepstack) {
+                           int grid_t, int grid_h, int grid_w, float *embeds, float *const *deepstack,
+                           const char *dump_dir) {
     const qvl_vision_config *vc = &cfg->vision;
     const int Dv = vc->hidden_size, H = vc->num_heads, hd = Dv / H, Iv = vc->intermediate_size;
     const int D = vc->out_hidden_size, M = vc->spatial_merge_size, unit = M * M, Dv4 = Dv * unit;
@@ -115,11 +116,11 @@ int qvl_cpu_vision_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_visi
 
     /* Patch embedding (Conv3d with kernel = stride = one patch is a matmul) + position table. */
     qvl_cpu_matmul(pool, x, pixels, w->patch_w, w->patch_b, n, row_len, Dv);
-    dump2("vision.patch_embed", x, n, Dv);
+    dump2(dump_dir, "vision.patch_embed", x, n, Dv);
     pos_embed_interpolate(y, w->pos_embed, G, Dv, grid_t, grid_h, grid_w, M, buf[LIN], buf[LIN] + grid_h);
-    dump2("vision.pos_embed", y, n, Dv);
+    dump2(dump_dir, "vision.pos_embed", y, n, Dv);
     qvl_cpu_add(x, y, (size_t)n * Dv);
-    dump2("vision.embed", x, n, Dv);
+    dump2(dump_dir, "vision.embed", x, n, Dv);
     vision_rotary(buf[COS], buf[SIN], buf[INV_FREQ], hd, grid_t, grid_h, grid_w, M);
 
     for (int i = 0; i < vc->depth; i++) {
@@ -148,17 +149,17 @@ int qvl_cpu_vision_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_visi
         qvl_cpu_add(x, y, (size_t)n * Dv);
         char name[64];
         snprintf(name, sizeof name, "vision.block%d", i);
-        dump2(name, x, n, Dv);
+        dump2(dump_dir, name, x, n, Dv);
         /* DeepStack tap: the output of this block, merged by its own post-shuffle merger. */
         for (int j = 0; j < vc->n_deepstack; j++)
             if (vc->deepstack_indexes[j] == i) {
                 patch_merger(pool, &w->deepstack[j], 1, x, n_merged, Dv4, Dv, D, buf[MT1], buf[MT2], deepstack[j]);
                 snprintf(name, sizeof name, "vision.deepstack%d", j);
-                dump2(name, deepstack[j], n_merged, D);
+                dump2(dump_dir, name, deepstack[j], n_merged, D);
             }
     }
     patch_merger(pool, &w->merger, 0, x, n_merged, Dv4, Dv, D, buf[MT1], buf[MT2], embeds);
-    dump2("vision.merger", embeds, n_merged, D);
+    dump2(dump_dir, "vision.merger", embeds, n_merged, D);
     free(arena);
     return 0;
 }

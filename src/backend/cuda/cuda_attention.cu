@@ -344,18 +344,17 @@ static void launch_tc(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q,
 /* The tensor-core kernel needs 16-byte aligned rows (hd, strides multiples of 8 elements). */
 static int tc_ok(const void *a, const void *b, const void *c, int s1, int s2, int hd) {
     return (((uintptr_t)a | (uintptr_t)b | (uintptr_t)c) & 15) == 0 && s1 % 8 == 0 && s2 % 8 == 0 && hd % 8 == 0 &&
-           hd <= 128 && getenv("QVL_NO_TC_ATTENTION") == NULL;
+           hd <= 128;
 }
 
 void qvl_attention(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
                    const bf16 *v, int kv_stride, int n_q, int n_kv, int Hq, int Hkv, int hd, int causal_pos0,
-                   float *partial) {
+                   float *partial, int impl) {
     if (n_q <= 0) return;
     int group = Hq / Hkv, rows = n_q * group, row_blocks = (rows + BQ - 1) / BQ;
     float scale = 1.0f / sqrtf((float)hd);
     if (rows > BQ && tc_ok(q, k, v, q_stride, kv_stride, hd)) {
         /* Hopper: the wgmma kernel (cuda_attention_sm90.cu) where it has the head size. */
-        const int impl = qvl_attention_get_impl();
         if (impl != QVL_ATT_FA2 &&
             qvl_attention_sm90(st, out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv, group, Hkv, hd,
                                causal_pos0, scale * 1.4426950408889634f, impl >= QVL_ATT_WG ? impl - QVL_ATT_WG : -1) == 0)
@@ -540,15 +539,10 @@ void qvl_attention_decode(cudaStream_t st, bf16 *out, int out_stride, const bf16
     int group = Hq / Hkv, splits = (2 * 132 + Hkv - 1) / Hkv;
     if (splits > QVL_ATT_MAX_SPLITS) splits = QVL_ATT_MAX_SPLITS;
     const float scale_log2 = 1.0f / sqrtf((float)hd) * 1.4426950408889634f;
-    static int fused = -1;
-    if (fused < 0) {
-        const char *e = getenv("QVL_DEC_FUSED");
-        fused = !(e && e[0] == '0');
-    }
     if (group <= DEC_MAX_GROUP && (hd == 32 || hd == 64 || hd == 128)) {
         dim3 grid(Hkv, splits);
         /* the fused combine writes out rows as [head][hd] of the one query token */
-        bf16 *fo = fused && Hkv <= DEC_MAX_KV ? out : NULL;
+        bf16 *fo = Hkv <= DEC_MAX_KV ? out : NULL;
         if (hd == 128)
             k_attention_dec<4><<<grid, DEC_W * 32, 0, st>>>(q, q_stride, k, v, kv_stride, group, scale_log2, splits, partial, step, fo, out_stride);
         else if (hd == 64)

@@ -18,18 +18,6 @@
 #include "backend/cuda/cuda_attention_frag.cuh"
 #include "backend/cuda/cuda_attention_sm90.h"
 
-static int g_impl = -2; /* -2: not read from the environment yet */
-
-void qvl_attention_set_impl(int impl) { g_impl = impl; }
-
-int qvl_attention_get_impl(void) {
-    if (g_impl == -2) {
-        const char *e = getenv("QVL_ATT_IMPL");
-        g_impl = e && *e ? atoi(e) : QVL_ATT_AUTO;
-    }
-    return g_impl;
-}
-
 /* The device code below exists only in the sm_90a pass (other passes: an empty kernel body). */
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define QVL_WGMMA_DEVICE 1
@@ -379,23 +367,8 @@ int qvl_attention_sm90_available(void) {
 
 /* The configuration for large inputs by padded head size (64, 80, 128): the fastest in
  * bench_attention on an H100 (bench/results/attention: 64 -> 2, 192 rows per block and 128-key
- * tiles; 80 -> 1; 128 -> 0). QVL_ATT_CFG="64:c,80:c,128:c" (any subset) overrides it, for A/B runs. */
-static int large_default(int hd) {
-    static int cfg64 = 2, cfg80 = 1, cfg128 = 0, read = 0;
-    if (!read) {
-        const char *e = getenv("QVL_ATT_CFG");
-        int h, c, n;
-        while (e && sscanf(e, "%d:%d%n", &h, &c, &n) == 2) {
-            if (h == 64) cfg64 = c;
-            else if (h == 80) cfg80 = c;
-            else if (h == 128) cfg128 = c;
-            e += n;
-            if (*e == ',') e++;
-        }
-        read = 1;
-    }
-    return hd <= 64 ? cfg64 : hd <= 80 ? cfg80 : cfg128;
-}
+ * tiles; 80 -> 1; 128 -> 0). bench_attention times every configuration (explicit config). */
+static int large_default(int hd) { return hd <= 64 ? 2 : hd <= 80 ? 1 : 0; }
 
 int qvl_attention_sm90(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
                        const bf16 *v, int kv_stride, int n_q, int n_kv, int group, int Hkv, int hd, int causal_pos0,

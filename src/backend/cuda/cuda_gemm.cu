@@ -6,8 +6,7 @@
  * descriptors and the chosen algorithm are kept per (bucket of M, K, N, strides, epilogue): M is
  * rounded up to a quarter octave (exact up to 16 rows), the heuristic runs once per bucket at its
  * upper end, and calls inside the bucket only change the row count of the layouts. qvl_gemm_prepare
- * walks all buckets of a shape at open, so that no heuristic query runs while serving.
- * QVL_GEMM_EXACT=1: one entry per exact M, as before (for comparisons). */
+ * walks all buckets of a shape at open, so that no heuristic query runs while serving. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,10 +40,9 @@ struct qvl_gemm {
     void *ws;
     size_t ws_bytes;
     entry *e; /* SLOTS, open addressing */
-    int n, exact;
-    int gemv_mode; /* QVL_GEMV: 0 cuBLASLt and separate kernels in decoding, else the fused own kernel */
-    int pdl;       /* one-row kernels launched as programmatic dependents (Hopper; QVL_PDL=0: off) */
-    int pipe;      /* k_gemv_pipe (QVL_GEMV_PIPE=1) or k_gemv (default) */
+    int n;
+    int pdl;       /* one-row kernels launched as programmatic dependents (Hopper) */
+    int variant;   /* 0: the fastest one-row variant per shape; 1..M1_CANDIDATES-1: that one always */
     int sms;
     m1_choice m1[M1_SHAPES];
     int n_m1;
@@ -58,7 +56,7 @@ static double now_ms(void) {
     return 1e3 * (double)t.tv_sec + 1e-6 * (double)t.tv_nsec;
 }
 
-qvl_gemm *qvl_gemm_new(void *workspace, size_t workspace_bytes) {
+qvl_gemm *qvl_gemm_new(void *workspace, size_t workspace_bytes, int gemv_variant) {
     qvl_gemm *g = (qvl_gemm *)calloc(1, sizeof *g);
     if (!g) return NULL;
     g->e = (entry *)calloc(SLOTS, sizeof *g->e);
@@ -69,18 +67,12 @@ qvl_gemm *qvl_gemm_new(void *workspace, size_t workspace_bytes) {
     }
     g->ws = workspace;
     g->ws_bytes = workspace_bytes;
-    const char *env = getenv("QVL_GEMV");
-    g->gemv_mode = env && env[0] == '0' ? 0 : 1;
-    env = getenv("QVL_GEMV_PIPE");
-    g->pipe = env && env[0] == '1';
-    env = getenv("QVL_GEMM_EXACT");
-    g->exact = env && env[0] == '1';
+    g->variant = gemv_variant >= 1 && gemv_variant < M1_CANDIDATES ? gemv_variant : 0;
     int dev = 0, cc = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&g->sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
         g->sms = 132;
     if (cudaDeviceGetAttribute(&cc, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) cc = 0;
-    env = getenv("QVL_PDL");
-    g->pdl = cc >= 9 && !(env && env[0] == '0');
+    g->pdl = cc >= 9;
     return g;
 }
 
@@ -114,7 +106,7 @@ void qvl_gemm_setup_stats(const qvl_gemm *g, int *count, double *ms) {
 /* The row count whose heuristic choice serves M: M itself up to 16, else M rounded up to a
  * multiple of a quarter of the octave below it (at most 25% above M). */
 static int bucket(const qvl_gemm *g, int M) {
-    if (g->exact || M <= 16) return M;
+    if (M <= 16) return M;
     int p = 1;
     while (p * 2 <= M) p *= 2;
     int q = p / 4;
@@ -220,7 +212,6 @@ int qvl_gemm_run_gelu(qvl_gemm *g, cudaStream_t st, bf16 *y, int ldy, const bf16
 
 int qvl_gemm_prepare(qvl_gemm *g, cudaStream_t st, bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w,
                      const bf16 *b, int M_max, int K, int N, int gelu) {
-    if (g->exact) return 0;
     for (int M = 1; M <= M_max;) {
         if (gemm_lt(g, st, y, ldy, x, ldx, w, b, M, K, N, gelu)) return -1;
         int Mb = bucket(g, M);
@@ -361,17 +352,17 @@ static __device__ __forceinline__ void gemv_enter(uint4 *xs4, float *red, const 
 template <int KS, int MODE, int U>
 static __global__ void __launch_bounds__(GEMV_THREADS) k_gemv(bf16 *__restrict__ y, const bf16 *__restrict__ x,
                                                               const bf16 *__restrict__ w, const bf16 *__restrict__ nw,
-                                                              float eps, int K, int N, int resid, int short_prefetch) {
+                                                              float eps, int K, int N, int resid) {
     extern __shared__ uint4 xs4[]; /* K bf16 */
     __shared__ float red[GEMV_THREADS / 32];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rpb = (GEMV_THREADS / 32) / KS;
     const int sub = warp % KS, rloc = warp / KS, chunks = K / 8;
     /* This warp's share of its first weight row towards L2, while the kernel before finishes
-     * (programmatic launch) and while the prologue runs; short_prefetch (default; QVL_KERNELS_VEC=0: the whole row): only
-     * the first U loads of each lane, as in the first round (isolated kernels were ~1 us faster). */
+     * (programmatic launch) and while the prologue runs: only the first U loads of each lane, as in
+     * the first round (isolated kernels were ~1 us faster than with the whole row). */
     {
         int n = blockIdx.x * rpb + rloc;
-        int end = short_prefetch ? min(chunks, sub * 32 + 32 * KS * U) : chunks;
+        int end = min(chunks, sub * 32 + 32 * KS * U);
         if (n < N)
             for (int c = sub * 32 + lane; c < end; c += 32 * KS)
                 asm volatile("prefetch.global.L2 [%0];" ::"l"(w + (size_t)n * K + (size_t)c * 8));
@@ -392,51 +383,6 @@ static __global__ void __launch_bounds__(GEMV_THREADS) k_gemv(bf16 *__restrict__
     }
 }
 
-/* The pipelined variant (opt-in: QVL_GEMV_PIPE=1; k_gemv otherwise): the same products in the same order,
- * but a lane's next round of weights is always in flight while it multiplies the current one,
- * across row boundaries too (the next row's first round is loaded before this row's sum and
- * epilogue), and the first round is loaded into registers before griddepcontrol.wait (the
- * weights are constant), so under a programmatic launch it streams while the kernel before
- * finishes. Launched as one wave (grid = blocks resident at once), so no block waits for a slot
- * and each block's prologue runs once. */
-template <int KS, int MODE, int U>
-static __global__ void __launch_bounds__(GEMV_THREADS, U <= 4 ? 4 : 2) /* <= 64 registers at U = 4 */
-    k_gemv_pipe(bf16 *__restrict__ y, const bf16 *__restrict__ x, const bf16 *__restrict__ w,
-                const bf16 *__restrict__ nw, float eps, int K, int N, int resid, int short_prefetch) {
-    extern __shared__ uint4 xs4[]; /* K bf16 */
-    __shared__ float red[GEMV_THREADS / 32];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rpb = (GEMV_THREADS / 32) / KS;
-    const int sub = warp % KS, rloc = warp / KS, chunks = K / 8, first = sub * 32 + lane, step = 32 * KS * U;
-    const int stride = gridDim.x * rpb;
-    const uint4 *w4 = (const uint4 *)w;
-    uint4 wv[U]; /* always: the round at c0 of row n (zeros for a row n >= N) */
-    {
-        const int n = blockIdx.x * rpb + rloc;
-        gemv_load<KS, U>(wv, w4 + (size_t)(n < N ? n : 0) * chunks, first, n < N ? chunks : 0);
-        if (!short_prefetch && n < N) /* QVL_KERNELS_VEC=0: the rest of the first row towards L2, as k_gemv */
-            for (int c = first + step; c < chunks; c += 32 * KS)
-                asm volatile("prefetch.global.L2 [%0];" ::"l"(w4 + (size_t)n * chunks + c));
-    }
-    gemv_enter<MODE>(xs4, red, x, nw, eps, K);
-    for (int n0 = blockIdx.x * rpb; n0 < N; n0 += stride) {
-        const int n = n0 + rloc, nn = n + stride;
-        float acc = 0.0f;
-        for (int c0 = first;; c0 += step) {
-            uint4 cur[U];
-#pragma unroll
-            for (int u = 0; u < U; u++) cur[u] = wv[u];
-            const int last = c0 + step >= chunks;
-            if (!last)
-                gemv_load<KS, U>(wv, w4 + (size_t)(n < N ? n : 0) * chunks, c0 + step, n < N ? chunks : 0);
-            else
-                gemv_load<KS, U>(wv, w4 + (size_t)(nn < N ? nn : 0) * chunks, first, nn < N ? chunks : 0);
-            if (n < N) gemv_dot<KS, U>(acc, cur, xs4, c0, chunks);
-            if (last) break;
-        }
-        gemv_store<KS>(y, red, acc, n, N, resid);
-    }
-}
-
 int qvl_gemv_ok(const bf16 *x, const bf16 *w, int K) {
     return K % 8 == 0 && (size_t)K * sizeof(bf16) <= 48 * 1024 && (((uintptr_t)x | (uintptr_t)w) & 15) == 0;
 }
@@ -447,16 +393,6 @@ static void launch_ks(const qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x
     const int rpb = (GEMV_THREADS / 32) / KS;
     const size_t smem = (size_t)K * sizeof(bf16);
     unsigned blocks = (unsigned)((N + rpb - 1) / rpb), cap = (unsigned)g->sms * 8;
-    if (g->pipe) {
-        /* One wave: the blocks that fit on all SMs at once (registers decide; ~4 per SM). */
-        int per_sm = 0;
-        void (*k)(bf16 *, const bf16 *, const bf16 *, const bf16 *, float, int, int, int, int) =
-            mode == QVL_GEMV_RMSNORM  ? k_gemv_pipe<KS, QVL_GEMV_RMSNORM, U>
-            : mode == QVL_GEMV_SWIGLU ? k_gemv_pipe<KS, QVL_GEMV_SWIGLU, U>
-                                      : k_gemv_pipe<KS, QVL_GEMV_PLAIN, U>;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, GEMV_THREADS, smem) == cudaSuccess && per_sm > 0)
-            cap = (unsigned)(g->sms * per_sm);
-    }
     if (blocks > cap) blocks = cap;
     cudaLaunchConfig_t cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -466,20 +402,12 @@ static void launch_ks(const qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr, cfg.numAttrs = pdl ? 1 : 0;
-    const int sp = qvl_kernels_vec();
-    if (g->pipe) {
-        if (mode == QVL_GEMV_RMSNORM)
-            cudaLaunchKernelEx(&cfg, k_gemv_pipe<KS, QVL_GEMV_RMSNORM, U>, y, x, w, nw, eps, K, N, resid, sp);
-        else if (mode == QVL_GEMV_SWIGLU)
-            cudaLaunchKernelEx(&cfg, k_gemv_pipe<KS, QVL_GEMV_SWIGLU, U>, y, x, w, nw, eps, K, N, resid, sp);
-        else
-            cudaLaunchKernelEx(&cfg, k_gemv_pipe<KS, QVL_GEMV_PLAIN, U>, y, x, w, nw, eps, K, N, resid, sp);
-    } else if (mode == QVL_GEMV_RMSNORM)
-        cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_RMSNORM, U>, y, x, w, nw, eps, K, N, resid, sp);
+    if (mode == QVL_GEMV_RMSNORM)
+        cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_RMSNORM, U>, y, x, w, nw, eps, K, N, resid);
     else if (mode == QVL_GEMV_SWIGLU)
-        cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_SWIGLU, U>, y, x, w, nw, eps, K, N, resid, sp);
+        cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_SWIGLU, U>, y, x, w, nw, eps, K, N, resid);
     else
-        cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_PLAIN, U>, y, x, w, nw, eps, K, N, resid, sp);
+        cudaLaunchKernelEx(&cfg, k_gemv<KS, QVL_GEMV_PLAIN, U>, y, x, w, nw, eps, K, N, resid);
 }
 
 /* Variant cand (1.. M1_CANDIDATES-1) of the own kernel. */
@@ -494,7 +422,6 @@ static void launch_gemv(const qvl_gemm *g, int cand, cudaStream_t st, bf16 *y, c
     }
 }
 
-int qvl_gemv_fused(const qvl_gemm *g) { return g->gemv_mode != 0; }
 int qvl_gemv_pdl(qvl_gemm *g, int on) {
     int was = g->pdl;
     if (!on) g->pdl = 0;
@@ -547,10 +474,10 @@ int qvl_gemm_tune_m1(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const
     int best = 1;
     for (int cand = 2; cand < M1_CANDIDATES; cand++)
         if (c.us[cand] < c.us[best]) best = cand;
-    /* QVL_GEMV_PICK=n: variant n for every shape instead of the fastest (variants sum in different
-     * orders, so fixing the choice makes runs comparable bit for bit, e.g. bench_gpu's ids_hash). */
-    const char *pick = getenv("QVL_GEMV_PICK");
-    if (pick && atoi(pick) >= 1 && atoi(pick) < M1_CANDIDATES) best = atoi(pick);
+    /* A fixed variant (qvl_tuning.gemv_variant) for every shape instead of the fastest: variants sum
+     * in different orders, so fixing the choice makes runs comparable bit for bit (bench_gpu's
+     * ids_hash). */
+    if (g->variant) best = g->variant;
     c.best = best;
     g->m1[g->n_m1++] = c;
     return 0;
@@ -565,7 +492,7 @@ int qvl_gemm_m1_report(const qvl_gemm *g, char *buf, size_t size) {
                          "%s%dx%d: lt %.1f us, gemv ks1u4 %.1f, ks2u4 %.1f, ks4u4 %.1f, ks1u8 %.1f, ks2u8 %.1f -> ks%du%d%s",
                          i ? "; " : "", c->N, c->K, c->us[0], c->us[1], c->us[2], c->us[3], c->us[4], c->us[5],
                          ks_of[c->best], u_of[c->best],
-                         g->gemv_mode ? (g->pipe ? " (pipelined)" : "") : " (unused: QVL_GEMV=0)");
+                         g->variant ? " (fixed)" : "");
         if (n < 0) break;
         used += (size_t)n;
     }

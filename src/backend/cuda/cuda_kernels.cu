@@ -15,18 +15,10 @@ static unsigned blocks_for(size_t n, unsigned t) {
     return (unsigned)(g > 65535u * 32u ? 65535u * 32u : g);
 }
 
-/* The vectorised kernels (16-byte accesses, row in registers, shared rotary tables), each with the
- * arithmetic of the scalar kernel it replaces; on by default since their H100 run (2B: 19.5 -> 20.2
- * samples/s, parity unchanged: bench/results/gpu_s3/README.md). QVL_KERNELS_VEC=0: the scalar
- * kernels everywhere (they remain the fallback for unaligned or odd sizes). */
-int qvl_kernels_vec(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("QVL_KERNELS_VEC");
-        v = !(e && e[0] == '0');
-    }
-    return v;
-}
+/* The vectorised kernels (16-byte accesses, row in registers, shared rotary tables) each keep the
+ * arithmetic of the scalar kernel beside them; they won on the H100 (2B: 19.5 -> 20.2 samples/s,
+ * parity unchanged: bench/results/gpu_s3/README.md), so the scalar kernels serve only unaligned or
+ * odd sizes. */
 
 static __global__ void k_f32_to_bf16(bf16 *y, const float *x, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
@@ -205,7 +197,7 @@ static __global__ void k_rmsnorm_vec(bf16 *y, bf16 *x, const bf16 *r, const bf16
 }
 static int rmsnorm_vec(cudaStream_t st, bf16 *y, bf16 *x, const bf16 *r, const bf16 *w, int rows, int dim, float eps) {
     int chunks = dim / 8;
-    if (!qvl_kernels_vec() || dim % 8 || chunks > 4096 ||
+    if (dim % 8 || chunks > 4096 ||
         (((uintptr_t)x | (uintptr_t)y | (uintptr_t)r | (uintptr_t)w) & 15))
         return 0;
     int threads = chunks < 1024 ? (chunks + 31) / 32 * 32 : 1024;
@@ -282,7 +274,7 @@ static __global__ void k_silu_mul_vec(bf16 *out, const bf16 *gu, int rows, int I
 }
 void qvl_k_silu_mul(cudaStream_t st, bf16 *out, const bf16 *gu, int rows, int I) {
     if (!rows) return;
-    if (qvl_kernels_vec() && I % 8 == 0 && (((uintptr_t)out | (uintptr_t)gu) & 15) == 0)
+    if (I % 8 == 0 && (((uintptr_t)out | (uintptr_t)gu) & 15) == 0)
         k_silu_mul_vec<<<blocks_for((size_t)rows * I / 8, 256), 256, 0, st>>>(out, gu, rows, I);
     else
         k_silu_mul<<<blocks_for((size_t)rows * I, 256), 256, 0, st>>>(out, gu, rows, I);
@@ -384,7 +376,7 @@ void qvl_k_vision_rope(cudaStream_t st, bf16 *qkv, const float *inv_freq, int n,
                        int grid_w, int M) {
     size_t total = (size_t)n * H * (hd / 2);
     if (!total) return;
-    if (qvl_kernels_vec() && (hd / 2) % 8 == 0 && Dv % 8 == 0 && ((uintptr_t)qkv & 15) == 0)
+    if ((hd / 2) % 8 == 0 && Dv % 8 == 0 && ((uintptr_t)qkv & 15) == 0)
         k_vision_rope_vec<<<blocks_for(total / 8, 256), 256, 0, st>>>(qkv, inv_freq, n, Dv, H, hd, grid_h, grid_w, M);
     else
         k_vision_rope<<<blocks_for(total, 256), 256, 0, st>>>(qkv, inv_freq, n, Dv, H, hd, grid_h, grid_w, M);
@@ -409,7 +401,6 @@ static __device__ __forceinline__ void mrope_cos_sin(const qvl_rope_desc &d, int
     *cs = rb(cosf(ang)), *sn = rb(sinf(ang));
 }
 
-template <bool TABLE>
 static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride, bf16 *k_cache, bf16 *v_cache, const bf16 *qkv,
                                       const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int p0,
                                       const int32_t *pos, int pos_stride, int pos_scalar, const int32_t *step) {
@@ -430,10 +421,8 @@ static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride
     } else
         pt = ph = pw = pos_scalar + i;
     __shared__ float tcs[64], tsn[64]; /* half <= 64 (hd <= 128, check_dims) */
-    if (TABLE) {
-        for (int fq = threadIdx.x; fq < half; fq += blockDim.x) mrope_cos_sin(d, fq, pt, ph, pw, inv_freq, &tcs[fq], &tsn[fq]);
-        __syncthreads();
-    }
+    for (int fq = threadIdx.x; fq < half; fq += blockDim.x) mrope_cos_sin(d, fq, pt, ph, pw, inv_freq, &tcs[fq], &tsn[fq]);
+    __syncthreads();
     for (int h = w; h < d.Hq + d.Hkv; h += nw) {
         int is_q = h < d.Hq;
         const bf16 *src = is_q ? row + (size_t)h * hd : row + qdim + (size_t)(h - d.Hq) * hd;
@@ -451,12 +440,7 @@ static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride
         __syncwarp();
         for (int e = lane; e < hd; e += 32) {
             int fq = e % half;
-            float cs, sn;
-            if (TABLE) {
-                cs = tcs[fq], sn = tsn[fq];
-            } else {
-                mrope_cos_sin(d, fq, pt, ph, pw, inv_freq, &cs, &sn);
-            }
+            const float cs = tcs[fq], sn = tsn[fq];
             float rot = e < half ? -buf[e + half] : buf[e - half];
             dst[e] = b(rb(buf[e] * cs) + rb(rot * sn));
         }
@@ -474,12 +458,8 @@ void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, in
      * loops would be pure latency. */
     int warps = d->Hq + d->Hkv < 32 ? d->Hq + d->Hkv : 32;
     const size_t smem = (size_t)warps * d->hd * sizeof(float);
-    if (qvl_kernels_vec())
-        k_qk_norm_rope<true><<<n, warps * 32, smem, st>>>(*d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm,
-                                                          inv_freq, p0, pos, pos_stride, pos_scalar, step);
-    else
-        k_qk_norm_rope<false><<<n, warps * 32, smem, st>>>(*d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm,
-                                                           inv_freq, p0, pos, pos_stride, pos_scalar, step);
+    k_qk_norm_rope<<<n, warps * 32, smem, st>>>(*d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm, inv_freq,
+                                                p0, pos, pos_stride, pos_scalar, step);
 }
 
 static __global__ void k_embed(bf16 *x, const bf16 *embed, const int32_t *ids, const int32_t *vis_row,
@@ -582,12 +562,7 @@ static __global__ void __launch_bounds__(AM_THREADS) k_argmax_multi(int32_t *out
     }
 }
 void qvl_k_argmax(cudaStream_t st, int32_t *out, const bf16 *logits, int rows, int V) {
-    static int multi = -1;
-    if (multi < 0) {
-        const char *e = getenv("QVL_ARGMAX_MULTI");
-        multi = !(e && e[0] == '0');
-    }
-    if (rows == 1 && multi)
+    if (rows == 1) /* the many-block kernel: bench/results/gpu_2B_v3 (decode 13.41 -> 13.21 ms) */
         k_argmax_multi<<<AM_BLOCKS, AM_THREADS, 0, st>>>(out, logits, V);
     else if (rows)
         k_argmax<<<rows, 1024, 0, st>>>(out, logits, V);

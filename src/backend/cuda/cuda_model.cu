@@ -61,7 +61,7 @@ struct qvl_cuda_model {
     bf16 *x, *y, *qkv, *att, *gu, *h, *logits;
     int32_t *d_ids, *d_pos, *d_vis, *d_next;
     int32_t *d_step;                 /* {cache length, rope delta} for graph decoding */
-    cudaGraphExec_t decode_graph;    /* one decode step, captured at open (NULL: QVL_NO_GRAPH) */
+    cudaGraphExec_t decode_graph;    /* one decode step, captured at open (NULL: tuning.no_cuda_graphs) */
     /* next-token picking on the device (qvl_cuda_set_picking): the request's state, flags (seen /
      * generated ids), processed logits and uniforms; the decode graph with the pick kernel */
     qvl_pick_state *pick_state;
@@ -80,9 +80,10 @@ struct qvl_cuda_model {
     int32_t *h_pos, *h_vis;
     int32_t h_step[2];
     char gemv_report[1024];
-    int gelu_epilogue; /* vision fc1 GELU in the cuBLASLt epilogue (QVL_GELU_EPILOGUE=0: separate kernel) */
+    int gelu_epilogue; /* vision fc1 GELU in the cuBLASLt epilogue (0 where cuBLASLt refuses it: separate kernel) */
+    qvl_tuning tuning; /* the open options' kernel choices (dump_dir points into the caller's memory) */
     double prepare_ms;  /* open: cuBLASLt shapes prepared for every row-count bucket */
-    /* BF16 pixel staging (QVL_PIXELS_BF16=0: none): pinned HOST memory for the largest admitted
+    /* BF16 pixel staging (none if pinned memory is refused): pinned HOST memory for the largest admitted
      * image's pixel rows, so that the upload is one asynchronous DMA; not part of the device plan.
      * pix_done marks the end of the last upload from it (the host waits before rewriting it). */
     uint16_t *pix_stage;
@@ -294,6 +295,7 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
         qvl_errorf("cuda: no usable CUDA device");
         goto fail;
     }
+    m->tuning = o->tuning;
     if (qvl_config_load(dir, &m->cfg) || check_dims(&m->cfg)) goto fail;
     if (!(st = qvl_st_open(dir)) || qvl_checkpoint_check(&m->cfg, st)) goto fail;
     {
@@ -347,15 +349,14 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
         layout_weights(m, &real);
         layout_buffers(m, &real);
         if (cudaStreamCreateWithFlags(&m->st, cudaStreamNonBlocking) != cudaSuccess ||
-            !(m->gemm = qvl_gemm_new(m->gemm_ws, GEMM_WS))) {
+            !(m->gemm = qvl_gemm_new(m->gemm_ws, GEMM_WS, m->tuning.gemv_variant))) {
             qvl_errorf("cuda: cannot create the stream or the cuBLASLt handle");
             goto fail;
         }
         if (upload_all(m, st)) goto fail;
         qvl_st_close(st);
         st = NULL;
-        const char *ge = getenv("QVL_GELU_EPILOGUE");
-        m->gelu_epilogue = !(ge && ge[0] == '0');
+        m->gelu_epilogue = 1;
         if (tune_decode_gemv(m) || prepare_gemms(m) || capture_decode(m)) goto fail;
         alloc_pixel_staging(m);
         sample_peak(m);
@@ -399,11 +400,9 @@ void qvl_cuda_model_gemm_setups(const qvl_cuda_model *m, int *count, double *ms,
 }
 int qvl_cuda_seq_len(const qvl_cuda_model *m) { return m->len; }
 
-/* Pinned staging for BF16 pixels, max_patches rows. Optional: without it (switched off, or pinned
- * memory refused) callers pass F32 pixels as before. */
+/* Pinned staging for BF16 pixels, max_patches rows. Optional: without it (pinned memory refused)
+ * callers pass F32 pixels as before. */
 static void alloc_pixel_staging(qvl_cuda_model *m) {
-    const char *e = getenv("QVL_PIXELS_BF16");
-    if (e && e[0] == '0') return;
     const qvl_vision_config *v = &m->cfg.vision;
     const size_t row = (size_t)v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size;
     const size_t bytes = (size_t)m->max_patches * row * sizeof(uint16_t);
@@ -428,9 +427,9 @@ void *qvl_cuda_pixel_staging(qvl_cuda_model *m, size_t *bytes) {
     return m->pix_stage;
 }
 
-/* ---- dumps (QVL_DUMP): device bf16 -> host float32 .npy ---- */
+/* ---- dumps (tuning.dump_dir): device bf16 -> host float32 .npy ---- */
 static void dump(qvl_cuda_model *m, const char *name, const bf16 *x, int rows, int cols) {
-    if (!getenv("QVL_DUMP")) return;
+    if (!m->tuning.dump_dir) return;
     size_t n = (size_t)rows * cols;
     uint16_t *h = (uint16_t *)malloc(n * 2);
     float *f = (float *)malloc(n * sizeof(float));
@@ -438,7 +437,7 @@ static void dump(qvl_cuda_model *m, const char *name, const bf16 *x, int rows, i
         cudaMemcpy(h, x, n * 2, cudaMemcpyDeviceToHost) == cudaSuccess) {
         for (size_t i = 0; i < n; i++) f[i] = qvl_bf16_to_f32(h[i]);
         int64_t shape[2] = {rows, cols};
-        qvl_dump_f32(name, f, shape, 2);
+        qvl_dump_f32(m->tuning.dump_dir, name, f, shape, 2);
     }
     free(h), free(f);
 }
@@ -527,7 +526,7 @@ static int encode(qvl_cuda_model *m, const qvl_pixel_values *pv, const float *px
         for (int fr = 0; fr < pv->grid_t; fr++) {
             const bf16 *base = m->vqkv + (size_t)fr * frame * 3 * Dv;
             qvl_attention(s, m->vy + (size_t)fr * frame * Dv, Dv, base, 3 * Dv, base + Dv, base + 2 * Dv, 3 * Dv, frame,
-                          frame, H, H, hd, -1, NULL);
+                          frame, H, H, hd, -1, NULL, m->tuning.attention - 1);
         }
         G(qvl_gemm_run(m->gemm, s, m->vhid, Dv, m->vy, Dv, b->proj_w, b->proj_b, n, Dv, Dv));
         qvl_k_add_layernorm(s, m->vy, m->vx, m->vhid, b->norm2_w, b->norm2_b, n, Dv, 1e-6f);
@@ -600,7 +599,8 @@ static int text_forward(qvl_cuda_model *m, const int32_t *ids, int n, int p0, co
         if (step)
             qvl_attention_decode(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, Hq, Hkv, hd, step, m->att_partial);
         else
-            qvl_attention(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, n, p0 + n, Hq, Hkv, hd, p0, m->att_partial);
+            qvl_attention(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, n, p0 + n, Hq, Hkv, hd, p0, m->att_partial,
+                          m->tuning.attention - 1);
         G(qvl_gemm_run(m->gemm, s, m->y, D, m->att, qdim, L->o_w, NULL, n, qdim, D));
         qvl_k_add_rmsnorm(s, m->y, m->x, m->y, L->post_norm, n, D, eps);
         G(qvl_gemm_run(m->gemm, s, m->gu, 2 * I, m->y, D, L->gu_w, NULL, n, D, 2 * I));
@@ -616,7 +616,7 @@ static int text_forward(qvl_cuda_model *m, const int32_t *ids, int n, int p0, co
         if (sfx) snprintf(name, sizeof name, "text.layer%d.out%s", l, sfx), dump(m, name, m->x, n, D);
         if (l < n_ds) qvl_k_deepstack_add(s, m->x, vis, m->img[1 + l], n, D);
     }
-    if (sfx && getenv("QVL_DUMP")) {
+    if (sfx && m->tuning.dump_dir) {
         qvl_k_rmsnorm(s, m->y, m->x, m->norm, n, D, eps);
         snprintf(name, sizeof name, "text.norm%s", sfx), dump(m, name, m->y, n, D);
     }
@@ -628,7 +628,7 @@ static int lm_head(qvl_cuda_model *m, const bf16 *x) {
     const qvl_text_config *t = &m->cfg.text;
     const int D = t->hidden_size;
     const float eps = (float)t->rms_norm_eps;
-    if (qvl_gemv_fused(m->gemm) && qvl_gemv_ok(x, m->lm_head, D)) {
+    if (qvl_gemv_ok(x, m->lm_head, D)) {
         G(qvl_gemv(m->gemm, m->st, m->logits, x, m->lm_head, D, t->vocab_size, QVL_GEMV_RMSNORM, m->norm, eps, 0));
     } else {
         qvl_k_rmsnorm(m->st, m->y, x, m->norm, 1, D, eps);
@@ -636,7 +636,7 @@ static int lm_head(qvl_cuda_model *m, const bf16 *x) {
     }
     if (m->pick_mode)
         qvl_k_pick(m->st, m->d_next, m->logits, t->vocab_size, m->pick_state, m->pick_flags, m->pick_work,
-                   m->pick_uniforms, m->pick_mode == 2);
+                   m->pick_uniforms, m->pick_mode == 2, 1);
     else
         qvl_k_argmax(m->st, m->d_next, m->logits, 1, t->vocab_size);
     return 0;
@@ -671,7 +671,7 @@ static int decode_forward(qvl_cuda_model *m, const int32_t *ids, const int32_t *
 static int decode_fusable(const qvl_cuda_model *m) {
     const qvl_text_config *t = &m->cfg.text;
     const int D = t->hidden_size, I = t->intermediate_size, qdim = t->num_heads * t->head_dim;
-    if (!qvl_gemv_fused(m->gemm) || !qvl_gemv_ok(m->x, m->lm_head, D)) return 0;
+    if (!qvl_gemv_ok(m->x, m->lm_head, D)) return 0;
     for (int l = 0; l < t->num_layers; l++) {
         const tlayer *L = &m->tl[l];
         if (!qvl_gemv_ok(m->x, L->qkv_w, D) || !qvl_gemv_ok(m->att, L->o_w, qdim) || !qvl_gemv_ok(m->x, L->gu_w, D) ||
@@ -730,7 +730,7 @@ static int tune_decode_gemv(qvl_cuda_model *m) {
  * argmax into decode_graph, and with the pick kernel (marking the input id first) into pick_graph. */
 static int capture_one(qvl_cuda_model *m, cudaGraphExec_t *out);
 static int capture_decode(qvl_cuda_model *m) {
-    if (getenv("QVL_NO_GRAPH")) return 0;
+    if (m->tuning.no_cuda_graphs) return 0;
     m->pick_mode = 0;
     int rc = capture_one(m, &m->decode_graph);
     m->pick_mode = 2;
@@ -764,9 +764,8 @@ static int capture_one(qvl_cuda_model *m, cudaGraphExec_t *out) {
 
 /* Every cuBLASLt shape of the vision tower and the prefill at every row-count bucket up to the
  * plan's maximum, on scratch buffers, so that serving never waits for a heuristic query or a
- * first kernel load (QVL_NO_PREPARE=1 skips it, for comparisons). */
+ * first kernel load (bench/results/gpu_2B_v3: 0 queries while serving instead of 800). */
 static int prepare_gemms(qvl_cuda_model *m) {
-    if (getenv("QVL_NO_PREPARE")) return 0;
     const double t0 = wall_ms();
     const qvl_vision_config *v = &m->cfg.vision;
     const qvl_text_config *t = &m->cfg.text;

@@ -75,11 +75,22 @@ static void nv_open(const char *path) {
     nv.ok = 1;   /* never shut down or unloaded: NVML lives as long as the process, like the CUDA context */
 }
 
-/* Loads NVML once per library path (a test may point QVL_NVML_LIB elsewhere; a run never does). */
-static void nv_load(void) {
-    const char *path = getenv("QVL_NVML_LIB");
-    if (!path || !path[0]) path = "libnvidia-ml.so.1";
+/* The libraries loaded; tests point them at a fake (qvl_gpu_meter_libraries). Process-wide like
+ * NVML itself, which is initialised once per process. */
+static char *nvml_lib, *driver_lib; /* NULL: the system's */
+
+void qvl_gpu_meter_libraries(const char *nvml, const char *driver) {
     pthread_mutex_lock(&nv_lock);
+    free(nvml_lib), free(driver_lib);
+    nvml_lib = nvml && nvml[0] ? strdup(nvml) : NULL;
+    driver_lib = driver && driver[0] ? strdup(driver) : NULL;
+    pthread_mutex_unlock(&nv_lock);
+}
+
+/* Loads NVML once per library path (a test may point it elsewhere; a run never does). */
+static void nv_load(void) {
+    pthread_mutex_lock(&nv_lock);
+    const char *path = nvml_lib ? nvml_lib : "libnvidia-ml.so.1";
     if (strcmp(nv.path, path)) {
         memset(&nv, 0, sizeof nv);
         snprintf(nv.path, sizeof nv.path, "%s", path);
@@ -90,9 +101,9 @@ static void nv_load(void) {
 
 /* The PCI bus id of CUDA device 0 from the driver API ("0000:3B:00.0"); -1 if not available. */
 static int cuda_pci_bus_id(char *buf, int len) {
-    const char *path = getenv("QVL_CUDA_DRIVER_LIB");
-    if (!path || !path[0]) path = "libcuda.so.1";
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    pthread_mutex_lock(&nv_lock);
+    void *h = dlopen(driver_lib ? driver_lib : "libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    pthread_mutex_unlock(&nv_lock);
     if (!h) return -1;
     int (*cu_init)(unsigned int), (*cu_get)(int *, int), (*cu_bus)(char *, int, int);
     *(void **)&cu_init = dlsym(h, "cuInit");

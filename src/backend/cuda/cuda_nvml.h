@@ -13,7 +13,7 @@
  * maps CUDA's ordinal (CUDA_VISIBLE_DEVICES, CUDA_DEVICE_ORDER) to NVML's. The process figure is
  * nvmlDeviceGetComputeRunningProcesses (v3, v2, then v1 layout) for getpid(); when this process is
  * not listed (another PID namespace, e.g. a container), device used minus the baseline taken at
- * start. Environment overrides, for tests: QVL_NVML_LIB, QVL_CUDA_DRIVER_LIB (library paths). */
+ * start. Tests load fakes instead (qvl_gpu_meter_libraries). */
 #ifndef QVL_BACKEND_CUDA_NVML_H
 #define QVL_BACKEND_CUDA_NVML_H
 
@@ -36,6 +36,9 @@ typedef struct {
 int qvl_gpu_meter_start(qvl_gpu_meter *m);
 /* This process's device memory now, MiB, and updates m->peak_mib; -1 when NVML gives no figure. */
 double qvl_gpu_meter_sample(qvl_gpu_meter *m);
+/* The NVML and CUDA driver libraries the meter loads from now on (NULL: the system's
+ * libnvidia-ml.so.1 / libcuda.so.1); for tests, which point them at a fake. */
+void qvl_gpu_meter_libraries(const char *nvml, const char *driver);
 /* "nvml process", "nvml device used minus before start", or "none". */
 const char *qvl_gpu_measure_name(qvl_gpu_measure measure);
 

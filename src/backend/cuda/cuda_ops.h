@@ -15,7 +15,9 @@ typedef __nv_bfloat16 bf16;
 /* ---- GEMM (cuda_gemm.cu): y[M,N] = x[M,K] @ w[N,K]^T (+ b[N]), BF16 in/out, F32 accumulate,
  * bias added in F32 in the epilogue (one rounding). ldx/ldy: row strides of x/y in elements. */
 typedef struct qvl_gemm qvl_gemm;
-qvl_gemm *qvl_gemm_new(void *workspace, size_t workspace_bytes);
+/* gemv_variant: 0 the one-row variant timed fastest per shape (qvl_gemm_tune_m1); 1..5 that
+ * variant for every shape (qvl_tuning.gemv_variant). */
+qvl_gemm *qvl_gemm_new(void *workspace, size_t workspace_bytes, int gemv_variant);
 void qvl_gemm_free(qvl_gemm *g);
 int qvl_gemm_run(qvl_gemm *g, cudaStream_t st, bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w,
                  const bf16 *b, int M, int K, int N);
@@ -36,11 +38,10 @@ void qvl_gemm_setup_stats(const qvl_gemm *g, int *count, double *ms);
  * stream, in place). Requires qvl_gemv_ok. qvl_gemm_tune_m1 times cuBLASLt against the kernel's
  * variants (1, 2, 4 warps per row) on the weights ws[0..n_ws) (all layers, so that they stream
  * from HBM as in decoding; y and x scratch) and keeps the fastest variant for the shape; not
- * during stream capture. qvl_gemv_fused: 0 when QVL_GEMV=0 asks for cuBLASLt and separate kernels. */
+ * during stream capture. Shapes qvl_gemv_ok refuses take cuBLASLt and separate kernels. */
 enum { QVL_GEMV_PLAIN = 0, QVL_GEMV_RMSNORM = 1, QVL_GEMV_SWIGLU = 2 };
 int qvl_gemv_ok(const bf16 *x, const bf16 *w, int K);
-int qvl_gemv_fused(const qvl_gemm *g);
-/* Whether qvl_gemv launches programmatic dependents (Hopper, unless QVL_PDL=0); on = 0 turns
+/* Whether qvl_gemv launches programmatic dependents (Hopper: +0.6% in bench/results/gpu_2B_v3); on = 0 turns
  * that off for good (a stream capture that refused them). Returns the previous setting. */
 int qvl_gemv_pdl(qvl_gemm *g, int on);
 int qvl_gemv(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, int K, int N, int mode,
@@ -52,12 +53,17 @@ int qvl_gemm_m1_report(const qvl_gemm *g, char *buf, size_t size);
 /* ---- attention (cuda_attention.cu). Query row i, head h attends key j of head h/(Hq/Hkv) for
  * j < n_kv (causal_pos0 < 0) or j <= causal_pos0 + i. Softmax in F32, scale hd^-0.5. Flash-style:
  * no n_q x n_kv buffer. partial: scratch for split-key decoding, qvl_attention_partial_floats()
- * floats (may be NULL when n_q * Hq/Hkv > 32, i.e. prefill). hd <= 128. */
+ * floats (may be NULL when n_q * Hq/Hkv > 32, i.e. prefill). hd <= 128.
+ * impl: QVL_ATT_AUTO the wgmma kernel where the build and the device have it (sm_90a), else the
+ * mma.sync FA2 kernel (pre-Hopper GPUs); QVL_ATT_FA2 forces the latter; QVL_ATT_WG + n forces wgmma
+ * configuration n (benchmarks; qvl_attention_sm90). Unaligned rows or short inputs take the
+ * scalar kernel whatever impl says. (qvl_tuning.attention - 1 gives these numbers.) */
 enum { QVL_ATT_BQ = 32, QVL_ATT_BK = 32, QVL_ATT_MAX_SPLITS = 64 };
+enum { QVL_ATT_AUTO = -1, QVL_ATT_FA2 = 0, QVL_ATT_WG = 1 };
 size_t qvl_attention_partial_floats(int n_kv_heads, int hd);
 void qvl_attention(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
                    const bf16 *v, int kv_stride, int n_q, int n_kv, int Hq, int Hkv, int hd, int causal_pos0,
-                   float *partial);
+                   float *partial, int impl);
 /* One decoding row per query head over the cache rows 0..step[0] (device: the query sits at cache
  * index step[0]); the key range is split a fixed number of ways (chosen from max_kv) so the launch
  * does not depend on the length, for CUDA graphs. */
@@ -65,9 +71,8 @@ void qvl_attention_decode(cudaStream_t st, bf16 *out, int out_stride, const bf16
                           const bf16 *v, int kv_stride, int Hq, int Hkv, int hd, const int32_t *step, float *partial);
 
 /* ---- elementwise and row kernels (cuda_kernels.cu) */
-/* 1 (default) unless QVL_KERNELS_VEC=0: vectorised RMSNorm, SwiGLU and vision rotary, shared rotary
- * tables in the text q/k kernel, the short weight prefetch of the one-row products. */
-int qvl_kernels_vec(void);
+/* RMSNorm, SwiGLU and vision rotary have a vectorised kernel (16-byte accesses, row in registers)
+ * and a scalar one for unaligned or odd sizes; both do the same arithmetic. */
 void qvl_k_f32_to_bf16(cudaStream_t st, bf16 *y, const float *x, size_t n);
 void qvl_k_bf16_to_f32(cudaStream_t st, float *y, const bf16 *x, size_t n);
 /* LayerNorm: F32 statistics and affine, one rounding. */
@@ -128,11 +133,12 @@ typedef struct {
 } qvl_pick_state;         /* at most QVL_PLAN_PICK_STATE bytes (the memory plan reserves that) */
 /* Clears flags[V] (bit 0 seen, bit 1 generated) and marks ids[n] (device) as seen. */
 void qvl_k_pick_prompt(cudaStream_t st, uint8_t *flags, int V, const int32_t *ids, int n);
-/* One block: if mark_out, first marks *out (the id just generated) as seen and generated; then
- * picks from logits[V] with state's parameters (work[V]: scratch for the processed logits;
+/* If mark_out, first marks *out (the id just generated) as seen and generated; then picks from
+ * logits[V] with state's parameters (work[V]: scratch for the processed logits;
  * uniforms[state->counter] drawn when sampling) into *out. Arguments never change per token, so
- * a graph replays it. */
+ * a graph replays it. path: 1 (always, in the model) the many-block fast path with the one-block
+ * kernel where it cannot pick exactly; 0, 2, 3, 4 for tests and timing (qvl_cuda_picker_set_path). */
 void qvl_k_pick(cudaStream_t st, int32_t *out, const bf16 *logits, int V, qvl_pick_state *state, uint8_t *flags,
-                float *work, const double *uniforms, int mark_out);
+                float *work, const double *uniforms, int mark_out, int path);
 
 #endif

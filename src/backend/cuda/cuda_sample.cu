@@ -728,30 +728,17 @@ void qvl_k_pick_prompt(cudaStream_t st, uint8_t *flags, int V, const int32_t *id
     if (n > 0) k_mark_prompt<<<(n + 255) / 256 < 64 ? (n + 255) / 256 : 64, 256, 0, st>>>(flags, V, ids, n);
 }
 
-/* QVL_PICK_FAST: 1 (default) the fast path, k_pick only where it cannot pick; 0 k_pick alone;
- * 2 the fast path's kernels, then always k_pick (tests the fallback). qvl_cuda_pick_set_path also
- * takes 3 (k_pick_scan alone) and 4 (scan + merge, no fallback): for timing the parts only. */
-static int pick_path = -1;
-
-static int path_for(int V) {
-    if (pick_path < 0) {
-        const char *e = getenv("QVL_PICK_FAST");
-        pick_path = e && (e[0] == '0' || e[0] == '2') ? e[0] - '0' : 1;
-    }
-    return pick_path && fast_fits(V) ? pick_path : 0;
-}
-
-extern "C" void qvl_cuda_pick_set_path(int path) { pick_path = path >= 0 && path <= 4 ? path : 1; }
+/* path (QVL_PICK_PATH_*): 1 the fast path, k_pick only where it cannot pick (always, in the model);
+ * 0 k_pick alone; 2 the fast path's kernels, then always k_pick (tests the fallback); 3 (k_pick_scan
+ * alone) and 4 (scan + merge, no fallback): for timing the parts only. */
+static int path_for(int path, int V) { return path && fast_fits(V) ? path : 0; }
 
 void qvl_k_pick(cudaStream_t st, int32_t *out, const bf16 *logits, int V, qvl_pick_state *state, uint8_t *flags,
-                float *work, const double *uniforms, int mark_out) {
-    /* QVL_PICK_GATHER_EARLY=0: top-k's threshold by all four radix passes (for comparisons) */
-    static int early = -1;
-    if (early < 0) {
-        const char *e = getenv("QVL_PICK_GATHER_EARLY");
-        early = !(e && e[0] == '0');
-    }
-    const int path = path_for(V);
+                float *work, const double *uniforms, int mark_out, int path) {
+    /* top-k's candidates are gathered as soon as they fit one chunk (the four radix passes remain
+     * for the rest); k_pick keeps the parameter so the kernel can still be run both ways */
+    const int early = 1;
+    path = path_for(path, V);
     if (path) k_pick_scan<<<fast_blocks(V), PF_THREADS, 0, st>>>(out, logits, V, state, flags, work, mark_out);
     if (path && path != 3) k_pick_merge<<<1, PK_THREADS, 0, st>>>(out, V, state, work, uniforms, path == 2);
     if (path <= 2)
@@ -761,7 +748,7 @@ void qvl_k_pick(cudaStream_t st, int32_t *out, const bf16 *logits, int V, qvl_pi
 
 /* ---- the test hook (cuda_sample.h) ---- */
 struct qvl_cuda_picker {
-    int vocab, max_uniforms, max_prompt, picked;
+    int vocab, max_uniforms, max_prompt, picked, path;
     cudaStream_t st;
     bf16 *logits;
     uint16_t *h_logits;
@@ -792,7 +779,7 @@ extern "C" qvl_cuda_picker *qvl_cuda_picker_new(int vocab, int max_uniforms) {
     }
     qvl_cuda_picker *p = (qvl_cuda_picker *)calloc(1, sizeof *p);
     if (!p) return NULL;
-    p->vocab = vocab, p->max_uniforms = max_uniforms, p->max_prompt = vocab > 4096 ? vocab : 4096;
+    p->vocab = vocab, p->max_uniforms = max_uniforms, p->max_prompt = vocab > 4096 ? vocab : 4096, p->path = 1;
     p->h_logits = (uint16_t *)malloc((size_t)vocab * 2);
     bool ok = p->h_logits && cudaStreamCreate(&p->st) == cudaSuccess &&
               cudaMalloc((void **)&p->logits, (size_t)vocab * 2) == cudaSuccess &&
@@ -840,7 +827,7 @@ static int upload(qvl_cuda_picker *p, const float *logits) {
 
 extern "C" int qvl_cuda_picker_pick(qvl_cuda_picker *p, const float *logits) {
     if (upload(p, logits)) return -1;
-    qvl_k_pick(p->st, p->out, p->logits, p->vocab, p->state, p->flags, p->work, p->uniforms, p->picked);
+    qvl_k_pick(p->st, p->out, p->logits, p->vocab, p->state, p->flags, p->work, p->uniforms, p->picked, p->path);
     int32_t id = -1;
     PCK(cudaMemcpyAsync(&id, p->out, 4, cudaMemcpyDeviceToHost, p->st));
     PCK(cudaStreamSynchronize(p->st));
@@ -849,8 +836,10 @@ extern "C" int qvl_cuda_picker_pick(qvl_cuda_picker *p, const float *logits) {
     return id;
 }
 
+extern "C" void qvl_cuda_picker_set_path(qvl_cuda_picker *p, int path) { p->path = path >= 0 && path <= 4 ? path : 1; }
+
 extern "C" int qvl_cuda_picker_took_fast(qvl_cuda_picker *p) {
-    if (!path_for(p->vocab)) return 0;
+    if (!path_for(p->path, p->vocab)) return 0;
     int done = 0;
     if (cudaMemcpy(&done, p->work, sizeof done, cudaMemcpyDeviceToHost) != cudaSuccess) return -1;
     return done;
@@ -864,10 +853,10 @@ extern "C" double qvl_cuda_picker_time_us(qvl_cuda_picker *p, const float *logit
         cudaEventDestroy(a);
         return -1;
     }
-    qvl_k_pick(p->st, p->out, p->logits, p->vocab, p->state, p->flags, p->work, p->uniforms, p->picked); /* warm-up */
+    qvl_k_pick(p->st, p->out, p->logits, p->vocab, p->state, p->flags, p->work, p->uniforms, p->picked, p->path); /* warm-up */
     cudaEventRecord(a, p->st);
     for (int i = 0; i < picks; i++)
-        qvl_k_pick(p->st, p->out, p->logits, p->vocab, p->state, p->flags, p->work, p->uniforms, 1);
+        qvl_k_pick(p->st, p->out, p->logits, p->vocab, p->state, p->flags, p->work, p->uniforms, 1, p->path);
     cudaEventRecord(b, p->st);
     float ms = -1;
     cudaError_t e = cudaEventSynchronize(b);

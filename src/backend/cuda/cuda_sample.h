@@ -24,11 +24,11 @@ int qvl_cuda_picker_pick(qvl_cuda_picker *p, const float *logits);
 /* 1 when the last pick came from the fast path (many blocks + a merge), 0 when the one-block
  * kernel picked, -1 on a device error. */
 int qvl_cuda_picker_took_fast(qvl_cuda_picker *p);
-/* Which kernels pick (every picker and model launched afterwards; default QVL_PICK_FAST or 1):
- * 0 the one-block kernel alone; 1 the fast path, falling back to it where the fast path cannot
- * pick exactly; 2 the fast path's kernels, then always the one-block kernel (tests the fallback);
- * for timing the parts only (wrong picks): 3 the fast path's first kernel, 4 both, no fallback. */
-void qvl_cuda_pick_set_path(int path);
+/* Which kernels this picker's picks run (the model always takes 1): 0 the one-block kernel alone;
+ * 1 (default) the fast path, falling back to it where the fast path cannot pick exactly; 2 the fast
+ * path's kernels, then always the one-block kernel (tests the fallback); for timing the parts only
+ * (wrong picks): 3 the fast path's first kernel, 4 both, no fallback. */
+void qvl_cuda_picker_set_path(qvl_cuda_picker *p, int path);
 /* Uploads logits, then times `picks` consecutive picks on them: microseconds per pick, or -1. */
 double qvl_cuda_picker_time_us(qvl_cuda_picker *p, const float *logits, int picks);
 
