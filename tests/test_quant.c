@@ -252,7 +252,7 @@ static void run_case(qvl_model *m, const char *model, const char *cname, double 
     int32_t *ids = malloc(n * sizeof *ids);
     for (int i = 0; i < n; i++) ids[i] = (int32_t)((int64_t *)ids_a.data)[i];
 
-    setenv("QVL_DUMP", ddir, 1);
+    qvl_model_set_dump_dir(m, ddir);
     qvl_vision_out img = {0};
     if (has_img) {
         const int64_t *g = grid_a.data;
@@ -263,7 +263,7 @@ static void run_case(qvl_model *m, const char *model, const char *cname, double 
     qvl_seq *s = qvl_seq_new(m, n + 16);
     float *logits = malloc((size_t)V * sizeof(float));
     CHECK_INT(qvl_seq_prefill(m, s, ids, n, &img, has_img, logits), 0);
-    unsetenv("QVL_DUMP");
+    qvl_model_set_dump_dir(m, NULL);
 
     char names[16][32];
     int nn = 0;

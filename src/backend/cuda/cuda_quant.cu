@@ -171,7 +171,7 @@ extern "C" int qvl_cuda_q4_run_host(const qvl_qweight *w, const uint16_t *xh, in
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
     if (force_gemm || M > GEMV_MAX_ROWS) CK(cudaMalloc(&scratch, (size_t)w->N * w->K * 2));
-    if (!(g = qvl_gemm_new(ws, BENCH_WS))) {
+    if (!(g = qvl_gemm_new(ws, BENCH_WS, 0))) {
         rc = qvl_errorf("cuda_quant: qvl_gemm_new failed");
         goto done;
     }
@@ -242,7 +242,7 @@ extern "C" int qvl_cuda_bf16_gemv_ms(int N, int K, int reps, double *ms) {
     CK(cudaEventCreate(&e1));
     k_fill_random<<<(unsigned)(((size_t)N * K + 255) / 256), 256, 0, st>>>(w, (size_t)N * K, 1u);
     k_fill_random<<<(K + 255) / 256, 256, 0, st>>>(x, (size_t)K, 2u);
-    if (!(g = qvl_gemm_new(ws, BENCH_WS))) {
+    if (!(g = qvl_gemm_new(ws, BENCH_WS, 0))) {
         rc = qvl_errorf("cuda_quant: qvl_gemm_new failed");
         goto done;
     }
