@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# One device call for the attention work (issue 6): the attention microbenchmark (bench_attention:
+# The attention work (issue 6) on the GPU machine in one run: the attention microbenchmark (bench_attention:
 # every kernel against an F32 reference, TFLOP/s), then, if it passed, the tiny GPU tests, 2B
 # parity and the 2B benchmark with the default kernels, qvl again with the FA2 attention kernel
-# (QVL_ATT_IMPL=0) for an A/B in the same call, transformers last, then 8B parity if time is left.
+# (QVL_ATT_IMPL=0) for an A/B in the same run, transformers last, then 8B parity if time is left.
 # The e2e steps use the committed wgmma configurations (large_default in cuda_attention_sm90.cu); the
 # micro step prints the fastest ones it measured beside them. Logs under OUT, packed into
 # OUT/all.tgz after every step.
@@ -17,12 +17,12 @@ mkdir -p "$OUT"
 pack() { tar czf /tmp/att_all.tgz -C "$OUT" --exclude all.tgz . 2>/dev/null && cp /tmp/att_all.tgz "$OUT/all.tgz"; }
 rc=0
 for s in $STEPS; do
-    echo "== $s at +$(($(date +%s) - T0)) s" | tee -a "$OUT/session.log"
+    echo "== $s at +$(($(date +%s) - T0)) s" | tee -a "$OUT/steps.log"
     case $s in
     micro)
         LD_LIBRARY_PATH=$LIBS timeout 150 "$BIN/bench_attention" 2>&1 | tee "$OUT/micro.log"
         mrc=$?
-        echo "micro rc=$mrc" | tee -a "$OUT/session.log"
+        echo "micro rc=$mrc" | tee -a "$OUT/steps.log"
         if [ $mrc -ne 0 ]; then rc=1; fi
         # The fastest configuration that passed at every size, per head-size class, at the largest
         # size, to compare with the committed default.
@@ -47,7 +47,7 @@ for cls, by_n in sorted(best.items()):
 print(','.join(out))
 PY
 )
-        echo "fastest wgmma configurations: $CFG (committed: 64:2,80:1,128:0)" | tee -a "$OUT/session.log" ;;
+        echo "fastest wgmma configurations: $CFG (committed: 64:2,80:1,128:0)" | tee -a "$OUT/steps.log" ;;
     tiny)
         BUILD=$BIN tests/gpu/run_on_gpu.sh "$OUT/2B" 2B tiny > "$OUT/tiny.stdout" 2>&1 || rc=1
         grep -h "passed,\|FAIL" "$OUT/2B/tiny.log" | tail -5 ;;
@@ -56,7 +56,7 @@ PY
         grep -h "PARITY\|top-1\|FAIL\|passed," "$OUT/2B/real_2B.log" | cut -c1-300 | tail -8 ;;
     bench)
         BUILD=$BIN tests/gpu/run_on_gpu.sh "$OUT/2B" 2B bench 10 > "$OUT/bench.stdout" 2>&1 || rc=1 ;;
-    real8B)  # only while there is time left in a 300 s call
+    real8B)  # only while there is time left in a 300 s run
         if [ $(($(date +%s) - T0)) -lt 170 ]; then
             BUILD=$BIN tests/gpu/run_on_gpu.sh "$OUT/8B" 8B real > "$OUT/real8B.stdout" 2>&1 || rc=1
             grep -h "PARITY\|top-1\|FAIL" "$OUT/8B/real_8B.log" | cut -c1-300 | tail -4
@@ -67,7 +67,7 @@ PY
     esac
     pack
 done
-echo "== done at +$(($(date +%s) - T0)) s rc=$rc" | tee -a "$OUT/session.log"
+echo "== done at +$(($(date +%s) - T0)) s rc=$rc" | tee -a "$OUT/steps.log"
 grep -A40 "== summary" "$OUT/micro.log" 2>/dev/null | cut -c1-220
 for f in "$OUT"/2B/bench_*.log; do [ -f "$f" ] && echo "$(basename "$f"): $(grep '^{' "$f" | cut -c1-330)"; done
 grep -h "sample 660 " "$OUT"/2B/bench_qvl*.log 2>/dev/null | cut -c1-200

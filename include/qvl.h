@@ -79,6 +79,9 @@ typedef struct {
                                  max_position_embeddings is an error */
     long min_pixels, max_pixels;  /* <= 0 = preprocessor_config.json values */
     long max_image_tokens;    /* <= 0 = no cap; else max_pixels = min(max_pixels, N*1024) */
+    long plan_image_tokens;   /* > 0: the GPU plan sizes the vision activations for images of at most N
+                                 tokens (the data's largest, eval/plan_data.h) without changing the pixel
+                                 limits; <= 0 = from max_pixels / max_image_tokens */
     /* Batched engine. */
     int max_batch;            /* sequences in flight at most; <= 0 = chosen from the memory plan */
     int max_queue;            /* waiting requests at most (qvl_submit fails with QVL_ERR_QUEUE_FULL

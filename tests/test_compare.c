@@ -162,3 +162,28 @@ TEST(compare_errors) {
     CHECK_CONTAINS(err, "qvl: /nonexistent/run.json");
     free(err);
 }
+
+/* Runs made with other settings say so: one row per setting that differs, none for equal ones. */
+TEST(compare_shows_the_settings_that_differ) {
+    const char *a = "{\"model\":\"m\",\"device\":\"cpu\",\"total_samples\":10,\"accuracy\":50,"
+                    "\"settings\":{\"model\":\"m\",\"dtype\":\"bfloat16\",\"max_model_len\":32768,"
+                    "\"max_pixels\":16777216,\"max_new_tokens\":128,\"sampling\":\"greedy\",\"batch\":1}}";
+    const char *b = "{\"model\":\"m\",\"device\":\"cpu\",\"total_samples\":10,\"accuracy\":50,"
+                    "\"settings\":{\"model\":\"m2\",\"dtype\":\"bfloat16\",\"max_model_len\":32768,"
+                    "\"max_pixels\":1048576,\"max_new_tokens\":16,\"sampling\":\"greedy\","
+                    "\"ranks\":2}}";
+    char *pa = test_tmp_file("a.json", a, strlen(a)), *pb = test_tmp_file("b.json", b, strlen(b));
+    char *out = NULL;
+    CHECK_INT(test_qvl(&out, NULL, "compare %s %s", pa, pb), 0);
+    CHECK_CONTAINS(out, "| device | cpu | cpu |\n"
+                        "| setting: max_pixels | 16777216 | 1048576 |\n"
+                        "| setting: max_new_tokens | 128 | 16 |\n"
+                        "| setting: batch | 1 | - |\n"
+                        "| setting: ranks | - | 2 |\n");
+    CHECK(out && !strstr(out, "setting: max_model_len"));
+    CHECK(out && !strstr(out, "setting: sampling"));
+    CHECK(out && !strstr(out, "setting: dtype"));
+    free(out);
+    free(pa);
+    free(pb);
+}

@@ -8,7 +8,7 @@
 TEST(eval_progress_format) {
     qvl_progress p;
     qvl_progress_start(&p, stderr, QVL_PROGRESS_OFF, 16, 4, 3);
-    p.done = 12;            /* 8 ran this session in 4 s: 2 samples/s, 4 left: ETA 2 s */
+    p.done = 12;            /* 8 ran in this invocation in 4 s: 2 samples/s, 4 left: ETA 2 s */
     p.correct = 10;
     char buf[160];
     qvl_progress_format(&p, p.t_start + 4.0, buf, sizeof buf);

@@ -32,16 +32,25 @@ TEST(mem_plan_pixels_bound_the_vision_activations) {
     CHECK_INT(small.max_image_tokens, 1024);
     CHECK_INT(small.cuda_context_measured, 1);
     CHECK_NEAR(small.cuda_context, 400, 0);
-    /* activations are linear in the patch count (flash-style attention): 4x the pixels, 4x memory */
-    CHECK_NEAR(big.vision_activations / small.vision_activations, 4.0, 1e-9);
+    /* linear in the patch count (flash-style attention) except the MLP's hidden rows, bounded at one
+     * chunk of 4096 patches (both images have at least that many): 4x the pixels adds 12288 patches
+     * x (x, y, qkv) = 5 x 1152 and 3072 tokens x (merger + 3 deepstack) x 4096, BF16 */
+    CHECK_NEAR((big.vision_activations - small.vision_activations) * 1048576.0,
+               12288.0 * 5 * 1152 * 2 + 3072.0 * 4 * 4096 * 2, 0);
+    CHECK_INT(small.vision_mlp_chunk, 4096);
     CHECK(small.kv_cache == big.kv_cache);
 }
 
-TEST(mem_plan_rejects_tiny_context) {
+/* A context shorter than the text reserve (accepted by every command) plans an image as long as the
+ * whole context; no context at all is refused. */
+TEST(mem_plan_short_context_plans_the_whole_context) {
     qvl_config cfg;
     CHECK_INT(qvl_config_load("tests/fixtures/configs/2b", &cfg), 0);
     qvl_mem_plan p;
-    CHECK_INT(qvl_mem_plan_compute(&cfg, -1, 100, 16777216, -1, &p), -1);
+    CHECK_INT(qvl_mem_plan_compute(&cfg, -1, 100, 16777216, -1, &p), 0);
+    CHECK_INT(p.max_model_len, 100);
+    CHECK_INT(p.max_image_tokens, 100);
+    CHECK_INT(qvl_mem_plan_compute(&cfg, -1, 0, 16777216, -1, &p), -1);
 }
 
 TEST(mem_cli_budget_refusal_names_what_to_lower) {
@@ -83,8 +92,11 @@ TEST(mem_plan_is_the_cuda_arena_2b_by_hand) {
     CHECK_INT(qvl_mem_plan_compute(&cfg, 4057.95 * 1048576.0, 12517, 12483584, 500, &p), 0);
     CHECK_INT(p.max_image_tokens, 12191);
     const double MiB = 1048576.0;
-    /* patches x (x, y, qkv, MLP hidden) + (merger + 3 deepstack) x tokens x hidden, BF16 */
-    CHECK_NEAR(p.vision_activations * MiB, 48764.0 * (1024 + 1024 + 3072 + 4096) * 2 + 4.0 * 12191 * 2048 * 2, 0);
+    /* patches x (x, y, qkv) + one MLP chunk's hidden rows (4096 x 4096) + (merger + 3 deepstack) x
+     * tokens x hidden, BF16 */
+    CHECK_NEAR(p.vision_activations * MiB,
+               48764.0 * (1024 + 1024 + 3072) * 2 + 4096.0 * 4096 * 2 + 4.0 * 12191 * 2048 * 2, 0);
+    CHECK_INT(p.vision_mlp_chunk, QVL_PLAN_VISION_MLP_CHUNK);
     /* rotary tables (2048 + 64*4 bytes); a 2048-token chunk of x, y, qkv (2048 + 2*1024), attention
      * (2048), gate|up (2*6144), SwiGLU (6144); BF16 logits; ids, positions, image rows (each rounded
      * up to 256 bytes), next id, step; decode attention scratch 8 x 64 x 32 x 130 floats; 32 MiB
@@ -95,7 +107,8 @@ TEST(mem_plan_is_the_cuda_arena_2b_by_hand) {
                 256 + 152064 + 151936 * 4 + 12517 * 8;
     CHECK_NEAR((p.workspace - p.cuda_runtime) * MiB, ws, 0);
     CHECK_NEAR(p.kv_cache * MiB, 2.0 * 28 * 12517 * 1024 * 2, 0);
-    CHECK_NEAR(qvl_mem_plan_arena_mib(&p), 6628.14, 0.005);
+    /* 6628.14 before the vision MLP ran in chunks: (48764 - 4096) x 4096 BF16 = 348.97 MiB less */
+    CHECK_NEAR(qvl_mem_plan_arena_mib(&p), 6628.14 - 44668.0 * 4096 * 2 / MiB, 0.005);
     CHECK_NEAR(p.total, 500 + qvl_mem_plan_arena_mib(&p) + p.cuda_runtime, 1e-9);
     CHECK_NEAR(p.cuda_runtime, QVL_CUDA_RUNTIME_ESTIMATE_MIB, 0);
 }
@@ -107,7 +120,7 @@ TEST(mem_cli_says_how_the_context_is_known) {
         CHECK_CONTAINS(out, " MiB (measured: ");   /* nvml process, or cudaMemGetInfo device used */
     else
         CHECK_CONTAINS(out, "cuda_context             512.00 MiB (estimate: no GPU here)\n");
-    CHECK_CONTAINS(out, "vision_activations      1047.66 MiB (largest image)\n");
+    CHECK_CONTAINS(out, "vision_activations       698.70 MiB (largest image; MLP in chunks of 4096 patches)\n");
     free(out);
     CHECK_INT(test_qvl(&out, NULL, "mem --model tests/fixtures/configs/2b --json"), 0);
     if (qvl_cuda_device_count() == 0) CHECK_CONTAINS(out, "\"cuda_context_measured\": false, \"cuda_context_measure\": null, ");

@@ -4,7 +4,7 @@ models/tokenizer/tokenizer.json (the real Qwen3 tokenizer) and models/qvl-tiny-o
 (the bundled tiny OCR model). `make` does the same (the Makefile's UNPACKED); this is for machines
 where make is not run, e.g. the GPU box: `python3 tools/unpack_xz.py` prints the unpacked paths.
 Stale: the file was unpacked from another .xz (e.g. a new checkpoint committed while the GPU box
-kept the old unpacked file between calls): PATH.xz-sha256 records the sha256 of the .xz it came
+kept the old unpacked file between runs): PATH.xz-sha256 records the sha256 of the .xz it came
 from, and a file without that record or with a different one is unpacked again."""
 import hashlib
 import lzma

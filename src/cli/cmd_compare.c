@@ -1,5 +1,5 @@
-/* qvl compare RUN.json... [--svg OUT.svg] (spec/cli.md): a Markdown table of evaluation summaries,
- * one column per run, and optionally a hand-written SVG bar chart of accuracy, throughput and peak
+/* qvl compare RUN.json... [--svg OUT.svg] (docs/cli.md): a Markdown table of evaluation summaries,
+ * one column per run (with a row for every setting that differs between them), and optionally a hand-written SVG bar chart of accuracy, throughput and peak
  * memory side by side. */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -19,6 +19,7 @@ typedef struct {
     char *model, *quant, *device;
     double accuracy, latency, throughput, peak_mib;
     long total;
+    cJSON *settings;     /* the summary's settings object (may be NULL) */
 } run_row;
 
 static const char *str_or(const cJSON *o, const char *key, const char *def) {
@@ -64,6 +65,7 @@ static int load_run(const char *path, run_row *r) {
     r->latency = num_or(cJSON_GetObjectItemCaseSensitive(j, "latency_s"), "mean", 0);
     r->throughput = num_or(j, "samples_per_s", 0);
     r->peak_mib = num_or(cJSON_GetObjectItemCaseSensitive(j, "peak_memory_mib"), "used", 0);
+    if (cJSON_IsObject(settings)) r->settings = cJSON_DetachItemFromObjectCaseSensitive(j, "settings");
     cJSON_Delete(j);
     return 0;
 }
@@ -99,6 +101,47 @@ static void md_row(const char *label, const run_row *runs, int n, int field) {
         md_cell(s);
     }
     printf("\n");
+}
+
+/* A setting's value as table text: strings as they are, everything else as compact JSON; "-" when
+ * the run has no such setting. */
+static char *setting_text(const run_row *r, const char *key) {
+    const cJSON *v = r->settings ? cJSON_GetObjectItemCaseSensitive(r->settings, key) : NULL;
+    if (!v) return strdup("-");
+    if (cJSON_IsString(v)) return strdup(v->valuestring);
+    return cJSON_PrintUnformatted(v);
+}
+
+/* One row per setting whose value differs between the runs (max_new_tokens, pixels, batch,
+ * sampling, ...), in the order the first run that has it lists them: runs that look alike in the
+ * figures above may not have been made alike. Model, dtype and quantization have their own rows. */
+static void md_setting_rows(const run_row *runs, int n) {
+    for (int i = 0; i < n; i++) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, runs[i].settings) {
+            const char *key = it->string;
+            if (!strcmp(key, "model") || !strcmp(key, "quantization") || !strcmp(key, "dtype")) continue;
+            int seen_before = 0;
+            for (int k = 0; k < i && !seen_before; k++)
+                seen_before = runs[k].settings && cJSON_GetObjectItemCaseSensitive(runs[k].settings, key);
+            if (seen_before) continue;
+            char *vals[MAX_RUNS];
+            int differ = 0;
+            for (int k = 0; k < n; k++) {
+                vals[k] = setting_text(&runs[k], key);
+                if (k && (!vals[k] || !vals[0] || strcmp(vals[k], vals[0]))) differ = 1;
+            }
+            if (differ) {
+                printf("|");
+                char label[256];
+                snprintf(label, sizeof label, "setting: %s", key);
+                md_cell(label);
+                for (int k = 0; k < n; k++) md_cell(vals[k] ? vals[k] : "?");
+                printf("\n");
+            }
+            for (int k = 0; k < n; k++) free(vals[k]);
+        }
+    }
 }
 
 /* XML text/attribute escaping. */
@@ -213,6 +256,7 @@ int cmd_compare(int argc, char **argv) {
                                         "average latency (s/sample)", "throughput (samples/s)",
                                         "peak memory (MB)", "device"};
         for (int k = 0; k < 8; k++) md_row(labels[k], runs, n, k);
+        md_setting_rows(runs, n);
         if (svg && write_svg(svg, runs, n)) rc = runtime_error();
     }
     for (int i = 0; i < n; i++) {
@@ -220,6 +264,7 @@ int cmd_compare(int argc, char **argv) {
         free(runs[i].model);
         free(runs[i].quant);
         free(runs[i].device);
+        cJSON_Delete(runs[i].settings);
     }
     return rc;
 }

@@ -1,8 +1,9 @@
-/* qvl eval --model DIR --data PATH [...] (spec/cli.md): runs every selected OCRBench sample through
+/* qvl eval --model DIR --data PATH [...] (docs/cli.md): runs every selected OCRBench sample through
  * the engine one at a time, appends each result to the results JSONL as it finishes (the resume
- * log), shows progress on stderr, then prints the report (spec/report.md) and writes the summary
+ * log), shows progress on stderr, then prints the report (docs/report-format.md) and writes the summary
  * JSON atomically. A rerun with the same settings resumes: finished samples are kept. */
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/opts.h"
 #include "eval/dataset.h"
+#include "eval/plan_fit.h"
 #include "eval/progress.h"
 #include "eval/report.h"
 #include "eval/results.h"
@@ -45,11 +47,6 @@ static char *base_name(const char *path, int strip_ext) {
     return out;
 }
 
-static void add_long_or_default(cJSON *o, const char *key, long v) {
-    if (v > 0) cJSON_AddNumberToObject(o, key, (double)v);
-    else cJSON_AddStringToObject(o, key, "default");
-}
-
 /* The settings that decide the results: a resumed log must have been made with the same ones. */
 static cJSON *run_settings(const eval_args *a, const qvl_config *cfg, const qvl_dataset *ds) {
     cJSON *s = cJSON_CreateObject();
@@ -61,7 +58,7 @@ static cJSON *run_settings(const eval_args *a, const qvl_config *cfg, const qvl_
     cJSON_AddStringToObject(s, "dtype", cfg->dtype);
     if (cfg->quant_method[0]) cJSON_AddStringToObject(s, "quantization", cfg->quant_method);
     else cJSON_AddNullToObject(s, "quantization");
-    add_long_or_default(s, "max_model_len", a->c.max_model_len);
+    cJSON_AddNumberToObject(s, "max_model_len", (double)common_max_model_len(&a->c, cfg));   /* the value used */
     long min_px = a->c.min_pixels > 0 ? a->c.min_pixels : cfg->preproc.min_pixels;
     cJSON_AddNumberToObject(s, "min_pixels", (double)min_px);
     cJSON_AddNumberToObject(s, "max_pixels", (double)common_max_pixels(&a->c, cfg));
@@ -69,7 +66,7 @@ static cJSON *run_settings(const eval_args *a, const qvl_config *cfg, const qvl_
     cJSON_AddStringToObject(s, "on_overflow", a->on_overflow);
     if (a->sample) {
         cJSON *g = cJSON_AddObjectToObject(s, "sampling");
-        /* The checkpoint's generation_config values unless overridden (spec/cli.md). */
+        /* The checkpoint's generation_config values unless overridden (docs/cli.md). */
         cJSON_AddNumberToObject(g, "temperature", !isnan(a->temperature) ? a->temperature : cfg->gen.temperature);
         cJSON_AddNumberToObject(g, "top_p", !isnan(a->top_p) ? a->top_p : cfg->gen.top_p);
         cJSON_AddNumberToObject(g, "top_k", a->top_k >= 0 ? a->top_k : cfg->gen.top_k);
@@ -89,8 +86,7 @@ static cJSON *run_settings(const eval_args *a, const qvl_config *cfg, const qvl_
 /* qvl's GPU memory plan as a JSON object of MiB figures (NULL if it cannot be computed), and where
  * it comes from: the engine's own plan on the GPU path (context measured as the peak is), else the
  * plan `qvl mem` would print for these settings from the config (context estimated). */
-static cJSON *memory_plan(const eval_args *a, const qvl_config *cfg, const qvl_memory_info *mi, double *total,
-                          char *note, size_t note_len) {
+static cJSON *memory_plan(const qvl_fit *fit, const qvl_memory_info *mi, double *total, char *note, size_t note_len) {
     if (mi->has_plan) {
         *total = mi->plan_total;
         int n = snprintf(note, note_len, "the engine's plan at open, CUDA context measured by %s; arena %.2f MiB",
@@ -99,14 +95,12 @@ static cJSON *memory_plan(const eval_args *a, const qvl_config *cfg, const qvl_m
             snprintf(note + n, note_len - (size_t)n, "; %s", mi->note);   /* why NVML was not used */
         return qvl_report_plan_object(mi);
     }
-    qvl_mem_plan p;
-    if (qvl_mem_plan_compute(cfg, -1, common_max_model_len(&a->c, cfg), common_max_pixels(&a->c, cfg), -1, &p))
-        return NULL;
+    const qvl_mem_plan p = fit->plan;   /* sized from the data (eval/plan_fit.h) */
     qvl_memory_info m = {.has_plan = 1, .plan_cuda_context = p.cuda_context, .plan_weights = p.weights,
                          .plan_kv_cache = p.kv_cache, .plan_vision_activations = p.vision_activations,
                          .plan_workspace = p.workspace, .plan_total = p.total};
     *total = p.total;
-    snprintf(note, note_len, "from the config for these settings (CUDA context estimated), as `qvl mem` prints it");
+    snprintf(note, note_len, "for this data at these settings (CUDA context estimated), as `qvl mem --data` prints it");
     return qvl_report_plan_object(&m);
 }
 
@@ -192,7 +186,7 @@ static int write_summary(const char *path, const cJSON *summary) {
 
 static int parse_args(int argc, char **argv, eval_args *a) {
     memset(a, 0, sizeof *a);
-    a->limit = -1;
+    a->limit = LONG_MIN;   /* not given */
     a->on_overflow = "skip";
     a->rule = "official";
     a->max_new_tokens = 128;
@@ -244,12 +238,13 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         return usage_error("eval", "--device: '%s' is not cpu or cuda", a->c.device);
     if (a->max_new_tokens < 1) return usage_error("eval", "--max-new-tokens %d: must be at least 1", a->max_new_tokens);
     if (a->offset < 0) return usage_error("eval", "--offset %ld: must not be negative", a->offset);
-    if (a->limit == 0 || a->limit < -1) return usage_error("eval", "--limit %ld: must be positive", a->limit);
+    if (a->limit != LONG_MIN && a->limit < 1) return usage_error("eval", "--limit %ld: must be positive", a->limit);
     return common_opts_check("eval", &a->c);
 }
 
 typedef struct {
     qvl_dataset ds;
+    qvl_data_plan dp;
     qvl_results res;
     cJSON *settings;
     char *out, *summary;
@@ -259,6 +254,7 @@ typedef struct {
 static void state_free(eval_state *st) {
     if (st->engine) qvl_engine_close(st->engine);
     qvl_results_close(&st->res);
+    qvl_data_plan_free(&st->dp);
     qvl_dataset_free(&st->ds);
     cJSON_Delete(st->settings);
     free(st->out);
@@ -314,7 +310,27 @@ int cmd_eval(int argc, char **argv) {
         state_free(&st);
         return runtime_error();
     }
+    /* The memory plan from the data: the context and the vision activations for the largest sample
+     * of this selection plus the answer budget, auto-fitted to --gpu-mem (eval/plan_fit.h). */
+    qvl_fit_request frq = qvl_fit_request_default();
+    frq.max_model_len = a.c.max_model_len, frq.min_pixels = a.c.min_pixels, frq.max_pixels = a.c.max_pixels;
+    frq.max_image_tokens = a.c.max_image_tokens, frq.gpu_mem_mib = a.c.gpu_mem_mib;
+    frq.auto_fit = !(a.c.device && !strcmp(a.c.device, "cpu"));
+    frq.max_new_tokens = a.max_new_tokens, frq.downscale = !strcmp(a.on_overflow, "downscale");
+    frq.kv_dtype = a.c.kv_dtype && !strcmp(a.c.kv_dtype, "fp8") ? QVL_PLAN_KV_FP8 : QVL_PLAN_KV_BF16;
+    qvl_fit fit;
+    if (qvl_fit_dataset(&cfg, a.model, &st.ds, first, n, &frq, &st.dp, &fit)) {
+        fprintf(stderr, "qvl: %s\n", qvl_last_error());
+        state_free(&st);
+        return 1;
+    }
+    fprintf(stderr, "qvl eval: memory plan %.0f MiB: %s\n", fit.plan.total, fit.sized_for);
     st.settings = run_settings(&a, &cfg, &st.ds);
+    if (fit.auto_image_tokens > 0) {   /* the cap decides the results: a resumed log must share it */
+        cJSON_ReplaceItemInObject(st.settings, "min_pixels", cJSON_CreateNumber((double)fit.params.min_pixels));
+        cJSON_ReplaceItemInObject(st.settings, "max_pixels", cJSON_CreateNumber((double)fit.params.max_pixels));
+        cJSON_AddNumberToObject(st.settings, "auto_fit_max_image_tokens", (double)fit.auto_image_tokens);
+    }
     if (qvl_results_open(&st.res, st.out, st.settings, a.overwrite)) {
         state_free(&st);
         return runtime_error();
@@ -338,6 +354,7 @@ int cmd_eval(int argc, char **argv) {
     if (pending > 0) {
         double t0 = qvl_now_s();
         qvl_engine_opts eo = common_engine_opts(&a.c, a.model);
+        qvl_fit_engine_opts(&fit, &eo);
         st.engine = qvl_engine_open(&eo);
         if (!st.engine) {
             state_free(&st);
@@ -433,11 +450,12 @@ int cmd_eval(int argc, char **argv) {
     cJSON_AddNumberToObject(report_settings, "batch", a.batch);
     cJSON_AddStringToObject(report_settings, "qvl_version", QVL_VERSION);
     cJSON_AddStringToObject(report_settings, "results", st.out);
+    cJSON_AddItemToObject(report_settings, "memory_plan", qvl_fit_json(&fit, &st.dp, &frq));
     double planned = -1;
     qvl_memory_info mi = {0};
     if (st.engine) qvl_engine_memory(st.engine, &mi);
     char plan_note[256];
-    cJSON *plan = memory_plan(&a, &cfg, &mi, &planned, plan_note, sizeof plan_note);
+    cJSON *plan = memory_plan(&fit, &mi, &planned, plan_note, sizeof plan_note);
     qvl_report_input in = {
         .model = a.model, .data = a.data, .date = date, .device = device,
         .device_is_cpu = st.engine ? strncmp(device, "cpu", 3) == 0 : (a.c.device && !strcmp(a.c.device, "cpu")),

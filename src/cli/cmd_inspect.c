@@ -1,4 +1,4 @@
-/* qvl inspect MODEL_DIR [--json] (spec/cli.md): loads the config files and the safetensors headers,
+/* qvl inspect MODEL_DIR [--json] (docs/cli.md): loads the config files and the safetensors headers,
  * checks every tensor the model needs, and summarizes the checkpoint. Reads no weight data. */
 #include <cjson/cJSON.h>
 #include <stdio.h>

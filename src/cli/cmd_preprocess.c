@@ -1,4 +1,4 @@
-/* qvl preprocess --image FILE --npy OUT.npy [--model DIR] [pixel options] (spec/cli.md): the image
+/* qvl preprocess --image FILE --npy OUT.npy [--model DIR] [pixel options] (docs/cli.md): the image
  * pipeline alone. Writes pixel_values [num_patches, 1536] float32 and prints the grid as one JSON
  * line. Defaults are Qwen3-VL's released preprocessor_config.json, or DIR's with --model. */
 #include <stdio.h>
@@ -40,7 +40,7 @@ int cmd_preprocess(int argc, char **argv) {
         if (qvl_config_load(model, &cfg)) return runtime_error();
         p = qvl_config_image_params(&cfg);
     }
-    p.threads = threads;
+    p.threads = cli_threads(threads);
     if (qvl_image_params_set_pixels(&p, min_pixels, max_pixels, max_tokens))
         return usage_error("preprocess", "%s", qvl_error());
     qvl_image img;

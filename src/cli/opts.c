@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/tuning_env.h"
+#include "model/context_len.h"
 #include "util/error.h"
 
 int usage_error(const char *cmd, const char *fmt, ...) {
@@ -27,10 +29,13 @@ int runtime_error(void) {
 
 int common_opts_check(const char *cmd, const common_opts *c) {
     if (c->threads < 0) return usage_error(cmd, "--threads must be >= 0");
-    if (c->max_model_len != -1 && c->max_model_len < 2) return usage_error(cmd, "--max-model-len must be at least 2");
+    if (c->max_model_len != -1 && c->max_model_len < QVL_MIN_MAX_MODEL_LEN)
+        return usage_error(cmd, "--max-model-len must be at least %d", QVL_MIN_MAX_MODEL_LEN);
     if ((c->min_pixels != -1 && c->min_pixels < 1) || (c->max_pixels != -1 && c->max_pixels < 1) ||
         (c->max_image_tokens != -1 && c->max_image_tokens < 1))
         return usage_error(cmd, "--min-pixels, --max-pixels and --max-image-tokens must be at least 1");
+    if (c->kv_dtype && strcmp(c->kv_dtype, "bf16") && strcmp(c->kv_dtype, "fp8"))
+        return usage_error(cmd, "--kv-dtype: '%s' is not bf16 or fp8", c->kv_dtype);
     return 0;
 }
 
@@ -38,19 +43,30 @@ qvl_engine_opts common_engine_opts(const common_opts *c, const char *model) {
     qvl_engine_opts o = qvl_engine_opts_default();
     o.model_dir = model;
     o.device = !c->device ? QVL_DEVICE_AUTO : !strcmp(c->device, "cpu") ? QVL_DEVICE_CPU : QVL_DEVICE_CUDA;
-    o.threads = c->threads;
+    o.threads = cli_threads(c->threads);
     o.gpu_mem_mib = c->gpu_mem_mib;
     o.max_model_len = c->max_model_len;
     o.min_pixels = c->min_pixels;
     o.max_pixels = c->max_pixels;
     o.max_image_tokens = c->max_image_tokens;
+    o.kv_dtype = c->kv_dtype && !strcmp(c->kv_dtype, "fp8") ? QVL_KV_FP8 : QVL_KV_BF16;
     qvl_tuning_from_env(&o.tuning);
     return o;
 }
 
 long common_max_model_len(const common_opts *c, const qvl_config *cfg) {
-    long n = c->max_model_len > 0 ? c->max_model_len : CLI_DEFAULT_MAX_MODEL_LEN;
-    return n > cfg->text.max_position_embeddings ? cfg->text.max_position_embeddings : n;
+    long n;
+    return qvl_context_len(cfg, c->max_model_len, &n) ? -1 : n;
+}
+
+int cli_threads(int requested) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    if (requested > 4 * cores) {
+        fprintf(stderr, "qvl: --threads %d: capped at %ld (4x the %ld cores)\n", requested, 4 * cores, cores);
+        return (int)(4 * cores);
+    }
+    return requested;
 }
 
 long common_max_pixels(const common_opts *c, const qvl_config *cfg) {

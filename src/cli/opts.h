@@ -18,7 +18,7 @@ typedef struct {
     const char *help;
 } cli_opt;
 
-/* Options shared by every command that runs a model (spec/cli.md). -1 / NULL mean "not given". */
+/* Options shared by every command that runs a model (docs/cli.md). -1 / NULL mean "not given". */
 typedef struct {
     const char *device;     /* "cpu" | "cuda" | NULL (auto) */
     int threads;            /* 0 = all cores */
@@ -27,19 +27,28 @@ typedef struct {
     long min_pixels, max_pixels;
     long max_image_tokens;
     long seed;
+    const char *kv_dtype;   /* "bf16" | "fp8" | NULL (bf16) */
 } common_opts;
 
-#define COMMON_OPTS_INIT {NULL, 0, -1, -1, -1, -1, -1, 0}
+#define COMMON_OPTS_INIT {NULL, 0, -1, -1, -1, -1, -1, 0, NULL}
 /* Expands to the cli_opt rows for a common_opts variable `c`. */
 #define COMMON_OPT_ROWS(c)                                                                          \
     {"device", OPT_STR, &(c).device, "cpu|cuda", "device to run on (default: cuda if usable, else cpu)"}, \
     {"threads", OPT_INT, &(c).threads, "N", "CPU threads (default: all cores)"},                      \
+    COMMON_PLAN_OPT_ROWS(c),                                                                        \
+    {"seed", OPT_LONG, &(c).seed, "N", "random seed for sampling"}
+/* Only the rows that change a memory plan (`qvl mem` runs no model: no device, threads or seed). */
+#define COMMON_PLAN_OPT_ROWS(c)                                                                     \
     {"gpu-mem", OPT_LONG, &(c).gpu_mem_mib, "MiB", "hard cap on all GPU memory qvl allocates"},        \
     {"max-model-len", OPT_LONG, &(c).max_model_len, "N", "maximum context length in tokens"},          \
     {"min-pixels", OPT_LONG, &(c).min_pixels, "N", "minimum image area after resize"},                 \
     {"max-pixels", OPT_LONG, &(c).max_pixels, "N", "maximum image area after resize"},                 \
     {"max-image-tokens", OPT_LONG, &(c).max_image_tokens, "N", "cap tokens per image (max-pixels = N*1024)"}, \
-    {"seed", OPT_LONG, &(c).seed, "N", "random seed for sampling"}
+    {"kv-dtype", OPT_STR, &(c).kv_dtype, "bf16|fp8", "KV cache element type (default bf16; fp8: CUDA, planned)"}
+
+/* CPU threads for a --threads request (0: all cores): above 4x the cores it is capped there, with a
+ * one-line warning on stderr (more threads than that only slow the CPU path down). */
+int cli_threads(int requested);
 
 /* Range checks of the numeric common options (--device is checked by each command): 0, or the
  * usage error's exit code 2 (already printed). */
@@ -49,11 +58,11 @@ int common_opts_check(const char *cmd, const common_opts *c);
  * anything else = CUDA; callers check the name first). */
 qvl_engine_opts common_engine_opts(const common_opts *c, const char *model);
 
-/* The context and largest image a memory plan is made for (`qvl mem`, the eval report), matching
- * engine.c's defaults: the context is --max-model-len (default CLI_DEFAULT_MAX_MODEL_LEN) capped at
- * max_position_embeddings (the engine refuses a larger explicit value); the image area is
- * --max-pixels (default: preprocessor_config.json's) capped at max-image-tokens*1024. */
-enum { CLI_DEFAULT_MAX_MODEL_LEN = 32768 };   /* QVL_DEFAULT_MAX_MODEL_LEN in engine.c */
+/* The context and largest image a memory plan is made for (`qvl mem`, the eval report): the
+ * context follows the one rule the engine applies (model/context_len.h: default 32768 capped at
+ * max_position_embeddings, an explicit value refused above it): -1 with the library error set when
+ * refused; the image area is --max-pixels (default: preprocessor_config.json's) capped at
+ * max-image-tokens*1024. */
 long common_max_model_len(const common_opts *c, const qvl_config *cfg);
 long common_max_pixels(const common_opts *c, const qvl_config *cfg);
 

@@ -1,5 +1,5 @@
 /* The public engine (include/qvl.h): one request runs image load -> preprocess -> vision -> prefill
- * -> decode loop, on the CPU reference model (spec/qwen3vl.md section 10). Buffers that live for
+ * -> decode loop, on the CPU reference model (docs/model.md section 10). Buffers that live for
  * every token (logits, sampler state) are allocated once at open; per-request buffers (KV cache
  * sized to the request, pixel values, vision output) once per request; the token loop allocates
  * nothing except inside the streaming detokenizer's reused buffer. */
@@ -17,6 +17,7 @@
 #include "engine/request.h"
 #include "engine/sampler.h"
 #include "image/image.h"
+#include "model/context_len.h"
 #include "model/model.h"
 #include "model/model_cuda.h"
 #include "qvl.h"
@@ -25,10 +26,6 @@
 #include "util/error.h"
 #include "util/file.h"
 
-/* Default context when --max-model-len is not given: the model's own limit (262144 for the
- * released checkpoints) would let one huge image take minutes on the CPU; 32768 covers any
- * OCRBench image at the default pixel limits. */
-enum { QVL_DEFAULT_MAX_MODEL_LEN = 32768 };
 
 typedef struct qvl_event_node {
     qvl_event ev;
@@ -136,7 +133,7 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
     e->max_queue = o.max_queue;
     e->threads = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (e->threads < 1) e->threads = 1;
-    /* The default device is CUDA when a GPU is usable, else the CPU (spec/cli.md). */
+    /* The default device is CUDA when a GPU is usable, else the CPU (docs/cli.md). */
     if (o.device == QVL_DEVICE_AUTO) o.device = qvl_cuda_device_count() > 0 ? QVL_DEVICE_CUDA : QVL_DEVICE_CPU;
     if (resolve_device(&o, e->threads, e->device_name, sizeof e->device_name)) goto fail;
     if (o.device == QVL_DEVICE_CUDA) {
@@ -144,7 +141,8 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
         long px = o.max_pixels > 0 ? o.max_pixels : 0;
         if (o.max_image_tokens > 0 && (px <= 0 || px > o.max_image_tokens * 1024)) px = o.max_image_tokens * 1024;
         qvl_cuda_opts co = {.max_model_len = o.max_model_len > 0 ? o.max_model_len : QVL_DEFAULT_MAX_MODEL_LEN,
-                            .max_pixels = px, .gpu_mem_mib = o.gpu_mem_mib, .tuning = o.tuning};
+                            .max_pixels = px, .gpu_mem_mib = o.gpu_mem_mib, .tuning = o.tuning,
+                            .max_image_tokens = o.plan_image_tokens, .kv_dtype = o.kv_dtype};
         /* The meter's baseline comes before this process's context exists; the context is then
          * created and measured the way the peak will be (NVML), not as device-wide used memory. */
         qvl_gpu_meter_start(&e->meter);
@@ -161,20 +159,15 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
         e->cfg = qvl_cuda_model_config(e->gpu);
         snprintf(e->device_name, sizeof e->device_name, "%s", qvl_cuda_model_device_name(e->gpu));
     } else {
+        if (o.kv_dtype != QVL_KV_BF16) {
+            qvl_errorf("kv-dtype: fp8 is for the CUDA path only (the CPU reference keeps F32)");
+            goto fail;
+        }
         if (!(e->model = qvl_model_open(o.model_dir, e->threads))) goto fail;
         qvl_model_set_dump_dir(e->model, o.tuning.dump_dir);
         e->cfg = qvl_model_config(e->model);
     }
-    long max_pos = e->cfg->text.max_position_embeddings;
-    if (o.max_model_len > 0) {
-        if (o.max_model_len > max_pos) {
-            qvl_errorf("max-model-len: %ld exceeds the model's max_position_embeddings %ld", o.max_model_len, max_pos);
-            goto fail;
-        }
-        e->max_model_len = o.max_model_len;
-    } else {
-        e->max_model_len = max_pos < QVL_DEFAULT_MAX_MODEL_LEN ? max_pos : QVL_DEFAULT_MAX_MODEL_LEN;
-    }
+    if (qvl_context_len(e->cfg, o.max_model_len, &e->max_model_len)) goto fail;   /* the rule every command shares */
     if (resolve_image_params(e->cfg, &o, e->threads, &e->img)) goto fail;
     e->tok = qvl_tokenizer_load(o.model_dir);
     if (!e->tok) goto fail;

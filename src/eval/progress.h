@@ -13,7 +13,7 @@ typedef struct {
     qvl_progress_mode mode;
     long total;             /* samples in the run */
     long done, correct;     /* finished so far (resumed ones included) */
-    long done_at_start;     /* resumed samples: the rate counts only this session's */
+    long done_at_start;     /* resumed samples: the rate counts only this invocation's */
     double t_start, t_last_print;
     long last_printed_done;
 } qvl_progress;

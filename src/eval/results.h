@@ -1,4 +1,4 @@
-/* The results JSONL of `qvl eval` (spec/cli.md): the resume log.
+/* The results JSONL of `qvl eval` (docs/cli.md): the resume log.
  *   line 1:   {"qvl_run": {...settings}}
  *   then:     one record per finished sample, each written with one write() as it finishes.
  * Opening an existing file resumes it: its records are kept, a truncated last line (a crash
@@ -19,8 +19,8 @@ typedef struct {
     int prompt_tokens, image_tokens, generated_tokens;
     double latency_s, ttft_s;
     /* Beyond cli.md's fields, so a resumed run reports the same time and memory as an unbroken one:
-     * wall_s is the wall time since the previous sample of the session ended (or since the
-     * session's first sample started), so the sum over a run is its Total Time; peak_memory_mib is
+     * wall_s is the wall time since the previous sample of this invocation ended (or since its
+     * first sample started), so the sum over a run is its Total Time; peak_memory_mib is
      * the process peak when the sample finished. */
     double wall_s, peak_memory_mib;
 } qvl_eval_record;

@@ -32,7 +32,35 @@ typedef struct {
     long max_model_len;
     long max_image_pixels;    /* the largest image area (after resize) the plan admits */
     long max_image_tokens;
+    long vision_mlp_chunk;    /* patches per vision MLP chunk (the hidden buffer's rows) */
+    int kv_dtype;             /* QVL_PLAN_KV_* */
+    int sequences;
 } qvl_mem_plan;
+
+/* What a plan is sized for (the plan's inputs; the buffers it walks are the CUDA backend's). */
+typedef struct {
+    long max_model_len;       /* KV cache tokens per sequence */
+    long max_pixels;          /* the largest image area admitted (tokens = max_pixels / 1024, capped so that
+                                 QVL_PLAN_TEXT_RESERVE tokens stay free); used when max_image_tokens <= 0 */
+    long max_image_tokens;    /* > 0: the vision activations are sized for exactly this many image tokens
+                                 (the data's largest image), capped only at max_model_len - 1 */
+    int kv_dtype;             /* QVL_PLAN_KV_BF16 (default) or QVL_PLAN_KV_FP8: bytes per KV element 2 / 1 */
+    int sequences;            /* sequences in flight (<= 0: 1) */
+    int vision_mlp_chunk;     /* patches per vision MLP chunk; <= 0: QVL_PLAN_VISION_MLP_CHUNK (tests use
+                                 small chunks to compare against one chunk) */
+} qvl_plan_inputs;
+enum { QVL_PLAN_KV_BF16 = 0, QVL_PLAN_KV_FP8 = 1 };   /* = QVL_KV_BF16 / QVL_KV_FP8 of qvl.h */
+
+/* The vision MLP's hidden activations (patches x intermediate) are computed in chunks of at most
+ * this many patches, so that the one term of the vision activations that is wider than the
+ * residual stream stays bounded: 4096 patches x 4096 (2B/4B; 4304 on 8B) BF16 = 32 MiB (34.4 on 8B)
+ * instead of 512 MiB at a 16384-token image. 4096 rows keep each GEMM at several waves of
+ * 128x256 tiles on 132 SMs (fc1: 4096x4096 outputs = 512 tiles), and OCRBench's images mostly take
+ * fewer patches than that, so most images run in one chunk as before. */
+enum { QVL_PLAN_VISION_MLP_CHUNK = 4096 };
+
+int qvl_mem_plan_compute_inputs(const qvl_config *cfg, double weight_bytes, const qvl_plan_inputs *in,
+                                double cuda_context_mib, qvl_mem_plan *out);
 
 /* Plans for cfg with BF16 weights (weight_bytes: the checkpoint's tensor bytes as BF16, or <= 0 to
  * derive them from the config), max_model_len tokens of KV cache and images of at most max_pixels
@@ -48,7 +76,7 @@ double qvl_mem_plan_arena_mib(const qvl_mem_plan *p);
 /* The CUDA runtime's allocations after the context (cuBLASLt handle and the GEMM shapes prepared at
  * open, the decode graph, kernels loaded on first use): NVML process peak minus the NVML-measured
  * context minus the arena was 8.7 / 9.4 / 10.2 MiB for the 2B / 4B / 8B shapes on an H100 (driver
- * 580, CUDA 13.0; bench/results/mem_nvml), the same after open as after generating. */
+ * 580, CUDA 13.0; bench/results/2026-11-26-memory-plan-h100), the same after open as after generating. */
 #define QVL_CUDA_RUNTIME_ESTIMATE_MIB 10.0
 
 #endif

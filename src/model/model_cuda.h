@@ -20,6 +20,10 @@ typedef struct {
     long max_pixels;      /* largest image area (after resize) admitted; <= 0: preprocessor max_pixels */
     long gpu_mem_mib;     /* hard cap on CUDA context + arena; <= 0: none */
     int prefill_chunk;    /* tokens per prefill step; <= 0: QVL_PLAN_PREFILL_CHUNK */
+    long max_image_tokens;/* > 0: vision activations for exactly this many image tokens (the data's largest;
+                             qvl_plan_inputs.max_image_tokens), else from max_pixels */
+    int kv_dtype;         /* QVL_PLAN_KV_BF16 (0); QVL_PLAN_KV_FP8 is planned but not run yet: refused */
+    int vision_mlp_chunk; /* patches per vision MLP chunk; <= 0: QVL_PLAN_VISION_MLP_CHUNK */
     qvl_tuning tuning;    /* kernel choices (all zeros: the measured best) */
 } qvl_cuda_opts;
 

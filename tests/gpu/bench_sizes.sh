@@ -13,13 +13,13 @@
 #   hf   tests/gpu/bench_ref_mem.py: bench/bench_gpu_ref.py plus torch max allocated/reserved and
 #        the NVML process figure (hf.log)
 # Rows: every EVERY-th (default 10); 8B uses EVERY_8B (default 20: transformers 8B on every 10th
-# row does not fit one call beside the rest), the same rows for both engines. EVERY/EVERY_8B may be
+# row does not fit one run beside the rest), the same rows for both engines. EVERY/EVERY_8B may be
 # N+K (every Nth row from row K): EVERY_8B=20+10 runs the other half of every 10th row.
 # Time: each step runs under `timeout` (GEN_S, QVL_S, MEM_S, HF_S seconds, per size); DEADLINE
 # (seconds from the start, default 570) skips, and says so, a step that would not fit.
 # STEPS (default "gen qvl mem hf") picks steps; KEEP=1 keeps the models (else removed after each size).
 #   ab   (opt-in) qvl once more with the environment AB_ENV (e.g. "QVL_ATT_IMPL=0"), into
-#        qvl_ab.log: an A/B in the same call (compare samples/s; ids_hash says whether the tokens agree)
+#        qvl_ab.log: an A/B in the same run (compare samples/s; ids_hash says whether the tokens agree)
 set -o pipefail
 OUT=${1:?OUTDIR}; shift
 [ $# -gt 0 ] || { echo "usage: bench_sizes.sh OUTDIR SIZE..." >&2; exit 2; }

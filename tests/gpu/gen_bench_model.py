@@ -2,7 +2,7 @@
 """The random-weight real-shape checkpoint of tools/gen_real_shape_models.py (same config, weights,
 preprocessor/generation config and tokenizer), without the F32/BF16 reference passes that `gen`
 adds for the parity check: a benchmark needs only the model, and the 8B F32 reference alone would
-take most of a device call. Run on the GPU machine.
+take most of a GPU run. Run on the GPU machine.
   gen_bench_model.py SIZE MODEL_DIR"""
 import os
 import shutil

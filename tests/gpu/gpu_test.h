@@ -1,6 +1,6 @@
 /* Shared by the GPU tests (the qvl-gpu-tests binary): the tiny fixtures' folder,
  * QVL_TEST_VERBOSE, and the check that a CUDA device is there (a GPU test without one fails: it
- * runs on the GPU machine only, via `make test-gpu` or tests/gpu/final_session.sh). */
+ * runs on the GPU machine only, via `make test-gpu` or tests/gpu/run_all.sh). */
 #ifndef QVL_TESTS_GPU_TEST_H
 #define QVL_TESTS_GPU_TEST_H
 #include <stdlib.h>

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# One device call for the memory plan against NVML: the GPU memory tests on the tiny model, then
+# The memory plan against NVML, one run on the GPU machine: the GPU memory tests on the tiny model, then
 # for each size in SIZES the model, `qvl run` and the step-by-step figures (gpu_mem_nvml_report) on
 # the benchmark's plan, and, while time remains, the benchmark of BENCH_SIZE (qvl + transformers).
-# Everything is packed into PACK after each stage (a call cut short still returns what it has).
+# Everything is packed into PACK after each stage (a run cut short still returns what it has).
 #   BIN=.devcarry/bin-mem tests/gpu/mem_check.sh OUTDIR PACK.tgz [SECONDS=400]
 set -o pipefail
 OUT=${1:?OUTDIR}; PACK=${2:?PACK.tgz}; BUDGET=${3:-400}; T0=$(date +%s)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One scripted GPU session: GPU tests on the tiny fixtures, a real-shape random-weight model with
+# One scripted GPU run: GPU tests on the tiny fixtures, a real-shape random-weight model with
 # its transformers F32/BF16 references and qvl's parity against them, then the benchmark (qvl and
 # transformers on the same model and workload). Binaries come prebuilt in BUILD (default
 # build-cuda); LIBS names a folder of shared libraries the GPU machine lacks (cjson, pcre2, ...).

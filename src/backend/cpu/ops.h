@@ -1,6 +1,6 @@
 /* CPU reference kernels, all float32. Row-major; a "row" is one token or patch. Linear weights
  * are PyTorch's [out, in]. Every function is the plain definition of the operation in the
- * reference (spec/qwen3vl.md sections 4, 5 and 8), written so a reader can check it. */
+ * reference (docs/model.md sections 4, 5 and 8), written so a reader can check it. */
 #ifndef QVL_CPU_OPS_H
 #define QVL_CPU_OPS_H
 #include <stddef.h>

@@ -152,7 +152,7 @@ static __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uin
 
 /* ---- FlashAttention-2 kernel, pipelined (the mma.sync kernel; Hopper runs cuda_attention_sm90.cu's
  * wgmma kernel where it has the head size). Besides the fragment algebra above, what the profile of
- * the huge vision images asked for (session 2 replaced an unpipelined kernel with this one): K/V tiles arrive through cp.async into a second shared-memory stage while the
+ * the huge vision images asked for (it replaced an earlier unpipelined kernel): K/V tiles arrive through cp.async into a second shared-memory stage while the
  * current tile is being multiplied (double buffering), NW warps share one K/V tile (NW = 8: 128
  * query rows per block for head sizes <= 64), K and V fragments come four registers per ldmatrix,
  * scores stay raw and enter exp2 through one FMA with the log2(e)-prescaled scale, the mask is

@@ -366,7 +366,7 @@ int qvl_attention_sm90_available(void) {
 }
 
 /* The configuration for large inputs by padded head size (64, 80, 128): the fastest in
- * bench_attention on an H100 (bench/results/attention: 64 -> 2, 192 rows per block and 128-key
+ * bench_attention on an H100 (bench/results/2026-11-26-attention-kernels-h100: 64 -> 2, 192 rows per block and 128-key
  * tiles; 80 -> 1; 128 -> 0). bench_attention times every configuration (explicit config). */
 static int large_default(int hd) { return hd <= 64 ? 2 : hd <= 80 ? 1 : 0; }
 

@@ -17,7 +17,7 @@ static unsigned blocks_for(size_t n, unsigned t) {
 
 /* The vectorised kernels (16-byte accesses, row in registers, shared rotary tables) each keep the
  * arithmetic of the scalar kernel beside them; they won on the H100 (2B: 19.5 -> 20.2 samples/s,
- * parity unchanged: bench/results/gpu_s3/README.md), so the scalar kernels serve only unaligned or
+ * parity unchanged: bench/results/2026-11-26-cuda-backend-h100), so the scalar kernels serve only unaligned or
  * odd sizes. */
 
 static __global__ void k_f32_to_bf16(bf16 *y, const float *x, size_t n) {
@@ -562,7 +562,7 @@ static __global__ void __launch_bounds__(AM_THREADS) k_argmax_multi(int32_t *out
     }
 }
 void qvl_k_argmax(cudaStream_t st, int32_t *out, const bf16 *logits, int rows, int V) {
-    if (rows == 1) /* the many-block kernel: bench/results/gpu_2B_v3 (decode 13.41 -> 13.21 ms) */
+    if (rows == 1) /* the many-block kernel: bench/results/2026-11-26-cuda-backend-h100 (decode 13.41 -> 13.21 ms) */
         k_argmax_multi<<<AM_BLOCKS, AM_THREADS, 0, st>>>(out, logits, V);
     else if (rows)
         k_argmax<<<rows, 1024, 0, st>>>(out, logits, V);

@@ -1,6 +1,6 @@
 /* The CUDA model of model_cuda.h: arena planning, weight upload, vision tower, text prefill and
  * decode. Reads like src/backend/cpu/{vision,text}.c, with BF16 rounding at the points of
- * spec/qwen3vl.md section 8. One stream; the host only waits for the picked id (argmax, or
+ * docs/model.md section 8. One stream; the host only waits for the picked id (argmax, or
  * cuda_sample.cu's pick kernel for sampling and penalties). */
 #include <math.h>
 #include <stdio.h>
@@ -41,6 +41,7 @@ struct qvl_cuda_model {
     qvl_mem_plan plan;
     char device[64];
     long max_len, max_patches, max_tokens;
+    long hid_rows;      /* rows of vhid: the vision MLP runs in chunks of at most this many patches */
     int chunk;
     cudaStream_t st;
     qvl_gemm *gemm;
@@ -54,7 +55,7 @@ struct qvl_cuda_model {
     tlayer *tl;
     float *vis_inv_freq, *txt_inv_freq;
     /* vision activations (max_patches rows) and outputs (max_tokens rows per feature) */
-    bf16 *vx, *vy, *vqkv, *vhid;
+    bf16 *vx, *vy, *vqkv, *vhid; /* vhid: hid_rows x Iv */
     bf16 *img[1 + QVL_MAX_DEEPSTACK]; /* merger output, then deepstack features */
     /* text */
     bf16 *k_cache, *v_cache; /* [layers][max_len][kv] */
@@ -170,8 +171,10 @@ static void layout_buffers(qvl_cuda_model *m, bump *b) {
     const size_t L = t->num_layers, T = m->max_len;
     TAKE(b, m->vis_inv_freq, 512);
     TAKE(b, m->txt_inv_freq, hd / 2);
-    /* vision: x, y, qkv (also the F32 pixels and the merger hidden), hid (also the BF16 pixels) */
-    TAKE(b, m->vx, n * Dv), TAKE(b, m->vy, n * Dv), TAKE(b, m->vqkv, n * 3 * Dv), TAKE(b, m->vhid, n * v->intermediate_size);
+    /* vision: x, y, qkv (also the F32 pixels, the attention projection's output and the merger
+     * hidden), hid (the MLP's hidden rows of one chunk; also the BF16 pixels) */
+    TAKE(b, m->vx, n * Dv), TAKE(b, m->vy, n * Dv), TAKE(b, m->vqkv, n * 3 * Dv);
+    TAKE(b, m->vhid, (size_t)m->hid_rows * v->intermediate_size);
     for (int j = 0; j <= v->n_deepstack; j++) TAKE(b, m->img[j], (size_t)m->max_tokens * D);
     TAKE(b, m->k_cache, L * T * kv), TAKE(b, m->v_cache, L * T * kv);
     TAKE(b, m->x, C * D), TAKE(b, m->y, C * D), TAKE(b, m->qkv, C * (qdim + 2 * kv)), TAKE(b, m->att, C * qdim);
@@ -316,9 +319,20 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
         }
         bump wb = {NULL, 0};
         layout_weights(m, &wb);
-        if (qvl_mem_plan_compute(c, (double)wb.used, m->max_len, max_px, ctx, &m->plan)) goto fail;
+        qvl_plan_inputs pin;
+        memset(&pin, 0, sizeof pin);
+        pin.max_model_len = m->max_len, pin.max_pixels = max_px;
+        pin.max_image_tokens = o ? o->max_image_tokens : 0, pin.kv_dtype = o ? o->kv_dtype : 0;
+        pin.vision_mlp_chunk = o ? o->vision_mlp_chunk : 0;
+        if (pin.kv_dtype != QVL_PLAN_KV_BF16) {
+            qvl_errorf("kv-dtype: an FP8 KV cache is planned (qvl mem) but the CUDA attention kernels do not read "
+                       "it yet; use bf16");
+            goto fail;
+        }
+        if (qvl_mem_plan_compute_inputs(c, (double)wb.used, &pin, ctx, &m->plan)) goto fail;
         m->max_tokens = m->plan.max_image_tokens;
         m->max_patches = m->max_tokens * c->vision.spatial_merge_size * c->vision.spatial_merge_size;
+        m->hid_rows = m->plan.vision_mlp_chunk;
         bump all = {NULL, 0};
         layout_weights(m, &all);
         layout_buffers(m, &all);
@@ -493,7 +507,7 @@ static int encode(qvl_cuda_model *m, const qvl_pixel_values *pv, const float *px
     /* BF16 pixels (the caller rounded them: same values as the conversion below) go straight
      * into the hidden buffer, asynchronously when they sit in the pinned staging buffer. */
     float *pf = (float *)m->vqkv;
-    const size_t qkv_bytes = (size_t)m->max_patches * 3 * Dv * sizeof(bf16), hid_elems = (size_t)m->max_patches * Iv;
+    const size_t qkv_bytes = (size_t)m->max_patches * 3 * Dv * sizeof(bf16), hid_elems = (size_t)m->hid_rows * Iv;
     size_t fit = px16 ? hid_elems / row : qkv_bytes / ((size_t)row * sizeof(float));
     if (hid_elems / row < fit) fit = hid_elems / row;
     if (fit < 1) return qvl_errorf("image: pixel rows of %d values do not fit the vision buffers", row);
@@ -528,15 +542,24 @@ static int encode(qvl_cuda_model *m, const qvl_pixel_values *pv, const float *px
             qvl_attention(s, m->vy + (size_t)fr * frame * Dv, Dv, base, 3 * Dv, base + Dv, base + 2 * Dv, 3 * Dv, frame,
                           frame, H, H, hd, -1, NULL, m->tuning.attention - 1);
         }
-        G(qvl_gemm_run(m->gemm, s, m->vhid, Dv, m->vy, Dv, b->proj_w, b->proj_b, n, Dv, Dv));
-        qvl_k_add_layernorm(s, m->vy, m->vx, m->vhid, b->norm2_w, b->norm2_b, n, Dv, 1e-6f);
-        if (m->gelu_epilogue && qvl_gemm_run_gelu(m->gemm, s, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, n, Dv, Iv))
-            m->gelu_epilogue = 0; /* no cuBLASLt algorithm with the epilogue for this shape: nothing was enqueued */
-        if (!m->gelu_epilogue) {
-            G(qvl_gemm_run(m->gemm, s, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, n, Dv, Iv));
-            qvl_k_gelu_tanh(s, m->vhid, (size_t)n * Iv);
+        /* the projection goes to the qkv buffer, free once attention has read it */
+        G(qvl_gemm_run(m->gemm, s, m->vqkv, Dv, m->vy, Dv, b->proj_w, b->proj_b, n, Dv, Dv));
+        qvl_k_add_layernorm(s, m->vy, m->vx, m->vqkv, b->norm2_w, b->norm2_b, n, Dv, 1e-6f);
+        /* The MLP, row by row independent, in chunks of at most hid_rows patches (equal sizes): the
+         * hidden activations stay bounded (mem_plan.h QVL_PLAN_VISION_MLP_CHUNK); fc2 writes each
+         * chunk's rows of vy after fc1 has read them. */
+        const int n_chunks = (int)((n + m->hid_rows - 1) / m->hid_rows), rows = (n + n_chunks - 1) / n_chunks;
+        for (int p0 = 0; p0 < n; p0 += rows) {
+            const int cnt = n - p0 < rows ? n - p0 : rows;
+            bf16 *yc = m->vy + (size_t)p0 * Dv;
+            if (m->gelu_epilogue && qvl_gemm_run_gelu(m->gemm, s, m->vhid, Iv, yc, Dv, b->fc1_w, b->fc1_b, cnt, Dv, Iv))
+                m->gelu_epilogue = 0; /* no cuBLASLt algorithm with the epilogue for this shape: nothing was enqueued */
+            if (!m->gelu_epilogue) {
+                G(qvl_gemm_run(m->gemm, s, m->vhid, Iv, yc, Dv, b->fc1_w, b->fc1_b, cnt, Dv, Iv));
+                qvl_k_gelu_tanh(s, m->vhid, (size_t)cnt * Iv);
+            }
+            G(qvl_gemm_run(m->gemm, s, yc, Dv, m->vhid, Iv, b->fc2_w, b->fc2_b, cnt, Iv, Dv));
         }
-        G(qvl_gemm_run(m->gemm, s, m->vy, Dv, m->vhid, Iv, b->fc2_w, b->fc2_b, n, Iv, Dv));
         /* Residual add and the next block's norm1 in one kernel, unless a deepstack merger reads
          * the stream in between. */
         int taps_here = 0;
@@ -764,7 +787,7 @@ static int capture_one(qvl_cuda_model *m, cudaGraphExec_t *out) {
 
 /* Every cuBLASLt shape of the vision tower and the prefill at every row-count bucket up to the
  * plan's maximum, on scratch buffers, so that serving never waits for a heuristic query or a
- * first kernel load (bench/results/gpu_2B_v3: 0 queries while serving instead of 800). */
+ * first kernel load (bench/results/2026-11-26-cuda-backend-h100: 0 queries while serving instead of 800). */
 static int prepare_gemms(qvl_cuda_model *m) {
     const double t0 = wall_ms();
     const qvl_vision_config *v = &m->cfg.vision;
@@ -774,17 +797,19 @@ static int prepare_gemms(qvl_cuda_model *m) {
     const int row = v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size;
     const int qdim = t->num_heads * t->head_dim, qkvd = qdim + 2 * t->num_kv_heads * t->head_dim, C = m->chunk;
     const vblock *b = &m->vb[0];
-    /* Scratch: vhid holds max_patches x Iv values, vqkv max_patches x 3 Dv, vy max_patches x Dv.
-     * The pixel slice of encode_image is at most max_patches rows of `row` values in vhid. */
-    const int slice = (size_t)np * Iv / row < (size_t)np ? (int)((size_t)np * Iv / row) : np;
+    /* Scratch: vhid holds hid_rows x Iv values, vqkv max_patches x 3 Dv, vy max_patches x Dv.
+     * The pixel slice of encode_image is at most hid_rows x Iv / row rows of `row` values in vhid;
+     * the MLP runs on at most hid_rows rows at a time. */
+    const int nh = (int)(m->hid_rows < np ? m->hid_rows : np);
+    const int slice = (size_t)nh * Iv / row < (size_t)np ? (int)((size_t)nh * Iv / row) : np;
     int rc = 0;
     rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vx, Dv, m->vhid, row, m->patch_w, m->patch_b, slice, row, Dv, 0);
     rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vqkv, 3 * Dv, m->vy, Dv, b->qkv_w, b->qkv_b, np, Dv, 3 * Dv, 0);
-    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vhid, Dv, m->vy, Dv, b->proj_w, b->proj_b, np, Dv, Dv, 0);
-    if (m->gelu_epilogue && qvl_gemm_prepare(m->gemm, m->st, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, np, Dv, Iv, 1))
+    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vqkv, Dv, m->vy, Dv, b->proj_w, b->proj_b, np, Dv, Dv, 0);
+    if (m->gelu_epilogue && qvl_gemm_prepare(m->gemm, m->st, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, nh, Dv, Iv, 1))
         m->gelu_epilogue = 0;
-    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, np, Dv, Iv, 0);
-    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vy, Dv, m->vhid, Iv, b->fc2_w, b->fc2_b, np, Iv, Dv, 0);
+    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, nh, Dv, Iv, 0);
+    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vy, Dv, m->vhid, Iv, b->fc2_w, b->fc2_b, nh, Iv, Dv, 0);
     rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vqkv, Dv4, m->vy, Dv4, m->mg.fc1_w, m->mg.fc1_b, np / unit, Dv4, Dv4, 0);
     rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->img[0], D, m->vqkv, Dv4, m->mg.fc2_w, m->mg.fc2_b, np / unit, Dv4, D, 0);
     const tlayer *L = &m->tl[0];

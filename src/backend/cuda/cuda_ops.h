@@ -1,5 +1,5 @@
 /* CUDA kernels of the Qwen3-VL forward pass (BF16 storage, F32 arithmetic where the reference
- * computes in F32; rounding points follow spec/qwen3vl.md section 8). Launchers only: every
+ * computes in F32; rounding points follow docs/model.md section 8). Launchers only: every
  * function enqueues on `st` and returns at once. C++ (nvcc) only. Row-major; a "row" is one
  * token or patch; linear weights are PyTorch's [out, in]. */
 #ifndef QVL_BACKEND_CUDA_OPS_H
@@ -41,7 +41,7 @@ void qvl_gemm_setup_stats(const qvl_gemm *g, int *count, double *ms);
  * during stream capture. Shapes qvl_gemv_ok refuses take cuBLASLt and separate kernels. */
 enum { QVL_GEMV_PLAIN = 0, QVL_GEMV_RMSNORM = 1, QVL_GEMV_SWIGLU = 2 };
 int qvl_gemv_ok(const bf16 *x, const bf16 *w, int K);
-/* Whether qvl_gemv launches programmatic dependents (Hopper: +0.6% in bench/results/gpu_2B_v3); on = 0 turns
+/* Whether qvl_gemv launches programmatic dependents (Hopper: +0.6% in bench/results/2026-11-26-cuda-backend-h100); on = 0 turns
  * that off for good (a stream capture that refused them). Returns the previous setting. */
 int qvl_gemv_pdl(qvl_gemm *g, int on);
 int qvl_gemv(qvl_gemm *g, cudaStream_t st, bf16 *y, const bf16 *x, const bf16 *w, int K, int N, int mode,

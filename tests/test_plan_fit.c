@@ -1,0 +1,265 @@
+/* The memory plan sized from the data and auto-fit to a budget (eval/plan_fit.h), on the real 2B
+ * config with the real tokenizer and real image headers of every size, on the CPU: the plan math is
+ * host code. The plan's figures themselves are checked by hand in tests/test_mem.c. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "eval/plan_fit.h"
+#include "test.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+#include "util/file.h"
+
+#define IMAGES "tests/fixtures/image/images"
+
+/* A 2B model folder without weights: the fixture config and the real tokenizer. */
+static const char *model_2b(void) {
+    static char dir[512];
+    if (dir[0]) return dir;
+    snprintf(dir, sizeof dir, "%s/m2b", test_tmpdir());
+    char cwd[400], cmd[2400];
+    if (!getcwd(cwd, sizeof cwd)) return dir;
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s && cp tests/fixtures/configs/2b/*.json %s/ && ln -sf %s/models/tokenizer/tokenizer.json %s/",
+             dir, dir, cwd, dir);
+    CHECK_INT(system(cmd), 0);
+    return dir;
+}
+
+/* Seven samples: images from 131x58 to 8000x6000 and one unreadable header. */
+static const char *images[] = {"jpeg_ocr_131x58.jpg", "png_rgb_text_1280x720.png", "png_doc_1700x2200.png",
+                               "jpeg_large_4000x3000.jpg", "png_huge_8000x6000.png", "webp_lossy_300x200.webp",
+                               "bad_text.jpg"};
+enum { N_IMAGES = 7 };
+
+static char *dataset_json(void) {
+    char json[8192];
+    size_t n = 0;
+    n += (size_t)snprintf(json + n, sizeof json - n, "[");
+    for (int i = 0; i < N_IMAGES; i++)
+        n += (size_t)snprintf(json + n, sizeof json - n,
+                              "%s{\"dataset_name\": \"x\", \"id\": %d, \"image_path\": \"%s\", \"question\": \"What is "
+                              "written in image %d?\", \"answers\": \"a\", \"type\": \"Regular Text Recognition\"}",
+                              i ? "," : "", i, images[i], i);
+    snprintf(json + n, sizeof json - n, "]");
+    return test_tmp_file("fit.json", json, strlen(json));
+}
+
+typedef struct {
+    qvl_config cfg;
+    qvl_dataset ds;
+    qvl_data_plan dp;
+} fixture;
+
+static int setup(fixture *f) {
+    memset(f, 0, sizeof *f);
+    char *path = dataset_json();
+    int rc = qvl_config_load(model_2b(), &f->cfg) || qvl_dataset_load(path, IMAGES, 1, &f->ds);
+    free(path);
+    CHECK_INT(rc, 0);
+    return rc;
+}
+
+static int fit(fixture *f, const qvl_fit_request *rq, qvl_fit *out) {
+    qvl_data_plan_free(&f->dp);
+    return qvl_fit_dataset(&f->cfg, model_2b(), &f->ds, 0, f->ds.n_samples, rq, &f->dp, out);
+}
+
+static void teardown(fixture *f) {
+    qvl_data_plan_free(&f->dp);
+    qvl_dataset_free(&f->ds);
+}
+
+TEST(plan_fit_sizes_the_context_and_vision_for_the_largest_sample) {
+    fixture f;
+    if (setup(&f)) return;
+    qvl_fit_request rq = qvl_fit_request_default();
+    qvl_fit r;
+    CHECK_INT(fit(&f, &rq, &r), 0);
+    CHECK_INT(f.dp.n_ok, 6);
+    CHECK_INT(f.dp.n_failed, 1);
+    CHECK_CONTAINS(f.dp.samples[6].error, "bad_text.jpg: unsupported or unrecognized image format");
+    /* 8000x6000 is the largest image: smart_resize to the 16777216-pixel limit */
+    qvl_image_params p = qvl_config_image_params(&f.cfg);
+    int big = qvl_plan_image_tokens(8000, 6000, &p);
+    CHECK(big > 16000 && big <= 16384);
+    CHECK_INT(f.dp.largest_image_tokens, big);
+    CHECK_INT(f.dp.largest_prompt_index, 4);
+    CHECK_INT(r.plan_image_tokens, big);
+    CHECK_INT(r.max_model_len, f.dp.largest_prompt + 128);
+    CHECK_INT(r.plan.max_model_len, r.max_model_len);
+    CHECK_INT(r.plan.max_image_tokens, big);
+    CHECK_INT(r.auto_image_tokens, 0);
+    /* KV cache: 28 layers x (K, V) x 1024 x context x 2 bytes */
+    CHECK_NEAR(r.plan.kv_cache, 2.0 * 28 * 1024 * r.max_model_len * 2 / 1048576.0, 1e-9);
+    CHECK_CONTAINS(r.sized_for, "= largest prompt ");
+    CHECK_CONTAINS(r.sized_for, "(sample 4) + 128 answer tokens");
+    CHECK_CONTAINS(r.sized_for, "6 of 7 samples planned, 1 unreadable");
+    /* the same plan as config-driven with these exact figures */
+    qvl_plan_inputs in = {.max_model_len = r.max_model_len, .max_image_tokens = big};
+    qvl_mem_plan same;
+    CHECK_INT(qvl_mem_plan_compute_inputs(&f.cfg, -1, &in, -1, &same), 0);
+    CHECK_NEAR(same.total, r.plan.total, 0);
+    /* a cap lowers both */
+    rq.max_image_tokens = 2048;
+    CHECK_INT(fit(&f, &rq, &r), 0);
+    CHECK_INT(r.plan_image_tokens, f.dp.largest_image_tokens);
+    CHECK(r.plan_image_tokens <= 2048 && r.plan_image_tokens > 1900);
+    CHECK(r.max_model_len < 2048 + 128 + 40);
+    teardown(&f);
+}
+
+TEST(plan_fit_auto_fits_the_largest_cap_under_the_budget) {
+    fixture f;
+    if (setup(&f)) return;
+    qvl_fit_request rq = qvl_fit_request_default();
+    qvl_fit full, r;
+    CHECK_INT(fit(&f, &rq, &full), 0);
+    int before[N_IMAGES];
+    for (int i = 0; i < N_IMAGES; i++) before[i] = f.dp.samples[i].image_tokens;
+    long budgets[] = {5200, 5600, 6000, (long)full.plan.total - 100};
+    for (int b = 0; b < 4; b++) {
+        rq = qvl_fit_request_default();
+        rq.gpu_mem_mib = budgets[b];
+        rq.auto_fit = 1;
+        CHECK_INT(fit(&f, &rq, &r), 0);
+        CHECK(r.auto_image_tokens >= QVL_FIT_MIN_IMAGE_TOKENS);
+        CHECK(r.plan.total + QVL_FIT_CONTEXT_MARGIN_MIB <= (double)budgets[b]);   /* fits, with the margin */
+        CHECK(r.plan_image_tokens <= r.auto_image_tokens);
+        long down = 0;
+        for (int i = 0; i < N_IMAGES; i++) {
+            down += before[i] > r.auto_image_tokens;
+            /* only samples above the cap change */
+            if (before[i] <= r.auto_image_tokens) CHECK_INT(f.dp.samples[i].image_tokens, before[i]);
+            else CHECK(f.dp.samples[i].image_tokens <= r.auto_image_tokens);
+        }
+        CHECK_INT(r.n_auto_downscaled, down);
+        CHECK(down >= 1);
+        CHECK_CONTAINS(r.sized_for, "auto-fit to --gpu-mem");
+        CHECK(!strcmp(r.params.max_pixels == r.auto_image_tokens * 1024 ? "ok" : "no", "ok"));
+        /* one token more does not fit: the cap is the largest */
+        qvl_fit_request one = qvl_fit_request_default();
+        one.max_image_tokens = r.auto_image_tokens + 1;
+        qvl_fit above;
+        CHECK_INT(fit(&f, &one, &above), 0);
+        CHECK(above.plan.total + QVL_FIT_CONTEXT_MARGIN_MIB > (double)budgets[b]);
+    }
+    /* a budget that fits without a cap changes nothing */
+    rq.gpu_mem_mib = (long)full.plan.total + 100;
+    CHECK_INT(fit(&f, &rq, &r), 0);
+    CHECK_INT(r.auto_image_tokens, 0);
+    CHECK_INT(r.plan_image_tokens, full.plan_image_tokens);
+    cJSON *j = qvl_fit_json(&r, &f.dp, &rq);
+    CHECK(cJSON_IsNull(cJSON_GetObjectItem(j, "auto_fit")));
+    cJSON_Delete(j);
+    teardown(&f);
+}
+
+TEST(plan_fit_refuses_a_budget_too_small_up_front) {
+    fixture f;
+    if (setup(&f)) return;
+    qvl_fit_request rq = qvl_fit_request_default();
+    qvl_fit r;
+    rq.auto_fit = 1;
+    rq.gpu_mem_mib = 4600;   /* weights 4058 + context 512 fit, the rest does not */
+    CHECK_INT(fit(&f, &rq, &r), -1);
+    CHECK_CONTAINS(qvl_error(), "gpu-mem: 4600 MiB is below what even a cap of 64 image tokens per image needs: ");
+    CHECK_CONTAINS(qvl_error(), "weights 4058 + KV cache ");
+    CHECK(strstr(qvl_error(), "weights alone") == NULL);
+    rq.gpu_mem_mib = 3000;
+    CHECK_INT(fit(&f, &rq, &r), -1);
+    CHECK_CONTAINS(qvl_error(), "; the weights alone do not fit");
+    /* explicit pixel options: no auto-fit, the plan at those settings is refused */
+    rq.gpu_mem_mib = 5000;
+    rq.max_image_tokens = 16384;
+    CHECK_INT(fit(&f, &rq, &r), -1);
+    CHECK_CONTAINS(qvl_error(), "below the plan for this data at these pixel settings");
+    CHECK(strchr(qvl_error(), '\n') == NULL);
+    teardown(&f);
+}
+
+TEST(plan_fit_max_model_len_below_the_largest_prompt) {
+    fixture f;
+    if (setup(&f)) return;
+    qvl_fit_request rq = qvl_fit_request_default();
+    qvl_fit r;
+    rq.max_model_len = 4096;   /* the 4000x3000 and 8000x6000 images do not fit */
+    CHECK_INT(fit(&f, &rq, &r), 0);
+    CHECK_INT(r.max_model_len, 4096);
+    CHECK_INT(f.dp.n_overflow, 2);
+    CHECK_INT(f.dp.n_ok, 4);
+    CHECK(f.dp.largest_prompt < 4096);
+    CHECK_INT(r.plan_image_tokens, f.dp.largest_image_tokens);
+    CHECK_CONTAINS(r.sized_for, "context 4096 tokens (--max-model-len)");
+    CHECK_CONTAINS(r.sized_for, "2 over the context (skipped)");
+    rq.downscale = 1;
+    CHECK_INT(fit(&f, &rq, &r), 0);
+    CHECK_INT(f.dp.n_downscaled, 2);
+    CHECK_INT(f.dp.n_ok, 6);
+    CHECK(f.dp.largest_prompt <= 4095 && f.dp.largest_prompt > 3900);   /* shrunk to fit context - 1 */
+    teardown(&f);
+}
+
+TEST(plan_fit_mem_cli_data) {
+    char *out = NULL, *err = NULL;
+    char *path = dataset_json();
+    CHECK_INT(test_qvl(&out, &err, "mem --model %s --data %s --images " IMAGES, model_2b(), path), 0);
+    CHECK_CONTAINS(out, "kv_cache ");
+    CHECK_CONTAINS(out, "sized for ");
+    CHECK_CONTAINS(out, "(sample 4) + 128 answer tokens; vision for ");
+    free(out), free(err);
+    CHECK_INT(test_qvl(&out, &err, "mem --model %s --data %s --images " IMAGES " --gpu-mem 5500 --json", model_2b(), path), 0);
+    cJSON *j = cJSON_Parse(out);
+    CHECK(j != NULL);
+    cJSON *dp = cJSON_GetObjectItem(j, "data_plan"), *af = dp ? cJSON_GetObjectItem(dp, "auto_fit") : NULL;
+    CHECK(af && cJSON_IsObject(af));
+    if (af) {
+        CHECK_INT(cJSON_GetObjectItem(af, "budget_mib")->valueint, 5500);
+        CHECK(cJSON_GetObjectItem(af, "max_image_tokens")->valueint >= 64);
+        CHECK(cJSON_GetObjectItem(j, "total")->valuedouble <= 5500 - QVL_FIT_CONTEXT_MARGIN_MIB);
+    }
+    CHECK_CONTAINS(err, "qvl mem: auto-fit: at most ");
+    cJSON_Delete(j);
+    free(out), free(err);
+    CHECK_INT(test_qvl(NULL, &err, "mem --model %s --data %s --images " IMAGES " --gpu-mem 4600", model_2b(), path), 1);
+    CHECK_CONTAINS(err, "qvl: gpu-mem: 4600 MiB is below what even a cap of 64 image tokens per image needs");
+    free(err);
+    CHECK_INT(test_qvl(NULL, &err, "mem --model %s --data /no/such.json", model_2b()), 1);
+    CHECK_CONTAINS(err, "qvl: /no/such.json: ");
+    free(err);
+    CHECK_INT(test_qvl(NULL, &err, "mem --model %s --kv-dtype fp16", model_2b()), 2);
+    CHECK_CONTAINS(err, "--kv-dtype: 'fp16' is not bf16 or fp8");
+    free(err);
+    /* fp8 halves the KV cache in the plan */
+    CHECK_INT(test_qvl(&out, NULL, "mem --model %s --max-model-len 16384 --kv-dtype fp8", model_2b()), 0);
+    CHECK_CONTAINS(out, "kv_cache                 896.00 MiB (16384 tokens, fp8)");
+    free(out);
+    free(path);
+}
+
+/* qvl eval (CPU, the tiny OCR model) sizes its context from the data and says so in the report and
+ * the summary. */
+TEST(plan_fit_eval_reports_what_the_plan_was_sized_for) {
+    char *out = NULL, *err = NULL;
+    const char *dir = test_tmpdir();
+    CHECK_INT(test_qvl(&out, &err, "eval --model models/qvl-tiny-ocr --data tests/fixtures/ocrbench/json/OCRBench.json "
+                                   "--device cpu --threads 2 --limit 3 --max-new-tokens 40 --out %s/fit.jsonl", dir), 0);
+    CHECK_CONTAINS(err, "qvl eval: memory plan ");
+    CHECK_CONTAINS(err, "context 81 tokens = largest prompt 41 (sample 0) + 40 answer tokens");
+    CHECK_CONTAINS(out, "memory_plan: {\"sized_for\":\"context 81 tokens");
+    char path[512];
+    snprintf(path, sizeof path, "%s/fit.json", dir);
+    cJSON *j = test_read_json(path);
+    cJSON *mp = j ? cJSON_GetObjectItem(cJSON_GetObjectItem(j, "settings"), "memory_plan") : NULL;
+    CHECK(mp != NULL);
+    if (mp) {
+        CHECK_INT(cJSON_GetObjectItem(mp, "max_model_len")->valueint, 81);
+        CHECK_INT(cJSON_GetObjectItem(mp, "largest_prompt")->valueint, 41);
+        CHECK_INT(cJSON_GetObjectItem(mp, "samples_planned")->valueint, 3);
+    }
+    cJSON_Delete(j);
+    free(out), free(err);
+}
