@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    /* spec/qwen3vl.md table 1.2 */
+    /* docs/model.md table 1.2 */
     qvl_config c;
     memset(&c, 0, sizeof c);
     int is8 = !strcmp(size, "8b"), is4 = !strcmp(size, "4b");

@@ -1,4 +1,4 @@
-/* The Qwen3-VL chat template (spec/qwen3vl.md section 3): text and ids. */
+/* The Qwen3-VL chat template (docs/chat-template.md section 3): text and ids. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,4 +1,4 @@
-/* The command-line contract shared by every command (spec/cli.md). */
+/* The command-line contract shared by every command (docs/cli.md). */
 #include <stdlib.h>
 
 #include "qvl.h"

@@ -381,8 +381,8 @@ TEST(config_quantization_details) {
     CHECK_INT(cfg.quant.bits, 4);
     CHECK_INT(cfg.quant.group_size, 128);
     CHECK_INT(cfg.quant.symmetric, 0);
-    CHECK_INT(qvl_config_load(variant("qnomethod", e_quant_no_method, 1), &cfg), 0);
-    CHECK_STR(cfg.quant_method, "unknown");
+    CHECK_INT(qvl_config_load(variant("qnomethod", e_quant_no_method, 1), &cfg), -1);
+    CHECK_CONTAINS(qvl_error(), "config.json: quantization_config.quant_method: missing");
     CHECK_INT(qvl_config_load(variant("qbad", e_quant_bad, 1), &cfg), -1);
     CHECK_CONTAINS(qvl_error(), "config.json: quantization_config: not an object");
     /* not quantized: all zero */

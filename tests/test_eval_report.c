@@ -1,4 +1,4 @@
-/* The report block against hand-computed text (spec/report.md), the score table, the summary
+/* The report block against hand-computed text (docs/report-format.md), the score table, the summary
  * JSON, and percentiles. */
 #include <stdio.h>
 #include <stdlib.h>

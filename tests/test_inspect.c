@@ -193,7 +193,9 @@ TEST(inspect_check_names_missing_and_wrong_tensors) {
     CHECK_CONTAINS(qvl_error(), "tensor model.visual.patch_embed.proj.weight has dtype I8, expected BF16, F16 or F32");
 }
 
-TEST(inspect_check_refuses_quantized) {
+/* A quantization_config qvl cannot run is refused at load with one line naming the field, by the
+ * library and by `qvl inspect` (exit 1). */
+TEST(inspect_check_refuses_unsupported_quantization) {
     char *d = mkdir_tmp("awq");
     CHECK_INT(sparse_model_dir(d, "tests/fixtures/configs/4b", 1, NULL), 0);
     char path[600];
@@ -207,17 +209,14 @@ TEST(inspect_check_refuses_quantized) {
     char *brace = strrchr(buf, '}');
     strcpy(brace, ",\"quantization_config\":{\"quant_method\":\"compressed-tensors\",\"format\":\"pack-quantized\"}}\n");
     CHECK_INT(write_text(path, buf), 0);
-    CHECK_INT(check_dir(d), -1);
+    CHECK_INT(check_dir(d), -2);
     char want[700];
-    snprintf(want, sizeof want, "%s: quantized checkpoints (compressed-tensors) are not supported yet", d);
+    snprintf(want, sizeof want, "%s/config.json: quantization_config.config_groups: missing or empty", d);
     CHECK_STR(qvl_error(), want);
 
     char *out = NULL, *err = NULL;
-    CHECK_INT(test_qvl(&out, &err, "inspect --json %s", d), 0);
-    cJSON *j = cJSON_Parse(out);
-    CHECK(j != NULL);
-    CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(j, "quantization")), "compressed-tensors");
-    cJSON_Delete(j);
+    CHECK_INT(test_qvl(&out, &err, "inspect --json %s", d), 1);
+    CHECK_CONTAINS(err, "quantization_config.config_groups: missing or empty");
     free(out);
     free(err);
 }
@@ -337,10 +336,40 @@ TEST(inspect_check_hf_written_tiny_models) {
     }
 }
 
+/* Writes [N, K] into every *.weight_shape tensor of DIR/model.safetensors (whose data the sparse
+ * writer left as zeros), N and K from the config's Linear shapes. 0 or -1. */
+static int write_weight_shapes(const char *dir, const qvl_config *c) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    FILE *f = fopen(path, "r+b");
+    if (!f) return -1;
+    uint64_t hlen = 0;
+    int rc = fread(&hlen, 8, 1, f) == 1 ? 0 : -1;
+    char *h = rc ? NULL : calloc(hlen + 1, 1);
+    if (!h || fread(h, 1, hlen, f) != hlen) rc = -1;
+    cJSON *j = rc ? NULL : cJSON_Parse(h);
+    int n = 0;
+    qvl_tensor_spec *s = qvl_expected_tensors(c, &n);
+    for (cJSON *e = j ? j->child : NULL; e && !rc; e = e->next) {
+        size_t L = strlen(e->string);
+        if (L < 13 || strcmp(e->string + L - 13, ".weight_shape")) continue;
+        int64_t v[2] = {0, 0};
+        for (int i = 0; i < n; i++)
+            if (!strncmp(s[i].name, e->string, L - 13) && !strcmp(s[i].name + L - 13, ".weight")) v[0] = s[i].shape[0], v[1] = s[i].shape[1];
+        long off = (long)(8 + hlen + (uint64_t)cJSON_GetNumberValue(cJSON_GetArrayItem(cJSON_GetObjectItem(e, "data_offsets"), 0)));
+        if (fseek(f, off, SEEK_SET) || fwrite(v, 8, 2, f) != 2) rc = -1;
+    }
+    free(s);
+    cJSON_Delete(j);
+    free(h);
+    if (fclose(f)) rc = -1;
+    return rc;
+}
+
 /* A real-shaped community AWQ 4B checkpoint (compressed-tensors pack-quantized W4A16, group 128,
  * spec 7.1): the 7 text Linears per layer become weight_packed I32 [N, K/8] + weight_scale BF16
- * [N, K/128] + weight_shape I64 [2]; everything else stays BF16. inspect reports it and counts
- * the real bytes; the check refuses it. */
+ * [N, K/128] + weight_shape I64 [2]; everything else stays BF16 (the vision Linears too, although
+ * ignore names only lm_head: they count as 16-bit). inspect reports it and counts the real bytes. */
 TEST(inspect_awq_real_shaped) {
     qvl_config c;
     CHECK_INT(qvl_config_load("tests/fixtures/configs/4b", &c), 0);
@@ -405,13 +434,20 @@ TEST(inspect_awq_real_shaped) {
     qvl_safetensors *st = qvl_st_open(dir);
     CHECK(st != NULL);
     if (st) {
-        CHECK_INT(qvl_checkpoint_check(&c, st), -1);
-        CHECK_CONTAINS(qvl_error(), "quantized checkpoints (compressed-tensors) are not supported yet");
+        CHECK_INT(qvl_checkpoint_check(&c, st), -1); /* the sparse weight_shape holds zeros, not [N, K] */
+        CHECK_CONTAINS(qvl_error(), "model.language_model.layers.0.self_attn.q_proj.weight_shape says [0, 0], expected [4096, 2560]");
         CHECK_INT(qvl_st_count(st), m);
         CHECK_INT(qvl_st_data_bytes(st), want_bytes);
         qvl_st_close(st);
     }
     char *out = NULL, *err = NULL;
+    CHECK_INT(test_qvl(&out, &err, "inspect --json %s", dir), 1);
+    CHECK_CONTAINS(err, "weight_shape says [0, 0]");
+    free(out);
+    free(err);
+    out = err = NULL;
+    /* inspect itself with the check passing: weight_shape values written, see write_weight_shapes */
+    CHECK_INT(write_weight_shapes(dir, &c), 0);
     CHECK_INT(test_qvl(&out, &err, "inspect --json %s", dir), 0);
     cJSON *o = cJSON_Parse(out);
     CHECK(o != NULL);
@@ -423,13 +459,20 @@ TEST(inspect_awq_real_shaped) {
         CHECK_INT((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(o, "weight_bytes")), want_bytes);
         /* logical parameter count, from the config, as for the BF16 model */
         CHECK_INT((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "params"), "total")), 4437815808LL);
+        cJSON *ql = cJSON_GetObjectItem(d, "quantized_linears");
+        CHECK_INT(cJSON_GetNumberValue(cJSON_GetArrayItem(cJSON_GetObjectItem(ql, "text"), 0)), 252);
+        CHECK_INT(cJSON_GetNumberValue(cJSON_GetArrayItem(cJSON_GetObjectItem(ql, "vision"), 0)), 0);
+        CHECK_INT(cJSON_GetArraySize(cJSON_GetObjectItem(d, "unquantized_linears")), 96 + 2 + 6);
+        CHECK(cJSON_IsTrue(cJSON_GetObjectItem(d, "symmetric")));
         cJSON_Delete(o);
     }
     free(out);
     free(err);
     CHECK_INT(test_qvl(&out, &err, "inspect %s", dir), 0);
     CHECK_CONTAINS(out, "quantization compressed-tensors (pack-quantized, 4-bit, group 128, symmetric)");
-    CHECK_CONTAINS(out, "tensor check skipped (quantized)");
+    CHECK_CONTAINS(out, "all expected tensors present");
+    CHECK_CONTAINS(out, "packed: 252 of 356 Linears (vision 0/96, merger 0/2, deepstack 0/6, text 252/252, lm_head 0/0)");
+    CHECK_CONTAINS(out, "16-bit Linears: model.visual.blocks.*, model.visual.merger.*, model.visual.deepstack_merger_list.*\n");
     free(out);
     free(err);
     free(q);

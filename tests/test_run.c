@@ -1,4 +1,4 @@
-/* `qvl run` (spec/cli.md) on the tiny fixture model: streamed text, the --json object, and the
+/* `qvl run` (docs/cli.md) on the tiny fixture model: streamed text, the --json object, and the
  * one-line errors with their exit codes. */
 #include <cjson/cJSON.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* The OCRBench scorer: every example of spec/ocrbench.md section 7, per-type cases, the
+/* The OCRBench scorer: every example of docs/ocrbench.md section 7, per-type cases, the
  * lmms-eval variant, and Python-exact Unicode lower()/strip(). */
 #include <cjson/cJSON.h>
 #include <stdio.h>

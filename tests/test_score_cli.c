@@ -1,4 +1,4 @@
-/* `qvl score`: the oracle self-check of spec/ocrbench.md section 9 on the real annotation file
+/* `qvl score`: the oracle self-check of docs/ocrbench.md section 9 on the real annotation file
  * (1000 official, 966 lmms-eval), missing predictions, and the error cases. */
 #include <cjson/cJSON.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Real-shape random-weight Qwen3-VL checkpoints (2B / 4B / 8B dimensions of spec/qwen3vl.md 1.2)
+"""Real-shape random-weight Qwen3-VL checkpoints (2B / 4B / 8B dimensions of docs/model.md 1.2)
 and transformers references for the CUDA backend's parity check. Run on the GPU machine.
 
   gen_real_shape_models.py gen SIZE OUTDIR [--tf 2000] [--image 1024x768]

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes tests/fixtures/configs/{2b,4b,8b,8b-tf5}/ : config.json, preprocessor_config.json and
-generation_config.json with the released Qwen3-VL Instruct shapes (spec/qwen3vl.md tables 1.1/1.2).
+generation_config.json with the released Qwen3-VL Instruct shapes (docs/model.md tables 1.1/1.2).
 2b/4b/8b use the released (transformers 4.57) layout: rope_theta + rope_scaling and dtype inside
 text_config. 8b-tf5 is the same model as transformers 5.x saves it: rope_parameters, top-level dtype.
 Stdlib only; run from the repository root: python3 tools/make_config_fixtures.py"""

@@ -1,4 +1,4 @@
-/* qvl compare RUN.json... [--svg OUT.svg] (spec/cli.md): a Markdown table of evaluation summaries,
+/* qvl compare RUN.json... [--svg OUT.svg] (docs/cli.md): a Markdown table of evaluation summaries,
  * one column per run (with a row for every setting that differs between them), and optionally a hand-written SVG bar chart of accuracy, throughput and peak
  * memory side by side. */
 #include <cjson/cJSON.h>

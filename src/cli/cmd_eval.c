@@ -1,6 +1,6 @@
-/* qvl eval --model DIR --data PATH [...] (spec/cli.md): runs every selected OCRBench sample through
+/* qvl eval --model DIR --data PATH [...] (docs/cli.md): runs every selected OCRBench sample through
  * the engine one at a time, appends each result to the results JSONL as it finishes (the resume
- * log), shows progress on stderr, then prints the report (spec/report.md) and writes the summary
+ * log), shows progress on stderr, then prints the report (docs/report-format.md) and writes the summary
  * JSON atomically. A rerun with the same settings resumes: finished samples are kept. */
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -67,7 +67,7 @@ static cJSON *run_settings(const eval_args *a, const qvl_config *cfg, const qvl_
     cJSON_AddStringToObject(s, "on_overflow", a->on_overflow);
     if (a->sample) {
         cJSON *g = cJSON_AddObjectToObject(s, "sampling");
-        /* The checkpoint's generation_config values unless overridden (spec/cli.md). */
+        /* The checkpoint's generation_config values unless overridden (docs/cli.md). */
         cJSON_AddNumberToObject(g, "temperature", !isnan(a->temperature) ? a->temperature : cfg->gen.temperature);
         cJSON_AddNumberToObject(g, "top_p", !isnan(a->top_p) ? a->top_p : cfg->gen.top_p);
         cJSON_AddNumberToObject(g, "top_k", a->top_k >= 0 ? a->top_k : cfg->gen.top_k);

@@ -1,4 +1,4 @@
-/* qvl inspect MODEL_DIR [--json] (spec/cli.md): loads the config files and the safetensors headers,
+/* qvl inspect MODEL_DIR [--json] (docs/cli.md): loads the config files and the safetensors headers,
  * checks every tensor the model needs, and summarizes the checkpoint. Reads no weight data. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -9,6 +9,7 @@
 #include "cli/opts.h"
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "model/quant.h"
 #include "model/tensor_check.h"
 #include "util/error.h"
 
@@ -47,6 +48,64 @@ static cJSON *vision_json(const qvl_vision_config *v) {
     return o;
 }
 
+
+/* Which Linears the checkpoint keeps packed, per parameter group, and the names of those it keeps in
+ * 16 bits (a group wholly in 16 bits is named by its prefix). */
+typedef struct {
+    int q[QVL_GROUP_COUNT], total[QVL_GROUP_COUNT];
+    size_t packed_bytes;
+} quant_summary;
+
+static const char *group_prefix[QVL_GROUP_COUNT] = {"model.visual.blocks.*", "model.visual.merger.*",
+                                                    "model.visual.deepstack_merger_list.*",
+                                                    "model.language_model.layers.*", "lm_head"};
+
+static int quant_walk(const qvl_config *c, const qvl_safetensors *st, quant_summary *qs, cJSON *names) {
+    memset(qs, 0, sizeof *qs);
+    int n;
+    qvl_tensor_spec *s = qvl_expected_tensors(c, &n);
+    if (!s) return -1;
+    for (int i = 0; i < n; i++) {
+        size_t L = strlen(s[i].name);
+        if (s[i].ndim != 2 || L < 8 || strcmp(s[i].name + L - 7, ".weight") || strstr(s[i].name, "embed")) continue;
+        int g = s[i].group, packed = qvl_quant_linear_stored(c, st, &s[i]);
+        qs->total[g]++;
+        if (packed) {
+            qs->q[g]++;
+            qs->packed_bytes += qvl_quant_linear_bytes(c, st, &s[i]);
+        } else if (names) {
+            char mod[96];
+            snprintf(mod, sizeof mod, "%.*s", (int)(L - 7), s[i].name);
+            cJSON_AddItemToArray(names, cJSON_CreateString(mod));
+        }
+    }
+    free(s);
+    return 0;
+}
+
+/* "16-bit: a, b, ..." over the groups: a whole group by its prefix, else up to 4 names. */
+static void print_16bit(const qvl_config *c, const qvl_safetensors *st, const quant_summary *qs) {
+    cJSON *names = cJSON_CreateArray();
+    quant_summary tmp;
+    quant_walk(c, st, &tmp, names);
+    printf("16-bit Linears:");
+    int any = 0, shown = 0, omitted = 0, k = 0;
+    for (int g = 0; g < QVL_GROUP_COUNT; g++) {
+        int n16 = qs->total[g] - qs->q[g];
+        if (n16 && n16 == qs->total[g]) {
+            printf("%s %s", any++ ? "," : "", group_prefix[g]);
+            k += n16;
+            continue;
+        }
+        for (int j = 0; j < n16; j++, k++)
+            if (shown++ < 4) printf("%s %s", any++ ? "," : "", cJSON_GetStringValue(cJSON_GetArrayItem(names, k)));
+            else omitted++;
+    }
+    if (omitted) printf(" (and %d more)", omitted);
+    printf("%s\n", any ? "" : " none");
+    cJSON_Delete(names);
+}
+
 static int print_json(const qvl_config *c, const qvl_param_counts *pc, const qvl_safetensors *st) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "model_type", c->model_type);
@@ -63,6 +122,17 @@ static int print_json(const qvl_config *c, const qvl_param_counts *pc, const qvl
         if (c->quant.symmetric >= 0) cJSON_AddBoolToObject(q, "symmetric", c->quant.symmetric);
         else cJSON_AddNullToObject(q, "symmetric");
         if (c->quant.block[0]) cJSON_AddItemToObject(q, "weight_block_size", cJSON_CreateIntArray(c->quant.block, 2));
+        cJSON *skip = cJSON_AddArrayToObject(q, c->quant.method == QVL_QUANT_CT ? "ignore" : "modules_to_not_convert");
+        const char *e = c->quant.skip;
+        for (int i = 0; i < c->quant.n_skip; i++, e += strlen(e) + 1) cJSON_AddItemToArray(skip, cJSON_CreateString(e));
+        quant_summary qs;
+        cJSON *names = cJSON_CreateArray();
+        quant_walk(c, st, &qs, names);
+        cJSON *ql = cJSON_AddObjectToObject(q, "quantized_linears");
+        for (int g = 0; g < QVL_GROUP_COUNT; g++)
+            cJSON_AddItemToObject(ql, qvl_param_group_name(g), cJSON_CreateIntArray((const int[]){qs.q[g], qs.total[g]}, 2));
+        cJSON_AddItemToObject(q, "unquantized_linears", names);
+        cJSON_AddNumberToObject(q, "packed_bytes", (double)qs.packed_bytes);
     } else
         cJSON_AddNullToObject(o, "quantization");
     cJSON *p = cJSON_AddObjectToObject(o, "params");
@@ -96,6 +166,16 @@ static void print_human(const char *dir, const qvl_config *c, const qvl_param_co
         printf(")");
     }
     printf("\n");
+    if (c->quant_method[0]) {
+        quant_summary qs;
+        quant_walk(c, st, &qs, NULL);
+        int nq = 0, nt = 0;
+        for (int g = 0; g < QVL_GROUP_COUNT; g++) nq += qs.q[g], nt += qs.total[g];
+        printf("packed: %d of %d Linears (", nq, nt);
+        for (int g = 0; g < QVL_GROUP_COUNT; g++) printf("%s%s %d/%d", g ? ", " : "", qvl_param_group_name(g), qs.q[g], qs.total[g]);
+        printf("), %.2f GiB packed\n", qs.packed_bytes / 1073741824.0);
+        print_16bit(c, st, &qs);
+    }
     printf("text:   %d layers, hidden %d, mlp %d, heads %d (kv %d, head_dim %d), vocab %d, rope_theta %g, "
            "mrope_section [%d, %d, %d]%s, %s\n",
            t->num_layers, t->hidden_size, t->intermediate_size, t->num_heads, t->num_kv_heads, t->head_dim,
@@ -115,7 +195,7 @@ static void print_human(const char *dir, const qvl_config *c, const qvl_param_co
     size_t wb = qvl_st_data_bytes(st);
     printf("weights: %d tensors in %d file%s, %.2f GiB (%zu bytes)%s\n", qvl_st_count(st), qvl_st_file_count(st),
            qvl_st_file_count(st) == 1 ? "" : "s", wb / 1073741824.0, wb,
-           c->quant_method[0] ? "; tensor check skipped (quantized)" : "; all expected tensors present");
+           "; all expected tensors present");
 }
 
 int cmd_inspect(int argc, char **argv) {
@@ -126,8 +206,9 @@ int cmd_inspect(int argc, char **argv) {
     int r = opts_parse(argc, argv, opts, 1, "qvl inspect MODEL_DIR [--json]",
                        "Summarizes a Qwen3-VL checkpoint folder (config.json, preprocessor_config.json,\n"
                        "generation_config.json, safetensors): configuration, parameter counts per group, weight\n"
-                       "bytes and quantization. Checks that every tensor the model needs is present with the\n"
-                       "right shape; reads no weight data.",
+                       "bytes and quantization (method, bits, group size, symmetry, which Linears stay 16-bit).\n"
+                       "Checks that every tensor the model needs is present with the right shape; reads no\n"
+                       "weight data.",
                        pos, 1, &npos);
     if (r == 1) return 0;
     if (r) return r;
@@ -139,7 +220,7 @@ int cmd_inspect(int argc, char **argv) {
     qvl_param_counts pc;
     int rc = 1;
     if (qvl_config_load(dir, cfg) != 0 || !(st = qvl_st_open(dir)) || qvl_param_count(cfg, &pc) != 0 ||
-        (!cfg->quant_method[0] && qvl_checkpoint_check(cfg, st) != 0)) {
+        qvl_checkpoint_check(cfg, st) != 0) {
         rc = runtime_error();
         goto done;
     }

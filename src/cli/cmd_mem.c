@@ -1,4 +1,4 @@
-/* qvl mem: the GPU memory plan of a model without running it (spec/cli.md). */
+/* qvl mem: the GPU memory plan of a model without running it (docs/cli.md). */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* qvl preprocess --image FILE --npy OUT.npy [--model DIR] [pixel options] (spec/cli.md): the image
+/* qvl preprocess --image FILE --npy OUT.npy [--model DIR] [pixel options] (docs/cli.md): the image
  * pipeline alone. Writes pixel_values [num_patches, 1536] float32 and prints the grid as one JSON
  * line. Defaults are Qwen3-VL's released preprocessor_config.json, or DIR's with --model. */
 #include <stdio.h>

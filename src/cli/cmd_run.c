@@ -1,4 +1,4 @@
-/* qvl run (spec/cli.md): one image (or none) and one prompt; streams the answer to stdout, or with
+/* qvl run (docs/cli.md): one image (or none) and one prompt; streams the answer to stdout, or with
  * --json prints one JSON object at the end. */
 #include <cjson/cJSON.h>
 #include <errno.h>

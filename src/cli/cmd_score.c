@@ -1,4 +1,4 @@
-/* qvl score --data PATH --pred PRED.jsonl [--json] [--rule official|lmms-eval] (spec/cli.md):
+/* qvl score --data PATH --pred PRED.jsonl [--json] [--rule official|lmms-eval] (docs/cli.md):
  * scores predictions made elsewhere against the annotations (no images are read). */
 #include <cjson/cJSON.h>
 #include <math.h>

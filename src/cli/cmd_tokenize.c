@@ -1,4 +1,4 @@
-/* qvl tokenize (spec/cli.md): encode stdin text to ids, or decode ids to text. */
+/* qvl tokenize (docs/cli.md): encode stdin text to ids, or decode ids to text. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>

@@ -18,7 +18,7 @@ typedef struct {
     const char *help;
 } cli_opt;
 
-/* Options shared by every command that runs a model (spec/cli.md). -1 / NULL mean "not given". */
+/* Options shared by every command that runs a model (docs/cli.md). -1 / NULL mean "not given". */
 typedef struct {
     const char *device;     /* "cpu" | "cuda" | NULL (auto) */
     int threads;            /* 0 = all cores */

@@ -1,5 +1,5 @@
 /* The public engine (include/qvl.h): one request runs image load -> preprocess -> vision -> prefill
- * -> decode loop, on the CPU reference model (spec/qwen3vl.md section 10). Buffers that live for
+ * -> decode loop, on the CPU reference model (docs/model.md section 10). Buffers that live for
  * every token (logits, sampler state) are allocated once at open; per-request buffers (KV cache
  * sized to the request, pixel values, vision output) once per request; the token loop allocates
  * nothing except inside the streaming detokenizer's reused buffer. */
@@ -133,7 +133,7 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
     e->max_queue = o.max_queue;
     e->threads = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (e->threads < 1) e->threads = 1;
-    /* The default device is CUDA when a GPU is usable, else the CPU (spec/cli.md). */
+    /* The default device is CUDA when a GPU is usable, else the CPU (docs/cli.md). */
     if (o.device == QVL_DEVICE_AUTO) o.device = qvl_cuda_device_count() > 0 ? QVL_DEVICE_CUDA : QVL_DEVICE_CPU;
     if (resolve_device(&o, e->threads, e->device_name, sizeof e->device_name)) goto fail;
     if (o.device == QVL_DEVICE_CUDA) {

@@ -1,7 +1,7 @@
 /* Next-token selection from one row of logits: greedy argmax (the default) or seeded sampling with
  * repetition penalty, presence penalty, temperature, top-k and top-p.
  *
- * Logits are first rounded to bf16 (the reference's lm_head output dtype, spec/qwen3vl.md 8.12),
+ * Logits are first rounded to bf16 (the reference's lm_head output dtype, docs/model.md 8.12),
  * then processed in float32 in the order HF / vLLM apply them:
  *   repetition penalty (HF: a seen token's logit is divided by p if > 0, else multiplied by p; "seen"
  *   = prompt + generated ids) -> presence penalty (vLLM: minus pp once for each distinct token already

@@ -1,4 +1,4 @@
-/* The report text and summary JSON (see report.h; layout from spec/report.md). */
+/* The report text and summary JSON (see report.h; layout from docs/report-format.md). */
 #include "eval/report.h"
 
 #include <math.h>

@@ -1,6 +1,6 @@
-/* The end-of-run report of `qvl eval` (spec/report.md): the EVALUATION REPORT block in its exact
+/* The end-of-run report of `qvl eval` (docs/report-format.md): the EVALUATION REPORT block in its exact
  * layout, then skipped samples, latency percentiles, per-category and per-type scores, memory,
- * settings and token counts; and the same facts as the summary JSON (spec/cli.md). */
+ * settings and token counts; and the same facts as the summary JSON (docs/cli.md). */
 #ifndef QVL_EVAL_REPORT_H
 #define QVL_EVAL_REPORT_H
 #include <cjson/cJSON.h>

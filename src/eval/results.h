@@ -1,4 +1,4 @@
-/* The results JSONL of `qvl eval` (spec/cli.md): the resume log.
+/* The results JSONL of `qvl eval` (docs/cli.md): the resume log.
  *   line 1:   {"qvl_run": {...settings}}
  *   then:     one record per finished sample, each written with one write() as it finishes.
  * Opening an existing file resumes it: its records are kept, a truncated last line (a crash

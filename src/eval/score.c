@@ -1,4 +1,4 @@
-/* OCRBench scoring, exactly as the official scorer (spec/ocrbench.md sections 2 and 5). */
+/* OCRBench scoring, exactly as the official scorer (docs/ocrbench.md sections 2 and 5). */
 #include "eval/score.h"
 
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* The official OCRBench scoring rule (spec/ocrbench.md section 5) and its aggregation. */
+/* The official OCRBench scoring rule (docs/ocrbench.md section 5) and its aggregation. */
 #ifndef QVL_EVAL_SCORE_H
 #define QVL_EVAL_SCORE_H
 

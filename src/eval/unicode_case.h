@@ -1,4 +1,4 @@
-/* Python's str.lower() and str.strip() on UTF-8, exactly (spec/ocrbench.md section 5).
+/* Python's str.lower() and str.strip() on UTF-8, exactly (docs/ocrbench.md section 5).
  * lower: the full Unicode lower-case mapping of the Python that generated unicode_case_table.inc
  * (tools/gen_unicode_case.py), including U+0130 -> "i" U+0307 and the Final_Sigma rule for U+03A3.
  * strip: removes Python's whitespace set (str.isspace()) from both ends.

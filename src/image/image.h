@@ -34,7 +34,7 @@ typedef struct {
 /* Qwen3-VL defaults (65536..16777216 pixels, patch 16, temporal 2, merge 2, mean=std=0.5, 1 thread). */
 qvl_image_params qvl_image_params_default(void);
 
-/* Applies the CLI pixel options (spec/cli.md); -1 leaves a value as it is. max_image_tokens lowers
+/* Applies the CLI pixel options (docs/cli.md); -1 leaves a value as it is. max_image_tokens lowers
  * max_pixels to N*1024 (one token = 32x32 pixels) and, if needed, min_pixels to the new max_pixels
  * so that the cap holds for small images too. Returns 0, or -1 + error for a value < 1 or
  * min_pixels > max_pixels. */

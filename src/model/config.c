@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "model/quant.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -241,47 +242,6 @@ static int load_vision(const char *path, const cJSON *root, const cJSON *vc, qvl
     return 0;
 }
 
-/* Lenient: records what it recognises and ignores the rest, since quantized checkpoints are only
- * reported for now; the loader that runs them will validate. */
-static int pos_small_int(const cJSON *v) {
-    return cJSON_IsNumber(v) && v->valuedouble > 0 && v->valuedouble < 1e6 ? (int)v->valuedouble : 0;
-}
-
-static int quant_int(const cJSON *o, const char *key) { return pos_small_int(item(o, key)); }
-
-static void quant_str(const cJSON *o, const char *key, char *dst, size_t cap) {
-    const cJSON *v = item(o, key);
-    if (cJSON_IsString(v) && strlen(v->valuestring) < cap) strcpy(dst, v->valuestring);
-}
-
-static void read_quant(const cJSON *q, qvl_quant_config *qc) {
-    qc->symmetric = -1;
-    quant_str(q, "format", qc->format, sizeof qc->format); /* compressed-tensors */
-    if (!qc->format[0]) quant_str(q, "version", qc->format, sizeof qc->format); /* awq */
-    if (!qc->format[0]) quant_str(q, "fmt", qc->format, sizeof qc->format);     /* fp8 */
-    qc->bits = quant_int(q, "bits");
-    qc->group_size = quant_int(q, "group_size");
-    const cJSON *zp = item(q, "zero_point"), *sym = item(q, "sym");
-    if (cJSON_IsBool(zp)) qc->symmetric = !cJSON_IsTrue(zp);
-    if (cJSON_IsBool(sym)) qc->symmetric = cJSON_IsTrue(sym);
-    const cJSON *groups = item(q, "config_groups"); /* compressed-tensors: the first group's weights */
-    const cJSON *w = cJSON_IsObject(groups) && groups->child ? item(groups->child, "weights") : NULL;
-    if (cJSON_IsObject(w)) {
-        if (!qc->bits) qc->bits = quant_int(w, "num_bits");
-        if (!qc->group_size) qc->group_size = quant_int(w, "group_size");
-        const cJSON *s = item(w, "symmetric");
-        if (cJSON_IsBool(s)) qc->symmetric = cJSON_IsTrue(s);
-    }
-    const cJSON *blk = item(q, "weight_block_size");
-    if (cJSON_IsArray(blk) && cJSON_GetArraySize(blk) == 2) {
-        qc->block[0] = pos_small_int(cJSON_GetArrayItem(blk, 0));
-        qc->block[1] = pos_small_int(cJSON_GetArrayItem(blk, 1));
-    }
-    if (!qc->bits && item(q, "quant_method") && cJSON_IsString(item(q, "quant_method")) &&
-        !strcmp(item(q, "quant_method")->valuestring, "fp8"))
-        qc->bits = 8;
-}
-
 int qvl_config_load_main(const char *path, qvl_config *cfg) {
     char dir[sizeof cfg->model_dir];
     memcpy(dir, cfg->model_dir, sizeof dir);
@@ -320,14 +280,11 @@ int qvl_config_load_main(const char *path, qvl_config *cfg) {
         goto done;
     const cJSON *q = item(root, "quantization_config");
     if (q && !cJSON_IsNull(q)) {
-        jloc lq = {path, "quantization_config."};
         if (!cJSON_IsObject(q)) {
             qvl_errorf("%s: quantization_config: not an object", path);
             goto done;
         }
-        if (get_str(lq, q, "quant_method", cfg->quant_method, sizeof cfg->quant_method)) goto done;
-        if (!cfg->quant_method[0]) strcpy(cfg->quant_method, "unknown");
-        read_quant(q, &cfg->quant);
+        if (qvl_quant_config_parse(path, q, cfg)) goto done;
     }
     if (load_text(path, root, tc, cfg) || load_vision(path, root, vc, cfg)) goto done;
 

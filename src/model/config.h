@@ -38,20 +38,25 @@ typedef struct {
     int n_eos;
 } qvl_generation_config;
 
-/* What quantization_config says, as far as qvl reads it (0 / "" / -1 when not given). */
+/* What quantization_config says (src/model/quant_config.c; 0 / "" / -1 when not given). */
+enum { QVL_QUANT_NONE = 0, QVL_QUANT_CT = 1, QVL_QUANT_AWQ = 2, QVL_QUANT_FP8 = 3 };
+enum { QVL_QUANT_SKIP_BYTES = 16384 };
 typedef struct {
+    int method;             /* QVL_QUANT_* */
     char format[32];        /* compressed-tensors "format" (pack-quantized), awq "version" (gemm), fp8 "fmt" (e4m3) */
-    int bits;               /* weight bits: num_bits / bits (4, 8); 8 for fp8 */
-    int group_size;         /* weight group size (compressed-tensors strategy group, awq) */
-    int symmetric;          /* 1 / 0; -1 unknown (awq: !zero_point) */
-    int block[2];           /* fp8 weight_block_size */
+    int bits;               /* weight bits: 4 (int4), 8 (fp8) */
+    int group_size;         /* int4: weights per scale along the input (0: one group per row, "channel") */
+    int symmetric;          /* 1 / 0; -1 not applicable (fp8) */
+    int block[2];           /* fp8 weight_block_size [out, in] */
+    int n_skip;             /* entries of ignore / modules_to_not_convert, NUL-separated in skip */
+    char skip[QVL_QUANT_SKIP_BYTES];
 } qvl_quant_config;
 
 typedef struct {
     char model_type[32];                      /* "qwen3_vl" */
     char dtype[16];                           /* torch_dtype / dtype: "bfloat16", ... */
-    char quant_method[32];                    /* "" if not quantized; else e.g. "awq", "fp8", "compressed-tensors" */
-    qvl_quant_config quant;                   /* details of quantization_config (spec 7), recorded only */
+    char quant_method[32];                    /* "" if not quantized; else "awq", "fp8" or "compressed-tensors" */
+    qvl_quant_config quant;                   /* details of quantization_config (spec 7) */
     qvl_text_config text;
     qvl_vision_config vision;
     qvl_preproc_config preproc;

@@ -1,6 +1,6 @@
 /* A Qwen3-VL model on the CPU reference backend: weights bound from the checkpoint (computed in
  * F32 whatever the stored dtype), the vision tower, and the text decoder with a KV cache.
- * Spec: spec/qwen3vl.md sections 4-5. The forward pass reads top to bottom in src/backend/cpu/. */
+ * Reference: docs/model.md sections 4-5. The forward pass reads top to bottom in src/backend/cpu/. */
 #ifndef QVL_MODEL_H
 #define QVL_MODEL_H
 #include <stddef.h>

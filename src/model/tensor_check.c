@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/quant.h"
 #include "util/error.h"
 
 static const char *group_names[QVL_GROUP_COUNT] = {"vision", "merger", "deepstack", "text", "lm_head"};
@@ -77,14 +78,15 @@ void qvl_shape_str(const int64_t *shape, int ndim, char *buf, int cap) {
 }
 
 int qvl_checkpoint_check(const qvl_config *cfg, const qvl_safetensors *st) {
-    const char *where = cfg->model_dir[0] ? cfg->model_dir : qvl_st_path(st);
-    if (cfg->quant_method[0])
-        return qvl_errorf("%s: quantized checkpoints (%s) are not supported yet", where, cfg->quant_method);
     int n;
     qvl_tensor_spec *s = qvl_expected_tensors(cfg, &n);
     if (!s) return -1;
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
+        if (qvl_quant_linear_stored(cfg, st, &s[i])) { /* packed int4 / fp8: quant.c knows its tensors */
+            rc = qvl_quant_check_linear(cfg, st, &s[i]);
+            continue;
+        }
         const qvl_tensor *t = qvl_st_find(st, s[i].name);
         char want[128], got[128];
         qvl_shape_str(s[i].shape, s[i].ndim, want, sizeof want);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/quant.h"
 #include "model/tensor_names.h"
 #include "util/error.h"
 
@@ -14,6 +15,8 @@ typedef struct {
     float *data;        /* NULL while counting */
     size_t used;
     int failed;
+    qvl_weights *w;     /* receives the packed Linears (model/quant.h) */
+    int n_q;
 } binder;
 
 /* Points *dst at role's tensor (of block, merger or layer index) converted to float32. */
@@ -21,6 +24,19 @@ static void bind(binder *b, const float **dst, qvl_tensor_role role, int index) 
     if (b->failed) return;
     qvl_tensor_spec s;
     qvl_tensor_role_spec(b->cfg, role, index, &s);
+    if (qvl_quant_linear_stored(b->cfg, b->st, &s)) { /* stays packed; dequantized per tile when used */
+        if (b->data) {
+            qvl_qweight *q = qvl_qweight_load(b->cfg, b->st, &s);
+            if (!q) {
+                b->failed = 1;
+                return;
+            }
+            b->w->qw[b->w->n_qw++] = q;
+            *dst = (const float *)(const void *)q;
+        }
+        b->n_q++;
+        return;
+    }
     const qvl_tensor *t = qvl_st_find(b->st, s.name);
     if (!t) {
         b->failed = 1;
@@ -102,19 +118,20 @@ int qvl_weights_load(qvl_weights *w, const qvl_config *cfg, const qvl_safetensor
         qvl_weights_free(w);
         return qvl_errorf("%s: out of memory for the weight tables", qvl_st_path(st));
     }
-    binder count = {cfg, st, NULL, 0, 0};
+    binder count = {cfg, st, NULL, 0, 0, w, 0};
     bind_all(&count, w);
     if (count.failed) {
         qvl_weights_free(w);
         return -1;
     }
     w->data = malloc(count.used * sizeof(float));
-    if (!w->data) {
+    w->qw = calloc((size_t)count.n_q + 1, sizeof *w->qw);
+    if (!w->data || !w->qw) {
         qvl_weights_free(w);
         return qvl_errorf("%s: out of memory converting %zu weights to float32", qvl_st_path(st), count.used);
     }
     w->n_floats = count.used;
-    binder fill = {cfg, st, w->data, 0, 0};
+    binder fill = {cfg, st, w->data, 0, 0, w, 0};
     bind_all(&fill, w);
     if (fill.failed) {
         qvl_weights_free(w);
@@ -124,6 +141,8 @@ int qvl_weights_load(qvl_weights *w, const qvl_config *cfg, const qvl_safetensor
 }
 
 void qvl_weights_free(qvl_weights *w) {
+    for (int i = 0; i < w->n_qw; i++) qvl_qweight_free(w->qw[i]);
+    free(w->qw);
     free(w->data);
     free(w->vision.blocks);
     free(w->text.layers);

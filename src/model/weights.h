@@ -45,11 +45,17 @@ typedef struct {
     const float *lm_head;               /* [V, D]; == embed when tied */
 } qvl_text_w;
 
+struct qvl_qweight;
+
 typedef struct {
     qvl_vision_w vision;
     qvl_text_w text;
     float *data;                        /* the one allocation */
     size_t n_floats;
+    /* Quantized Linears (model/quant.h) stay packed: their weight pointers above point at these
+     * (the CPU matmul recognises them, qvl_qweight_of). */
+    struct qvl_qweight **qw;
+    int n_qw;
 } qvl_weights;
 
 /* Converts every tensor the config needs from st (already checked by qvl_checkpoint_check) to

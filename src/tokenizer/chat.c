@@ -1,4 +1,4 @@
-/* The Qwen3-VL Instruct chat template (spec/qwen3vl.md section 3). The prompt is rendered as
+/* The Qwen3-VL Instruct chat template (docs/chat-template.md section 3). The prompt is rendered as
  * text and tokenized as a whole (text next to "user\n" can merge with it, as in the reference);
  * then the i-th <|image_pad|> is expanded to the i-th image's token count, as the processor does. */
 #include "tokenizer/chat.h"

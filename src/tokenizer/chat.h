@@ -1,4 +1,4 @@
-/* The Qwen3-VL Instruct chat template (spec/qwen3vl.md section 3), rendered to text and to ids
+/* The Qwen3-VL Instruct chat template (docs/chat-template.md section 3), rendered to text and to ids
  * with each image expanded to its N <|image_pad|> tokens. */
 #ifndef QVL_TOKENIZER_CHAT_H
 #define QVL_TOKENIZER_CHAT_H

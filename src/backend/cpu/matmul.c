@@ -3,6 +3,7 @@
  * AVX-512 clone is chosen at run time on x86-64). The summation order depends only on K, never
  * on M, N or the thread count, so results are the same however the work is split. */
 #include "backend/cpu/ops.h"
+#include "model/quant.h"
 
 enum { LANES = 8, COLS_PER_TASK = 16 };
 
@@ -57,6 +58,11 @@ static void matmul_task(void *arg, int task, int tid) {
 
 void qvl_cpu_matmul(qvl_pool *pool, float *y, const float *x, const float *w, const float *b, int M, int K,
                     int N) {
+    const qvl_qweight *qw = qvl_qweight_of(w); /* a packed int4 / fp8 Linear (matmul_q.c) */
+    if (qw) {
+        qvl_cpu_matmul_q(pool, y, x, qw, b, M, K, N);
+        return;
+    }
     matmul_ctx c = {y, x, w, b, M, K, N};
     qvl_pool_run(pool, matmul_task, &c, (N + COLS_PER_TASK - 1) / COLS_PER_TASK);
 }

@@ -1,6 +1,6 @@
 /* CPU reference kernels, all float32. Row-major; a "row" is one token or patch. Linear weights
  * are PyTorch's [out, in]. Every function is the plain definition of the operation in the
- * reference (spec/qwen3vl.md sections 4, 5 and 8), written so a reader can check it. */
+ * reference (docs/model.md sections 4, 5 and 8), written so a reader can check it. */
 #ifndef QVL_CPU_OPS_H
 #define QVL_CPU_OPS_H
 #include <stddef.h>
@@ -15,9 +15,15 @@
 #define SIMD_CLONES
 #endif
 
-/* y[M,N] = x[M,K] @ w[N,K]^T (+ b[N] if b). Threads split the output columns. y must not alias x. */
+/* y[M,N] = x[M,K] @ w[N,K]^T (+ b[N] if b). Threads split the output columns. y must not alias x.
+ * w may stand for a packed quantized Linear (model/quant.h): then qvl_cpu_matmul_q runs. */
 void qvl_cpu_matmul(qvl_pool *pool, float *y, const float *x, const float *w, const float *b, int M, int K,
                     int N);
+struct qvl_qweight;
+/* The same over packed weights (matmul_q.c), dequantized 16 rows at a time (fp8: the input quantized
+ * per token first, as the reference does). */
+void qvl_cpu_matmul_q(qvl_pool *pool, float *y, const float *x, const struct qvl_qweight *w, const float *b, int M,
+                      int K, int N);
 
 /* The next five split their rows / elements over pool (NULL: run inline); results never depend
  * on the split. LayerNorm over each row of dim: (x - mean) / sqrt(var + eps) * w + b (biased

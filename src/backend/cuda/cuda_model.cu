@@ -1,6 +1,6 @@
 /* The CUDA model of model_cuda.h: arena planning, weight upload, vision tower, text prefill and
  * decode. Reads like src/backend/cpu/{vision,text}.c, with BF16 rounding at the points of
- * spec/qwen3vl.md section 8. One stream; the host only waits for the picked id (argmax, or
+ * docs/model.md section 8. One stream; the host only waits for the picked id (argmax, or
  * cuda_sample.cu's pick kernel for sampling and penalties). */
 #include <math.h>
 #include <stdio.h>

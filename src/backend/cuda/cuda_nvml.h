@@ -1,5 +1,5 @@
 /* This process's GPU memory as the NVIDIA driver reports it (NVML), for the measured peak beside
- * the memory plan (spec/report.md: "NVML per-process figure, or device used minus the figure before
+ * the memory plan (docs/report-format.md: "NVML per-process figure, or device used minus the figure before
  * the process started"). NVML (libnvidia-ml.so.1) and the CUDA driver (libcuda.so.1, only for the
  * device's PCI bus id) are loaded at run time with dlopen: nothing is linked, and a machine without
  * them builds and runs; the meter then says why and the caller falls back to cudaMemGetInfo.

@@ -1,5 +1,5 @@
 /* CUDA kernels of the Qwen3-VL forward pass (BF16 storage, F32 arithmetic where the reference
- * computes in F32; rounding points follow spec/qwen3vl.md section 8). Launchers only: every
+ * computes in F32; rounding points follow docs/model.md section 8). Launchers only: every
  * function enqueues on `st` and returns at once. C++ (nvcc) only. Row-major; a "row" is one
  * token or patch; linear weights are PyTorch's [out, in]. */
 #ifndef QVL_BACKEND_CUDA_OPS_H
