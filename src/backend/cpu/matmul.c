@@ -58,7 +58,9 @@ static void matmul_task(void *arg, int task, int tid) {
 
 void qvl_cpu_matmul(qvl_pool *pool, float *y, const float *x, const float *w, const float *b, int M, int K,
                     int N) {
-    const qvl_qweight *qw = qvl_qweight_of(w); /* a packed int4 / fp8 Linear (matmul_q.c) */
+    /* A packed int4 / fp8 Linear (matmul_q.c) carries a 16-byte magic; a float weight of fewer than
+     * 4 values cannot be one (and must not be read past its end). */
+    const qvl_qweight *qw = (size_t)K * (size_t)N >= 4 ? qvl_qweight_of(w) : NULL;
     if (qw) {
         qvl_cpu_matmul_q(pool, y, x, qw, b, M, K, N);
         return;
