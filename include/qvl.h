@@ -88,6 +88,8 @@ typedef struct {
                                  beyond it); <= 0 = no limit */
     int kv_dtype;             /* QVL_KV_BF16 (default) or QVL_KV_FP8 (CUDA only) */
     qvl_tuning tuning;        /* CUDA kernel choices; qvl_tuning_default() */
+    int kv_blocks;            /* > 0: at most this many KV blocks (of 64 tokens) in the pool, e.g. to run
+                                 with a pool that fits one sequence; <= 0 = from the memory plan */
 } qvl_engine_opts;
 
 qvl_engine_opts qvl_engine_opts_default(void);

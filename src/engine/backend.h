@@ -50,6 +50,8 @@ typedef struct {
     long gpu_mem_mib;         /* hard cap on everything the backend allocates; <= 0: none */
     int kv_dtype;             /* QVL_KV_BF16 / QVL_KV_FP8 */
     qvl_tuning tuning;        /* kernel choices; tuning.dump_dir: parity dumps (CPU and CUDA) */
+    int kv_blocks;            /* > 0: at most this many KV blocks in the pool (tests: a pool that fits one
+                                 sequence); <= 0: from the memory plan */
 } qvl_backend_opts;
 
 /* The limits in force after open (every field resolved, > 0). The engine never exceeds them. */
