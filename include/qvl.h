@@ -196,8 +196,9 @@ typedef struct {
 /* Takes one finished request, if any: returns 1 and fills *ev, else 0. Never blocks. */
 int qvl_poll(qvl_engine *e, qvl_event *ev);
 
-/* Ends a waiting or running request. A waiting one is finished at once; a running one stops before
- * its next token, and its KV blocks are free when the step in progress (if any) returns. Its event
+/* Ends a waiting or running request. A waiting one is finished at once (one that a worker thread is
+ * reading and preprocessing: as soon as that returns); a running one stops before its next token,
+ * and its KV blocks are free when the step in progress (if any) returns. Its event
  * (QVL_ERR_CANCELLED) still comes through qvl_poll. Returns 0, or -1 (QVL_ERR_INPUT) for an id that
  * is not in flight. */
 int qvl_cancel(qvl_engine *e, qvl_req_id id);

@@ -16,14 +16,27 @@
 
 /* ---- preparation (worker threads) ---- */
 
+static void unlink_locked(qvl_engine *e, qvl_req *prev, qvl_req *r);
+
 void qvl_engine_prepare_item(void *engine, void *req) {
     qvl_engine *e = engine;
     qvl_req *r = req;
-    qvl_req_prepare(r, &e->prep);   /* on failure r->status/code/error say why */
+    if (!__atomic_load_n(&r->cancelled, __ATOMIC_ACQUIRE))
+        qvl_req_prepare(r, &e->prep);   /* on failure r->status/code/error say why */
     pthread_mutex_lock(&e->mu);
-    r->state = QVL_REQ_READY;
     e->n_preparing--;
-    e->n_ready++;
+    if (__atomic_load_n(&r->cancelled, __ATOMIC_ACQUIRE)) {   /* cancelled meanwhile: finished now */
+        qvl_req *prev = NULL, *q = e->queue_head;
+        while (q && q != r) prev = q, q = q->next;
+        if (q) unlink_locked(e, prev, r);
+        r->status = -1;
+        r->code = QVL_ERR_CANCELLED;
+        snprintf(r->error, sizeof r->error, "request %lld: cancelled", (long long)r->id);
+        qvl_engine_finish_locked(e, r, NULL);
+    } else {
+        r->state = QVL_REQ_READY;
+        e->n_ready++;
+    }
     pthread_cond_broadcast(&e->prepared);
     pthread_mutex_unlock(&e->mu);
 }
@@ -68,10 +81,7 @@ static void fail_with(qvl_req *r, qvl_error_code code, const char *msg) {
  * result and posts the event. status 0: done; else r->status/code/error are set. */
 static void finish_running(qvl_engine *e, qvl_req *r) {
     int slot = r->slot;
-    if (slot >= 0) {
-        e->ops->seq_free(e->be, slot);
-        qvl_kv_pool_release(&e->kv, slot);
-    }
+    if (slot >= 0) e->ops->seq_free(e->be, slot);
     if (!r->images_dropped) e->image_cache_used -= r->image_tokens;
     r->images_dropped = 1;
     qvl_result *res = &r->res;
@@ -99,6 +109,7 @@ static void finish_running(qvl_engine *e, qvl_req *r) {
     }
     pthread_mutex_lock(&e->mu);
     if (slot >= 0) {
+        qvl_kv_pool_release(&e->kv, slot);   /* under mu: qvl_engine_stats_get reads the pool */
         e->slots[slot] = NULL;
         e->n_running--;
     }
