@@ -159,6 +159,9 @@ typedef struct {
     /* Seconds of this request: image read+decode, preprocess, vision tower, prefill (prompt
      * forward), decode (token loop), total; ttft = request start to the first token. */
     double load_s, preprocess_s, vision_s, prefill_s, decode_s, total_s, ttft_s;
+    /* Of total_s, the seconds the request waited in the queue: for a preparation worker, then
+     * (prepared) for a sequence slot and KV blocks. total_s - queue_s is its own service time. */
+    double queue_s;
     int downscaled_from_tokens;  /* > 0: on_overflow_downscale shrank the image from this many tokens */
 } qvl_result;
 

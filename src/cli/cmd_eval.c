@@ -154,8 +154,10 @@ static int sample_record(const qvl_sample *s, qvl_event *ev, qvl_score_rule rule
         return 0;
     }
     const qvl_result *res = &ev->result;
-    rec->latency_s = res->total_s;   /* submission to the last token (docs/report-format.md) */
-    rec->ttft_s = res->ttft_s;
+    /* The request's own time to its last token (docs/report-format.md): its total less the time it
+     * waited in the queue, which only reflects how far ahead of the engine qvl submits. */
+    rec->latency_s = res->total_s - res->queue_s;
+    rec->ttft_s = res->ttft_s - res->queue_s;
     rec->prediction = res->text ? res->text : "";
     rec->prompt_tokens = res->prompt_tokens;
     rec->image_tokens = res->image_tokens;

@@ -56,6 +56,7 @@ typedef struct qvl_req {
     qvl_result res;          /* generated so far */
     qvl_detok_stream *ds;
     double vision_s, t_vision_end, t_first;
+    double t_prep_start, t_prep_end, t_admit;
     /* Failure (status -1): the request's own error. */
     int status;
     qvl_error_code code;

@@ -21,8 +21,10 @@ static void unlink_locked(qvl_engine *e, qvl_req *prev, qvl_req *r);
 void qvl_engine_prepare_item(void *engine, void *req) {
     qvl_engine *e = engine;
     qvl_req *r = req;
+    r->t_prep_start = qvl_now_mono();
     if (!__atomic_load_n(&r->cancelled, __ATOMIC_ACQUIRE))
         qvl_req_prepare(r, &e->prep);   /* on failure r->status/code/error say why */
+    r->t_prep_end = qvl_now_mono();
     pthread_mutex_lock(&e->mu);
     e->n_preparing--;
     if (__atomic_load_n(&r->cancelled, __ATOMIC_ACQUIRE)) {   /* cancelled meanwhile: finished now */
@@ -106,6 +108,7 @@ static void finish_running(qvl_engine *e, qvl_req *r) {
         res->prefill_s = t_first - t_vis;
         res->decode_s = t_end - t_first;
         res->total_s = t_end - r->t_submit;
+        if (r->t_admit > 0) res->queue_s = (r->t_prep_start - r->t_submit) + (r->t_admit - r->t_prep_end);
     }
     pthread_mutex_lock(&e->mu);
     if (slot >= 0) {
@@ -215,6 +218,7 @@ static int admit_locked(qvl_engine *e) {
         unlink_locked(e, prev, r);
         e->n_ready--;
         r->state = QVL_REQ_RUNNING;
+        r->t_admit = qvl_now_mono();
         r->slot = slot;
         e->slots[slot] = r;
         e->n_running++;
