@@ -142,15 +142,15 @@ static int cancelled(const qvl_req *r) { return __atomic_load_n(&r->cancelled, _
 static int static_checks(const qvl_engine *e, const qvl_req *r, long tokens) {
     for (int i = 0; i < r->n_images; i++)
         if (r->pv[i].image_tokens > e->lim.vision_tokens) {
-            qvl_errorf("%s: %d image tokens exceed the %ld one vision pass admits (--max-pixels, --gpu-mem)",
-                       r->images[i].name, r->pv[i].image_tokens, e->lim.vision_tokens);
-            qvl_error_set_kind(QVL_ERR_NO_MEMORY);
+            qvl_errorf("%s: %d image tokens exceed the %ld the memory plan admits per image (--max-pixels, "
+                       "--max-image-tokens, --gpu-mem)", r->images[i].name, r->pv[i].image_tokens, e->lim.vision_tokens);
+            qvl_error_set_kind(QVL_ERR_INPUT);   /* this request alone: the others go on (eval skips it) */
             return -1;
         }
     if (r->image_tokens > e->lim.image_cache_tokens) {
         qvl_errorf("%s: %d image tokens exceed the %ld the image cache holds (--max-pixels, --gpu-mem)",
                    r->n_images ? r->images[0].name : "request", r->image_tokens, e->lim.image_cache_tokens);
-        qvl_error_set_kind(QVL_ERR_NO_MEMORY);
+        qvl_error_set_kind(QVL_ERR_INPUT);
         return -1;
     }
     int need = qvl_kv_pool_blocks_for(&e->kv, tokens);
