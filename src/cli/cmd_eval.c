@@ -143,7 +143,7 @@ static qvl_request sample_request(const qvl_sample *s, char *name, size_t name_l
 
 /* The record of a finished request; fills rec (prediction borrowed from ev->result until
  * qvl_result_free, reason from ev->error). Returns 0, or -1 for a failure that must stop the run
- * (the sample is then not recorded, so a rerun retries it). */
+ * (the sample is then not recorded, so a rerun runs it again). */
 static int sample_record(const qvl_sample *s, qvl_event *ev, qvl_score_rule rule, qvl_eval_record *rec) {
     *rec = base_record(s);
     if (ev->status) {

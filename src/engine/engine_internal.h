@@ -1,7 +1,7 @@
 /* The engine's state, shared by engine.c (the public API: open, submit, poll, cancel, stats) and
  * scheduler.c (qvl_step). Locking: mu guards the queue, the slot table's membership, the done
  * list and the counters; the backend, the KV pool and the batch belong to the thread inside
- * qvl_step (no lock held while the backend runs or a token callback is called). */
+ * qvl_step (no lock held while the backend runs or a token callback runs). */
 #ifndef QVL_ENGINE_INTERNAL_H
 #define QVL_ENGINE_INTERNAL_H
 #include <pthread.h>

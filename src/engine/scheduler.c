@@ -288,7 +288,7 @@ static void name_image_error(const char *name) {
 }
 
 /* The images of the admitted requests through the vision tower, as few passes as the vision
- * budget allows; a failed pass is retried image by image so that only the bad image's request
+ * budget allows; a failed pass runs again image by image so that only the bad image's request
  * fails. */
 static void encode_admitted(qvl_engine *e, qvl_req **adm, int n_adm) {
     int cap = 0;

@@ -19,7 +19,7 @@ int qvl_cpu_vision_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_visi
                            const char *dump_dir);
 
 /* Several images in one pass (attention within each frame of each image): the same features as one
- * call per image, bit for bit. Dumps (dump_dir) only when n_img == 1. */
+ * pass per image, bit for bit. Dumps (dump_dir) only when n_img == 1. */
 typedef struct {
     const float *pixels;
     int grid_t, grid_h, grid_w;

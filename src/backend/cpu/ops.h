@@ -57,7 +57,7 @@ size_t qvl_cpu_attention_scratch(int threads, int n_kv);
  * of several images run together with the results of running each alone. Keys are the segment's
  * contiguous k/v rows, or (table != NULL) rows of the paged KV cache: key j lives in block
  * table[j / block_tokens] at row j % block_tokens. scratch: qvl_cpu_attention_scratch(threads,
- * scratch_kv) floats with scratch_kv >= every segment's n_kv. task0 is filled in by the call. */
+ * scratch_kv) floats with scratch_kv >= every segment's n_kv. task0 is set here. */
 typedef struct {
     int row0, n_q, n_kv, causal_pos0;
     const float *k, *v;

@@ -277,7 +277,7 @@ void qvl_cpu_text_forward_batch(qvl_pool *pool, const qvl_config *cfg, const qvl
         qvl_cpu_rmsnorm(pool, y, x, w->norm, n, D, eps);
         dump2(dump_dir, "text.norm", dump, y, n, D);
     }
-    /* The rows whose next token is picked: final norm and lm_head (per row, as for one row alone). */
+    /* The rows whose next token is picked: output norm and lm_head (per row, as for one row alone). */
     if (b->n_pick > 0 && logits) {
         for (int j = 0; j < b->n_pick; j++)
             memcpy(s->last + (size_t)j * D, x + (size_t)b->pick_rows[j] * D, (size_t)D * sizeof(float));
