@@ -526,7 +526,8 @@ int cmd_eval(int argc, char **argv) {
     strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S", localtime(&now));
     const char *device = st.engine ? qvl_engine_device_name(st.engine) : "(not opened: every sample was already done)";
     cJSON *report_settings = cJSON_Duplicate(st.settings, 1);
-    cJSON_AddNumberToObject(report_settings, "batch", max_batch);   /* the sequences in flight at most */
+    if (max_batch > 0) cJSON_AddNumberToObject(report_settings, "batch", max_batch);   /* sequences in flight at most */
+    else cJSON_AddNullToObject(report_settings, "batch");   /* nothing ran: every sample was already done */
     cJSON_AddStringToObject(report_settings, "qvl_version", QVL_VERSION);
     cJSON_AddStringToObject(report_settings, "results", st.out);
     cJSON_AddItemToObject(report_settings, "memory_plan", qvl_fit_json(&fit, &st.dp, &frq));
