@@ -181,8 +181,10 @@ typedef int64_t qvl_req_id;
 qvl_req_id qvl_submit(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *g);
 
 /* Runs one scheduler step. Returns the number of requests still waiting or running (0: idle), or
- * -1 + error on a failure of the engine itself (a device error), after which every request in
- * flight is finished with that error. */
+ * -1 + error on a failure of the engine itself (a device error), after which every running request
+ * is finished with that error (waiting ones stay queued). When nothing can run because every
+ * request in flight is still being read and preprocessed by the worker threads, it waits for the
+ * first of them instead of returning at once (no busy loop for the caller). */
 int qvl_step(qvl_engine *e);
 
 /* A finished request. status 0: result is filled; else the request failed alone with code/error
