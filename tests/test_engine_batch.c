@@ -3,6 +3,7 @@
  * several images of different sizes in one vision pass), the KV pool (blocks queue requests,
  * cancel frees them, a pool that fits one sequence still runs everything), and bad requests that
  * fail alone (corrupt images, a prompt longer than the context) among good ones. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -479,5 +480,82 @@ TEST(engine_batch_cancel_mid_decode_frees_blocks) {
     qvl_result_free(&ra);
     qvl_engine_stats_get(e, &st);
     CHECK_INT(st.kv_blocks_used, 0);
+    qvl_engine_close(e);
+}
+
+/* Submit and cancel from another thread while this one steps (qvl.h's thread rules): every
+ * request gets exactly one event; the ones not cancelled match their lone runs. */
+typedef struct {
+    qvl_engine *e;
+    qvl_req_id ids[12];
+    int cancel_rc[12];
+    const qvl_request *reqs;
+    const qvl_gen_opts *g;
+} submitter;
+
+static void *submit_thread(void *arg) {
+    submitter *s = arg;
+    for (int i = 0; i < 12; i++) {
+        s->ids[i] = qvl_submit(s->e, &s->reqs[i % 3], s->g);
+        s->cancel_rc[i] = 1;   /* not asked */
+        if (i % 4 == 3) s->cancel_rc[i - 2] = qvl_cancel(s->e, s->ids[i - 2]);   /* 0, or -1: already done */
+    }
+    return NULL;
+}
+
+TEST(engine_batch_submit_and_cancel_from_another_thread) {
+    qvl_engine *e = open_engine(TINY "/tied", 256, 4, 0);
+    if (!e) return;
+    qvl_request reqs[3] = {{.image_path = IMAGES[0], .prompt = "Read the text."},
+                           {.image_path = IMAGES[3], .prompt = "What is written here?"},
+                           {.prompt = "Say something."}};
+    qvl_gen_opts g = qvl_gen_opts_default();
+    g.max_new_tokens = 6;
+    qvl_result alone[3];
+    for (int i = 0; i < 3; i++) CHECK_INT(qvl_generate(e, &reqs[i], &g, &alone[i]), 0);
+    submitter s = {.e = e, .reqs = reqs, .g = &g};
+    pthread_t th;
+    CHECK_INT(pthread_create(&th, NULL, submit_thread, &s), 0);
+    int got = 0, joined = 0, seen[12] = {0};
+    qvl_event evs[12];
+    for (int guard = 0; guard < 200000 && got < 12; guard++) {
+        qvl_step(e);
+        qvl_event ev;
+        while (qvl_poll(e, &ev)) {
+            int k = -1;
+            if (!joined) {   /* ids are known once the thread is done: keep the event until then */
+                pthread_join(th, NULL);
+                joined = 1;
+            }
+            for (int i = 0; i < 12; i++)
+                if (s.ids[i] == ev.id) k = i;
+            CHECK(k >= 0);
+            if (k < 0) {
+                qvl_result_free(&ev.result);
+                continue;
+            }
+            seen[k]++;
+            evs[k] = ev;
+            got++;
+        }
+    }
+    if (!joined) pthread_join(th, NULL);
+    CHECK_INT(got, 12);
+    for (int i = 0; i < 12; i++) {
+        CHECK_INT(seen[i], 1);
+        if (seen[i] != 1) continue;
+        if (s.cancel_rc[i] == 0 && evs[i].status) {
+            CHECK_INT(evs[i].code, QVL_ERR_CANCELLED);
+        } else {
+            CHECK_INT(evs[i].status, 0);
+            CHECK(same_tokens(&evs[i].result, &alone[i % 3]));
+        }
+        qvl_result_free(&evs[i].result);
+    }
+    for (int i = 0; i < 3; i++) qvl_result_free(&alone[i]);
+    qvl_engine_stats st;
+    qvl_engine_stats_get(e, &st);
+    CHECK_INT(st.kv_blocks_used, 0);
+    CHECK_INT(st.running + st.waiting, 0);
     qvl_engine_close(e);
 }
