@@ -326,7 +326,7 @@ int qvl_cancel(qvl_engine *e, qvl_req_id id) {
         else e->queue_head = r->next;
         if (e->queue_tail == r) e->queue_tail = prev;
         e->n_queue--;
-        if (r->state == QVL_REQ_READY) e->n_ready--;
+        if (r->state == QVL_REQ_READY) qvl_engine_unready_locked(e, r);
         r->status = -1;
         r->code = QVL_ERR_CANCELLED;
         snprintf(r->error, sizeof r->error, "request %lld: cancelled", (long long)id);

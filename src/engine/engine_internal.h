@@ -50,6 +50,8 @@ struct qvl_engine {
     int mu_ok;
     qvl_req *queue_head, *queue_tail;   /* not running: waiting, preparing, ready (submission order) */
     int n_queue, n_preparing, n_ready, max_queue;
+    long ready_image_tokens;    /* image tokens of the prepared requests not yet admitted (their pixels
+                                   are in host memory): preparation stops running ahead past a cap */
     qvl_req **slots;            /* [max_seqs] the running request of each slot, or NULL */
     int n_running;
     qvl_event_node *done_head, *done_tail;
@@ -60,6 +62,8 @@ struct qvl_engine {
 /* Turns a finished request into an event on the done list and frees it (mu held). res: its result
  * (moved into the event), or NULL. */
 void qvl_engine_finish_locked(qvl_engine *e, qvl_req *r, qvl_result *res);
+/* A prepared request leaves the ready count (admitted, cancelled or failed; mu held). */
+void qvl_engine_unready_locked(qvl_engine *e, const qvl_req *r);
 /* Prepares r on a worker thread (workers.h callback). */
 void qvl_engine_prepare_item(void *engine, void *req);
 

@@ -38,14 +38,24 @@ void qvl_engine_prepare_item(void *engine, void *req) {
     } else {
         r->state = QVL_REQ_READY;
         e->n_ready++;
+        e->ready_image_tokens += r->image_tokens;
     }
     pthread_cond_broadcast(&e->prepared);
     pthread_mutex_unlock(&e->mu);
 }
 
-/* Hands waiting requests to the workers, up to the lookahead (mu held). */
+void qvl_engine_unready_locked(qvl_engine *e, const qvl_req *r) {
+    e->n_ready--;
+    e->ready_image_tokens -= r->image_tokens;
+}
+
+/* Hands waiting requests to the workers, up to the lookahead: a few more than the sequence slots,
+ * and not while the prepared ones already hold more image tokens than the backend's image cache
+ * (their pixel values wait in host memory) (mu held). */
 static void dispatch_locked(qvl_engine *e) {
-    for (qvl_req *r = e->queue_head; r && e->n_preparing + e->n_ready < e->lookahead; r = r->next) {
+    for (qvl_req *r = e->queue_head;
+         r && e->n_preparing + e->n_ready < e->lookahead && e->ready_image_tokens <= e->lim.image_cache_tokens;
+         r = r->next) {
         if (r->state != QVL_REQ_WAITING) continue;
         r->state = QVL_REQ_PREPARING;
         e->n_preparing++;
@@ -192,7 +202,7 @@ static int admit_locked(qvl_engine *e) {
         }
         if (cancelled(r) || r->status) {
             unlink_locked(e, prev, r);
-            e->n_ready--;
+            qvl_engine_unready_locked(e, r);
             if (!r->status) {
                 r->status = -1;
                 r->code = QVL_ERR_CANCELLED;
@@ -205,7 +215,7 @@ static int admit_locked(qvl_engine *e) {
         long tokens = request_tokens(e, r);
         if (static_checks(e, r, tokens)) {
             unlink_locked(e, prev, r);
-            e->n_ready--;
+            qvl_engine_unready_locked(e, r);
             qvl_req_fail(r, QVL_ERR_INPUT);
             qvl_engine_finish_locked(e, r, NULL);
             r = next;
@@ -216,7 +226,7 @@ static int admit_locked(qvl_engine *e) {
         if (e->image_cache_used + r->image_tokens > e->lim.image_cache_tokens) break;
         if (qvl_kv_pool_reserve(&e->kv, slot, tokens)) break;   /* first come, first served: wait */
         unlink_locked(e, prev, r);
-        e->n_ready--;
+        qvl_engine_unready_locked(e, r);
         r->state = QVL_REQ_RUNNING;
         r->t_admit = qvl_now_mono();
         r->slot = slot;
