@@ -213,6 +213,70 @@ TEST(engine_batch_logits_identical_alone_tied) { batched_equals_alone(TINY "/tie
 TEST(engine_batch_logits_identical_alone_untied) { batched_equals_alone(TINY "/untied"); }
 TEST(engine_batch_logits_identical_alone_tiny_ocr) { batched_equals_alone("models/qvl-tiny-ocr"); }
 
+/* The quantized CPU paths (FP8 with per-row dynamic activation quantization, AWQ int4) are row
+ * independent too: text prompts of different lengths (no tokenizer in these fixtures: ids drawn
+ * below the 1024-token vocabulary, avoiding the image pad) batched vs alone. */
+static void quantized_batched_equals_alone(const char *model) {
+    const qvl_backend_ops *ops = qvl_backend_find("cpu");
+    qvl_backend_opts bo = {.model_dir = model, .threads = 2, .max_model_len = MAX_LEN, .max_seqs = NREQ,
+                           .token_budget = 64};
+    qvl_backend *be = ops->open(&bo);
+    if (!be) {
+        test_fail(__FILE__, __LINE__, "open %s: %s", model, qvl_last_error());
+        return;
+    }
+    qvl_backend_limits lim;
+    ops->limits(be, &lim);
+    const qvl_config *cfg = ops->config(be);
+    int V = cfg->text.vocab_size;
+    CHECK_INT(V, 1024);
+    seq_case alone[NREQ], many[NREQ];
+    const int lens[NREQ] = {40, 75, 9, 130};
+    uint32_t x = 12345;
+    for (int i = 0; i < NREQ; i++) {
+        seq_case *cs2[2] = {&alone[i], &many[i]};
+        int32_t ids[130];
+        for (int t = 0; t < lens[i]; t++) {
+            x = x * 1103515245u + 12345u;
+            ids[t] = (int32_t)((x >> 8) % 990);   /* below the image pad (1000) */
+        }
+        for (int k = 0; k < 2; k++) {
+            seq_case *c = cs2[k];
+            memset(c, 0, sizeof *c);
+            c->r.n_ids = lens[i];
+            c->r.ids = malloc((size_t)lens[i] * sizeof *c->r.ids);
+            memcpy(c->r.ids, ids, (size_t)lens[i] * sizeof *ids);
+            c->pos = malloc((size_t)3 * lens[i] * sizeof *c->pos);
+            for (int a = 0; a < 3; a++)
+                for (int t = 0; t < lens[i]; t++) c->pos[a * lens[i] + t] = t;
+            c->logits = malloc((size_t)MAX_STEPS * V * sizeof(float));
+        }
+    }
+    qvl_kv_pool kv;
+    CHECK_INT(qvl_kv_pool_init(&kv, lim.kv_blocks, lim.kv_block_tokens, lim.max_seqs, lim.max_model_len), 0);
+    int ok = 1;
+    for (int i = 0; i < NREQ && ok; i++) {
+        seq_case *c = &alone[i];
+        ok = !drive(ops, be, &kv, &c, 1, MAX_LEN, lim.token_budget, V);
+    }
+    CHECK(ok);
+    seq_case *cs[NREQ];
+    int starts[NREQ] = {0, 1, 1, 2};
+    for (int i = 0; i < NREQ; i++) cs[i] = &many[i], many[i].start_step = starts[i];
+    CHECK_INT(drive(ops, be, &kv, cs, NREQ, 11, lim.token_budget, V), 0);
+    for (int i = 0; i < NREQ; i++) {
+        CHECK(!memcmp(many[i].tokens, alone[i].tokens, sizeof many[i].tokens));
+        CHECK(!memcmp(many[i].logits, alone[i].logits, (size_t)MAX_STEPS * V * sizeof(float)));
+        free_case(&alone[i]);
+        free_case(&many[i]);
+    }
+    qvl_kv_pool_free(&kv);
+    ops->close(be);
+}
+
+TEST(engine_batch_logits_identical_alone_fp8) { quantized_batched_equals_alone("tests/fixtures/quant/fp8"); }
+TEST(engine_batch_logits_identical_alone_awq) { quantized_batched_equals_alone("tests/fixtures/quant/awq"); }
+
 /* Several images of different sizes in one vision pass give each image's features bit for bit. */
 TEST(engine_batch_vision_pass_of_several_sizes) {
     qvl_model *m = qvl_model_open(TINY "/untied", 2);
