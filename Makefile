@@ -109,7 +109,11 @@ test-gpu: deps $(UNPACKED) $(BUILD)/qvl $(BUILD)/qvl-gpu-tests
 $(BUILD)/bench_gpu: $(BUILD)/bench/bench_gpu.o $(BUILD)/libqvl.a
 	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libqvl.a $(LDLIBS)
 
-bench: deps $(BUILD)/bench_gpu
+# Load benchmark of a running `qvl serve` (bench/bench_serve.c, bench/README.md): an HTTP client only.
+$(BUILD)/bench_serve: $(BUILD)/bench/bench_serve.o
+	$(CC) $(LDFLAGS) -o $@ $< -lcjson -lpng -lm -pthread
+
+bench: deps $(BUILD)/bench_gpu $(BUILD)/bench_serve
 
 # The README's main command: the whole pipeline on the bundled default.
 demo: all $(UNPACKED)

@@ -27,8 +27,8 @@ static void model_id(const char *dir, char *out, size_t n) {
 
 int cmd_serve(int argc, char **argv) {
     const char *model = NULL, *host = "127.0.0.1", *name = NULL, *media_dir = NULL;
-    int port = 8080, max_connections = 64, timeout_s = 30, max_images = 8, max_messages = 256, max_tokens = 512;
-    int max_queue = 64, max_batch = 0;
+    int port = 8080, max_connections = 256, timeout_s = 30, max_images = 8, max_messages = 256, max_tokens = 512;
+    int max_queue = 256, max_batch = 0;
     long max_body = 32L << 20, max_image_pixels = 16L << 20;
     double grace_s = 10;
     common_opts c = COMMON_OPTS_INIT;
@@ -46,9 +46,9 @@ int cmd_serve(int argc, char **argv) {
         {"allowed-media-dir", OPT_STR, &media_dir, "DIR",
          "folder whose image files requests may name by path (default: none, data: URLs only)"},
         {"max-connections", OPT_INT, &max_connections, "N",
-         "concurrent HTTP connections (default 64); each carries one request at a time"},
+         "concurrent HTTP connections (default 256); each carries one request at a time"},
         {"max-queue", OPT_INT, &max_queue, "N",
-         "requests waiting for the engine (default 64): 503 + Retry-After beyond"},
+         "requests waiting for the engine (default 256): 503 + Retry-After beyond"},
         {"max-batch", OPT_INT, &max_batch, "N", "sequences generated at once (default: from the memory plan)"},
         {"timeout", OPT_INT, &timeout_s, "S", "close a connection idle (or sending nothing) for S seconds (default 30)"},
         {"grace", OPT_DOUBLE, &grace_s, "S",
