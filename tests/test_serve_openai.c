@@ -359,7 +359,7 @@ TEST(serve_multi_turn_with_images_in_history) {
 TEST(serve_errors_have_their_status) {
     serve_proc s;
     CHECK_INT(serve_proc_start(&s, CPU "--model " TIED " --max-body 60000 --max-images 1 --max-image-pixels 5000"
-                                   " --max-model-len 64 --max-queue 1 --max-batch 1",
+                                   " --max-model-len 64 --max-queue 1 --batch 1",
                                60),
               0);
     int port = s.port;
@@ -433,7 +433,7 @@ TEST(serve_errors_have_their_status) {
     CHECK_INT(r.status, 405);
     http_reply_free(&r);
 
-    /* 503 + Retry-After when the queue is full: one request runs (--max-batch 1), one waits
+    /* 503 + Retry-After when the queue is full: one request runs (--batch 1), one waits
      * (--max-queue 1), the third is refused at once. */
     char *longreq = chat_body(NULL, "hi", 40, 0, -1, 1);
     char *longreq2 = chat_body(NULL, "hi", 40, 0, -1, 0);

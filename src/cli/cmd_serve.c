@@ -49,7 +49,7 @@ int cmd_serve(int argc, char **argv) {
          "concurrent HTTP connections (default 256); each carries one request at a time"},
         {"max-queue", OPT_INT, &max_queue, "N",
          "requests waiting for the engine (default 256): 503 + Retry-After beyond"},
-        {"max-batch", OPT_INT, &max_batch, "N", "sequences generated at once (default: from the memory plan)"},
+        {"batch", OPT_INT, &max_batch, "N", "sequences generated at once, as qvl eval --batch (default: from the memory plan)"},
         {"timeout", OPT_INT, &timeout_s, "S", "close a connection idle (or sending nothing) for S seconds (default 30)"},
         {"grace", OPT_DOUBLE, &grace_s, "S",
          "on SIGINT/SIGTERM, let requests in flight finish for S seconds, then cancel them (default 10)"},
@@ -75,7 +75,7 @@ int cmd_serve(int argc, char **argv) {
     if (max_messages < 1) return usage_error(cmd, "--max-messages must be at least 1");
     if (max_connections < 1) return usage_error(cmd, "--max-connections must be at least 1");
     if (max_queue < 1) return usage_error(cmd, "--max-queue must be at least 1");
-    if (max_batch < 0) return usage_error(cmd, "--max-batch must be >= 0");
+    if (max_batch < 0) return usage_error(cmd, "--batch must be >= 0");
     if (timeout_s < 1) return usage_error(cmd, "--timeout must be at least 1 second");
     if (!(grace_s >= 0)) return usage_error(cmd, "--grace must be >= 0");
     if ((rc = common_opts_check(cmd, &c))) return rc;
