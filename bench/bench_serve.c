@@ -416,12 +416,14 @@ int main(int argc, char **argv) {
         level L = {.n_bodies = nr};
         L.bodies = calloc((size_t)nr, sizeof *L.bodies);
         L.out = calloc((size_t)nr, sizeof *L.out);
+        double tb = now_s();
         for (int i = 0; i < nr; i++) {
             int k = (offset + i) % n_items;
             L.bodies[i] = request_body(&items[k], (unsigned)k, max_tokens);
             if (!L.bodies[i]) return 1;
         }
         offset = (offset + nr) % n_items;
+        fprintf(stderr, "bench_serve: %d request bodies built in %.1f s\n", nr, now_s() - tb);
         pthread_t *th = calloc((size_t)nc, sizeof *th);
         double t0 = now_s();
         for (int i = 0; i < nc; i++) pthread_create(&th[i], NULL, client_thread, &L);
