@@ -359,7 +359,7 @@ TEST(serve_multi_turn_with_images_in_history) {
 TEST(serve_errors_have_their_status) {
     serve_proc s;
     CHECK_INT(serve_proc_start(&s, CPU "--model " TIED " --max-body 60000 --max-images 1 --max-image-pixels 5000"
-                                   " --max-model-len 64 --max-queue 1 --batch 1",
+                                   " --max-model-len 64 --max-queue 1 --batch 1 --allowed-media-dir tests/fixtures/tiny/images",
                                60),
               0);
     int port = s.port;
@@ -387,7 +387,24 @@ TEST(serve_errors_have_their_status) {
     expect_error(port, body, 400, "remote URLs are not fetched");
     snprintf(msg, sizeof msg, img_part, "/etc/passwd");
     snprintf(body, sizeof body, "{\"messages\": [%s]}", msg);
-    expect_error(port, body, 400, "local image files are not served");
+    expect_error(port, body, 400, "no such image in the allowed media folder");
+    snprintf(msg, sizeof msg, img_part, "tests/fixtures/tiny/images/../../tiny-ocr-heldout/images/00000.png");
+    snprintf(body, sizeof body, "{\"messages\": [%s]}", msg);
+    expect_error(port, body, 400, "no such image in the allowed media folder");
+    /* a file under --allowed-media-dir, by path and as a file:// URL */
+    http_reply ok;
+    snprintf(msg, sizeof msg, img_part, "tests/fixtures/tiny/images/grad64.png");
+    snprintf(body, sizeof body, "{\"messages\": [%s], \"max_tokens\": 2}", msg);
+    CHECK_INT(post_chat(port, body, &ok), 200);
+    http_reply_free(&ok);
+    char cwd[1024], url[1400];
+    CHECK(getcwd(cwd, sizeof cwd) != NULL);
+    snprintf(url, sizeof url, "file://%s/tests/fixtures/tiny/images/grad64.png", cwd);
+    snprintf(msg, sizeof msg, img_part, url);
+    snprintf(body, sizeof body, "{\"messages\": [%s], \"max_tokens\": 2}", msg);
+    CHECK_INT(post_chat(port, body, &ok), 200);
+    CHECK_CONTAINS(ok.body, "\"prompt_tokens\":");
+    http_reply_free(&ok);
     /* two images, limit 1 */
     char *b = chat_body("tests/fixtures/tiny/images/grad64.png", "hi", 2, 0, -1, 0);
     cJSON *o = cJSON_Parse(b);
