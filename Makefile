@@ -83,11 +83,17 @@ $(BUILD)/%.o: %.cu | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 
+# The official OpenAI client for node (tests/serve/, run by tests/test_serve_openai.c), installed
+# from the committed package-lock.json; npm writes node_modules/.package-lock.json last.
+NODE_CLIENT := tests/serve/node_modules/.package-lock.json
+$(NODE_CLIENT): tests/serve/package.json tests/serve/package-lock.json | $(DEPS_OK)
+	cd tests/serve && npm ci --no-audit --no-fund --loglevel=error
+
 # Tests run from the repository root; QVL_BIN lets CLI tests call the binary of this build.
-test: deps $(UNPACKED) $(BUILD)/qvl $(BUILD)/qvl-tests
+test: deps $(UNPACKED) $(NODE_CLIENT) $(BUILD)/qvl $(BUILD)/qvl-tests
 	QVL_BIN=$(BUILD)/qvl $(BUILD)/qvl-tests $(T)
 
-test-asan: $(UNPACKED)
+test-asan: $(UNPACKED) $(NODE_CLIENT)
 	$(MAKE) BUILD=build-asan OPT=-O1 NO_CUDA=1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
 # GPU tests (tests/gpu/, their own binary; they need a CUDA device) and the GPU benchmark
@@ -103,7 +109,11 @@ test-gpu: deps $(UNPACKED) $(BUILD)/qvl $(BUILD)/qvl-gpu-tests
 $(BUILD)/bench_gpu: $(BUILD)/bench/bench_gpu.o $(BUILD)/libqvl.a
 	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libqvl.a $(LDLIBS)
 
-bench: deps $(BUILD)/bench_gpu
+# Load benchmark of a running `qvl serve` (bench/bench_serve.c, bench/README.md): an HTTP client only.
+$(BUILD)/bench_serve: $(BUILD)/bench/bench_serve.o
+	$(CC) $(LDFLAGS) -o $@ $< -lcjson -lpng -lm -pthread
+
+bench: deps $(BUILD)/bench_gpu $(BUILD)/bench_serve
 
 # The README's main command: the whole pipeline on the bundled default.
 demo: all $(UNPACKED)

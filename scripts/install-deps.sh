@@ -14,6 +14,10 @@ pkgs=(build-essential pkg-config
       libmicrohttpd-dev   # qvl serve's HTTP server (loaded at run time by `qvl serve` only)
       libopenmpi-dev openmpi-bin  # mpirun -np N qvl eval (the build works without: qvl --version says mpi: no)
       xz-utils)           # unpacks models/tokenizer/tokenizer.json.xz (make)
+# qvl serve's test with the official OpenAI client (tests/serve/, `npm ci` from make test): Debian's
+# nodejs and npm, unless a Node.js with its npm is installed already (another source's nodejs
+# package bundles npm and conflicts with Debian's).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then pkgs+=(nodejs npm); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

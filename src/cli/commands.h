@@ -10,4 +10,5 @@ int cmd_eval(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 #endif

@@ -12,6 +12,7 @@ static const struct {
     const char *about;
 } commands[] = {
     {"run", cmd_run, "generate an answer for an image and a prompt"},
+    {"serve", cmd_serve, "serve the model over HTTP (OpenAI-compatible chat completions)"},
     {"eval", cmd_eval, "evaluate a model on OCRBench (json+images, TSV or parquet)"},
     {"score", cmd_score, "score OCRBench predictions made elsewhere"},
     {"merge", cmd_merge, "combine the results of qvl eval --shard runs into one report"},

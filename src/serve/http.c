@@ -410,6 +410,16 @@ void serve_drain(serve_server *s) { atomic_store(&s->draining, 1); }
 
 void serve_stop(serve_server *s) {
     if (!s) return;
+    /* Answers being written (a stream's last events after a cancel) get a moment to go out before
+     * the daemon closes every connection; a client that reads nothing does not hold the exit up. */
+    for (int i = 0; i < 300; i++) {
+        pthread_mutex_lock(&s->metrics.mu);
+        int busy = s->metrics.http_in_flight;
+        pthread_mutex_unlock(&s->metrics.mu);
+        if (!busy) break;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     serve_mhd.stop_daemon(s->daemon);
     serve_metrics_destroy(&s->metrics);
     free(s);

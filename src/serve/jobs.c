@@ -22,6 +22,7 @@ struct serve_job {
     qvl_req_id id;
     int refs;                     /* HTTP side + engine side; guarded by owner->mu */
     int cancel_wanted, cancel_sent;   /* owner->mu */
+    int delivered;                /* owner->mu: its event was polled (no longer in flight) */
     double t_submit;
     /* Guarded by mu: */
     pthread_mutex_t mu;
@@ -103,16 +104,31 @@ static void scan_stops(serve_job *j, int final) {
     if (safe > j->sendable) j->sendable = safe;
 }
 
-/* qvl_gen_opts.on_token: runs on the engine thread inside qvl_step. */
+/* Asks the engine to end j now (it may be inside qvl_step: qvl_cancel may be called from any
+ * thread, and a running request stops before its next token). owner->mu held. */
+static void cancel_locked(serve_jobs *s, serve_job *j) {
+    if (j->cancel_sent || j->delivered) return;
+    qvl_cancel(s->engine, j->id);   /* -1 only when it just finished: its event is on the way */
+    j->cancel_sent = 1;
+}
+
+/* qvl_gen_opts.on_token: runs on the engine thread inside qvl_step, with no engine lock held. */
 static void on_token(const char *piece, void *user) {
     serve_job *j = user;
     pthread_mutex_lock(&j->mu);
+    int was_hit = j->stop_hit;
     if (!j->stop_hit && !j->done && piece[0]) {
         if (!j->t_first) j->t_first = now_s();
         if (append(j, piece, strlen(piece)) == 0) scan_stops(j, 0);
         pthread_cond_broadcast(&j->cv);
     }
+    int hit_now = j->stop_hit && !was_hit;
     pthread_mutex_unlock(&j->mu);
+    if (hit_now) {   /* a stop string: nothing more is wanted (j->id is set under owner->mu) */
+        pthread_mutex_lock(&j->owner->mu);
+        cancel_locked(j->owner, j);
+        pthread_mutex_unlock(&j->owner->mu);
+    }
 }
 
 /* Records the outcome of a polled event; owner->mu held. */
@@ -129,6 +145,7 @@ static void deliver(serve_jobs *s, qvl_event *ev) {
         return;
     }
     s->n_active--;
+    j->delivered = 1;
     pthread_mutex_lock(&j->mu);
     const qvl_result *r = &ev->result;
     int ok = ev->status == 0 || (ev->code == QVL_ERR_CANCELLED && j->stop_hit && !j->cancel_wanted);
@@ -177,10 +194,7 @@ static void *engine_thread(void *arg) {
             pthread_mutex_lock(&j->mu);
             int stop_hit = j->stop_hit;
             pthread_mutex_unlock(&j->mu);
-            if (stop_hit || j->cancel_wanted || s->cancel_all) {
-                qvl_cancel(s->engine, j->id);
-                j->cancel_sent = 1;
-            }
+            if (stop_hit || j->cancel_wanted || s->cancel_all) cancel_locked(s, j);
         }
         pthread_mutex_unlock(&s->mu);
         int left = qvl_step(s->engine);
@@ -236,6 +250,7 @@ void serve_jobs_shutdown(serve_jobs *s, double grace_s) {
         while (s->n_active && pthread_cond_timedwait(&s->idle, &s->mu, &ts) != ETIMEDOUT) {}
     }
     s->cancel_all = 1;
+    for (serve_job *j = s->active; j; j = j->next) cancel_locked(s, j);
     s->quit = 1;
     pthread_cond_broadcast(&s->work);
     pthread_mutex_unlock(&s->mu);
@@ -332,6 +347,7 @@ void serve_job_cancel(serve_job *j) {
     pthread_mutex_lock(&s->mu);
     if (!j->cancel_wanted) {
         j->cancel_wanted = 1;
+        cancel_locked(s, j);
         pthread_cond_signal(&s->work);
     }
     pthread_mutex_unlock(&s->mu);

@@ -1,7 +1,8 @@
-/* Requests in flight: the one thread that drives the engine (qvl_step/qvl_poll, and qvl_cancel for
- * stop strings, gone clients and shutdown), and each request's state as the HTTP threads see it:
- * the text so far (what may be sent, stop strings held back), then the outcome. HTTP threads only
- * submit, wait, read and release (qvl.h's thread rules). */
+/* Requests in flight: the one thread that drives the engine (qvl_step/qvl_poll), and each
+ * request's state as the HTTP threads see it: the text so far (what may be sent, stop strings held
+ * back), then the outcome. HTTP threads only submit, wait, read, cancel and release; a cancel (a
+ * stop string, a gone client, shutdown) reaches the engine at once through qvl_cancel, even while
+ * a step runs (qvl.h's thread rules). */
 #ifndef QVL_SERVE_JOBS_H
 #define QVL_SERVE_JOBS_H
 #include <stddef.h>
