@@ -243,10 +243,11 @@ extern "C" int qvl_cuda_qlin_run_host(const qvl_qweight *w, const uint16_t *xh, 
     }
     CK(cudaEventRecord(e1, st));
     CK(cudaEventSynchronize(e1));
-    {
+    if (ms) *ms = 0;
+    if (reps > 0) { /* e0 is recorded only when there are timed runs */
         float t = 0;
-        cudaEventElapsedTime(&t, e0, e1);
-        if (ms) *ms = reps > 0 ? t / reps : 0;
+        CK(cudaEventElapsedTime(&t, e0, e1));
+        if (ms) *ms = t / reps;
     }
     CK(cudaMemcpy(yb, y, (size_t)M * w->N * 2, cudaMemcpyDeviceToHost));
     for (size_t i = 0; i < (size_t)M * w->N; i++) {
