@@ -4,14 +4,15 @@
 #   1. the GPU quant tests (qvl-gpu-tests gpu_quant: int4 kernels vs the CPU dequantization, the decode
 #      GEMV vs BF16 at 8B shapes, the CUDA model on tests/fixtures/quant vs transformers);
 #   2. unless they failed: an 8B-shaped AutoAWQ checkpoint (random weights, group 128;
-#      tools/gen_quant_models.py real awq --tf TF) with transformers references on its dequantized
+#      tools/gen_quant_models.py real awq --tf TF; TF >= 300 so that the plan admits the 768-token
+#      image beside the continuation) with transformers references on its dequantized
 #      weights, qvl's stages and teacher-forced tokens (gpu_real_shape) compared by
 #      tools/gen_real_shape_models.py compare;
 #   3. `qvl mem` and `qvl eval` of that checkpoint on every EVERY-th row of the OCRBench-shaped workload
 #      (default resolution, then --max-image-tokens 2048): samples/s, NVML peak, plan.
 # Each step runs under `timeout`; STEPS (default "tests real eval") picks steps.
 set -u
-BIN=${BIN:-build}; W=${WORK:-/tmp/qvl_quant}; EVERY=${EVERY:-10}; NEW=${NEW:-16}; TF=${TF:-64}
+BIN=${BIN:-build}; W=${WORK:-/tmp/qvl_quant}; EVERY=${EVERY:-10}; NEW=${NEW:-16}; TF=${TF:-320}
 STEPS=${STEPS:-"tests real eval"}
 mkdir -p "$OUT" "$W"
 T0=$(date +%s)

@@ -8,6 +8,15 @@
  *     registers and accumulates in float32 against the BF16 activations;
  *   more rows (prefill, vision): slices of at most QVL_CUDA_QLIN_SCRATCH weights are dequantized to a
  *     BF16 scratch and the BF16 GEMM runs on each (AutoAWQ's fp16 weights round once more to BF16).
+ *   fp8 (Qwen fine-grained, dynamic activations): e4m3 codes [N][K] (1 byte a weight) and float block
+ *     scales [ceil(N/bn)][K/bk]. The input rows are quantized per token in groups of bk as transformers'
+ *     act_quant does (s = amax / 448, e4m3(x / s), round to nearest even). M <= 8: the codes go to the
+ *     scratch and one warp per output row sums code x code products per block in float32 and scales
+ *     each block by s_x * s_w (transformers' w8a8 block matmul, up to the summation order). More rows:
+ *     x is REWRITTEN IN PLACE with bf16(e4m3 * s) (every Linear's input in the model is dead after it),
+ *     the weight slices are dequantized to BF16 and the BF16 GEMM runs: two BF16 roundings (<= 2^-9
+ *     relative) that the reference does not have (Hopper FP8 tensor cores with 128-blocks would avoid
+ *     them: not done yet).
  * C-callable; the run functions for the CUDA model are declared under __CUDACC__. */
 #ifndef QVL_BACKEND_CUDA_QUANT_H
 #define QVL_BACKEND_CUDA_QUANT_H
@@ -26,12 +35,13 @@ extern "C" {
 enum { QVL_CUDA_QLIN_SCRATCH = 16 << 20 };
 
 typedef struct {
-    int kind;          /* QVL_QW_INT4 */
-    int N, K, group;   /* out (all parts), in, K per scale */
-    int round;         /* QVL_QW_ROUND_*: set by the upload from the scales' dtype */
-    uint32_t *q;       /* device [N][K/8] */
-    uint8_t *zero;     /* device [N][K/group] */
-    float *scale;      /* device [N][K/group] */
+    int kind;          /* QVL_QW_INT4 / QVL_QW_FP8 */
+    int N, K, group;   /* out (all parts), in, K per scale (fp8: the block along K) */
+    int block_n;       /* fp8: the block along N */
+    int round;         /* int4 QVL_QW_ROUND_*: set by the upload from the scales' dtype */
+    uint32_t *q;       /* device int4 [N][K/8] words; fp8 [N][K] e4m3 bytes */
+    uint8_t *zero;     /* device int4 [N][K/group] */
+    float *scale;      /* device int4 [N][K/group]; fp8 [ceil(N/block_n)][K/group] */
 } qvl_cuda_qlin;
 
 /* Whether the Linear made of parts[0..n) (fused along N) stays packed on the GPU: 1 with d's kind and
@@ -54,8 +64,12 @@ int qvl_cuda_qlin_upload_bf16(const qvl_config *cfg, const qvl_safetensors *st, 
 /* BF16 elements of scratch the many-rows product of d takes. */
 size_t qvl_cuda_qlin_scratch(const qvl_cuda_qlin *d);
 
+/* Whether the CUDA model keeps the input embedding table in mapped pinned host memory (it is only
+ * gathered from: a few rows per step over PCIe): a quantized checkpoint with untied embeddings. */
+int qvl_cuda_embed_on_host(const qvl_config *cfg);
 /* Bytes the weights of the checkpoint take on the GPU (every tensor as BF16, the Linears that stay
- * packed as their packed form, plus the dequantization scratch): what the memory plan counts. */
+ * packed as their packed form, plus the dequantization scratch; not a host-kept embedding table):
+ * what the memory plan counts. */
 double qvl_cuda_weight_bytes(const qvl_config *cfg, const qvl_safetensors *st);
 
 /* Test and benchmark helpers (host memory in and out; they allocate and free what they need):
