@@ -342,8 +342,9 @@ TEST(quant_fixture_forward_parity) {
 
 /* FP8 (KNOWN GAP, issue 14): the dequantized weights are bit-exact (quant_fixture_dequant_bit_exact)
  * and rows whose activations quantize alike agree to 1e-6, but on about half of the rows qvl's
- * per-token e4m3 activation codes differ from the fixture reference's (cause not found yet), giving
- * 2e-2..7e-2 relative stage errors. This bar records today's state; greedy tokens are not asserted. */
+ * per-token e4m3 activation codes differ from the fixture reference's (cause not found yet; what was
+ * ruled out: docs/model.md 7.4), giving 2e-2..7e-2 relative stage errors (the GPU's are the same size).
+ * This bar records today's state; greedy tokens are not asserted. */
 TEST(quant_fixture_fp8_forward_known_gap) { forward_model("fp8", 0.15, 0); }
 
 /* The GPU memory plan counts the packed Linears as the CUDA backend keeps them (cuda_quant.h):
