@@ -169,7 +169,7 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
     }
     if (qvl_context_len(e->cfg, o.max_model_len, &e->max_model_len)) goto fail;   /* the rule every command shares */
     if (resolve_image_params(e->cfg, &o, e->threads, &e->img)) goto fail;
-    e->tok = qvl_tokenizer_load(o.model_dir);
+    e->tok = qvl_tokenizer_load_cached(o.model_dir, o.tokenizer_cache_dir);
     if (!e->tok) goto fail;
     e->vocab = e->cfg->text.vocab_size;
     qvl_sampler_params sp = qvl_sampler_params_greedy();
