@@ -63,6 +63,8 @@ int bo_attention_decode(float *out, const float *q, const float *k, const float 
  * outputs that differ from the same launch alone on one stream. */
 int bo_two_streams(int op, int pairs, long *wrong, long *total);
 
+/* Clears the CUDA runtime's last error (a helper outside the harness may leave one behind). */
+void bo_clear_error(void);
 /* Frees the harness's stream and handles. */
 void bo_release(void);
 

@@ -33,12 +33,15 @@ static int fail(const char *op, cudaError_t e) {
 }
 
 static int setup(void) {
+    cudaGetLastError(); /* every case starts clean: a failure earlier is that case's, not this one's */
     if (S) return 0;
     if (cudaStreamCreateWithFlags(&S, cudaStreamNonBlocking) != cudaSuccess || cudaMalloc(&ws, WS_BYTES) != cudaSuccess)
         return qvl_errorf("backend ops: no CUDA stream or workspace");
     if (!(gemm = qvl_gemm_new(ws, WS_BYTES, 0))) return qvl_errorf("backend ops: qvl_gemm_new failed");
     return 0;
 }
+
+void bo_clear_error(void) { cudaGetLastError(); }
 
 void bo_release(void) {
     if (gemm) qvl_gemm_free(gemm);
