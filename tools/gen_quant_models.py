@@ -20,9 +20,12 @@ compressed-tensors nor AutoAWQ is needed: the packers below are written from the
     The reference is transformers in float32 on the dequantized weights (TF32 off, eager attention);
     for fp8 each quantized linear's input is fake-quantized first as transformers' finegrained_fp8
     act_quant does: per token, groups of 128, s = amax/448, e4m3(x / s) * s.
-  gen_quant_models.py real FORMAT OUTDIR [SIZE]
-      an 8B-shaped (or SIZE) random BF16 checkpoint from gen_real_shape_models.write_model, quantized to
-      FORMAT (ct_asym, ct_sym, awq, fp8) into OUTDIR/model (with the tokenizer and processor files).
+  gen_quant_models.py real FORMAT OUTDIR [SIZE] [--group G] [--tf N]
+      an 8B-shaped (or SIZE) random BF16 model (gen_real_shape_models' config, weights and seed) quantized
+      in GPU memory to FORMAT (ct_sym, awq, fp8; --group overrides the int4 group size) into OUTDIR/model
+      (with the tokenizer and processor files); with --tf N also the parity inputs (an image prompt plus
+      N teacher-forced tokens) and the float32 / bfloat16 transformers references on the dequantized
+      weights in gen_real_shape_models' layout (OUTDIR/ref_f32, OUTDIR/hf_bf16).
 
 Every layout detail follows the reference code:
   compressed-tensors pack_to_int32: value + 2^(bits-1) as unsigned, element i of a row in bits
@@ -492,39 +495,139 @@ def one_tiny(fmt, root, base_dir, sd, cases, out):
 
 # ---- real-shape checkpoints -----------------------------------------------------------------------
 
-def real(fmt, out, size="8B"):
-    from safetensors import safe_open
+def real(fmt, out, size="8B", group=None, n_tf=0):
+    """The random BF16 checkpoint of gen_real_shape_models (seed 1234) quantized to fmt in memory on the
+    GPU (no BF16 copy written) into OUT/model; with n_tf > 0 also the parity inputs and references of
+    gen_real_shape_models.gen (OUT/input_ids, pixel_values, image_grid_thw, tf_ids; OUT/ref_f32 and
+    OUT/hf_bf16), made by transformers on the checkpoint's values with the dequantized Linears (float32,
+    then the same in bfloat16), for `qvl-gpu-tests gpu_real_shape` and `gen_real_shape_models.py compare`."""
+    import time
     from safetensors.torch import save_file
+    from transformers import Qwen3VLForConditionalGeneration
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import gen_real_shape_models as g
-    src = os.path.join(out, "bf16_tmp")
-    os.makedirs(src, exist_ok=True)
-    g.write_model(size, src)
+    from tokenizer_path import tokenizer_json
+    t0 = time.time()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    if group:
+        FORMATS[fmt] = dict(FORMATS[fmt], group=group)
+    shutil.rmtree(out, ignore_errors=True)
     dst = os.path.join(out, "model")
-    os.makedirs(dst, exist_ok=True)
-    index = {"metadata": {}, "weight_map": {}}
-    shards = sorted(f for f in os.listdir(src) if f.endswith(".safetensors"))
-    qc = None
+    os.makedirs(dst)
+    with torch.device("cuda"):
+        model = Qwen3VLForConditionalGeneration(g.build_config(g.SIZES[size])).to(torch.bfloat16)
+    g.init_weights(model, 1234)
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    if g.SIZES[size]["tie"]:
+        sd.pop("lm_head.weight", None)
+    bad = [k for k in sd if not k.startswith(("model.visual.", "model.language_model.", "lm_head."))]
+    assert not bad, "unexpected parameter names: %s" % bad[:4]
+    tensors, deq, qc = quantize_state(fmt, sd)
+    del sd
+    # shards of about 4 GB, as published checkpoints are split
+    index, shard, size_b, shards = {"metadata": {}, "weight_map": {}}, {}, 0, []
+    for k, v in tensors.items():
+        shard[k] = v.contiguous().cpu()
+        size_b += v.numel() * v.element_size()
+        if size_b > 4 << 30:
+            shards.append(shard)
+            shard, size_b = {}, 0
+    if shard:
+        shards.append(shard)
     total = 0
     for i, sh in enumerate(shards):
-        with safe_open(os.path.join(src, sh), "pt", device="cuda") as f:
-            sd = {k: f.get_tensor(k) for k in f.keys()}
-        tensors, _, qc = quantize_state(fmt, sd)
-        tensors = {k: v.contiguous().cpu() for k, v in tensors.items()}
         name = "model-%05d-of-%05d.safetensors" % (i + 1, len(shards))
-        save_file(tensors, os.path.join(dst, name), metadata={"format": "pt"})
-        for k, v in tensors.items():
+        save_file(sh, os.path.join(dst, name), metadata={"format": "pt"})
+        for k, v in sh.items():
             index["weight_map"][k] = name
             total += v.numel() * v.element_size()
-        del sd, tensors
-        torch.cuda.empty_cache()
     index["metadata"]["total_size"] = total
     json.dump(index, open(os.path.join(dst, "model.safetensors.index.json"), "w"), indent=1)
-    write_config(os.path.join(src, "config.json"), dst, fmt, qc)
-    for f in ("preprocessor_config.json", "generation_config.json", "tokenizer.json"):
-        shutil.copy(os.path.join(src, f), os.path.join(dst, f))
-    shutil.rmtree(src)
-    log(fmt, size, "quantized checkpoint:", dst, "%.2f GiB" % (total / 2 ** 30))
+    model.config.save_pretrained(dst)
+    write_config(os.path.join(dst, "config.json"), dst, fmt, qc)
+    json.dump(g.PREPROC, open(os.path.join(dst, "preprocessor_config.json"), "w"), indent=2)
+    json.dump(g.GENCFG, open(os.path.join(dst, "generation_config.json"), "w"), indent=2)
+    tok_path = tokenizer_json()
+    shutil.copy(tok_path, os.path.join(dst, "tokenizer.json"))
+    log(fmt, size, "group", FORMATS[fmt].get("group"), "quantized checkpoint:", dst, "%.2f GiB" % (total / 2 ** 30),
+        "%.1f s" % (time.time() - t0))
+    if n_tf <= 0:
+        return
+    # The reference model: the checkpoint's 16-bit values and the dequantized Linears, in float32.
+    model.float()
+    with torch.no_grad():
+        for k, p in model.named_parameters():
+            src = deq.get(k)
+            if src is None:
+                src = tensors.get(k)
+            if src is None and k == "lm_head.weight":
+                src = tensors["model.language_model.embed_tokens.weight"]
+            p.copy_(src.to(p.device).float())
+    del deq, tensors, shards
+    torch.cuda.empty_cache()
+    from tokenizers import Tokenizer
+    px, grid = g.patchify(g.synth_image(1024, 768))
+    n_img = grid[1] * grid[2] // 4
+    chat = ("<|im_start|>user\n<|vision_start|>" + "<|image_pad|>" * n_img +
+            "<|vision_end|>What is written in the image? Answer in detail.<|im_end|>\n<|im_start|>assistant\n")
+    ids = Tokenizer.from_file(tok_path).encode(chat, add_special_tokens=False).ids
+    tf = np.random.default_rng(7).integers(0, 151643, size=n_tf).astype(np.int64)
+    n = len(ids)
+    np.save(os.path.join(out, "input_ids.npy"), np.array(ids, dtype=np.int64))
+    np.save(os.path.join(out, "pixel_values.npy"), px)
+    np.save(os.path.join(out, "image_grid_thw.npy"), np.array([grid], dtype=np.int64))
+    np.save(os.path.join(out, "tf_ids.npy"), tf)
+    full = torch.tensor([ids + tf.tolist()], device="cuda")
+    for tag, dtype in (("ref_f32", torch.float32), ("hf_bf16", torch.bfloat16)):
+        t1 = time.time()
+        model.to(dtype)
+        reference_pass(model, os.path.join(out, tag), full, n, px, grid, dtype)
+        log("%s: %.1f s, peak %.0f MiB" % (tag, time.time() - t1, torch.cuda.max_memory_allocated() / 2 ** 20))
+
+
+def reference_pass(model, d, full, n, px, grid, dtype):
+    """gen_real_shape_models.gen's capture: stages (prompt rows), top1 after the prompt and each
+    continuation token, the last prompt row's logits."""
+    inner = model.model
+    vis, lm = inner.visual, inner.language_model
+    cap = {}
+
+    def hook(name, rows=None):
+        def f(mod, args, o):
+            x = (o[0] if isinstance(o, (tuple, list)) else o).detach()
+            if x.dim() == 3:
+                x = x[0]
+            if rows is not None:
+                x = x[:rows]
+            cap[name] = x.float().cpu().numpy()
+        return f
+    hs = [vis.merger.register_forward_hook(hook("vision.merger")), lm.norm.register_forward_hook(hook("text.norm", n))]
+    for k, mg in enumerate(vis.deepstack_merger_list):
+        hs.append(mg.register_forward_hook(hook("vision.deepstack%d" % k)))
+    for l, layer in enumerate(lm.layers):
+        hs.append(layer.register_forward_hook(hook("text.layer%d.out" % l, n)))
+    inp = {"input_ids": full, "attention_mask": torch.ones_like(full),
+           "pixel_values": torch.from_numpy(px).cuda().to(dtype), "image_grid_thw": torch.tensor([grid], device="cuda"),
+           "mm_token_type_ids": (full == 151655).long()}
+    with torch.no_grad():
+        try:
+            o = model(**inp, use_cache=False)
+        except TypeError:
+            inp.pop("mm_token_type_ids")
+            o = model(**inp, use_cache=False)
+        lg = o.logits[0]
+        top1 = lg[n - 1:].float().argmax(dim=-1).to(torch.int32).cpu().numpy()
+        last = lg[n - 1].float().cpu().numpy()
+    for x in hs:
+        x.remove()
+    os.makedirs(d, exist_ok=True)
+    for k, v in cap.items():
+        np.save(os.path.join(d, k + ".npy"), v)
+    np.save(os.path.join(d, "top1.npy"), top1)
+    np.save(os.path.join(d, "logits_last.npy"), last)
+    del o, lg
+    torch.cuda.empty_cache()
 
 
 def main():
@@ -532,7 +635,10 @@ def main():
     if len(a) >= 2 and a[0] == "tiny":
         tiny(a[1])
     elif len(a) >= 3 and a[0] == "real" and a[1] in FORMATS:
-        real(a[1], a[2], a[3] if len(a) > 3 else "8B")
+        rest = a[3:]
+        size = rest.pop(0) if rest and not rest[0].startswith("--") else "8B"
+        opt = {k: int(v) for k, v in zip(rest[0::2], rest[1::2]) if k in ("--group", "--tf")}
+        real(a[1], a[2], size, opt.get("--group"), opt.get("--tf", 0))
     else:
         sys.exit(__doc__)
 

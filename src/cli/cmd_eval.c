@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend/cuda/cuda_quant.h"
 #include "cli/commands.h"
 #include "cli/eval_scale.h"
 #include "cli/opts.h"
@@ -328,6 +329,12 @@ int cmd_eval(int argc, char **argv) {
     frq.max_new_tokens = a.max_new_tokens, frq.downscale = !strcmp(a.on_overflow, "downscale");
     frq.kv_dtype = a.c.kv_dtype && !strcmp(a.c.kv_dtype, "fp8") ? QVL_PLAN_KV_FP8 : QVL_PLAN_KV_BF16;
     frq.tokenizer_cache_dir = cli_tokenizer_cache_dir();
+    if (cfg.quant.method) { /* packed Linears as the GPU keeps them (the default counts every weight as BF16) */
+        qvl_safetensors *wst = qvl_st_open(a.model);
+        if (wst) frq.weight_bytes = qvl_cuda_weight_bytes(&cfg, wst);
+        qvl_st_close(wst);
+        qvl_error_clear();
+    }
     qvl_fit fit;
     if (qvl_fit_dataset(&cfg, a.model, &st.ds, first, n, &frq, &st.dp, &fit)) {
         fprintf(stderr, "qvl: %s\n", qvl_last_error());

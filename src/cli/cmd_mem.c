@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "backend/cuda/cuda_nvml.h"
+#include "backend/cuda/cuda_quant.h"
 #include "cli/commands.h"
 #include "cli/opts.h"
 #include "eval/dataset.h"
@@ -13,7 +14,8 @@
 #include "model/mem_plan.h"
 #include "util/error.h"
 
-/* BF16 bytes of every float tensor in the checkpoint (what the GPU backend will hold), or -1 when
+/* BF16 bytes of every float tensor in the checkpoint (what the GPU backend will hold; a quantized
+ * checkpoint's packed Linears as cuda_quant keeps them), or -1 when
  * the folder has no weights (the plan then derives them from the config). */
 static double checkpoint_bf16_bytes(const char *dir) {
     qvl_safetensors *st = qvl_st_open(dir);
@@ -22,7 +24,12 @@ static double checkpoint_bf16_bytes(const char *dir) {
         return -1;
     }
     double bytes = 0;
-    for (int i = 0; i < qvl_st_count(st); i++) bytes += (double)qvl_tensor_numel(qvl_st_get(st, i)) * 2.0;
+    qvl_config cfg;
+    if (qvl_config_load(dir, &cfg) == 0 && cfg.quant.method) /* packed Linears as the GPU keeps them */
+        bytes = qvl_cuda_weight_bytes(&cfg, st);
+    else
+        for (int i = 0; i < qvl_st_count(st); i++) bytes += (double)qvl_tensor_numel(qvl_st_get(st, i)) * 2.0;
+    qvl_error_clear();
     qvl_st_close(st);
     return bytes;
 }

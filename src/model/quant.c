@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model/tensor_check.h"
 #include "util/error.h"
+#include "util/parallel.h"
 
 /* Four NaN bit patterns no converted checkpoint holds in a row. */
 static const uint32_t QW_MAGIC[4] = {0x7FC0A11Cu, 0xFFC0B0B0u, 0x7FC1CAFEu, 0xFFC1D00Du};
@@ -214,6 +216,28 @@ static void put_nibble(uint8_t *row, int k, unsigned v) {
     else row[k / 2] = (uint8_t)((row[k / 2] & 0xf0) | v);
 }
 
+/* AutoAWQ's qweight [K, N/8] into rows: word columns [j0, j1) (rows 8 j0 .. 8 j1 - 1: threads never share a row). */
+typedef struct {
+    qvl_qweight *w;
+    const qvl_tensor *qw;
+    int W, K;
+    size_t qrow;
+} awq_unpack;
+
+static void awq_unpack_words(void *vctx, int j0, int j1) {
+    const awq_unpack *c = vctx;
+    for (int k = 0; k < c->K; k++)
+        for (int j = j0; j < j1; j++) {
+            const uint32_t word = rd_u32(c->qw, (int64_t)k * c->W + j);
+            for (int p = 0; p < 8; p++) put_nibble(c->w->q + (size_t)(8 * j + p) * c->qrow, k, (word >> (4 * AWQ_REVERSE[p])) & 15u);
+        }
+}
+
+static int unpack_threads(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 16 ? 16 : (int)n;
+}
+
 qvl_qweight *qvl_qweight_load(const qvl_config *cfg, const qvl_safetensors *st, const qvl_tensor_spec *s) {
     if (qvl_quant_check_linear(cfg, st, s)) return NULL;
     const qvl_quant_config *qc = &cfg->quant;
@@ -256,9 +280,12 @@ qvl_qweight *qvl_qweight_load(const qvl_config *cfg, const qvl_safetensors *st, 
         const qvl_tensor *zp = qc->symmetric ? NULL : find(st, mod, "weight_zero_point");
         const int W = cdiv(K, 8);
         w->round = sc->dtype == QVL_BF16 ? QVL_QW_ROUND_BF16 : sc->dtype == QVL_F16 ? QVL_QW_ROUND_F16 : QVL_QW_ROUND_F32;
-        for (int n = 0; n < N; n++)
-            for (int k = 0; k < K; k++)
-                put_nibble(w->q + n * qrow, k, (rd_u32(p, (int64_t)n * W + k / 8) >> (4 * (k % 8))) & 15u);
+        if (K % 8 == 0) /* little-endian words of nibbles (element k in bits 4*(k%8)) are this layout's bytes */
+            for (int n = 0; n < N; n++) memcpy(w->q + n * qrow, (const char *)p->data + (size_t)n * W * 4, qrow);
+        else
+            for (int n = 0; n < N; n++)
+                for (int k = 0; k < K; k++)
+                    put_nibble(w->q + n * qrow, k, (rd_u32(p, (int64_t)n * W + k / 8) >> (4 * (k % 8))) & 15u);
         if (qvl_tensor_to_f32(sc, w->scale)) goto fail;
         for (int n = 0; n < N; n++)
             for (int j = 0; j < G; j++)
@@ -269,9 +296,8 @@ qvl_qweight *qvl_qweight_load(const qvl_config *cfg, const qvl_safetensors *st, 
     const qvl_tensor *qw = find(st, mod, "qweight"), *qz = find(st, mod, "qzeros"), *sc = find(st, mod, "scales");
     const int W = N / 8;
     w->round = sc->dtype == QVL_BF16 ? QVL_QW_ROUND_BF16 : sc->dtype == QVL_F16 ? QVL_QW_ROUND_F16 : QVL_QW_ROUND_F32;
-    for (int k = 0; k < K; k++)
-        for (int n = 0; n < N; n++)
-            put_nibble(w->q + n * qrow, k, (rd_u32(qw, (int64_t)k * W + n / 8) >> (4 * AWQ_REVERSE[n % 8])) & 15u);
+    awq_unpack ctx = {w, qw, W, K, qrow};
+    qvl_parallel_for(unpack_threads(), W, 8, awq_unpack_words, &ctx);
     for (int j = 0; j < G; j++)
         for (int n = 0; n < N; n++) {
             w->zero[(size_t)n * G + j] = (uint8_t)((rd_u32(qz, (int64_t)j * W + n / 8) >> (4 * AWQ_REVERSE[n % 8])) & 15u);

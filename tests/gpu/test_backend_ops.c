@@ -524,22 +524,36 @@ done:
     free(row), free(copy), free(u), free(got), free(ref);
 }
 
-/* ---- packed int4 products (cuda_quant) ---- */
+/* ---- packed products (cuda_quant): int4 and FP8 ---- */
 
-/* p: M, K, N, group, round (QVL_QW_ROUND_*), force_gemm, symmetric */
-static void run_int4(const op_entry *e, const shape *sh, stats *st) {
-    const int M = sh->p[0], K = sh->p[1], N = sh->p[2], g = sh->p[3];
+/* p: M, K, N, group, round (int4: QVL_QW_ROUND_*), force_gemm, symmetric (int4), fp8 */
+static void run_qlin(const op_entry *e, const shape *sh, stats *st) {
+    const int M = sh->p[0], K = sh->p[1], N = sh->p[2], g = sh->p[3], fp8 = sh->p[7];
     qvl_qweight w;
     memset(&w, 0, sizeof w);
-    w.kind = QVL_QW_INT4, w.N = N, w.K = K, w.group = g, w.round = sh->p[4];
-    snprintf(w.name, sizeof w.name, "random int4 %dx%d", N, K);
-    const size_t G = (size_t)N * K / g;
-    w.q = malloc((size_t)N * K / 2), w.zero = malloc(G), w.scale = malloc(G * sizeof *w.scale);
-    for (size_t i = 0; i < (size_t)N * K / 2; i++) w.q[i] = (uint8_t)(urand() * 256);
-    for (size_t i = 0; i < G; i++) {
-        w.zero[i] = sh->p[6] ? 8 : (uint8_t)(urand() * 16);
-        float s = (float)((0.5 + urand()) * 0.2 / sqrt(K));
-        w.scale[i] = w.round == QVL_QW_ROUND_F16 ? qvl_round_f16(s) : w.round == QVL_QW_ROUND_BF16 ? qvl_round_bf16(s) : s;
+    w.N = N, w.K = K, w.group = g;
+    snprintf(w.name, sizeof w.name, "random %s %dx%d", fp8 ? "fp8" : "int4", N, K);
+    size_t G;
+    if (fp8) {
+        w.kind = QVL_QW_FP8, w.block_n = g, w.act_quant = 1;
+        G = (size_t)((N + g - 1) / g) * ((K + g - 1) / g);
+        w.q = malloc((size_t)N * K);
+        for (size_t i = 0; i < (size_t)N * K; i++) {
+            uint8_t c = (uint8_t)(urand() * 256);
+            w.q[i] = (c & 0x7f) == 0x7f ? 0 : c; /* no NaN codes */
+        }
+        w.scale = malloc(G * sizeof *w.scale);
+        for (size_t i = 0; i < G; i++) w.scale[i] = (float)((0.5 + urand()) / (64 * sqrt(K)));
+    } else {
+        w.kind = QVL_QW_INT4, w.round = sh->p[4];
+        G = (size_t)N * K / g;
+        w.q = malloc((size_t)N * K / 2), w.zero = malloc(G), w.scale = malloc(G * sizeof *w.scale);
+        for (size_t i = 0; i < (size_t)N * K / 2; i++) w.q[i] = (uint8_t)(urand() * 256);
+        for (size_t i = 0; i < G; i++) {
+            w.zero[i] = sh->p[6] ? 8 : (uint8_t)(urand() * 16);
+            float s = (float)((0.5 + urand()) * 0.2 / sqrt(K));
+            w.scale[i] = w.round == QVL_QW_ROUND_F16 ? qvl_round_f16(s) : w.round == QVL_QW_ROUND_BF16 ? qvl_round_bf16(s) : s;
+        }
     }
     float *x = gauss_buf((size_t)M * K, 1), *y = malloc((size_t)M * N * sizeof *y), *ref = malloc((size_t)M * N * sizeof *ref);
     float *wd = malloc((size_t)N * K * sizeof *wd);
@@ -549,11 +563,12 @@ static void run_int4(const op_entry *e, const shape *sh, stats *st) {
         memcpy(&u, &x[i], 4);
         xb[i] = (uint16_t)(u >> 16); /* x is BF16-exact */
     }
-    if (!qvl_cuda_q4_supported(&w)) {
+    qvl_cuda_qlin d;
+    if (!qvl_cuda_qlin_plan_loaded(&w, &d)) {
         ran(st, qvl_errorf("%s: group %d not on the GPU path", w.name, g));
     } else {
-        bo_clear_error(); /* the helper reports any earlier error of the runtime as its own */
-        ran(st, qvl_cuda_q4_run_host(&w, xb, M, sh->p[5], y, 0, NULL));
+        bo_clear_error();
+        ran(st, qvl_cuda_qlin_run_host(&w, xb, M, sh->p[5], y, 0, NULL));
         qvl_cpu_matmul_q(pool, ref, x, &w, NULL, M, K, N);
         qvl_qweight_dequant_rows(&w, 0, N, wd);
         float *s = abs_products(x, wd, NULL, M, K, N);
@@ -686,6 +701,14 @@ static const shape awq_shapes[] = {
     {"M=40 K=2048 N=768 g128 (dequant + GEMM)", {40, 2048, 768, 128, QVL_QW_ROUND_F16, 0, 0}},
 };
 
+static const shape fp8_shapes[] = {
+    {"M=1 K=4096 N=6144 (block GEMV)", {1, 4096, 6144, 128, 0, 0, 0, 1}},
+    {"M=8 K=2048 N=1000 (block GEMV, N % 128)", {8, 2048, 1000, 128, 0, 0, 0, 1}},
+    {"M=3 K=1000 N=256 (K % 128)", {3, 1000, 256, 128, 0, 0, 0, 1}},
+    {"M=40 K=2048 N=768 (fake-quantized BF16 + GEMM)", {40, 2048, 768, 128, 0, 0, 0, 1}},
+    {"M=2 K=512 N=96 forced GEMM", {2, 512, 96, 128, 0, 1, 0, 1}},
+};
+
 static const op_entry ops[] = {
     {"f32_to_bf16+bf16_to_f32", "round to nearest even (qvl_bf16_round)", 0, 0, "exact: one rounding, the same rule",
      run_convert, SHAPES(convert_shapes)},
@@ -732,10 +755,13 @@ static const op_entry ops[] = {
      SHAPES(two_stream_shapes)},
     {"pick (cuda_sample)", "the CPU sampler (engine/sampler.c), same seed", 0, 0, "exact ids", run_pick, SHAPES(pick_shapes)},
     {"int4 (cuda_quant)", "qvl_cpu_matmul_q", 0x1p-7, 0x1p-12,
-     "dequantization bit for bit; output rounding; F32 sums of scale = sum |x w|", run_int4, SHAPES(int4_shapes)},
+     "dequantization bit for bit; output rounding; F32 sums of scale = sum |x w|", run_qlin, SHAPES(int4_shapes)},
     {"int4 AutoAWQ (fp16 weights)", "qvl_cpu_matmul_q", 0x1p-7, 0x1p-7,
-     "the GEMM path rounds the fp16 weights once more to BF16: 2^-8 of scale = sum |x w|, x2 margin", run_int4,
+     "the GEMM path rounds the fp16 weights once more to BF16: 2^-8 of scale = sum |x w|, x2 margin", run_qlin,
      SHAPES(awq_shapes)},
+    {"fp8 (cuda_quant)", "qvl_cpu_matmul_q (inputs quantized per token as act_quant)", 0x1p-7, 0x1p-6,
+     "<= 8 rows: code x code sums in F32 (exact products); more rows: the fake-quantized input and the dequantized weight "
+     "rounded to BF16 (2^-8 each of scale = sum |x w|), x2 margin; the output rounding", run_qlin, SHAPES(fp8_shapes)},
 };
 
 static int selected(const char *name) {

@@ -13,6 +13,7 @@
 #include <cuda_profiler_api.h>
 
 #include "backend/cuda/cuda_ops.h"
+#include "backend/cuda/cuda_quant.h"
 extern "C" {
 #include "backend/cuda/cuda_device.h"
 #include "io/npy.h"
@@ -91,6 +92,21 @@ struct qvl_cuda_model {
     size_t pix_stage_bytes;
     cudaEvent_t pix_done;
     int pix_pending;
+    /* Packed Linears (cuda_quant.h): the weight pointers of the layout that stand for a packed form,
+     * the dequantization scratch of their many-rows products, and (while opening) the checkpoint. */
+    struct qlin_entry {
+        const bf16 *w;
+        qvl_cuda_qlin d;
+    } *qlin;
+    int n_qlin, cap_qlin;
+    bf16 *qscratch;
+    size_t qscratch_elems;
+    /* A quantized checkpoint's untied input embedding (only gathered from) lives in mapped pinned host
+     * memory, not in the arena: embed points at it (1.2 GB less on the device at 8B). */
+    bf16 *embed_host;
+    void *embed_pinned;
+    int embed_on_host;
+    const qvl_safetensors *ckpt;
 };
 
 #define CK(call)                                                                                                \
@@ -128,7 +144,42 @@ static void *take(bump *b, size_t bytes) {
 }
 #define TAKE(b, ptr, count) ((ptr) = (std::remove_reference<decltype(ptr)>::type)take((b), (size_t)(count) * sizeof(*(ptr))))
 
+/* ---- packed Linears: a Linear's weight pointer stands for BF16 [N][K] or for its packed form ---- */
+static const qvl_cuda_qlin *packed(const qvl_cuda_model *m, const bf16 *w) {
+    for (int i = 0; i < m->n_qlin; i++)
+        if (m->qlin[i].w == w) return &m->qlin[i].d;
+    return NULL;
+}
+
+/* The weight of the Linear of parts role .. role + n_parts - 1 (fused along N, numel values in BF16):
+ * packed where cuda_quant takes it (registered once placed), else BF16. */
+static void take_linear(qvl_cuda_model *m, bump *b, bf16 **ptr, int role, int n_parts, int index, size_t numel) {
+    qvl_tensor_spec parts[3];
+    qvl_cuda_qlin d;
+    for (int i = 0; i < n_parts; i++) qvl_tensor_role_spec(&m->cfg, (qvl_tensor_role)(role + i), index, &parts[i]);
+    if (!m->ckpt || !qvl_cuda_qlin_plan(&m->cfg, m->ckpt, parts, n_parts, &d)) {
+        TAKE(b, *ptr, numel);
+        return;
+    }
+    *ptr = (bf16 *)take(b, qvl_cuda_qlin_bytes(&d));
+    if (qvl_cuda_qlin_scratch(&d) > m->qscratch_elems) m->qscratch_elems = qvl_cuda_qlin_scratch(&d);
+    if (!b->base) return;
+    if (m->n_qlin == m->cap_qlin) {
+        int cap = m->cap_qlin ? 2 * m->cap_qlin : 64;
+        void *grown = realloc(m->qlin, (size_t)cap * sizeof *m->qlin);
+        if (!grown) { /* out of host memory: the upload fails on the missing entry's tensor */
+            m->ckpt = NULL;
+            return;
+        }
+        m->qlin = (qvl_cuda_model::qlin_entry *)grown, m->cap_qlin = cap;
+    }
+    qvl_cuda_qlin_place(&d, *ptr);
+    m->qlin[m->n_qlin].w = *ptr, m->qlin[m->n_qlin].d = d, m->n_qlin++;
+}
+#define LIN(b, ptr, role, n_parts, index, numel) take_linear(m, (b), &(ptr), (role), (n_parts), (index), (numel))
+
 static void layout_weights(qvl_cuda_model *m, bump *b) {
+    m->n_qlin = 0, m->qscratch_elems = 0;
     const qvl_vision_config *v = &m->cfg.vision;
     const qvl_text_config *t = &m->cfg.text;
     const size_t Dv = v->hidden_size, Iv = v->intermediate_size, D = t->hidden_size, I = t->intermediate_size;
@@ -140,27 +191,34 @@ static void layout_weights(qvl_cuda_model *m, bump *b) {
     TAKE(b, m->pos_embed, (size_t)v->num_position_embeddings * Dv);
     for (int i = 0; i < v->depth; i++) {
         vblock *k = &m->vb[i];
-        TAKE(b, k->norm1_w, Dv), TAKE(b, k->norm1_b, Dv), TAKE(b, k->qkv_w, 3 * Dv * Dv), TAKE(b, k->qkv_b, 3 * Dv);
-        TAKE(b, k->proj_w, Dv * Dv), TAKE(b, k->proj_b, Dv), TAKE(b, k->norm2_w, Dv), TAKE(b, k->norm2_b, Dv);
-        TAKE(b, k->fc1_w, Iv * Dv), TAKE(b, k->fc1_b, Iv), TAKE(b, k->fc2_w, Dv * Iv), TAKE(b, k->fc2_b, Dv);
+        TAKE(b, k->norm1_w, Dv), TAKE(b, k->norm1_b, Dv), LIN(b, k->qkv_w, QVL_TN_VB_QKV_W, 1, i, 3 * Dv * Dv);
+        TAKE(b, k->qkv_b, 3 * Dv), LIN(b, k->proj_w, QVL_TN_VB_PROJ_W, 1, i, Dv * Dv), TAKE(b, k->proj_b, Dv);
+        TAKE(b, k->norm2_w, Dv), TAKE(b, k->norm2_b, Dv), LIN(b, k->fc1_w, QVL_TN_VB_FC1_W, 1, i, Iv * Dv);
+        TAKE(b, k->fc1_b, Iv), LIN(b, k->fc2_w, QVL_TN_VB_FC2_W, 1, i, Dv * Iv), TAKE(b, k->fc2_b, Dv);
     }
     for (int j = -1; j < v->n_deepstack; j++) {
         merger *g = j < 0 ? &m->mg : &m->ds[j];
         size_t nd = j < 0 ? Dv : Dv4;
-        TAKE(b, g->norm_w, nd), TAKE(b, g->norm_b, nd), TAKE(b, g->fc1_w, Dv4 * Dv4), TAKE(b, g->fc1_b, Dv4);
-        TAKE(b, g->fc2_w, D * Dv4), TAKE(b, g->fc2_b, D);
+        TAKE(b, g->norm_w, nd), TAKE(b, g->norm_b, nd), LIN(b, g->fc1_w, QVL_TN_MG_FC1_W, 1, j, Dv4 * Dv4);
+        TAKE(b, g->fc1_b, Dv4), LIN(b, g->fc2_w, QVL_TN_MG_FC2_W, 1, j, D * Dv4), TAKE(b, g->fc2_b, D);
     }
-    TAKE(b, m->embed, (size_t)t->vocab_size * D);
+    if (m->embed_on_host)
+        m->embed = m->embed_host;
+    else
+        TAKE(b, m->embed, (size_t)t->vocab_size * D);
     for (int l = 0; l < t->num_layers; l++) {
         tlayer *L = &m->tl[l];
-        TAKE(b, L->in_norm, D), TAKE(b, L->qkv_w, (qdim + 2 * kv) * D), TAKE(b, L->q_norm, hd), TAKE(b, L->k_norm, hd);
-        TAKE(b, L->o_w, D * qdim), TAKE(b, L->post_norm, D), TAKE(b, L->gu_w, 2 * I * D), TAKE(b, L->down_w, D * I);
+        TAKE(b, L->in_norm, D), LIN(b, L->qkv_w, QVL_TN_TL_Q, 3, l, (qdim + 2 * kv) * D), TAKE(b, L->q_norm, hd);
+        TAKE(b, L->k_norm, hd), LIN(b, L->o_w, QVL_TN_TL_O, 1, l, D * qdim), TAKE(b, L->post_norm, D);
+        LIN(b, L->gu_w, QVL_TN_TL_GATE, 2, l, 2 * I * D), LIN(b, L->down_w, QVL_TN_TL_DOWN, 1, l, D * I);
     }
     TAKE(b, m->norm, D);
     if (t->tie_word_embeddings)
         m->lm_head = m->embed;
     else
-        TAKE(b, m->lm_head, (size_t)t->vocab_size * D);
+        LIN(b, m->lm_head, QVL_TN_LM_HEAD, 1, 0, (size_t)t->vocab_size * D);
+    m->qscratch = NULL;
+    if (m->qscratch_elems) TAKE(b, m->qscratch, m->qscratch_elems); /* counted with the weights by the plan */
 }
 
 static void layout_buffers(qvl_cuda_model *m, bump *b) {
@@ -220,48 +278,64 @@ static int upload_role(const qvl_safetensors *st, const qvl_config *c, bf16 *dst
     return upload(st, dst, s.name, (size_t)qvl_tensor_spec_numel(&s));
 }
 
+/* The Linear of parts role .. role + n_parts - 1 at dst: packed as placed, or BF16 rows one part
+ * after the other (a packed part the kernels do not take is dequantized on the host). */
+static int upload_linear(qvl_cuda_model *m, const qvl_safetensors *st, bf16 *dst, int role, int n_parts, int index) {
+    qvl_tensor_spec parts[3];
+    for (int i = 0; i < n_parts; i++) qvl_tensor_role_spec(&m->cfg, (qvl_tensor_role)(role + i), index, &parts[i]);
+    for (int i = 0; i < m->n_qlin; i++)
+        if (m->qlin[i].w == dst) return qvl_cuda_qlin_upload(&m->qlin[i].d, &m->cfg, st, parts, n_parts);
+    size_t off = 0;
+    for (int i = 0; i < n_parts; i++) {
+        int rc = qvl_quant_linear_stored(&m->cfg, st, &parts[i])
+                     ? qvl_cuda_qlin_upload_bf16(&m->cfg, st, &parts[i], dst + off)
+                     : upload(st, dst + off, parts[i].name, (size_t)qvl_tensor_spec_numel(&parts[i]));
+        if (rc) return rc;
+        off += (size_t)qvl_tensor_spec_numel(&parts[i]);
+    }
+    return 0;
+}
+
 static int upload_all(qvl_cuda_model *m, const qvl_safetensors *st) {
     const qvl_vision_config *v = &m->cfg.vision;
     const qvl_text_config *t = &m->cfg.text;
-    const size_t D = t->hidden_size, I = t->intermediate_size, hd = t->head_dim;
-    const size_t qdim = t->num_heads * hd, kv = t->num_kv_heads * hd;
+    const size_t hd = t->head_dim;
     int rc = 0;
 #define UP(ptr, role, index) (rc = rc ? rc : upload_role(st, &m->cfg, (ptr), (role), (index)))
+#define UPL(ptr, role, n_parts, index) (rc = rc ? rc : upload_linear(m, st, (ptr), (role), (n_parts), (index)))
     UP(m->patch_w, QVL_TN_PATCH_W, 0), UP(m->patch_b, QVL_TN_PATCH_B, 0), UP(m->pos_embed, QVL_TN_POS_EMBED, 0);
     for (int i = 0; i < v->depth && !rc; i++) {
         vblock *k = &m->vb[i];
         UP(k->norm1_w, QVL_TN_VB_NORM1_W, i), UP(k->norm1_b, QVL_TN_VB_NORM1_B, i);
-        UP(k->qkv_w, QVL_TN_VB_QKV_W, i), UP(k->qkv_b, QVL_TN_VB_QKV_B, i);
-        UP(k->proj_w, QVL_TN_VB_PROJ_W, i), UP(k->proj_b, QVL_TN_VB_PROJ_B, i);
+        UPL(k->qkv_w, QVL_TN_VB_QKV_W, 1, i), UP(k->qkv_b, QVL_TN_VB_QKV_B, i);
+        UPL(k->proj_w, QVL_TN_VB_PROJ_W, 1, i), UP(k->proj_b, QVL_TN_VB_PROJ_B, i);
         UP(k->norm2_w, QVL_TN_VB_NORM2_W, i), UP(k->norm2_b, QVL_TN_VB_NORM2_B, i);
-        UP(k->fc1_w, QVL_TN_VB_FC1_W, i), UP(k->fc1_b, QVL_TN_VB_FC1_B, i);
-        UP(k->fc2_w, QVL_TN_VB_FC2_W, i), UP(k->fc2_b, QVL_TN_VB_FC2_B, i);
+        UPL(k->fc1_w, QVL_TN_VB_FC1_W, 1, i), UP(k->fc1_b, QVL_TN_VB_FC1_B, i);
+        UPL(k->fc2_w, QVL_TN_VB_FC2_W, 1, i), UP(k->fc2_b, QVL_TN_VB_FC2_B, i);
     }
     for (int j = -1; j < v->n_deepstack && !rc; j++) { /* -1: the main merger */
         merger *g = j < 0 ? &m->mg : &m->ds[j];
         UP(g->norm_w, QVL_TN_MG_NORM_W, j), UP(g->norm_b, QVL_TN_MG_NORM_B, j);
-        UP(g->fc1_w, QVL_TN_MG_FC1_W, j), UP(g->fc1_b, QVL_TN_MG_FC1_B, j);
-        UP(g->fc2_w, QVL_TN_MG_FC2_W, j), UP(g->fc2_b, QVL_TN_MG_FC2_B, j);
+        UPL(g->fc1_w, QVL_TN_MG_FC1_W, 1, j), UP(g->fc1_b, QVL_TN_MG_FC1_B, j);
+        UPL(g->fc2_w, QVL_TN_MG_FC2_W, 1, j), UP(g->fc2_b, QVL_TN_MG_FC2_B, j);
     }
     UP(m->embed, QVL_TN_EMBED, 0);
     for (int l = 0; l < t->num_layers && !rc; l++) {
         tlayer *L = &m->tl[l];
         UP(L->in_norm, QVL_TN_TL_IN_NORM, l);
         /* fused: qkv_w holds the q | k | v rows, gu_w the gate | up rows */
-        UP(L->qkv_w, QVL_TN_TL_Q, l);
-        UP(L->qkv_w + qdim * D, QVL_TN_TL_K, l);
-        UP(L->qkv_w + (qdim + kv) * D, QVL_TN_TL_V, l);
+        UPL(L->qkv_w, QVL_TN_TL_Q, 3, l);
         UP(L->q_norm, QVL_TN_TL_Q_NORM, l);
         UP(L->k_norm, QVL_TN_TL_K_NORM, l);
-        UP(L->o_w, QVL_TN_TL_O, l);
+        UPL(L->o_w, QVL_TN_TL_O, 1, l);
         UP(L->post_norm, QVL_TN_TL_POST_NORM, l);
-        UP(L->gu_w, QVL_TN_TL_GATE, l);
-        UP(L->gu_w + I * D, QVL_TN_TL_UP, l);
-        UP(L->down_w, QVL_TN_TL_DOWN, l);
+        UPL(L->gu_w, QVL_TN_TL_GATE, 2, l);
+        UPL(L->down_w, QVL_TN_TL_DOWN, 1, l);
     }
     UP(m->norm, QVL_TN_NORM, 0);
-    if (!t->tie_word_embeddings) UP(m->lm_head, QVL_TN_LM_HEAD, 0);
+    if (!t->tie_word_embeddings) UPL(m->lm_head, QVL_TN_LM_HEAD, 1, 0);
 #undef UP
+#undef UPL
     if (rc) return rc;
     /* Rotary inverse frequencies in float32 as the reference computes them. */
     float vf[512] = {0}, tf[1024] = {0};
@@ -301,6 +375,7 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
     m->tuning = o->tuning;
     if (qvl_config_load(dir, &m->cfg) || check_dims(&m->cfg)) goto fail;
     if (!(st = qvl_st_open(dir)) || qvl_checkpoint_check(&m->cfg, st)) goto fail;
+    m->ckpt = st;
     {
         const qvl_config *c = &m->cfg;
         m->max_len = o && o->max_model_len > 0 ? o->max_model_len : DEFAULT_MAX_LEN;
@@ -317,6 +392,7 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
             qvl_errorf("%s: out of memory", dir);
             goto fail;
         }
+        m->embed_on_host = qvl_cuda_embed_on_host(c);
         bump wb = {NULL, 0};
         layout_weights(m, &wb);
         qvl_plan_inputs pin;
@@ -359,6 +435,14 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
             qvl_errorf("cuda: cannot allocate the %.0f MiB arena", MiB(m->arena_bytes));
             goto fail;
         }
+        if (m->embed_on_host) {
+            if (cudaHostAlloc(&m->embed_pinned, (size_t)c->text.vocab_size * c->text.hidden_size * sizeof(bf16),
+                              cudaHostAllocMapped) != cudaSuccess ||
+                cudaHostGetDevicePointer((void **)&m->embed_host, m->embed_pinned, 0) != cudaSuccess) {
+                qvl_errorf("cuda: cannot allocate the input embedding table in pinned host memory");
+                goto fail;
+            }
+        }
         bump real = {m->arena, 0};
         layout_weights(m, &real);
         layout_buffers(m, &real);
@@ -370,6 +454,7 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
         if (upload_all(m, st)) goto fail;
         qvl_st_close(st);
         st = NULL;
+        m->ckpt = NULL;
         m->gelu_epilogue = 1;
         if (tune_decode_gemv(m) || prepare_gemms(m) || capture_decode(m)) goto fail;
         alloc_pixel_staging(m);
@@ -389,9 +474,10 @@ void qvl_cuda_model_close(qvl_cuda_model *m) {
     if (m->gemm) qvl_gemm_free(m->gemm);
     if (m->st) cudaStreamDestroy(m->st);
     if (m->arena) cudaFree(m->arena);
+    if (m->embed_pinned) cudaFreeHost(m->embed_pinned);
     if (m->pix_stage) cudaFreeHost(m->pix_stage);
     if (m->pix_done) cudaEventDestroy(m->pix_done);
-    free(m->vb), free(m->tl), free(m->h_pos), free(m->h_vis);
+    free(m->vb), free(m->tl), free(m->h_pos), free(m->h_vis), free(m->qlin);
     free(m);
 }
 
@@ -460,6 +546,14 @@ static void dump(qvl_cuda_model *m, const char *name, const bf16 *x, int rows, i
 #define G(call) \
     do { if ((call) != 0) return qvl_errorf("cuda: cuBLASLt matmul failed (%s:%d)", __FILE__, __LINE__); } while (0)
 
+/* y[M, N] = x[M, K] @ w^T (+ b) for a Linear's weight w, packed or BF16. */
+static int lin(qvl_cuda_model *m, cudaStream_t s, bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w, const bf16 *b,
+               int M, int K, int N) {
+    const qvl_cuda_qlin *d = packed(m, w);
+    return d ? qvl_cuda_qlin_run(m->gemm, s, y, ldy, x, ldx, d, b, M, m->qscratch, 0)
+             : qvl_gemm_run(m->gemm, s, y, ldy, x, ldx, w, b, M, K, N);
+}
+
 static int merge(qvl_cuda_model *m, const merger *w, int post, int n, bf16 *out) {
     const qvl_vision_config *v = &m->cfg.vision;
     const int Dv = v->hidden_size, unit = v->spatial_merge_size * v->spatial_merge_size, Dv4 = Dv * unit;
@@ -468,9 +562,9 @@ static int merge(qvl_cuda_model *m, const merger *w, int post, int n, bf16 *out)
         qvl_k_layernorm(m->st, m->vy, m->vx, w->norm_w, w->norm_b, nm, Dv4, 1e-6f);
     else
         qvl_k_layernorm(m->st, m->vy, m->vx, w->norm_w, w->norm_b, n, Dv, 1e-6f);
-    G(qvl_gemm_run(m->gemm, m->st, m->vqkv, Dv4, m->vy, Dv4, w->fc1_w, w->fc1_b, nm, Dv4, Dv4));
+    G(lin(m, m->st, m->vqkv, Dv4, m->vy, Dv4, w->fc1_w, w->fc1_b, nm, Dv4, Dv4));
     qvl_k_gelu_erf(m->st, m->vqkv, (size_t)nm * Dv4);
-    G(qvl_gemm_run(m->gemm, m->st, out, D, m->vqkv, Dv4, w->fc2_w, w->fc2_b, nm, Dv4, D));
+    G(lin(m, m->st, out, D, m->vqkv, Dv4, w->fc2_w, w->fc2_b, nm, Dv4, D));
     return 0;
 }
 
@@ -535,7 +629,7 @@ static int encode(qvl_cuda_model *m, const qvl_pixel_values *pv, const float *px
     for (int i = 0; i < v->depth; i++) {
         const vblock *b = &m->vb[i];
         if (!normed) qvl_k_layernorm(s, m->vy, m->vx, b->norm1_w, b->norm1_b, n, Dv, 1e-6f);
-        G(qvl_gemm_run(m->gemm, s, m->vqkv, 3 * Dv, m->vy, Dv, b->qkv_w, b->qkv_b, n, Dv, 3 * Dv));
+        G(lin(m, s, m->vqkv, 3 * Dv, m->vy, Dv, b->qkv_w, b->qkv_b, n, Dv, 3 * Dv));
         qvl_k_vision_rope(s, m->vqkv, m->vis_inv_freq, n, Dv, H, hd, pv->grid_h, pv->grid_w, M);
         for (int fr = 0; fr < pv->grid_t; fr++) {
             const bf16 *base = m->vqkv + (size_t)fr * frame * 3 * Dv;
@@ -543,7 +637,7 @@ static int encode(qvl_cuda_model *m, const qvl_pixel_values *pv, const float *px
                           frame, H, H, hd, -1, NULL, m->tuning.attention - 1);
         }
         /* the projection goes to the qkv buffer, free once attention has read it */
-        G(qvl_gemm_run(m->gemm, s, m->vqkv, Dv, m->vy, Dv, b->proj_w, b->proj_b, n, Dv, Dv));
+        G(lin(m, s, m->vqkv, Dv, m->vy, Dv, b->proj_w, b->proj_b, n, Dv, Dv));
         qvl_k_add_layernorm(s, m->vy, m->vx, m->vqkv, b->norm2_w, b->norm2_b, n, Dv, 1e-6f);
         /* The MLP, row by row independent, in chunks of at most hid_rows patches (equal sizes): the
          * hidden activations stay bounded (mem_plan.h QVL_PLAN_VISION_MLP_CHUNK); fc2 writes each
@@ -552,13 +646,14 @@ static int encode(qvl_cuda_model *m, const qvl_pixel_values *pv, const float *px
         for (int p0 = 0; p0 < n; p0 += rows) {
             const int cnt = n - p0 < rows ? n - p0 : rows;
             bf16 *yc = m->vy + (size_t)p0 * Dv;
-            if (m->gelu_epilogue && qvl_gemm_run_gelu(m->gemm, s, m->vhid, Iv, yc, Dv, b->fc1_w, b->fc1_b, cnt, Dv, Iv))
-                m->gelu_epilogue = 0; /* no cuBLASLt algorithm with the epilogue for this shape: nothing was enqueued */
-            if (!m->gelu_epilogue) {
-                G(qvl_gemm_run(m->gemm, s, m->vhid, Iv, yc, Dv, b->fc1_w, b->fc1_b, cnt, Dv, Iv));
+            int fused = m->gelu_epilogue && !packed(m, b->fc1_w);
+            if (fused && qvl_gemm_run_gelu(m->gemm, s, m->vhid, Iv, yc, Dv, b->fc1_w, b->fc1_b, cnt, Dv, Iv))
+                fused = m->gelu_epilogue = 0; /* no cuBLASLt algorithm with the epilogue for this shape: nothing was enqueued */
+            if (!fused) {
+                G(lin(m, s, m->vhid, Iv, yc, Dv, b->fc1_w, b->fc1_b, cnt, Dv, Iv));
                 qvl_k_gelu_tanh(s, m->vhid, (size_t)cnt * Iv);
             }
-            G(qvl_gemm_run(m->gemm, s, yc, Dv, m->vhid, Iv, b->fc2_w, b->fc2_b, cnt, Iv, Dv));
+            G(lin(m, s, yc, Dv, m->vhid, Iv, b->fc2_w, b->fc2_b, cnt, Iv, Dv));
         }
         /* Residual add and the next block's norm1 in one kernel, unless a deepstack merger reads
          * the stream in between. */
@@ -616,7 +711,7 @@ static int text_forward(qvl_cuda_model *m, const int32_t *ids, int n, int p0, co
         bf16 *kc = m->k_cache + (size_t)l * m->max_len * kv, *vc = m->v_cache + (size_t)l * m->max_len * kv;
         if (sfx) snprintf(name, sizeof name, "text.layer%d.in%s", l, sfx), dump(m, name, m->x, n, D);
         if (!normed) qvl_k_rmsnorm(s, m->y, m->x, L->in_norm, n, D, eps);
-        G(qvl_gemm_run(m->gemm, s, m->qkv, qkvd, m->y, D, L->qkv_w, NULL, n, D, qkvd));
+        G(lin(m, s, m->qkv, qkvd, m->y, D, L->qkv_w, NULL, n, D, qkvd));
         qvl_k_qk_norm_rope(s, &rd, m->qkv, qkvd, kc, vc, m->qkv, L->q_norm, L->k_norm, m->txt_inv_freq, n, p0, pos,
                            pos_stride, p0 + m->rope_delta, step);
         if (step)
@@ -624,11 +719,11 @@ static int text_forward(qvl_cuda_model *m, const int32_t *ids, int n, int p0, co
         else
             qvl_attention(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, n, p0 + n, Hq, Hkv, hd, p0, m->att_partial,
                           m->tuning.attention - 1);
-        G(qvl_gemm_run(m->gemm, s, m->y, D, m->att, qdim, L->o_w, NULL, n, qdim, D));
+        G(lin(m, s, m->y, D, m->att, qdim, L->o_w, NULL, n, qdim, D));
         qvl_k_add_rmsnorm(s, m->y, m->x, m->y, L->post_norm, n, D, eps);
-        G(qvl_gemm_run(m->gemm, s, m->gu, 2 * I, m->y, D, L->gu_w, NULL, n, D, 2 * I));
+        G(lin(m, s, m->gu, 2 * I, m->y, D, L->gu_w, NULL, n, D, 2 * I));
         qvl_k_silu_mul(s, m->h, m->gu, n, I);
-        G(qvl_gemm_run(m->gemm, s, m->y, D, m->h, I, L->down_w, NULL, n, I, D));
+        G(lin(m, s, m->y, D, m->h, I, L->down_w, NULL, n, I, D));
         /* Residual add and the next layer's input norm in one kernel, unless a deepstack feature
          * is added in between. */
         normed = l + 1 < t->num_layers && l >= n_ds;
@@ -651,11 +746,11 @@ static int lm_head(qvl_cuda_model *m, const bf16 *x) {
     const qvl_text_config *t = &m->cfg.text;
     const int D = t->hidden_size;
     const float eps = (float)t->rms_norm_eps;
-    if (qvl_gemv_ok(x, m->lm_head, D)) {
+    if (!packed(m, m->lm_head) && qvl_gemv_ok(x, m->lm_head, D)) {
         G(qvl_gemv(m->gemm, m->st, m->logits, x, m->lm_head, D, t->vocab_size, QVL_GEMV_RMSNORM, m->norm, eps, 0));
     } else {
         qvl_k_rmsnorm(m->st, m->y, x, m->norm, 1, D, eps);
-        G(qvl_gemm_run(m->gemm, m->st, m->logits, t->vocab_size, m->y, D, m->lm_head, NULL, 1, D, t->vocab_size));
+        G(lin(m, m->st, m->logits, t->vocab_size, m->y, D, m->lm_head, NULL, 1, D, t->vocab_size));
     }
     if (m->pick_mode)
         qvl_k_pick(m->st, m->d_next, m->logits, t->vocab_size, m->pick_state, m->pick_flags, m->pick_work,
@@ -694,9 +789,10 @@ static int decode_forward(qvl_cuda_model *m, const int32_t *ids, const int32_t *
 static int decode_fusable(const qvl_cuda_model *m) {
     const qvl_text_config *t = &m->cfg.text;
     const int D = t->hidden_size, I = t->intermediate_size, qdim = t->num_heads * t->head_dim;
-    if (!qvl_gemv_ok(m->x, m->lm_head, D)) return 0;
+    if (packed(m, m->lm_head) || !qvl_gemv_ok(m->x, m->lm_head, D)) return 0;
     for (int l = 0; l < t->num_layers; l++) {
         const tlayer *L = &m->tl[l];
+        if (packed(m, L->qkv_w) || packed(m, L->o_w) || packed(m, L->gu_w) || packed(m, L->down_w)) return 0;
         if (!qvl_gemv_ok(m->x, L->qkv_w, D) || !qvl_gemv_ok(m->att, L->o_w, qdim) || !qvl_gemv_ok(m->x, L->gu_w, D) ||
             !qvl_gemv_ok(m->gu, L->down_w, I) || ((uintptr_t)L->in_norm | (uintptr_t)L->post_norm) & 15)
             return 0;
@@ -733,8 +829,10 @@ static int tune_decode_gemv(qvl_cuda_model *m) {
     int rc = 0;
 #define TUNE(field, y, x, K, N)                                                         \
     do {                                                                                \
-        for (int l = 0; l < nl; l++) ws[l] = m->tl[l].field;                            \
-        if (!rc) rc = qvl_gemm_tune_m1(m->gemm, m->st, (y), (x), ws, nl, (K), (N));     \
+        int n_ = 0; /* packed weights take their own GEMV */                            \
+        for (int l = 0; l < nl; l++)                                                    \
+            if (!packed(m, m->tl[l].field)) ws[n_++] = m->tl[l].field;                  \
+        if (!rc && n_) rc = qvl_gemm_tune_m1(m->gemm, m->st, (y), (x), ws, n_, (K), (N)); \
     } while (0)
     TUNE(qkv_w, m->qkv, m->y, D, qkvd);
     TUNE(o_w, m->y, m->att, qdim, D);
@@ -742,7 +840,7 @@ static int tune_decode_gemv(qvl_cuda_model *m) {
     TUNE(down_w, m->y, m->h, I, D);
 #undef TUNE
     ws[0] = m->lm_head;
-    if (!rc) rc = qvl_gemm_tune_m1(m->gemm, m->st, m->logits, m->y, ws, 1, D, t->vocab_size);
+    if (!rc && !packed(m, m->lm_head)) rc = qvl_gemm_tune_m1(m->gemm, m->st, m->logits, m->y, ws, 1, D, t->vocab_size);
     free(ws);
     if (rc) return qvl_errorf("cuda: timing the decode GEMV kernels failed");
     qvl_gemm_m1_report(m->gemm, m->gemv_report, sizeof m->gemv_report);
@@ -788,6 +886,12 @@ static int capture_one(qvl_cuda_model *m, cudaGraphExec_t *out) {
 /* Every cuBLASLt shape of the vision tower and the prefill at every row-count bucket up to the
  * plan's maximum, on scratch buffers, so that serving never waits for a heuristic query or a
  * first kernel load (bench/results/2026-11-26-cuda-backend-h100: 0 queries while serving instead of 800). */
+static int prep(qvl_cuda_model *m, bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w, const bf16 *b, int M, int K,
+                int N) {
+    const qvl_cuda_qlin *d = packed(m, w);
+    return d ? qvl_cuda_qlin_prepare(m->gemm, m->st, y, ldy, x, ldx, d, b, M, m->qscratch)
+             : qvl_gemm_prepare(m->gemm, m->st, y, ldy, x, ldx, w, b, M, K, N, 0);
+}
 static int prepare_gemms(qvl_cuda_model *m) {
     const double t0 = wall_ms();
     const qvl_vision_config *v = &m->cfg.vision;
@@ -804,19 +908,19 @@ static int prepare_gemms(qvl_cuda_model *m) {
     const int slice = (size_t)nh * Iv / row < (size_t)np ? (int)((size_t)nh * Iv / row) : np;
     int rc = 0;
     rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vx, Dv, m->vhid, row, m->patch_w, m->patch_b, slice, row, Dv, 0);
-    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vqkv, 3 * Dv, m->vy, Dv, b->qkv_w, b->qkv_b, np, Dv, 3 * Dv, 0);
-    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vqkv, Dv, m->vy, Dv, b->proj_w, b->proj_b, np, Dv, Dv, 0);
-    if (m->gelu_epilogue && qvl_gemm_prepare(m->gemm, m->st, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, nh, Dv, Iv, 1))
+    rc = rc ? rc : prep(m, m->vqkv, 3 * Dv, m->vy, Dv, b->qkv_w, b->qkv_b, np, Dv, 3 * Dv);
+    rc = rc ? rc : prep(m, m->vqkv, Dv, m->vy, Dv, b->proj_w, b->proj_b, np, Dv, Dv);
+    if (m->gelu_epilogue && !packed(m, b->fc1_w) && qvl_gemm_prepare(m->gemm, m->st, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, nh, Dv, Iv, 1))
         m->gelu_epilogue = 0;
-    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, nh, Dv, Iv, 0);
-    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vy, Dv, m->vhid, Iv, b->fc2_w, b->fc2_b, nh, Iv, Dv, 0);
-    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vqkv, Dv4, m->vy, Dv4, m->mg.fc1_w, m->mg.fc1_b, np / unit, Dv4, Dv4, 0);
-    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->img[0], D, m->vqkv, Dv4, m->mg.fc2_w, m->mg.fc2_b, np / unit, Dv4, D, 0);
+    rc = rc ? rc : prep(m, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, nh, Dv, Iv);
+    rc = rc ? rc : prep(m, m->vy, Dv, m->vhid, Iv, b->fc2_w, b->fc2_b, nh, Iv, Dv);
+    rc = rc ? rc : prep(m, m->vqkv, Dv4, m->vy, Dv4, m->mg.fc1_w, m->mg.fc1_b, np / unit, Dv4, Dv4);
+    rc = rc ? rc : prep(m, m->img[0], D, m->vqkv, Dv4, m->mg.fc2_w, m->mg.fc2_b, np / unit, Dv4, D);
     const tlayer *L = &m->tl[0];
-    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->qkv, qkvd, m->y, D, L->qkv_w, NULL, C, D, qkvd, 0);
-    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->y, D, m->att, qdim, L->o_w, NULL, C, qdim, D, 0);
-    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->gu, 2 * I, m->y, D, L->gu_w, NULL, C, D, 2 * I, 0);
-    rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->y, D, m->h, I, L->down_w, NULL, C, I, D, 0);
+    rc = rc ? rc : prep(m, m->qkv, qkvd, m->y, D, L->qkv_w, NULL, C, D, qkvd);
+    rc = rc ? rc : prep(m, m->y, D, m->att, qdim, L->o_w, NULL, C, qdim, D);
+    rc = rc ? rc : prep(m, m->gu, 2 * I, m->y, D, L->gu_w, NULL, C, D, 2 * I);
+    rc = rc ? rc : prep(m, m->y, D, m->h, I, L->down_w, NULL, C, I, D);
     if (rc) return qvl_errorf("cuda: preparing the cuBLASLt shapes failed");
     CK(cudaStreamSynchronize(m->st));
     m->prepare_ms = wall_ms() - t0;
