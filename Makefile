@@ -98,7 +98,9 @@ test-asan: $(UNPACKED) $(NODE_CLIENT)
 
 # GPU tests (tests/gpu/, their own binary; they need a CUDA device) and the GPU benchmark
 # (bench/bench_gpu.c: qvl side; bench/bench_gpu_ref.py: transformers side).
-GPU_TEST_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tests/gpu/*.c))) $(BUILD)/tests/test_main.o
+# tests/gpu/*.cu: the kernel test harness's device side (tests/gpu/backend_ops_cuda.cu), compiled by nvcc.
+GPU_TEST_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tests/gpu/*.c))) $(BUILD)/tests/test_main.o \
+                $(patsubst %.cu,$(BUILD)/%.o,$(sort $(wildcard tests/gpu/*.cu)))
 
 $(BUILD)/qvl-gpu-tests: $(GPU_TEST_OBJ) $(BUILD)/libqvl.a
 	$(CC) $(LDFLAGS) -o $@ $(GPU_TEST_OBJ) $(BUILD)/libqvl.a $(LDLIBS)
@@ -122,4 +124,4 @@ demo: all $(UNPACKED)
 clean:
 	rm -rf build build-*
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(filter %.d,$(GPU_TEST_OBJ:.o=.d))

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/cache_env.h"
 #include "tokenizer/json_str.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -25,11 +26,11 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Loads n times; sorts times (ms) into t. */
-static int time_loads(const char *path, double *t, int n) {
+/* Loads n times through the cache in cache_dir (NULL: no cache); sorts times (ms) into t. */
+static int time_loads(const char *path, const char *cache_dir, double *t, int n) {
     for (int i = 0; i < n; i++) {
         double t0 = now_s();
-        qvl_tokenizer *tok = qvl_tokenizer_load(path);
+        qvl_tokenizer *tok = qvl_tokenizer_load_cached(path, cache_dir);
         t[i] = (now_s() - t0) * 1e3;
         if (!tok) return -1;
         qvl_tokenizer_free(tok);
@@ -63,11 +64,11 @@ int main(int argc, char **argv) {
     free(unit.data);
 
     double cold[3], warm[5];
-    setenv("QVL_TOKENIZER_CACHE", "0", 1);
-    if (time_loads(tok_path, cold, 3)) return fprintf(stderr, "bench: %s\n", qvl_error()), 1;
-    unsetenv("QVL_TOKENIZER_CACHE");
-    qvl_tokenizer_free(qvl_tokenizer_load(tok_path)); /* make sure the cache exists */
-    if (time_loads(tok_path, warm, 5)) return fprintf(stderr, "bench: %s\n", qvl_error()), 1;
+    char *cache_dir = qvl_tokenizer_cache_dir_from_env(); /* as the CLI names it */
+    if (time_loads(tok_path, NULL, cold, 3)) return fprintf(stderr, "bench: %s\n", qvl_error()), 1;
+    qvl_tokenizer_free(qvl_tokenizer_load_cached(tok_path, cache_dir)); /* make sure the cache exists */
+    if (time_loads(tok_path, cache_dir, warm, 5)) return fprintf(stderr, "bench: %s\n", qvl_error()), 1;
+    free(cache_dir);
 
     qvl_tokenizer *tok = qvl_tokenizer_load(tok_path);
     double best = 1e30;

@@ -280,13 +280,10 @@ TEST(tokenizer_cache_is_used_and_invalidated) {
     char cache[512], json[512];
     snprintf(cache, sizeof cache, "%s/cache", test_tmpdir());
     snprintf(json, sizeof json, "%s/tokenizer.json", test_tmpdir());
-    const char *old = getenv("QVL_CACHE_DIR");
-    char *saved = old ? strdup(old) : NULL;
-    setenv("QVL_CACHE_DIR", cache, 1);
     CHECK_INT(copy_tokenizer(json, NULL, NULL), 0);
-    qvl_tokenizer *a = qvl_tokenizer_load(json); /* builds from JSON, writes the cache */
+    qvl_tokenizer *a = qvl_tokenizer_load_cached(json, cache); /* builds from JSON, writes the cache */
     CHECK(a && !qvl_tokenizer_from_cache(a));
-    qvl_tokenizer *b = qvl_tokenizer_load(test_tmpdir()); /* same file via its folder: cache hit */
+    qvl_tokenizer *b = qvl_tokenizer_load_cached(test_tmpdir(), cache); /* same file via its folder: cache hit */
     CHECK(b && qvl_tokenizer_from_cache(b));
     if (b) {
         int32_t *ids;
@@ -303,7 +300,7 @@ TEST(tokenizer_cache_is_used_and_invalidated) {
     qvl_tokenizer_free(b);
     /* An edit of the JSON that keeps its size must miss the cache and take effect. */
     CHECK_INT(copy_tokenizer(json, "\"<think>\"", "\"<thonk>\""), 0);
-    a = qvl_tokenizer_load(json);
+    a = qvl_tokenizer_load_cached(json, cache);
     CHECK(a && !qvl_tokenizer_from_cache(a));
     CHECK_INT(a ? qvl_tokenizer_token_id(a, "<thonk>") : 0, 151667);
     CHECK_INT(a ? qvl_tokenizer_token_id(a, "<think>") : 0, -1);
@@ -312,27 +309,25 @@ TEST(tokenizer_cache_is_used_and_invalidated) {
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "for f in %s/*.bin; do printf 'garbage' | dd of=$f bs=1 seek=5000 conv=notrunc 2>/dev/null; done", cache);
     CHECK_INT(system(cmd), 0);
-    a = qvl_tokenizer_load(json);
+    a = qvl_tokenizer_load_cached(json, cache);
     CHECK(a && !qvl_tokenizer_from_cache(a));
     CHECK_INT(a ? qvl_tokenizer_token_id(a, "<thonk>") : 0, 151667);
     qvl_tokenizer_free(a);
     snprintf(cmd, sizeof cmd, "for f in %s/*.bin; do truncate -s 1000 $f; done", cache);
     CHECK_INT(system(cmd), 0);
-    a = qvl_tokenizer_load(json);
+    a = qvl_tokenizer_load_cached(json, cache);
     CHECK(a && !qvl_tokenizer_from_cache(a));
     qvl_tokenizer_free(a);
-    a = qvl_tokenizer_load(json); /* rewritten by the previous load */
+    a = qvl_tokenizer_load_cached(json, cache); /* rewritten by the previous load */
     CHECK(a && qvl_tokenizer_from_cache(a));
     qvl_tokenizer_free(a);
-    /* QVL_TOKENIZER_CACHE=0 bypasses it. */
-    setenv("QVL_TOKENIZER_CACHE", "0", 1);
+    /* No folder, no cache (qvl_tokenizer_load; the CLI passes NULL for QVL_TOKENIZER_CACHE=0). */
     a = qvl_tokenizer_load(json);
     CHECK(a && !qvl_tokenizer_from_cache(a));
     qvl_tokenizer_free(a);
-    unsetenv("QVL_TOKENIZER_CACHE");
-    if (saved) setenv("QVL_CACHE_DIR", saved, 1);
-    else unsetenv("QVL_CACHE_DIR");
-    free(saved);
+    a = qvl_tokenizer_load_cached(json, NULL);
+    CHECK(a && !qvl_tokenizer_from_cache(a));
+    qvl_tokenizer_free(a);
 }
 
 /* Writes a minimal Qwen-style tokenizer.json: the 256 byte tokens, "ab" = 256 and "abc" = 257
@@ -361,8 +356,8 @@ static const char *write_tiny_tokenizer(const char *name, const char *merges) {
 }
 
 TEST(tokenizer_tiny_bpe_and_merge_errors) {
-    /* Byte ids: "a" is byte 97 -> id 97. No cache files for these throwaway tokenizers. */
-    setenv("QVL_TOKENIZER_CACHE", "0", 1);
+    /* Byte ids: "a" is byte 97 -> id 97. No cache files for these throwaway tokenizers
+     * (qvl_tokenizer_load never caches). */
     qvl_tokenizer *tok = qvl_tokenizer_load(write_tiny_tokenizer("tiny.json", "[[\"a\", \"b\"], \"ab c\"]"));
     CHECK(tok != NULL);
     if (tok) {
@@ -383,5 +378,4 @@ TEST(tokenizer_tiny_bpe_and_merge_errors) {
     CHECK_CONTAINS(qvl_error(), "merge 1 is not a pair of strings");
     CHECK(qvl_tokenizer_load(write_tiny_tokenizer("bad3.json", "[[\"a\", \"b\", \"c\"]]")) == NULL);
     CHECK_CONTAINS(qvl_error(), "merge 0 is not a pair of strings");
-    unsetenv("QVL_TOKENIZER_CACHE");
 }

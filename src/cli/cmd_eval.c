@@ -260,6 +260,16 @@ static void state_free(eval_state *st) {
     free(st->summary);
 }
 
+/* QVL_PROGRESS=tty|plain|off overrides the display's detection (-1: detect; MPI ranks other than 0
+ * set off). */
+static int progress_mode_from_env(void) {
+    const char *e = getenv("QVL_PROGRESS");
+    if (e && !strcmp(e, "tty")) return QVL_PROGRESS_TTY;
+    if (e && !strcmp(e, "plain")) return QVL_PROGRESS_PLAIN;
+    if (e && !strcmp(e, "off")) return QVL_PROGRESS_OFF;
+    return -1;
+}
+
 int cmd_eval(int argc, char **argv) {
     eval_args a;
     int rc = parse_args(argc, argv, &a);
@@ -318,6 +328,7 @@ int cmd_eval(int argc, char **argv) {
     frq.auto_fit = !(a.c.device && !strcmp(a.c.device, "cpu"));
     frq.max_new_tokens = a.max_new_tokens, frq.downscale = !strcmp(a.on_overflow, "downscale");
     frq.kv_dtype = a.c.kv_dtype && !strcmp(a.c.kv_dtype, "fp8") ? QVL_PLAN_KV_FP8 : QVL_PLAN_KV_BF16;
+    frq.tokenizer_cache_dir = cli_tokenizer_cache_dir();
     if (cfg.quant.method) { /* packed Linears as the GPU keeps them (the default counts every weight as BF16) */
         qvl_safetensors *wst = qvl_st_open(a.model);
         if (wst) frq.weight_bytes = qvl_cuda_weight_bytes(&cfg, wst);
@@ -393,7 +404,7 @@ int cmd_eval(int argc, char **argv) {
     qvl_score_rule rule = !strcmp(a.rule, "lmms-eval") ? QVL_SCORE_LMMS_EVAL : QVL_SCORE_OFFICIAL;
     qvl_gen_opts g = gen_opts(&a);
     qvl_progress prog;
-    qvl_progress_start(&prog, stderr, -1, n, done, done_correct);
+    qvl_progress_start(&prog, stderr, progress_mode_from_env(), n, done, done_correct);
     /* Unlogged skips (index -1) are built here and kept until the report is printed. */
     qvl_eval_record *unlogged = calloc((size_t)n + 1, sizeof *unlogged);
     const qvl_eval_record **recs = calloc((size_t)n + 1, sizeof *recs);

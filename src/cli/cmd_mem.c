@@ -84,6 +84,7 @@ static int mem_for_data(const char *model, const char *data, const char *images,
     rq.max_image_tokens = c->max_image_tokens, rq.gpu_mem_mib = c->gpu_mem_mib, rq.auto_fit = 1;
     rq.max_new_tokens = max_new, rq.downscale = downscale, rq.kv_dtype = kv;
     rq.weight_bytes = wbytes, rq.cuda_context_mib = ctx;
+    rq.tokenizer_cache_dir = cli_tokenizer_cache_dir();
     qvl_data_plan dp;
     qvl_fit fit;
     int rc = qvl_fit_dataset(cfg, model, &ds, 0, ds.n_samples, &rq, &dp, &fit);

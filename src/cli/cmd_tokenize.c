@@ -151,7 +151,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (rc) return rc == 1 ? 0 : rc;
     if (!path) return usage_error("tokenize", "--tokenizer PATH is required");
     if (skip_special && !decode) return usage_error("tokenize", "--skip-special needs --decode");
-    qvl_tokenizer *tok = qvl_tokenizer_load(path);
+    qvl_tokenizer *tok = qvl_tokenizer_load_cached(path, cli_tokenizer_cache_dir());
     if (!tok) return runtime_error();
     size_t len;
     char *in = read_stdin(&len);

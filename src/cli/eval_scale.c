@@ -264,7 +264,7 @@ static const char *const cost_name = "predicted microseconds (plan_data: header 
 
 static int sample_costs(const char *model, const qvl_config *cfg, const common_opts *c, const char *on_overflow,
                         int max_new_tokens, const qvl_dataset *ds, long first, long n, int64_t *cost) {
-    qvl_tokenizer *tok = qvl_tokenizer_load(model);
+    qvl_tokenizer *tok = qvl_tokenizer_load_cached(model, cli_tokenizer_cache_dir());
     if (!tok) return -1;
     qvl_data_plan dp;
     int rc = qvl_data_plan_probe(ds, first, n, tok, &dp);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/cache_env.h"
 #include "cli/tuning_env.h"
 #include "model/context_len.h"
 #include "util/error.h"
@@ -51,7 +52,20 @@ qvl_engine_opts common_engine_opts(const common_opts *c, const char *model) {
     o.max_image_tokens = c->max_image_tokens;
     o.kv_dtype = c->kv_dtype && !strcmp(c->kv_dtype, "fp8") ? QVL_KV_FP8 : QVL_KV_BF16;
     qvl_tuning_from_env(&o.tuning);
+    o.tokenizer_cache_dir = cli_tokenizer_cache_dir();
     return o;
+}
+
+const char *cli_tokenizer_cache_dir(void) {
+    /* The environment's value for the life of the process (commands read it on the main thread
+     * before any engine starts). */
+    static char *dir;
+    static int read;
+    if (!read) {
+        dir = qvl_tokenizer_cache_dir_from_env();
+        read = 1;
+    }
+    return dir;
 }
 
 long common_max_model_len(const common_opts *c, const qvl_config *cfg) {

@@ -57,6 +57,8 @@ int common_opts_check(const char *cmd, const common_opts *c);
 /* The engine options for model dir and these common options (device: NULL = auto, "cpu" = CPU,
  * anything else = CUDA; callers check the name first). */
 qvl_engine_opts common_engine_opts(const common_opts *c, const char *model);
+/* The tokenizer cache folder named by the environment (src/cli/cache_env.h), read once; NULL: none. */
+const char *cli_tokenizer_cache_dir(void);
 
 /* The context and largest image a memory plan is made for (`qvl mem`, the eval report): the
  * context follows the one rule the engine applies (model/context_len.h: default 32768 capped at

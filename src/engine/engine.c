@@ -130,7 +130,7 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
     snprintf(e->device_name, sizeof e->device_name, "%s", e->ops->device_name(e->be));
     if (e->lim.max_model_len < e->max_model_len) e->max_model_len = e->lim.max_model_len;
     e->prep = (qvl_prep_ctx){NULL, img, e->max_model_len};
-    if (!(e->tok = qvl_tokenizer_load(o.model_dir))) return open_fail(e);
+    if (!(e->tok = qvl_tokenizer_load_cached(o.model_dir, o.tokenizer_cache_dir))) return open_fail(e);
     e->prep.tok = e->tok;
 
     int S = e->lim.max_seqs, V = e->cfg->text.vocab_size;

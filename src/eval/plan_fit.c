@@ -159,7 +159,7 @@ int qvl_fit_dataset(const qvl_config *cfg, const char *model_dir, const qvl_data
                     const qvl_fit_request *rq, qvl_data_plan *dp, qvl_fit *out) {
     memset(dp, 0, sizeof *dp);
     memset(out, 0, sizeof *out);
-    qvl_tokenizer *tok = qvl_tokenizer_load(model_dir);
+    qvl_tokenizer *tok = qvl_tokenizer_load_cached(model_dir, rq->tokenizer_cache_dir);
     if (!tok) return -1;
     int rc = qvl_data_plan_probe(ds, first, n, tok, dp);
     qvl_tokenizer_free(tok);

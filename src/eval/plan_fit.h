@@ -29,6 +29,7 @@ typedef struct {
     int kv_dtype;             /* QVL_PLAN_KV_* */
     double weight_bytes;      /* the checkpoint's weights as BF16 bytes; <= 0: from the config */
     double cuda_context_mib;  /* < 0: not measured (the estimate, plus QVL_FIT_CONTEXT_MARGIN_MIB when fitting) */
+    const char *tokenizer_cache_dir; /* qvl_fit_dataset's tokenizer cache folder; NULL: none */
 } qvl_fit_request;
 
 /* The context when --max-model-len is not given is the data's largest prompt + the answer budget,

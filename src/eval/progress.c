@@ -15,13 +15,7 @@ double qvl_now_s(void) {
 void qvl_progress_start(qvl_progress *p, FILE *out, int mode, long total, long done, long correct) {
     memset(p, 0, sizeof *p);
     p->out = out;
-    if (mode < 0) {
-        mode = isatty(fileno(out)) ? QVL_PROGRESS_TTY : QVL_PROGRESS_PLAIN;
-        const char *env = getenv("QVL_PROGRESS");
-        if (env && !strcmp(env, "tty")) mode = QVL_PROGRESS_TTY;
-        else if (env && !strcmp(env, "plain")) mode = QVL_PROGRESS_PLAIN;
-        else if (env && !strcmp(env, "off")) mode = QVL_PROGRESS_OFF;
-    }
+    if (mode < 0) mode = isatty(fileno(out)) ? QVL_PROGRESS_TTY : QVL_PROGRESS_PLAIN;
     p->mode = (qvl_progress_mode)mode;
     p->total = total;
     p->done = p->done_at_start = p->last_printed_done = done;

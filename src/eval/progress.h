@@ -1,6 +1,6 @@
 /* A progress display on stderr for `qvl eval`: on a terminal one bar redrawn in place, otherwise
  * (a log file, CI) a plain line every 5% or 30 s. Shows done/total, samples/s, ETA and the
- * running accuracy. QVL_PROGRESS=tty|plain|off in the environment overrides the detection. */
+ * running accuracy. The caller may force a mode (the CLI: QVL_PROGRESS=tty|plain|off). */
 #ifndef QVL_EVAL_PROGRESS_H
 #define QVL_EVAL_PROGRESS_H
 #include <stddef.h>
@@ -18,7 +18,7 @@ typedef struct {
     long last_printed_done;
 } qvl_progress;
 
-/* mode < 0: detect (TTY if out is a terminal, then QVL_PROGRESS). */
+/* mode < 0: detect (TTY if out is a terminal, else PLAIN). */
 void qvl_progress_start(qvl_progress *p, FILE *out, int mode, long total, long done, long correct);
 /* One sample finished. */
 void qvl_progress_step(qvl_progress *p, int correct);

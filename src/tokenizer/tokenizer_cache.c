@@ -2,7 +2,8 @@
  * The cache file is named by a hash of tokenizer.json's bytes and records the file's size and
  * hash, so any edit of the JSON (whatever its mtime) misses the cache; a truncated or corrupt
  * cache fails its checksum and the JSON is loaded instead (and the cache rewritten).
- * Folder: $QVL_CACHE_DIR, else $XDG_CACHE_HOME/qvl, else ~/.cache/qvl. QVL_TOKENIZER_CACHE=0 disables. */
+ * The folder is the caller's (qvl_tokenizer_load_cached; the CLI names it from the environment:
+ * src/cli/cache_env.h); no folder, no cache. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,22 +30,6 @@ typedef struct {
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
-static int cache_enabled(void) {
-    const char *e = getenv("QVL_TOKENIZER_CACHE");
-    return !(e && !strcmp(e, "0"));
-}
-
-/* The cache folder (malloc'd), or NULL if none can be named. */
-static char *cache_dir(void) {
-    const char *d = getenv("QVL_CACHE_DIR");
-    if (d && d[0]) return strdup(d);
-    d = getenv("XDG_CACHE_HOME");
-    if (d && d[0]) return qvl_path_join(d, "qvl");
-    d = getenv("HOME");
-    if (d && d[0]) return qvl_path_join(d, ".cache/qvl");
-    return NULL;
-}
-
 static int mkdir_p(const char *dir) {
     char *p = strdup(dir);
     if (!p) return -1;
@@ -62,16 +47,12 @@ static int mkdir_p(const char *dir) {
     return rc;
 }
 
-/* The cache file for a JSON of this size and hash (malloc'd), or NULL if caching is off. */
-static char *cache_path(uint64_t size, uint64_t hash) {
-    if (!cache_enabled()) return NULL;
-    char *dir = cache_dir();
-    if (!dir) return NULL;
+/* The cache file in dir for a JSON of this size and hash (malloc'd), or NULL if caching is off (no dir). */
+static char *cache_path(const char *dir, uint64_t size, uint64_t hash) {
+    if (!dir || !dir[0]) return NULL;
     char name[64];
     snprintf(name, sizeof name, "tokenizer-%016llx-%llu.bin", (unsigned long long)hash, (unsigned long long)size);
-    char *p = qvl_path_join(dir, name);
-    free(dir);
-    return p;
+    return qvl_path_join(dir, name);
 }
 
 /* Section sizes, in file order. */
@@ -106,8 +87,8 @@ static int tables_in_bounds(const qvl_tokenizer *tok) {
     return 1;
 }
 
-qvl_tokenizer *tok_cache_load(const char *json_path, uint64_t size, uint64_t hash) {
-    char *path = cache_path(size, hash);
+qvl_tokenizer *tok_cache_load(const char *dir, const char *json_path, uint64_t size, uint64_t hash) {
+    char *path = cache_path(dir, size, hash);
     if (!path) return NULL;
     size_t n;
     char *block = qvl_read_file(path, &n);
@@ -157,8 +138,8 @@ stale:
     return NULL;
 }
 
-int tok_cache_save(const qvl_tokenizer *tok, uint64_t size, uint64_t hash, const char *pattern) {
-    char *path = cache_path(size, hash);
+int tok_cache_save(const char *dir, const qvl_tokenizer *tok, uint64_t size, uint64_t hash, const char *pattern) {
+    char *path = cache_path(dir, size, hash);
     if (!path) return -1;
     cache_header h;
     memset(&h, 0, sizeof h);
@@ -195,9 +176,7 @@ int tok_cache_save(const qvl_tokenizer *tok, uint64_t size, uint64_t hash, const
     memcpy(p, pattern, h.pattern_len);
     h.payload_hash = tok_hash_bytes(buf + sizeof h, h.payload_len);
     memcpy(buf, &h, sizeof h);
-    char *dir = cache_dir();
-    int rc = dir && mkdir_p(dir) == 0 ? qvl_write_file_atomic(path, buf, sizeof h + h.payload_len) : -1;
-    free(dir);
+    int rc = mkdir_p(dir) == 0 ? qvl_write_file_atomic(path, buf, sizeof h + h.payload_len) : -1;
     free(buf);
     free(path);
     qvl_error_clear(); /* best effort: a read-only cache folder is not an error */

@@ -69,9 +69,10 @@ typedef struct {
 int tok_ids_push(tok_ids *v, int32_t id);
 int tok_bpe_word(const qvl_tokenizer *tok, const unsigned char *w, size_t n, tok_ids *out);
 
-/* The binary cache (tokenizer_cache.c), keyed by the JSON's size and content hash
- * (tok_hash_bytes): a tokenizer, or NULL with no error when there is no valid cache entry. */
-qvl_tokenizer *tok_cache_load(const char *json_path, uint64_t json_size, uint64_t json_hash);
-int tok_cache_save(const qvl_tokenizer *tok, uint64_t json_size, uint64_t json_hash, const char *split_pattern);
+/* The binary cache (tokenizer_cache.c) in folder dir (NULL: no cache), keyed by the JSON's size and
+ * content hash (tok_hash_bytes): a tokenizer, or NULL with no error when there is no valid cache entry. */
+qvl_tokenizer *tok_cache_load(const char *dir, const char *json_path, uint64_t json_size, uint64_t json_hash);
+int tok_cache_save(const char *dir, const qvl_tokenizer *tok, uint64_t json_size, uint64_t json_hash,
+                   const char *split_pattern);
 
 #endif

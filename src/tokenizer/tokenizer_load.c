@@ -244,7 +244,7 @@ int tok_finish_load(qvl_tokenizer *tok, const char *split_pattern, const char *p
     return 0;
 }
 
-static qvl_tokenizer *load_json(const char *path, const char *text, size_t len, uint64_t hash) {
+static qvl_tokenizer *load_json(const char *path, const char *text, size_t len, uint64_t hash, const char *cache_dir) {
     cJSON *root = cJSON_ParseWithLength(text, len);
     if (!root) {
         qvl_errorf("%s: not valid JSON", path);
@@ -326,7 +326,7 @@ static qvl_tokenizer *load_json(const char *path, const char *text, size_t len, 
     if (tok_str_map_build(&tok->vocab, tok)) goto oom;
     if (load_merges(tok, cJSON_GetObjectItemCaseSensitive(model, "merges"), path)) goto fail;
     if (tok_finish_load(tok, split_pattern, path)) goto fail;
-    tok_cache_save(tok, len, hash, split_pattern); /* best effort */
+    if (cache_dir) tok_cache_save(cache_dir, tok, len, hash, split_pattern); /* best effort */
     cJSON_Delete(root);
     return tok;
 oom:
@@ -337,7 +337,9 @@ fail:
     return NULL;
 }
 
-qvl_tokenizer *qvl_tokenizer_load(const char *path) {
+qvl_tokenizer *qvl_tokenizer_load(const char *path) { return qvl_tokenizer_load_cached(path, NULL); }
+
+qvl_tokenizer *qvl_tokenizer_load_cached(const char *path, const char *cache_dir) {
     char *file = qvl_is_dir(path) ? qvl_path_join(path, "tokenizer.json") : strdup(path);
     if (!file) {
         qvl_errorf("%s: out of memory", path);
@@ -348,8 +350,8 @@ qvl_tokenizer *qvl_tokenizer_load(const char *path) {
     qvl_tokenizer *tok = NULL;
     if (text) {
         uint64_t hash = tok_hash_bytes(text, len);
-        tok = tok_cache_load(file, len, hash);
-        if (!tok) tok = load_json(file, text, len, hash);
+        if (cache_dir) tok = tok_cache_load(cache_dir, file, len, hash);
+        if (!tok) tok = load_json(file, text, len, hash, cache_dir);
         free(text);
     }
     free(file);

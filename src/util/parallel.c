@@ -2,9 +2,10 @@
  * in a small process-wide pool (created on first use, parked on a condition variable between
  * calls): creating and joining threads per call cost ~15-40 us a thread, three times per image,
  * as much as the whole resize of a small image. One caller uses the pool at a time; a concurrent
- * caller (several images preprocessed at once) or QVL_IMAGE_POOL=0 starts threads per call as
- * before (the switch keeps the name it had when images were the only user). The split into chunks
- * is the same either way. */
+ * caller (several images preprocessed at once, or a second engine in the process) starts threads
+ * per call instead. The split into chunks is the same either way, so results never depend on who
+ * got the pool. The pool holds idle threads only, no settings: sharing it between engines changes
+ * no result. (The QVL_IMAGE_POOL=0 switch that turned it off is gone: the pool won.) */
 #include "util/parallel.h"
 
 #include <pthread.h>
@@ -52,18 +53,9 @@ static void *pool_worker(void *arg) {
     return NULL;
 }
 
-static int pool_enabled(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("QVL_IMAGE_POOL");
-        on = !(e && e[0] == '0');
-    }
-    return on;
-}
-
-/* Runs jobs[0..t) with the pool; returns 0, or -1 (pool busy or off: nothing was run). */
+/* Runs jobs[0..t) with the pool; returns 0, or -1 (pool busy: nothing was run). */
 static int pool_run(range_job *jobs, int t) {
-    if (t - 1 > POOL_MAX || !pool_enabled() || pthread_mutex_trylock(&pool.busy) != 0) return -1;
+    if (t - 1 > POOL_MAX || pthread_mutex_trylock(&pool.busy) != 0) return -1;
     pthread_mutex_lock(&pool.mu);
     while (pool.workers < t - 1) { /* grow on demand; workers never exit */
         pthread_t tid;

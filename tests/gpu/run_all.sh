@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU test (tiny fixtures, memory plan vs NVML, the
+# Every GPU test (the kernel harness gpu_backend_ops: every CUDA op vs the CPU op; tiny fixtures, memory plan vs NVML, the
 # trained tiny OCR model against transformers' predictions) and the 2B/4B/8B benchmark, qvl and
 # transformers side by side (tests/gpu/bench_sizes.sh), from ONE pack of prebuilt binaries (the
 # working tree that travels is near its 64 MiB cap: carry the pack, never unpacked binaries).
