@@ -44,7 +44,7 @@ LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcubl
 endif
 endif
 
-.PHONY: all deps test test-asan clean bench demo test-gpu
+.PHONY: all deps test test-asan clean bench demo test-gpu fuzz fuzz-build fuzz-bins
 all: deps $(UNPACKED) $(BUILD)/qvl $(BUILD)/libqvl.a
 
 # Every compile and every unpacked file waits for the dependency step (order-only: a newer stamp
@@ -96,6 +96,30 @@ test: deps $(UNPACKED) $(NODE_CLIENT) $(BUILD)/qvl $(BUILD)/qvl-tests
 test-asan: $(UNPACKED) $(NODE_CLIENT)
 	$(MAKE) BUILD=build-asan OPT=-O1 NO_CUDA=1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
+# libFuzzer harnesses (tests/fuzz/fuzz_NAME.c, seeds in tests/fuzz/NAME/, docs/testing.md): clang
+# compiles the library again into FUZZ_BUILD with -fsanitize=fuzzer-no-link + ASan + UBSan, and each
+# harness links with -fsanitize=fuzzer. `make fuzz` runs every harness (or those named in FUZZ) for
+# FUZZ_SECONDS each; new corpus entries go to FUZZ_BUILD/corpus/NAME, findings to FUZZ_BUILD/findings.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+
+fuzz-build: $(UNPACKED)
+	@bash $(INSTALL_DEPS) --fuzz
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT=-O1 NO_CUDA=1 NO_MPI=1 \
+	    SAN="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" fuzz-bins
+
+fuzz-bins: $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
+
+$(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/common.o $(BUILD)/libqvl.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/tests/fuzz/common.o $(BUILD)/libqvl.a $(LDLIBS)
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ)
+
 # GPU tests (tests/gpu/, their own binary; they need a CUDA device) and the GPU benchmark
 # (bench/bench_gpu.c: qvl side; bench/bench_gpu_ref.py: transformers side).
 # tests/gpu/*.cu: the kernel test harness's device side (tests/gpu/backend_ops_cuda.cu), compiled by nvcc.
@@ -124,4 +148,4 @@ demo: all $(UNPACKED)
 clean:
 	rm -rf build build-*
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(filter %.d,$(GPU_TEST_OBJ:.o=.d))
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(wildcard $(BUILD)/tests/fuzz/*.d) $(filter %.d,$(GPU_TEST_OBJ:.o=.d))

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages qvl builds against (idempotent). Without root it prints the command.
+# --fuzz adds what `make fuzz` needs (clang and its libFuzzer runtime, tests/fuzz/).
 set -euo pipefail
 pkgs=(build-essential pkg-config
       libcjson-dev        # JSON: config.json, tokenizer.json, safetensors headers, results
@@ -17,6 +18,7 @@ pkgs=(build-essential pkg-config
 # qvl serve's test with the official OpenAI client (tests/serve/, `npm ci` from make test): Debian's
 # nodejs and npm, unless a Node.js with its npm is installed already (another source's nodejs
 # package bundles npm and conflicts with Debian's).
+[ "${1:-}" = --fuzz ] && pkgs+=(clang libclang-rt-dev)  # make fuzz: clang + libclang_rt.fuzzer
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then pkgs+=(nodejs npm); fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -2,6 +2,7 @@
  * truncated last line from a crash, a settings mismatch, --overwrite, foreign files. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -201,5 +202,31 @@ TEST(eval_results_foreign_or_corrupt_files_refused) {
     CHECK_INT(qvl_results_open(&r, p, s, 0), -1);
     CHECK_CONTAINS(qvl_error(), ":2: not valid JSON");
     qvl_results_close(&r);
+    cJSON_Delete(s);
+}
+
+/* Numbers outside what a record's fields hold are refused, not cast (a double beyond long or int is
+ * undefined behaviour to convert; found by tests/fuzz/results). */
+TEST(eval_results_out_of_range_numbers_refused) {
+    const char *p = fresh_path("range");
+    cJSON *s = settings(128);
+    static const char *const bad[][2] = {
+        {"{\"index\":1e300,\"answers\":[\"a\"],\"prediction\":\"a\",\"correct\":1,\"status\":\"ok\"}", "not a result record"},
+        {"{\"index\":-1e19,\"answers\":[\"a\"],\"prediction\":\"a\",\"correct\":1,\"status\":\"ok\"}", "not a result record"},
+        {"{\"index\":2,\"answers\":[\"a\"],\"prediction\":\"a\",\"correct\":1,\"status\":\"ok\",\"prompt_tokens\":7.7e18}",
+         "token counts must be in [0, 2147483647]"},
+        {"{\"index\":2,\"answers\":[\"a\"],\"prediction\":\"a\",\"correct\":1,\"status\":\"ok\",\"generated_tokens\":-3}",
+         "token counts"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "{\"qvl_run\":{\"model\":\"models/tiny\",\"max_new_tokens\":128}}\n%s\n", bad[i][0]);
+        CHECK_INT(qvl_write_file_atomic(p, text, strlen(text)), 0);
+        qvl_results r;
+        CHECK_INT(qvl_results_open(&r, p, s, 0), -1);
+        CHECK_CONTAINS(qvl_error(), bad[i][1]);
+        CHECK_CONTAINS(qvl_error(), ":2:");
+        qvl_results_close(&r);
+    }
     cJSON_Delete(s);
 }

@@ -258,6 +258,74 @@ TEST(serve_request_images) {
 
 /* Every prefix of a valid body, and bodies with bytes flipped, are refused or accepted without a
  * crash or a leak (run under AddressSanitizer in CI). */
+static uint32_t crc32_png(const uint8_t *d, size_t n) {
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= d[i];
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+    }
+    return c ^ 0xffffffffu;
+}
+
+static void put_be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+
+/* A PNG whose header declares w x h (8-bit gray) and whose pixel data is cut short: only a decoder
+ * would notice; the header alone is valid. */
+static size_t declared_png(uint32_t w, uint32_t h, uint8_t *out) {
+    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    memcpy(out, sig, 8);
+    uint8_t *c = out + 8;
+    put_be32(c, 13);
+    memcpy(c + 4, "IHDR", 4);
+    put_be32(c + 8, w);
+    put_be32(c + 12, h);
+    c[16] = 8, c[17] = 0, c[18] = 0, c[19] = 0, c[20] = 0;   /* depth 8, gray, deflate, filter 0, no interlace */
+    put_be32(c + 21, crc32_png(c + 4, 17));
+    uint8_t *d = c + 25;
+    put_be32(d, 4096);                                      /* an IDAT of 4096 bytes, of which 6 follow */
+    memcpy(d + 4, "IDAT", 4);
+    memcpy(d + 8, "\x78\x9c\x00\x00\x00\x00", 6);
+    return (size_t)(d + 14 - out);
+}
+
+/* The caps on images from others are checked from the header before decoding (a small file may
+ * declare a huge image: it is refused with 413 naming the limit, never decoded), and on the bytes
+ * after base64 decoding. */
+TEST(serve_request_image_caps_before_decoding) {
+    uint8_t png[128];
+    size_t n = declared_png(8192, 4096, png);
+    char *enc = b64(png, n);
+    char *url = malloc(strlen(enc) + 40);
+    sprintf(url, "data:image/png;base64,%s", enc);
+    serve_chat_limits l = limits();
+    l.media.max_pixels = 16L << 20;
+    serve_chat c;
+    char err[600];
+    char *body = image_request(url, NULL);
+    /* 33.5 M pixels declared: 413 from the header (a decode would have failed with 400 on the cut IDAT). */
+    CHECK_INT(parse(body, &l, &c, err), 413);
+    CHECK_CONTAINS(err, "messages[0].content[0]");
+    CHECK_CONTAINS(err, "8192x4096 = 33554432 pixels, limit 16777216 pixels");
+    serve_chat_free(&c);
+    /* Within the pixel cap, the same cut file is decoded and refused as corrupt. */
+    l.media.max_pixels = 64L << 20;
+    CHECK_INT(parse(body, &l, &c, err), 400);
+    serve_chat_free(&c);
+    free(body);
+    /* The byte cap counts decoded bytes exactly (the base64 estimate lets padding through). */
+    l = limits();
+    l.media.max_bytes = (long)n - 1;
+    body = image_request(url, NULL);
+    CHECK_INT(parse(body, &l, &c, err), 413);
+    CHECK_CONTAINS(err, "bytes, limit");
+    serve_chat_free(&c);
+    free(body);
+    free(url);
+    free(enc);
+}
+
 TEST(serve_request_mangled_bodies) {
     const char *good = "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"s\"},{\"role\":\"user\","
                        "\"content\":[{\"type\":\"text\",\"text\":\"Hi \\u00e9\"},{\"type\":\"image_url\",\"image_url\":"

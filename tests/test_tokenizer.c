@@ -8,6 +8,7 @@
 #include "test.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/file.h"
 
 #define TOKENIZER_JSON "models/tokenizer/tokenizer.json"
 
@@ -378,4 +379,56 @@ TEST(tokenizer_tiny_bpe_and_merge_errors) {
     CHECK_CONTAINS(qvl_error(), "merge 1 is not a pair of strings");
     CHECK(qvl_tokenizer_load(write_tiny_tokenizer("bad3.json", "[[\"a\", \"b\", \"c\"]]")) == NULL);
     CHECK_CONTAINS(qvl_error(), "merge 0 is not a pair of strings");
+}
+
+/* Leaves freed blocks of the sizes the tiny tokenizer's tables take, filled with `fill`, for the
+ * allocator to hand out again: uninitialized table bytes would then show in the cache file. */
+static void dirty_heap(int fill) {
+    enum { N = 64 };
+    void *blocks[N];
+    for (int i = 0; i < N; i++) {
+        size_t sz = (size_t)(16 << (i % 6));
+        blocks[i] = malloc(sz);
+        if (blocks[i]) memset(blocks[i], fill, sz);
+    }
+    for (int i = N - 1; i >= 0; i--) free(blocks[i]);
+}
+
+/* The only .bin file in dir, read whole (malloc'd), or NULL. */
+static char *read_cache_file(const char *dir, size_t *n) {
+    char cmd[1200], path[1024] = "";
+    snprintf(cmd, sizeof cmd, "ls %s/*.bin 2>/dev/null", dir);
+    FILE *p = popen(cmd, "r");
+    if (!p) return NULL;
+    if (!fgets(path, sizeof path, p)) path[0] = 0;
+    pclose(p);
+    path[strcspn(path, "\n")] = 0;
+    return path[0] ? qvl_read_file(path, n) : NULL;
+}
+
+/* The cache file depends on tokenizer.json alone: two saves of the same tokenizer are byte-identical
+ * whatever the heap held before (the merge table's empty slots used to be uninitialized heap bytes). */
+TEST(tokenizer_cache_bytes_are_deterministic) {
+    const char *json = write_tiny_tokenizer("det.json", "[[\"a\", \"b\"], \"ab c\"]");
+    char dir[2][512];
+    char *bytes[2];
+    size_t n[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        snprintf(dir[k], sizeof dir[k], "%s/det-cache-%d", test_tmpdir(), k);
+        dirty_heap(k ? 0x5a : 0xa5);
+        qvl_tokenizer *tok = qvl_tokenizer_load_cached(json, dir[k]);
+        CHECK(tok && !qvl_tokenizer_from_cache(tok));
+        qvl_tokenizer_free(tok);
+        bytes[k] = read_cache_file(dir[k], &n[k]);
+        CHECK(bytes[k] != NULL);
+    }
+    CHECK(n[0] > 0);
+    CHECK_INT(n[0], n[1]);
+    CHECK(bytes[0] && bytes[1] && n[0] == n[1] && memcmp(bytes[0], bytes[1], n[0]) == 0);
+    free(bytes[0]);
+    free(bytes[1]);
+    /* And the saved cache is used. */
+    qvl_tokenizer *tok = qvl_tokenizer_load_cached(json, dir[0]);
+    CHECK(tok && qvl_tokenizer_from_cache(tok));
+    qvl_tokenizer_free(tok);
 }

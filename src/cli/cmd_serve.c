@@ -29,7 +29,7 @@ int cmd_serve(int argc, char **argv) {
     const char *model = NULL, *host = "127.0.0.1", *name = NULL, *media_dir = NULL;
     int port = 8080, max_connections = 256, timeout_s = 30, max_images = 8, max_messages = 256, max_tokens = 512;
     int max_queue = 256, max_batch = 0;
-    long max_body = 32L << 20, max_image_pixels = 16L << 20;
+    long max_body = 32L << 20, max_image_bytes = 20L << 20, max_image_pixels = 16L << 20;
     double grace_s = 10;
     common_opts c = COMMON_OPTS_INIT;
     cli_opt opts[] = {
@@ -40,8 +40,10 @@ int cmd_serve(int argc, char **argv) {
         {"max-tokens", OPT_INT, &max_tokens, "N", "tokens generated when a request sets no max_tokens (default 512)"},
         {"max-body", OPT_LONG, &max_body, "BYTES", "largest request body (default 33554432 = 32 MiB): 413 beyond"},
         {"max-images", OPT_INT, &max_images, "N", "images per request (default 8): 400 beyond"},
+        {"max-image-bytes", OPT_LONG, &max_image_bytes, "BYTES",
+         "encoded size of one image (default 20971520 = 20 MiB): 413 beyond"},
         {"max-image-pixels", OPT_LONG, &max_image_pixels, "N",
-         "width*height of one decoded image (default 16777216): 413 beyond"},
+         "width*height one image's header declares (default 16777216), checked before decoding: 413 beyond"},
         {"max-messages", OPT_INT, &max_messages, "N", "messages per request (default 256)"},
         {"allowed-media-dir", OPT_STR, &media_dir, "DIR",
          "folder whose image files requests may name by path (default: none, data: URLs only)"},
@@ -71,6 +73,7 @@ int cmd_serve(int argc, char **argv) {
     if (max_tokens < 1) return usage_error(cmd, "--max-tokens must be at least 1");
     if (max_body < 1024) return usage_error(cmd, "--max-body must be at least 1024 bytes");
     if (max_images < 0) return usage_error(cmd, "--max-images must be >= 0");
+    if (max_image_bytes < 1) return usage_error(cmd, "--max-image-bytes must be at least 1");
     if (max_image_pixels < 1) return usage_error(cmd, "--max-image-pixels must be at least 1");
     if (max_messages < 1) return usage_error(cmd, "--max-messages must be at least 1");
     if (max_connections < 1) return usage_error(cmd, "--max-connections must be at least 1");
@@ -111,7 +114,7 @@ int cmd_serve(int argc, char **argv) {
                  .default_max_tokens = max_tokens,
                  .default_seed = (uint64_t)c.seed,
                  .media = {.allowed_dir = media_dir ? media_real : NULL,
-                           .max_bytes = max_body,
+                           .max_bytes = max_image_bytes,
                            .max_pixels = max_image_pixels}},
     };
     serve_server *s = serve_start(&so);   /* listening now: /health says "loading" until attached */

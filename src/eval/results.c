@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,7 +63,9 @@ int qvl_eval_record_from_json(const cJSON *j, const char *where, qvl_eval_record
     const char *status = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "status"));
     const char *pred = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "prediction"));
     const cJSON *answers = cJSON_GetObjectItemCaseSensitive(j, "answers");
-    if (!cJSON_IsObject(j) || get_num(j, "index", &index) || index != floor(index) || !pred || !status ||
+    /* Range checks before any conversion: a double outside long/int is undefined behaviour to cast. */
+    if (!cJSON_IsObject(j) || get_num(j, "index", &index) || index != floor(index) || !(fabs(index) < 9.0e18) ||
+        !pred || !status ||
         get_num(j, "correct", &correct) || !cJSON_IsArray(answers) ||
         (strcmp(status, "ok") && strcmp(status, "skipped")))
         return qvl_errorf("%s: not a result record (needs index, answers, prediction, correct, status)", where);
@@ -73,6 +76,8 @@ int qvl_eval_record_from_json(const cJSON *j, const char *where, qvl_eval_record
     get_num(j, "ttft_s", &ttft);
     get_num(j, "wall_s", &wall);
     get_num(j, "peak_memory_mib", &peak);
+    if (!(pt >= 0 && pt <= INT_MAX) || !(it >= 0 && it <= INT_MAX) || !(gt >= 0 && gt <= INT_MAX))
+        return qvl_errorf("%s: token counts must be in [0, %d]", where, INT_MAX);
     rec->index = (long)index;
     rec->type = dupstr(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "type")));
     rec->dataset = dupstr(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "dataset")));

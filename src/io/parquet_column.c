@@ -283,7 +283,7 @@ static const char *read_data_page(const ctx *c, builder *b, int codec, const pag
         if (!nr) return "out of memory";
         col->rep = nr;
     }
-    int16_t *def = col->def + col->n_levels;
+    int16_t *def = col->def ? col->def + col->n_levels : NULL;   /* NULL + 0 is undefined: no levels yet */
     int16_t *rep = col->rep ? col->rep + col->n_levels : NULL;
     uint8_t *page = NULL;
     const uint8_t *values;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "image/image.h"
+#include "image/probe.h"
 #include "util/base64.h"
 #include "util/error.h"
 
@@ -67,23 +68,31 @@ static uint8_t *load_local(const char *path, const char *item, const serve_media
     return buf;
 }
 
-/* Decodes the image once to learn its size: refuses images over the pixel limit before they
- * reach the engine (its preprocessing would shrink them, but only after paying for them). */
+/* Refuses an image over the pixel cap from its header alone (src/image/probe.c), before any pixel is
+ * decoded: a small file may declare a huge image (a 28 KB progressive JPEG of 65500x480 decodes to
+ * 31 M pixels, about 1 GB and seconds of work). Then decodes it once, within the cap, so a corrupt
+ * image is refused here with 400 rather than failing later in the engine. */
 static int check_pixels(const uint8_t *d, size_t n, const char *item, const serve_media_policy *p, int *status,
                         char *err, size_t errlen) {
+    int w = 0, h = 0;
+    if (qvl_image_probe(d, n, item, &w, &h)) {
+        snprintf(err, errlen, "%s", qvl_error());
+        *status = 400;
+        return -1;
+    }
+    long px = (long)w * h;
+    if (p->max_pixels > 0 && px > p->max_pixels) {
+        snprintf(err, errlen, "%s: image of %dx%d = %ld pixels, limit %ld pixels", item, w, h, px, p->max_pixels);
+        *status = 413;
+        return -1;
+    }
     qvl_image img;
     if (qvl_image_decode(d, n, item, &img)) {
         snprintf(err, errlen, "%s", qvl_error());
         *status = 400;
         return -1;
     }
-    long px = (long)img.width * img.height;
     qvl_image_free(&img);
-    if (p->max_pixels > 0 && px > p->max_pixels) {
-        snprintf(err, errlen, "%s: image of %ld pixels, limit %ld", item, px, p->max_pixels);
-        *status = 413;
-        return -1;
-    }
     return 0;
 }
 
@@ -103,6 +112,12 @@ uint8_t *serve_media_load(const char *url, const char *item, const serve_media_p
         if (*n == 0) {
             free(data);
             return fail(status, 400, err, errlen, "%s: empty image", item);
+        }
+        if ((long)*n > p->max_bytes) {   /* the estimate above lets up to 3 bytes of padding through */
+            size_t got = *n;
+            free(data);
+            *n = 0;
+            return fail(status, 413, err, errlen, "%s: image of %zu bytes, limit %ld", item, got, p->max_bytes);
         }
     } else {
         /* A URL scheme: letters, digits, + - . then ':' (a Windows drive letter is not a case here). */

@@ -7,8 +7,9 @@
 
 typedef struct {
     const char *allowed_dir;   /* realpath of the folder local files may come from; NULL: none */
-    long max_bytes;            /* encoded image size */
-    long max_pixels;           /* width * height of the decoded image */
+    long max_bytes;            /* encoded image size (bytes after base64, or the file's size): 413 beyond */
+    long max_pixels;           /* width * height as the image header declares it, checked before any
+                                  decoding: 413 beyond (0: no cap) */
 } serve_media_policy;
 
 /* The encoded image bytes of url (malloc'd, *n bytes). On failure returns NULL and writes

@@ -72,8 +72,10 @@ static uint32_t pair_slot(uint64_t key, uint32_t mask) {
 int tok_merge_map_init(tok_merge_map *m, size_t n_merges) {
     uint32_t cap = pow2_at_least(n_merges * 2 + 1);
     m->keys = calloc(cap, sizeof *m->keys);
-    m->rank = malloc(cap * sizeof *m->rank);
-    m->merged = malloc(cap * sizeof *m->merged);
+    /* Zeroed, empty slots included: tok_cache_save writes the whole tables, and the cache file must be
+     * the same bytes for the same tokenizer.json (no uninitialized heap in it). */
+    m->rank = calloc(cap, sizeof *m->rank);
+    m->merged = calloc(cap, sizeof *m->merged);
     m->mask = cap - 1;
     return m->keys && m->rank && m->merged ? 0 : -1;
 }

@@ -75,13 +75,25 @@ static size_t layout(const cache_header *h, cache_layout *l) {
     return l->off + l->len + l->flags + l->arena + l->vocab + l->mkeys + l->mrank + l->mmerged + l->added + l->pattern;
 }
 
+/* Every index in range, and both hash tables usable by linear probing: a power-of-two size with
+ * at least one empty slot, or a lookup of a missing key would never end (found by
+ * tests/fuzz/tokenizer_cache). */
 static int tables_in_bounds(const qvl_tokenizer *tok) {
     for (int32_t i = 0; i < tok->n_tokens; i++)
         if ((uint64_t)tok->tok_off[i] + tok->tok_len[i] > tok->arena_len) return 0;
-    for (uint64_t i = 0; i <= tok->vocab.mask; i++)
+    if ((tok->vocab.mask & (tok->vocab.mask + 1)) || (tok->merges.mask & (tok->merges.mask + 1))) return 0;
+    int empty = 0;
+    for (uint64_t i = 0; i <= tok->vocab.mask; i++) {
         if (tok->vocab.slots[i] >= tok->n_tokens) return 0;
-    for (uint64_t i = 0; i <= tok->merges.mask; i++)
+        empty |= tok->vocab.slots[i] < 0;
+    }
+    if (!empty) return 0;
+    empty = 0;
+    for (uint64_t i = 0; i <= tok->merges.mask; i++) {
         if (tok->merges.keys[i] && (tok->merges.merged[i] < 0 || tok->merges.merged[i] >= tok->n_tokens)) return 0;
+        empty |= tok->merges.keys[i] == 0;
+    }
+    if (!empty) return 0;
     for (int i = 0; i < tok->n_added; i++)
         if (tok->added[i].id < 0 || tok->added[i].id >= tok->n_tokens) return 0;
     return 1;

@@ -308,7 +308,7 @@ static qvl_tokenizer *load_json(const char *path, const char *text, size_t len, 
     tok->tok_off = calloc((size_t)tok->n_tokens, sizeof *tok->tok_off);
     tok->tok_len = calloc((size_t)tok->n_tokens, sizeof *tok->tok_len);
     tok->tok_flags = calloc((size_t)tok->n_tokens, 1);
-    tok->arena = malloc(bytes + 1);
+    tok->arena = calloc(bytes + 1, 1);
     tok->added = calloc((size_t)tok->n_added + 1, sizeof *tok->added);
     if (!tok->tok_off || !tok->tok_len || !tok->tok_flags || !tok->arena || !tok->added) goto oom;
     cJSON_ArrayForEach(it, vocab) set_token(tok, (int32_t)it->valuedouble, it->string, strlen(it->string), 0, 1);
