@@ -8,7 +8,7 @@
 #include "image/decode_internal.h"
 #include "image/probe.h"
 
-#define FUZZ_IMAGE_PIXELS (4L << 20)
+#define FUZZ_IMAGE_PIXELS (1L << 20)
 
 #include <string.h>
 
