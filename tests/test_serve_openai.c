@@ -358,7 +358,7 @@ TEST(serve_multi_turn_with_images_in_history) {
 /* Every refusal: OpenAI's error JSON with its status. */
 TEST(serve_errors_have_their_status) {
     serve_proc s;
-    CHECK_INT(serve_proc_start(&s, CPU "--model " TIED " --max-body 60000 --max-images 1 --max-image-pixels 5000"
+    CHECK_INT(serve_proc_start(&s, CPU "--model " TIED " --max-body 60000 --max-images 1 --max-image-pixels 5000 --max-image-bytes 20000"
                                    " --max-model-len 64 --max-queue 1 --batch 1 --allowed-media-dir tests/fixtures/tiny/images",
                                60),
               0);
@@ -419,6 +419,13 @@ TEST(serve_errors_have_their_status) {
     b = chat_body("tests/fixtures/tiny/images/odd80x112.png", "hi", 2, 0, -1, 0);
     expect_error(port, b, 413, "image of 8960 pixels, limit 5000");
     free(b);
+    /* 26341 bytes, limit 20000 (--max-image-bytes): 413, by path and as a data: URL */
+    b = chat_body("tests/fixtures/tiny/images/shapes96x128.png", "hi", 2, 0, -1, 0);
+    expect_error(port, b, 413, "bytes, limit 20000");
+    free(b);
+    snprintf(msg, sizeof msg, img_part, "tests/fixtures/tiny/images/shapes96x128.png");
+    snprintf(body, sizeof body, "{\"messages\": [%s]}", msg);
+    expect_error(port, body, 413, "image file of 26341 bytes, limit 20000");
     /* a body over --max-body: 413 (announced by Content-Length, refused before it is read) */
     char *big = malloc(70001);
     memset(big, ' ', 70000);
@@ -478,7 +485,7 @@ TEST(serve_errors_have_their_status) {
     free(longreq2);
     char *m = get_metrics(port);
     CHECK(metric_value(m, "qvl_http_requests_total{code=\"400\"}") >= 13);
-    CHECK_INT(metric_value(m, "qvl_http_requests_total{code=\"413\"}"), 2);
+    CHECK_INT(metric_value(m, "qvl_http_requests_total{code=\"413\"}"), 4);   /* pixels, bytes x2, body */
     CHECK_INT(metric_value(m, "qvl_http_requests_total{code=\"503\"}"), 1);
     free(m);
     CHECK_INT(serve_proc_stop(&s, SIGTERM, 30), 0);

@@ -82,7 +82,8 @@ static int check_pixels(const uint8_t *d, size_t n, const char *item, const serv
     }
     long px = (long)w * h;
     if (p->max_pixels > 0 && px > p->max_pixels) {
-        snprintf(err, errlen, "%s: image of %dx%d = %ld pixels, limit %ld pixels", item, w, h, px, p->max_pixels);
+        snprintf(err, errlen, "%s: image of %ld pixels, limit %ld (its header declares %dx%d)", item, px, p->max_pixels,
+                 w, h);
         *status = 413;
         return -1;
     }
