@@ -332,8 +332,9 @@ static const char *read_data_page(const ctx *c, builder *b, int codec, const pag
         values_len = want;
     }
     if (!why) {
-        if (leaf->max_def == 0) memset(def, 0, (size_t)count * sizeof *def);
-        if (leaf->max_rep == 0 && rep) memset(rep, 0, (size_t)count * sizeof *rep);
+        /* An empty page may come before any level storage exists (def NULL): nothing to clear. */
+        if (leaf->max_def == 0 && count > 0) memset(def, 0, (size_t)count * sizeof *def);
+        if (leaf->max_rep == 0 && rep && count > 0) memset(rep, 0, (size_t)count * sizeof *rep);
         int64_t present = 0;
         for (int64_t i = 0; i < count; i++) present += def[i] == leaf->max_def;
         why = read_values(b, values, values_len, present, h->encoding);
