@@ -112,6 +112,8 @@ fuzz-build: $(UNPACKED)
 	    SAN="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" fuzz-bins
 
 fuzz-bins: $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
+# The harness objects are kept (not removed as intermediates), so a rebuild compiles only what changed.
+.SECONDARY: $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/fuzz_%.o) $(BUILD)/tests/fuzz/common.o
 
 $(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/common.o $(BUILD)/libqvl.a
 	@mkdir -p $(dir $@)
