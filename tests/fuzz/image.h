@@ -24,7 +24,7 @@ static inline int fuzz_image(const uint8_t *data, size_t size, const char *name,
     int probed = qvl_image_probe(data, size, name, &w, &h) == 0;
     if (probed && (w < 1 || h < 1)) fuzz_fail("probe accepted an empty size");
     if (probed && (long)w * h > FUZZ_IMAGE_PIXELS) return 0;
-    qvl_image img = {0};   /* as qvl_image_decode calls the decoders: zeroed, freed on failure */
+    qvl_image img = {0};   /* as qvl_image_decode runs the decoders: zeroed, freed on failure */
     if (decode(data, size, name, &img)) {
         qvl_image_free(&img);
         return 0;
