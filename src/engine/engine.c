@@ -109,6 +109,16 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
     e->threads = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (e->threads < 1) e->threads = 1;
     if (!(e->ops = choose_backend(o.device))) return open_fail(e);
+    if (o.kv_dtype != QVL_KV_BF16 && o.kv_dtype != QVL_KV_FP8) {
+        qvl_errorf("kv-dtype: %d is not QVL_KV_BF16 or QVL_KV_FP8", o.kv_dtype);
+        qvl_error_set_kind(QVL_ERR_INPUT);
+        return open_fail(e);
+    }
+    if (o.kv_dtype == QVL_KV_FP8 && strcmp(e->ops->name, "cpu") != 0) {   /* the CUDA kernels read BF16 KV only */
+        qvl_errorf("--kv-dtype fp8 is not available on the CUDA backend yet (use --device cpu)");
+        qvl_error_set_kind(QVL_ERR_UNSUPPORTED);
+        return open_fail(e);
+    }
 
     /* The context and the pixel limits come from the checkpoint's config and the options, before
      * the backend plans its memory for them. */
