@@ -88,6 +88,8 @@ typedef struct {
                                  beyond it); <= 0 = no limit */
     int kv_dtype;             /* QVL_KV_BF16 (default) or QVL_KV_FP8 (CUDA only) */
     qvl_tuning tuning;        /* CUDA kernel choices; qvl_tuning_default() */
+    int kv_blocks;            /* > 0: at most this many KV blocks (of 64 tokens) in the pool, e.g. to run
+                                 with a pool that fits one sequence; <= 0 = from the memory plan */
 } qvl_engine_opts;
 
 qvl_engine_opts qvl_engine_opts_default(void);
@@ -157,6 +159,9 @@ typedef struct {
     /* Seconds of this request: image read+decode, preprocess, vision tower, prefill (prompt
      * forward), decode (token loop), total; ttft = request start to the first token. */
     double load_s, preprocess_s, vision_s, prefill_s, decode_s, total_s, ttft_s;
+    /* Of total_s, the seconds the request waited in the queue: for a preparation worker, then
+     * (prepared) for a sequence slot and KV blocks. total_s - queue_s is its own service time. */
+    double queue_s;
     int downscaled_from_tokens;  /* > 0: on_overflow_downscale shrank the image from this many tokens */
 } qvl_result;
 
@@ -176,8 +181,10 @@ typedef int64_t qvl_req_id;
 qvl_req_id qvl_submit(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *g);
 
 /* Runs one scheduler step. Returns the number of requests still waiting or running (0: idle), or
- * -1 + error on a failure of the engine itself (a device error), after which every request in
- * flight is finished with that error. */
+ * -1 + error on a failure of the engine itself (a device error), after which every running request
+ * is finished with that error (waiting ones stay queued). When nothing can run because every
+ * request in flight is still being read and preprocessed by the worker threads, it waits for the
+ * first of them instead of returning at once (no busy loop for the caller). */
 int qvl_step(qvl_engine *e);
 
 /* A finished request. status 0: result is filled; else the request failed alone with code/error
@@ -194,8 +201,9 @@ typedef struct {
 /* Takes one finished request, if any: returns 1 and fills *ev, else 0. Never blocks. */
 int qvl_poll(qvl_engine *e, qvl_event *ev);
 
-/* Ends a waiting or running request. A waiting one is finished at once; a running one stops before
- * its next token, and its KV blocks are free when the step in progress (if any) returns. Its event
+/* Ends a waiting or running request. A waiting one is finished at once (one that a worker thread is
+ * reading and preprocessing: as soon as that returns); a running one stops before its next token,
+ * and its KV blocks are free when the step in progress (if any) returns. Its event
  * (QVL_ERR_CANCELLED) still comes through qvl_poll. Returns 0, or -1 (QVL_ERR_INPUT) for an id that
  * is not in flight. */
 int qvl_cancel(qvl_engine *e, qvl_req_id id);

@@ -196,7 +196,7 @@ TEST(eval_e2e_kill_and_resume) {
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "%s eval --model " MODEL " --data " SET "/OCRBench.tsv --out %s --summary %s --device cpu --threads 2 "
-             "--max-new-tokens 24 >/dev/null 2>&1 & pid=$!; "
+             "--max-new-tokens 24 --batch 1 >/dev/null 2>&1 & pid=$!; "
              "for i in $(seq 1 3000); do n=$(cat %s 2>/dev/null | wc -l); [ \"$n\" -ge 5 ] && break; sleep 0.01; done; "
              "kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null; "
              "printf '{\"index\":9,\"type\":\"Doc-or' >> %s",
@@ -266,8 +266,8 @@ TEST(eval_e2e_unreadable_samples_are_skipped_and_counted) {
 
 TEST(eval_e2e_usage_and_input_errors) {
     char *err = NULL;
-    CHECK_INT(test_qvl(NULL, &err, "eval --model " MODEL " --data " SET "/OCRBench.tsv --batch 4"), 2);
-    CHECK_CONTAINS(err, "qvl: eval: --batch 4: batched evaluation does not exist yet");
+    CHECK_INT(test_qvl(NULL, &err, "eval --model " MODEL " --data " SET "/OCRBench.tsv --batch -1"), 2);
+    CHECK_CONTAINS(err, "qvl: eval: --batch -1: must be at least 1");
     free(err);
     CHECK_INT(test_qvl(NULL, &err, "eval --model " MODEL " --data " SET "/OCRBench.tsv --on-overflow crop"), 2);
     CHECK_CONTAINS(err, "--on-overflow: 'crop' is not skip or downscale");

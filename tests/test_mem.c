@@ -73,8 +73,11 @@ TEST(mem_cli_json_and_batch) {
     CHECK_CONTAINS(out, "\"kv_cache\": 1792.00");
     CHECK_CONTAINS(out, "\"max_image_tokens\": 16128");
     free(out);
-    CHECK_INT(test_qvl(NULL, &err, "mem --model tests/fixtures/configs/2b --batch 4"), 2);
-    CHECK_CONTAINS(err, "not supported yet");
+    CHECK_INT(test_qvl(&out, NULL, "mem --model tests/fixtures/configs/2b --batch 4 --json"), 0);
+    CHECK_CONTAINS(out, "\"sequences\": 4");
+    free(out);
+    CHECK_INT(test_qvl(NULL, &err, "mem --model tests/fixtures/configs/2b --batch 0"), 2);
+    CHECK_CONTAINS(err, "--batch 0: must be at least 1");
     free(err);
     CHECK_INT(test_qvl(NULL, &err, "mem --model /nonexistent"), 1);
     CHECK_CONTAINS(err, "qvl: /nonexistent");

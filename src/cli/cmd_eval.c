@@ -132,33 +132,32 @@ static qvl_eval_record base_record(const qvl_sample *s) {
     return r;
 }
 
-/* Runs one sample; fills rec (prediction borrowed from *res until qvl_result_free). Returns 0, or
- * -1 for a failure that must stop the run (the sample is then not recorded, so a rerun retries it). */
-static int run_sample(qvl_engine *e, const qvl_sample *s, const qvl_gen_opts *g, qvl_score_rule rule,
-                      qvl_eval_record *rec, qvl_result *res) {
-    memset(res, 0, sizeof *res);
-    *rec = base_record(s);
-    if (s->error) {
-        rec->skipped = 1;
-        rec->reason = s->error;
-        return 0;
-    }
+/* The request of one sample (name: room for the image's name in errors). */
+static qvl_request sample_request(const qvl_sample *s, char *name, size_t name_len) {
     qvl_request req = {.image_path = s->image_path, .image_data = s->image_data, .image_size = s->image_size,
                        .prompt = s->question};
-    char name[64];
-    snprintf(name, sizeof name, "sample %ld image", s->index);
+    snprintf(name, name_len, "sample %ld image", s->index);
     req.image_name = name;
-    double t0 = qvl_now_s();
-    if (qvl_generate(e, &req, g, res) != 0) {
-        const char *why = qvl_last_error();
+    return req;
+}
+
+/* The record of a finished request; fills rec (prediction borrowed from ev->result until
+ * qvl_result_free, reason from ev->error). Returns 0, or -1 for a failure that must stop the run
+ * (the sample is then not recorded, so a rerun runs it again). */
+static int sample_record(const qvl_sample *s, qvl_event *ev, qvl_score_rule rule, qvl_eval_record *rec) {
+    *rec = base_record(s);
+    if (ev->status) {
         /* Running out of memory is the machine's problem, not the sample's: stop, keep it pending. */
-        if (qvl_last_error_code() == QVL_ERR_NO_MEMORY) return -1;
+        if (ev->code == QVL_ERR_NO_MEMORY) return -1;
         rec->skipped = 1;
-        rec->reason = (char *)why;
+        rec->reason = ev->error;
         return 0;
     }
-    rec->latency_s = qvl_now_s() - t0;
-    rec->ttft_s = res->ttft_s;
+    const qvl_result *res = &ev->result;
+    /* The request's own time to its last token (docs/report-format.md): its total less the time it
+     * waited in the queue, which only reflects how far ahead of the engine qvl submits. */
+    rec->latency_s = res->total_s - res->queue_s;
+    rec->ttft_s = res->ttft_s - res->queue_s;
     rec->prediction = res->text ? res->text : "";
     rec->prompt_tokens = res->prompt_tokens;
     rec->image_tokens = res->image_tokens;
@@ -191,7 +190,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
     a->on_overflow = "skip";
     a->rule = "official";
     a->max_new_tokens = 128;
-    a->batch = 1;
+    a->batch = 0;   /* from the memory plan */
     a->top_k = -1;
     a->temperature = a->top_p = a->presence_penalty = a->repetition_penalty = NAN;
     common_opts c0 = COMMON_OPTS_INIT;
@@ -206,7 +205,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         {"offset", OPT_LONG, &a->offset, "K", "skip the first K samples"},
         {"on-overflow", OPT_STR, &a->on_overflow, "skip|downscale", "a prompt over max-model-len (default skip)"},
         {"max-new-tokens", OPT_INT, &a->max_new_tokens, "N", "generated tokens per sample (default 128)"},
-        {"batch", OPT_INT, &a->batch, "N", "samples per batch (only 1 for now)"},
+        {"batch", OPT_INT, &a->batch, "N", "samples in flight at most (default: as many as the memory plan fits)"},
         {"overwrite", OPT_FLAG, &a->overwrite, NULL, "start afresh instead of resuming --out"},
         {"shard", OPT_STR, &a->shard, "i/N", "run the i-th of N shares (0-based) into its own results (qvl merge)"},
         {"rule", OPT_STR, &a->rule, "official|lmms-eval", "scoring rule (default official)"},
@@ -228,10 +227,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
     if (rc) return rc == 1 ? 1 : 2;
     if (!a->model) return usage_error("eval", "--model is required");
     if (!a->data) return usage_error("eval", "--data is required");
-    if (a->batch > 1)
-        return usage_error("eval", "--batch %d: batched evaluation does not exist yet; samples run one at a time "
-                                   "(use --batch 1)", a->batch);
-    if (a->batch < 1) return usage_error("eval", "--batch %d: must be 1", a->batch);
+    if (a->batch < 0) return usage_error("eval", "--batch %d: must be at least 1", a->batch);
     if (strcmp(a->on_overflow, "skip") && strcmp(a->on_overflow, "downscale"))
         return usage_error("eval", "--on-overflow: '%s' is not skip or downscale", a->on_overflow);
     if (strcmp(a->rule, "official") && strcmp(a->rule, "lmms-eval"))
@@ -364,6 +360,7 @@ int cmd_eval(int argc, char **argv) {
         double t0 = qvl_now_s();
         qvl_engine_opts eo = common_engine_opts(&a.c, a.model);
         qvl_fit_engine_opts(&fit, &eo);
+        eo.max_batch = a.batch;
         st.engine = qvl_engine_open(&eo);
         if (!st.engine) {
             state_free(&st);
@@ -400,40 +397,113 @@ int cmd_eval(int argc, char **argv) {
         state_free(&st);
         return runtime_error();
     }
+    /* Many samples in flight: keep the engine's queue a little ahead of its sequences (so that its
+     * workers prepare images while the model runs), record each sample as it finishes. */
+    int max_batch = a.batch;
+    if (st.engine) {
+        qvl_engine_stats es;
+        qvl_engine_stats_get(st.engine, &es);
+        max_batch = es.max_batch;
+    }
+    int window = 2 * max_batch + 4;
+    qvl_req_id *ids = malloc((size_t)window * sizeof *ids);
+    long *which = malloc((size_t)window * sizeof *which);
+    char (*names)[64] = malloc((size_t)window * sizeof *names);
+    if (!ids || !which || !names) {
+        free(ids), free(which), free(names);
+        free(unlogged);
+        free(recs);
+        qvl_errorf("%s: out of memory", a.data);
+        state_free(&st);
+        return runtime_error();
+    }
+    int in_flight = 0;
+    long next = 0;
     double t_prev_end = qvl_now_s();
     int failed = 0;
-    for (long i = 0; i < n && !failed; i++) {
-        const qvl_sample *s = &sel[i];
-        if (s->index >= 0 && qvl_results_find(&st.res, s->index)) continue;
-        qvl_eval_record rec;
-        qvl_result res;
-        if (run_sample(st.engine, s, &g, rule, &rec, &res)) {
-            fprintf(stderr, "%sqvl: sample %ld: %s (stopped; rerun the same command to resume)\n",
-                    prog.mode == QVL_PROGRESS_TTY ? "\n" : "", s->index, qvl_last_error());
+    while (!failed) {
+        /* Submit (and record the unreadable ones at once) up to the window. */
+        while (in_flight < window && next < n) {
+            long i = next++;
+            const qvl_sample *s = &sel[i];
+            if (s->index >= 0 && qvl_results_find(&st.res, s->index)) continue;
+            if (s->error) {   /* no request: skipped as unreadable */
+                qvl_eval_record rec = base_record(s);
+                rec.skipped = 1;
+                rec.reason = s->error;
+                double t_end = qvl_now_s();
+                rec.wall_s = t_end - t_prev_end;
+                t_prev_end = t_end;
+                if (s->index < 0) {
+                    unlogged[i] = rec;
+                    unlogged[i].reason = strdup(s->error);
+                } else if (qvl_results_append(&st.res, &rec)) {
+                    failed = 2;
+                    break;
+                }
+                qvl_progress_step(&prog, 0);
+                continue;
+            }
+            qvl_request req = sample_request(s, names[in_flight], sizeof names[in_flight]);
+            qvl_req_id id = qvl_submit(st.engine, &req, &g);
+            if (id < 0) {
+                fprintf(stderr, "%sqvl: sample %ld: %s (stopped; rerun the same command to resume)\n",
+                        prog.mode == QVL_PROGRESS_TTY ? "\n" : "", s->index, qvl_last_error());
+                failed = 1;
+                break;
+            }
+            ids[in_flight] = id;
+            which[in_flight++] = i;
+        }
+        if (failed || (!in_flight && next >= n)) break;
+        if (qvl_step(st.engine) < 0 && qvl_last_error_code() != QVL_ERR_DEVICE) {
+            fprintf(stderr, "%sqvl: %s (stopped; rerun the same command to resume)\n",
+                    prog.mode == QVL_PROGRESS_TTY ? "\n" : "", qvl_last_error());
             failed = 1;
             break;
         }
-        char *reason_copy = rec.reason ? strdup(rec.reason) : NULL;   /* qvl_last_error may change */
-        rec.reason = reason_copy;
-        rec.peak_memory_mib = st.engine ? qvl_engine_peak_memory_mib(st.engine) : 0;
-        double t_end = qvl_now_s();
-        rec.wall_s = t_end - t_prev_end;
-        t_prev_end = t_end;
-        if (s->index < 0) {
-            unlogged[i] = rec;   /* such samples are always unreadable ones: nothing borrowed from res */
-            unlogged[i].prediction = "";
-            unlogged[i].reason = reason_copy ? reason_copy : strdup("");
-            reason_copy = NULL;
-        } else if (qvl_results_append(&st.res, &rec)) {
-            free(reason_copy);
-            qvl_result_free(&res);
-            failed = 2;
-            break;
+        qvl_event ev;
+        while (!failed && qvl_poll(st.engine, &ev)) {
+            int k = 0;
+            while (k < in_flight && ids[k] != ev.id) k++;
+            if (k == in_flight) {   /* not one of ours (cannot happen) */
+                qvl_result_free(&ev.result);
+                continue;
+            }
+            long i = which[k];
+            ids[k] = ids[in_flight - 1], which[k] = which[in_flight - 1];
+            memcpy(names[k], names[in_flight - 1], sizeof names[k]);
+            in_flight--;
+            const qvl_sample *s = &sel[i];
+            qvl_eval_record rec;
+            if (sample_record(s, &ev, rule, &rec)) {
+                fprintf(stderr, "%sqvl: sample %ld: %s (stopped; rerun the same command to resume)\n",
+                        prog.mode == QVL_PROGRESS_TTY ? "\n" : "", s->index, ev.error);
+                qvl_result_free(&ev.result);
+                failed = 1;
+                break;
+            }
+            rec.peak_memory_mib = qvl_engine_peak_memory_mib(st.engine);
+            double t_end = qvl_now_s();
+            rec.wall_s = t_end - t_prev_end;
+            t_prev_end = t_end;
+            int bad = 0;
+            if (s->index < 0) {   /* unreachable: such samples are unreadable ones, never submitted */
+                unlogged[i] = rec;
+                unlogged[i].prediction = "";
+                unlogged[i].reason = strdup(rec.reason ? rec.reason : "");
+            } else if (qvl_results_append(&st.res, &rec)) {
+                bad = 1;
+            }
+            qvl_result_free(&ev.result);
+            if (bad) {
+                failed = 2;
+                break;
+            }
+            qvl_progress_step(&prog, rec.correct && !rec.skipped);
         }
-        free(reason_copy);
-        qvl_progress_step(&prog, rec.correct && !rec.skipped);
-        qvl_result_free(&res);
     }
+    free(ids), free(which), free(names);
     qvl_progress_finish(&prog);
     if (failed) {
         if (failed == 2) fprintf(stderr, "qvl: %s\n", qvl_last_error());
@@ -456,7 +526,8 @@ int cmd_eval(int argc, char **argv) {
     strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S", localtime(&now));
     const char *device = st.engine ? qvl_engine_device_name(st.engine) : "(not opened: every sample was already done)";
     cJSON *report_settings = cJSON_Duplicate(st.settings, 1);
-    cJSON_AddNumberToObject(report_settings, "batch", a.batch);
+    if (max_batch > 0) cJSON_AddNumberToObject(report_settings, "batch", max_batch);   /* sequences in flight at most */
+    else cJSON_AddNullToObject(report_settings, "batch");   /* nothing ran: every sample was already done */
     cJSON_AddStringToObject(report_settings, "qvl_version", QVL_VERSION);
     cJSON_AddStringToObject(report_settings, "results", st.out);
     cJSON_AddItemToObject(report_settings, "memory_plan", qvl_fit_json(&fit, &st.dp, &frq));

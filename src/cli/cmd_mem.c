@@ -33,7 +33,9 @@ static void print_plan(const qvl_mem_plan *p, long budget, int from_config, cons
     else
         fprintf(stdout, "%-20s %10.2f MiB (estimate: no GPU here)\n", "cuda_context", p->cuda_context);
     fprintf(stdout, "%-20s %10.2f MiB%s\n", "weights", p->weights, from_config ? " (from config: no weights found)" : "");
-    fprintf(stdout, "%-20s %10.2f MiB (%ld tokens%s)\n", "kv_cache", p->kv_cache, p->max_model_len,
+    char seqs[48] = "";
+    if (p->sequences > 1) snprintf(seqs, sizeof seqs, " x %d sequences", p->sequences);
+    fprintf(stdout, "%-20s %10.2f MiB (%ld tokens%s%s)\n", "kv_cache", p->kv_cache, p->max_model_len, seqs,
             p->kv_dtype == QVL_PLAN_KV_FP8 ? ", fp8" : "");
     fprintf(stdout, "%-20s %10.2f MiB (largest image; MLP in chunks of %ld patches)\n", "vision_activations",
             p->vision_activations, p->vision_mlp_chunk);
@@ -57,8 +59,8 @@ static void print_json(const qvl_mem_plan *p, long budget, const char *ctx_measu
            p->weights, p->kv_cache, p->vision_activations, p->workspace, p->cuda_runtime, p->total, p->max_model_len,
            p->max_image_pixels, p->max_image_tokens);
     if (budget > 0) printf("%ld", budget); else printf("null");
-    printf(", \"kv_dtype\": \"%s\", \"vision_mlp_chunk\": %ld", p->kv_dtype == QVL_PLAN_KV_FP8 ? "fp8" : "bf16",
-           p->vision_mlp_chunk);
+    printf(", \"kv_dtype\": \"%s\", \"vision_mlp_chunk\": %ld, \"sequences\": %d",
+           p->kv_dtype == QVL_PLAN_KV_FP8 ? "fp8" : "bf16", p->vision_mlp_chunk, p->sequences > 0 ? p->sequences : 1);
     char *sf = sized_for ? cJSON_PrintUnformatted(sized_for) : NULL;
     printf(", \"data_plan\": %s}\n", sf ? sf : "null");
     cJSON_free(sf);
@@ -103,7 +105,7 @@ int cmd_mem(int argc, char **argv) {
     cli_opt opts[] = {
         {"model", OPT_STR, &model, "DIR", "checkpoint folder (config.json, *.safetensors)"},
         {"json", OPT_FLAG, &json, NULL, "print the plan as one JSON object"},
-        {"batch", OPT_INT, &batch, "N", "sequences at once (only 1 for now)"},
+        {"batch", OPT_INT, &batch, "N", "plan for N sequences in flight (qvl eval --batch N; default 1)"},
         {"data", OPT_STR, &data, "PATH", "size the plan for this dataset (as `qvl eval` does), auto-fit to --gpu-mem"},
         {"images", OPT_STR, &images, "DIR", "image folder for OCRBench.json (default: its folder)"},
         {"max-new-tokens", OPT_INT, &max_new, "N", "answer budget per sample, with --data (default 128)"},
@@ -121,7 +123,7 @@ int cmd_mem(int argc, char **argv) {
                         NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : rc;
     if (!model) return usage_error("mem", "--model is required");
-    if (batch != 1) return usage_error("mem", "--batch %d: batched evaluation is not supported yet (use 1)", batch);
+    if (batch < 1) return usage_error("mem", "--batch %d: must be at least 1", batch);
     if (common_opts_check("mem", &c)) return 2;
     if (max_new < 1) return usage_error("mem", "--max-new-tokens %d: must be at least 1", max_new);
     if (strcmp(on_overflow, "skip") && strcmp(on_overflow, "downscale"))
@@ -142,7 +144,7 @@ int cmd_mem(int argc, char **argv) {
     qvl_mem_plan plan;
     if (data) return mem_for_data(model, data, images, &cfg, &c, max_new, !strcmp(on_overflow, "downscale"), kv, wbytes,
                                   ctx, ctx_measure, json);
-    qvl_plan_inputs in = {.max_model_len = max_len, .max_pixels = max_px, .kv_dtype = kv};
+    qvl_plan_inputs in = {.max_model_len = max_len, .max_pixels = max_px, .kv_dtype = kv, .sequences = batch};
     if (qvl_mem_plan_compute_inputs(&cfg, wbytes, &in, ctx, &plan)) return runtime_error();
     if (json) print_json(&plan, c.gpu_mem_mib, ctx_measure, NULL);
     else print_plan(&plan, c.gpu_mem_mib, wbytes < 0, ctx_measure);

@@ -18,7 +18,7 @@
  *   seq_drop_images(s)                             after its last prompt row ran (features unused)
  *   seq_free(s)                                    finished, failed or cancelled
  * Slot numbers are 0 .. limits.max_seqs-1; a freed slot is reused by a later request. Only one
- * thread calls into a backend at a time (the thread inside qvl_step). */
+ * thread uses a backend at a time (the thread inside qvl_step). */
 #ifndef QVL_ENGINE_BACKEND_H
 #define QVL_ENGINE_BACKEND_H
 #include <stdint.h>
@@ -45,11 +45,13 @@ typedef struct {
     int max_seqs;             /* sequence slots; <= 0: chosen from the memory plan */
     int kv_block_tokens;      /* tokens per KV block; <= 0: QVL_KV_BLOCK_TOKENS */
     int token_budget;         /* most tokens in one run_batch (prefill chunks + decodes); <= 0: backend's */
-    long vision_tokens;       /* most image tokens (after the 2x2 merge) in one encode_images call; <= 0:
+    long vision_tokens;       /* most image tokens (after the 2x2 merge) in one encode_images pass; <= 0:
                                  backend's choice (at least one image of the largest admitted size) */
     long gpu_mem_mib;         /* hard cap on everything the backend allocates; <= 0: none */
     int kv_dtype;             /* QVL_KV_BF16 / QVL_KV_FP8 */
     qvl_tuning tuning;        /* kernel choices; tuning.dump_dir: parity dumps (CPU and CUDA) */
+    int kv_blocks;            /* > 0: at most this many KV blocks in the pool (tests: a pool that fits one
+                                 sequence); <= 0: from the memory plan */
 } qvl_backend_opts;
 
 /* The limits in force after open (every field resolved, > 0). The engine never exceeds them. */
@@ -60,7 +62,7 @@ typedef struct {
     int token_budget;         /* rows per run_batch */
     long max_model_len;       /* tokens per sequence (its block table holds at most
                                  ceil(max_model_len / kv_block_tokens) blocks) */
-    long vision_tokens;       /* image tokens per encode_images call; one image of the largest
+    long vision_tokens;       /* image tokens per encode_images pass; one image of the largest
                                  admitted size always fits alone */
     long image_cache_tokens;  /* image feature rows kept at once over all slots (from encode_images
                                  until seq_drop_images / seq_free); >= vision_tokens */
@@ -109,7 +111,7 @@ typedef struct {
     /* Runs the vision tower on n images together (attention stays within each image) and keeps
      * their features for sequence seqs[i] (appended to that sequence's image rows in order). The
      * features must equal those of encoding each image alone (CPU: bit for bit). Returns 0, or -1
-     * + error (nothing kept: the engine retries the images one by one to find a bad one). */
+     * + error (nothing kept: the engine encodes the images again one by one to find a bad one). */
     int (*encode_images)(qvl_backend *b, const qvl_pixel_values *const *pv, const int *seqs, int n);
 
     /* One forward pass over the batch; picked[j] receives the next id of the j-th row with pick = 1

@@ -10,10 +10,12 @@
 typedef struct {
     int n_tokens;
     int32_t *token;        /* [n_tokens] token ids (image pads included) */
-    int32_t *pos[3];       /* [3][n_tokens] M-RoPE positions: T, H, W rows */
+    int32_t *pos[3];       /* [3][n_tokens] M-RoPE positions: T, H, W rows, as used (a decode row's
+                              three are kv_index + the sequence's rope delta; the backend adds nothing) */
     int32_t *seq;          /* [n_tokens] sequence slot (0 .. max_batch-1) */
     int32_t *kv_index;     /* [n_tokens] index of the token in its sequence's KV (0-based; its cache row) */
-    int32_t *image_row;    /* [n_tokens] row in the sequence's image features for an image pad, else -1 */
+    int32_t *image_row;    /* [n_tokens] row in the sequence's image features for an image pad (its images'
+                              rows in prompt order, from 0), else -1 */
     int8_t *pick;          /* [n_tokens] 1: pick the next token after this one (the last token of a
                               finished prompt, or a decode token) */
     int n_pick;            /* number of rows with pick = 1 */

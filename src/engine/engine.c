@@ -1,65 +1,19 @@
-/* The public engine (include/qvl.h): one request runs image load -> preprocess -> vision -> prefill
- * -> decode loop, on the CPU reference model (docs/model.md section 10). Buffers that live for
- * every token (logits, sampler state) are allocated once at open; per-request buffers (KV cache
- * sized to the request, pixel values, vision output) once per request; the token loop allocates
- * nothing except inside the streaming detokenizer's reused buffer. */
+/* The public engine (include/qvl.h): open a backend (CPU or CUDA, engine/backend.h), queue
+ * requests, hand out their events. The scheduler step that runs them is engine/scheduler.c;
+ * requests are prepared (images read and preprocessed, prompts tokenized) on worker threads
+ * (engine/workers.c). The engine never asks which device it runs on. */
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "backend/cuda/cuda_device.h"
-#include "backend/cuda/cuda_nvml.h"
-#include "engine/request.h"
-#include "engine/sampler.h"
+#include "engine/engine_internal.h"
 #include "image/image.h"
+#include "model/config.h"
 #include "model/context_len.h"
-#include "model/model.h"
-#include "model/model_cuda.h"
-#include "qvl.h"
-#include "tokenizer/chat.h"
-#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/file.h"
-
-
-typedef struct qvl_event_node {
-    qvl_event ev;
-    struct qvl_event_node *next;
-} qvl_event_node;
-
-struct qvl_engine {
-    qvl_model *model;
-    qvl_cuda_model *gpu;       /* --device cuda: the CUDA model instead of model */
-    const qvl_config *cfg;
-    qvl_tokenizer *tok;
-    qvl_sampler *sampler;
-    float *logits;             /* CPU: [vocab] the last position's logits, picked from on the host */
-    double *uniforms;          /* CUDA: [max_model_len] the request's random stream, picked from on the device */
-    int vocab;
-    int threads;
-    long max_model_len;
-    qvl_image_params img;      /* pixel limits after the options */
-    char device_name[64];
-    /* GPU memory: the meter (NVML) sampled after open and after every request, and the plan with
-     * the context as that meter measured it. */
-    qvl_gpu_meter meter;
-    qvl_mem_plan plan;
-    const char *context_measure;
-    /* Requests in flight: waiting (submitted, not started), the one running inside qvl_step, and
-     * finished events not yet polled. mu guards the lists, the counters and next_id. */
-    pthread_mutex_t mu;
-    int mu_ok;
-    qvl_req *wait_head, *wait_tail, *running;
-    qvl_event_node *done_head, *done_tail;
-    int n_waiting, max_queue;
-    qvl_req_id next_id;
-    long long finished, failed, prompt_tokens, generated_tokens;
-};
 
 qvl_engine_opts qvl_engine_opts_default(void) {
     qvl_engine_opts o = {0};
@@ -84,13 +38,22 @@ static int resolve_image_params(const qvl_config *cfg, const qvl_engine_opts *o,
                                        o->max_image_tokens > 0 ? o->max_image_tokens : -1);
 }
 
-static int resolve_device(const qvl_engine_opts *o, int threads, char *name, size_t len) {
-    if (o->device == QVL_DEVICE_CUDA) {
-        if (qvl_cuda_device_count() <= 0) return qvl_errorf("cuda: no usable CUDA device");
-        return 0;
+/* The backend of the device asked for; AUTO takes CUDA when this build has it and a device is usable. */
+static const qvl_backend_ops *choose_backend(qvl_device d) {
+    if (d == QVL_DEVICE_CPU) return qvl_backend_find("cpu");
+    if (d == QVL_DEVICE_CUDA) {
+        const qvl_backend_ops *ops = qvl_backend_find("cuda");
+        if (!ops || ops->devices() <= 0) {   /* a build without CUDA has no usable device either */
+            qvl_errorf("cuda: no usable CUDA device");
+            qvl_error_set_kind(QVL_ERR_DEVICE);
+            return NULL;
+        }
+        return ops;
     }
-    snprintf(name, len, "cpu (%d thread%s)", threads, threads == 1 ? "" : "s");
-    return 0;
+    const qvl_backend_ops *cuda = qvl_backend_find("cuda");
+    qvl_error_clear();
+    if (cuda && cuda->devices() > 0) return cuda;
+    return qvl_backend_find("cpu");
 }
 
 /* Open fails on the options, the checkpoint, memory or the device: the lower modules record the
@@ -103,6 +66,17 @@ static void classify_open_error(void) {
     else if (strstr(m, "not supported")) c = QVL_ERR_UNSUPPORTED;
     else if (!strncmp(m, "cuda", 4) || strstr(m, "CUDA")) c = QVL_ERR_DEVICE;
     qvl_error_set_kind(c);
+}
+
+static qvl_engine *open_fail(qvl_engine *e) {
+    classify_open_error();
+    int code = qvl_error_kind();
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", qvl_error());
+    qvl_engine_close(e);
+    qvl_errorf("%s", msg);
+    qvl_error_set_kind(code);
+    return NULL;
 }
 
 qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
@@ -129,71 +103,60 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
         qvl_error_set_kind(QVL_ERR_INTERNAL);
         return NULL;
     }
+    pthread_cond_init(&e->prepared, NULL);
     e->mu_ok = 1;
     e->max_queue = o.max_queue;
     e->threads = o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (e->threads < 1) e->threads = 1;
-    /* The default device is CUDA when a GPU is usable, else the CPU (docs/cli.md). */
-    if (o.device == QVL_DEVICE_AUTO) o.device = qvl_cuda_device_count() > 0 ? QVL_DEVICE_CUDA : QVL_DEVICE_CPU;
-    if (resolve_device(&o, e->threads, e->device_name, sizeof e->device_name)) goto fail;
-    if (o.device == QVL_DEVICE_CUDA) {
-        /* The arena is planned for the context and the largest image the options admit. */
-        long px = o.max_pixels > 0 ? o.max_pixels : 0;
-        if (o.max_image_tokens > 0 && (px <= 0 || px > o.max_image_tokens * 1024)) px = o.max_image_tokens * 1024;
-        qvl_cuda_opts co = {.max_model_len = o.max_model_len > 0 ? o.max_model_len : QVL_DEFAULT_MAX_MODEL_LEN,
-                            .max_pixels = px, .gpu_mem_mib = o.gpu_mem_mib, .tuning = o.tuning,
-                            .max_image_tokens = o.plan_image_tokens, .kv_dtype = o.kv_dtype};
-        /* The meter's baseline comes before this process's context exists; the context is then
-         * created and measured the way the peak will be (NVML), not as device-wide used memory. */
-        qvl_gpu_meter_start(&e->meter);
-        double ctx = qvl_gpu_context_mib(&e->meter, &e->context_measure);
-        if (!(e->gpu = qvl_cuda_model_open(o.model_dir, &co))) goto fail;
-        e->plan = *qvl_cuda_model_plan(e->gpu);
-        if (ctx >= 0 && e->meter.measure != QVL_GPU_MEASURE_NONE) {
-            e->plan.total += ctx - e->plan.cuda_context;
-            e->plan.cuda_context = ctx;
-        } else {
-            e->context_measure = "cudaMemGetInfo device used";
-        }
-        qvl_gpu_meter_sample(&e->meter);
-        e->cfg = qvl_cuda_model_config(e->gpu);
-        snprintf(e->device_name, sizeof e->device_name, "%s", qvl_cuda_model_device_name(e->gpu));
-    } else {
-        if (o.kv_dtype != QVL_KV_BF16) {
-            qvl_errorf("kv-dtype: fp8 is for the CUDA path only (the CPU reference keeps F32)");
-            goto fail;
-        }
-        if (!(e->model = qvl_model_open(o.model_dir, e->threads))) goto fail;
-        qvl_model_set_dump_dir(e->model, o.tuning.dump_dir);
-        e->cfg = qvl_model_config(e->model);
-    }
-    if (qvl_context_len(e->cfg, o.max_model_len, &e->max_model_len)) goto fail;   /* the rule every command shares */
-    if (resolve_image_params(e->cfg, &o, e->threads, &e->img)) goto fail;
-    e->tok = qvl_tokenizer_load(o.model_dir);
-    if (!e->tok) goto fail;
-    e->vocab = e->cfg->text.vocab_size;
+    if (!(e->ops = choose_backend(o.device))) return open_fail(e);
+
+    /* The context and the pixel limits come from the checkpoint's config and the options, before
+     * the backend plans its memory for them. */
+    qvl_config cfg;
+    qvl_image_params img;
+    if (qvl_config_load(o.model_dir, &cfg) || qvl_context_len(&cfg, o.max_model_len, &e->max_model_len) ||
+        resolve_image_params(&cfg, &o, e->threads, &img))
+        return open_fail(e);
+    long px = o.max_pixels > 0 ? o.max_pixels : 0;   /* what the old CUDA plan was given: the options' cap */
+    if (o.max_image_tokens > 0 && (px <= 0 || px > o.max_image_tokens * 1024)) px = o.max_image_tokens * 1024;
+    qvl_backend_opts bo = {.model_dir = o.model_dir, .threads = e->threads, .max_model_len = e->max_model_len,
+                           .max_pixels = px > 0 ? px : img.max_pixels, .plan_image_tokens = o.plan_image_tokens,
+                           .max_seqs = o.max_batch, .kv_block_tokens = QVL_KV_BLOCK_TOKENS,
+                           .gpu_mem_mib = o.gpu_mem_mib, .kv_dtype = o.kv_dtype, .tuning = o.tuning,
+                           .kv_blocks = o.kv_blocks};
+    if (!(e->be = e->ops->open(&bo))) return open_fail(e);
+    e->ops->limits(e->be, &e->lim);
+    e->cfg = e->ops->config(e->be);
+    snprintf(e->device_name, sizeof e->device_name, "%s", e->ops->device_name(e->be));
+    if (e->lim.max_model_len < e->max_model_len) e->max_model_len = e->lim.max_model_len;
+    e->prep = (qvl_prep_ctx){NULL, img, e->max_model_len};
+    if (!(e->tok = qvl_tokenizer_load(o.model_dir))) return open_fail(e);
+    e->prep.tok = e->tok;
+
+    int S = e->lim.max_seqs, V = e->cfg->text.vocab_size;
     qvl_sampler_params sp = qvl_sampler_params_greedy();
-    e->sampler = qvl_sampler_new(e->vocab, &sp);
-    if (e->gpu)
-        e->uniforms = malloc((size_t)e->max_model_len * sizeof *e->uniforms);
-    else
-        e->logits = malloc((size_t)e->vocab * sizeof *e->logits);
-    if (!e->sampler || !(e->gpu ? (void *)e->uniforms : (void *)e->logits)) {
+    if (qvl_kv_pool_init(&e->kv, e->lim.kv_blocks, e->lim.kv_block_tokens, S, e->max_model_len) ||
+        qvl_batch_init(&e->batch, e->lim.token_budget))
+        return open_fail(e);
+    e->streams = qvl_sampler_new(V, &sp);
+    e->uniforms = malloc((size_t)e->max_model_len * sizeof *e->uniforms);
+    e->picked = malloc((size_t)S * sizeof *e->picked);
+    e->slots = calloc((size_t)S, sizeof *e->slots);
+    e->admitted = calloc((size_t)S, sizeof *e->admitted);
+    e->order = calloc((size_t)S, sizeof *e->order);
+    if (!e->streams || !e->uniforms || !e->picked || !e->slots || !e->admitted || !e->order) {
         qvl_errorf("%s: out of memory", o.model_dir);
-        goto fail;
+        qvl_error_set_kind(QVL_ERR_NO_MEMORY);
+        return open_fail(e);
     }
+    /* Preparation runs ahead of the forward passes on a few threads (each image's resize is itself
+     * split over the engine's threads). */
+    int n_workers = e->threads / 4;
+    if (n_workers < 1) n_workers = 1;
+    if (n_workers > 8) n_workers = 8;
+    e->lookahead = S + 2 * n_workers;
+    if (!(e->workers = qvl_workers_new(n_workers, qvl_engine_prepare_item, e))) return open_fail(e);
     return e;
-fail:
-    classify_open_error();
-    {
-        int code = qvl_error_kind();
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", qvl_error());
-        qvl_engine_close(e);
-        qvl_errorf("%s", msg);
-        qvl_error_set_kind(code);
-    }
-    return NULL;
 }
 
 static void free_events(qvl_event_node *n) {
@@ -205,64 +168,47 @@ static void free_events(qvl_event_node *n) {
     }
 }
 
+static void free_req(qvl_req *r) {
+    qvl_req_free(r);
+    free(r);
+}
+
 void qvl_engine_close(qvl_engine *e) {
     if (!e) return;
-    for (qvl_req *r = e->wait_head, *next; r; r = next) {
+    qvl_workers_free(e->workers);   /* first: no worker touches a request after this */
+    for (qvl_req *r = e->queue_head, *next; r; r = next) {
         next = r->next;
-        qvl_req_free(r);
-        free(r);
+        free_req(r);
     }
+    for (int i = 0; e->slots && i < e->lim.max_seqs; i++)
+        if (e->slots[i]) free_req(e->slots[i]);
     free_events(e->done_head);
-    if (e->mu_ok) pthread_mutex_destroy(&e->mu);
-    qvl_sampler_free(e->sampler);
-    free(e->logits);
+    if (e->mu_ok) {
+        pthread_mutex_destroy(&e->mu);
+        pthread_cond_destroy(&e->prepared);
+    }
+    if (e->be) e->ops->close(e->be);
+    qvl_kv_pool_free(&e->kv);
+    qvl_batch_free(&e->batch);
+    qvl_sampler_free(e->streams);
     free(e->uniforms);
+    free(e->picked);
+    free(e->logits);
+    free(e->slots);
+    free(e->admitted);
+    free(e->order);
     qvl_tokenizer_free(e->tok);
-    qvl_model_close(e->model);
-    qvl_cuda_model_close(e->gpu);
     free(e);
 }
 
 const char *qvl_engine_device_name(const qvl_engine *e) { return e->device_name; }
 
-static double peak_rss_mib(void) {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru)) return 0;
-    return (double)ru.ru_maxrss / 1024.0;   /* Linux reports KiB */
-}
-
-double qvl_engine_peak_memory_mib(const qvl_engine *e) {
-    if (e && e->gpu) return e->meter.measure != QVL_GPU_MEASURE_NONE ? e->meter.peak_mib : qvl_cuda_model_peak_mib(e->gpu);
-    return peak_rss_mib();
-}
+double qvl_engine_peak_memory_mib(const qvl_engine *e) { return e && e->be ? e->ops->peak_mib(e->be) : 0; }
 
 int qvl_engine_memory(const qvl_engine *e, qvl_memory_info *out) {
     memset(out, 0, sizeof *out);
     if (!e) return -1;
-    out->peak_mib = qvl_engine_peak_memory_mib(e);
-    out->note = "";
-    if (!e->gpu) {
-        out->peak_measure = "peak resident set";
-        return 0;
-    }
-    out->peak_measure = e->meter.measure != QVL_GPU_MEASURE_NONE ? qvl_gpu_measure_name(e->meter.measure)
-                                                                  : "cudaMemGetInfo device used";
-    out->note = e->meter.note;
-    out->cuda_used_peak_mib = qvl_cuda_model_peak_mib(e->gpu);
-    const qvl_mem_plan *p = &e->plan;
-    out->has_plan = 1;
-    out->plan_cuda_context = p->cuda_context;
-    out->plan_weights = p->weights;
-    out->plan_kv_cache = p->kv_cache;
-    out->plan_vision_activations = p->vision_activations;
-    out->plan_workspace = p->workspace;
-    out->plan_total = p->total;
-    out->plan_context_measure = e->context_measure ? e->context_measure : "";
-    out->arena_mib = qvl_cuda_model_arena_mib(e->gpu);
-    out->plan_max_model_len = p->max_model_len;
-    out->plan_max_image_tokens = p->max_image_tokens;
-    out->plan_max_image_pixels = p->max_image_pixels;
-    return 0;
+    return e->ops->memory(e->be, out);
 }
 
 void qvl_result_free(qvl_result *r) {
@@ -274,165 +220,38 @@ void qvl_result_free(qvl_result *r) {
     r->n_tokens = 0;
 }
 
-/* ---- running one request (one sequence; the batched scheduler replaces this) ---- */
-
-static int is_eos(const qvl_config *cfg, int32_t id) {
-    for (int i = 0; i < cfg->gen.n_eos; i++)
-        if (cfg->gen.eos_ids[i] == id) return 1;
-    return 0;
-}
-
-static int cancelled(const qvl_req *r) { return __atomic_load_n(&r->cancelled, __ATOMIC_ACQUIRE); }
-
-/* Runs a prepared request to its end. Returns 0 (out filled), or -1 with r->status/code/error set. */
-static int run_one(qvl_engine *e, qvl_req *r, qvl_result *out) {
-    memset(out, 0, sizeof *out);
-    double t0 = r->t_submit;
-    double t_pre = qvl_now_mono();
-    int n_img = r->n_images;
-    qvl_vision_out *vo = calloc((size_t)n_img + 1, sizeof *vo);
-    qvl_seq *seq = NULL;
-    qvl_detok_stream *ds = NULL;
-    qvl_error_code code = QVL_ERR_INTERNAL;
-    int rc = -1;
-    if (!vo) {
-        qvl_errorf("request: out of memory");
-        code = QVL_ERR_NO_MEMORY;
-        goto done;
-    }
-    if (e->gpu) qvl_cuda_clear_images(e->gpu);
-    for (int i = 0; i < n_img; i++)
-        if (e->gpu ? qvl_cuda_encode_image(e->gpu, &r->pv[i]) : qvl_model_encode_image(e->model, &r->pv[i], &vo[i])) {
-            const char *msg = qvl_error();
-            if (!strstr(msg, r->images[i].name)) {
-                char buf[512];
-                snprintf(buf, sizeof buf, "%s", msg);
-                qvl_errorf("%s: %s", r->images[i].name, buf);
-            }
-            code = e->gpu ? QVL_ERR_DEVICE : QVL_ERR_INPUT;
-            goto done;
-        }
-    double t_vis = qvl_now_mono();
-
-    const qvl_gen_opts *g = &r->g;
-    int n_ids = r->n_ids;
-    long M = e->max_model_len;
-    int max_new = g->max_new_tokens;
-    if ((long)max_new > M - (long)n_ids) max_new = (int)(M - (long)n_ids);
-    out->token_ids = malloc((size_t)max_new * sizeof *out->token_ids);
-    if (!e->gpu && !(seq = qvl_seq_new(e->model, n_ids + max_new))) goto done;
-    ds = qvl_detok_stream_new(e->tok, 1);
-    if (!out->token_ids || !ds) {
-        qvl_errorf("request: out of memory");
-        code = QVL_ERR_NO_MEMORY;
-        goto done;
-    }
-    qvl_sampler_params sp = qvl_sampler_params_resolve(g, &e->cfg->gen);
-    qvl_sampler_reset(e->sampler, &sp);
-    qvl_sampler_accept_prompt(e->sampler, r->ids, n_ids);
-    /* CUDA: the device picks with the sampler's semantics and the sampler's uniforms (one per
-     * sampled token, uploaded once); only the picked id comes back per token. */
-    int gpu_id = -1;
-    if (e->gpu) {
-        qvl_cuda_pick_params pp = {sp.do_sample, sp.temperature, sp.top_k, sp.top_p, sp.repetition_penalty,
-                                   sp.presence_penalty};
-        int n_uni = sp.do_sample && sp.temperature > 0 ? max_new : 0;
-        if (n_uni > e->max_model_len) n_uni = (int)e->max_model_len;
-        qvl_sampler_uniforms(e->sampler, e->uniforms, n_uni);
-        code = QVL_ERR_DEVICE;
-        if (qvl_cuda_set_picking(e->gpu, &pp, e->uniforms, n_uni) || (gpu_id = qvl_cuda_prefill(e->gpu, r->ids, n_ids)) < 0)
-            goto done;
-    } else if (qvl_seq_prefill(e->model, seq, r->ids, n_ids, n_img ? vo : NULL, n_img, e->logits)) {
-        goto done;
-    }
-    double t_prefill = qvl_now_mono();
-    out->finish_reason = QVL_FINISH_LENGTH;
-    for (;;) {
-        int32_t id = e->gpu ? gpu_id : qvl_sampler_pick(e->sampler, e->logits);
-        if (out->n_tokens == 0) out->ttft_s = qvl_now_mono() - t0;
-        out->token_ids[out->n_tokens++] = id;
-        qvl_sampler_accept(e->sampler, id);
-        const char *piece = qvl_detok_stream_push(ds, id);
-        if (g->on_token && piece && piece[0]) g->on_token(piece, g->user);
-        if (is_eos(e->cfg, id)) {
-            out->finish_reason = QVL_FINISH_STOP;
-            break;
-        }
-        if (out->n_tokens >= max_new) break;
-        if (cancelled(r)) {   /* the event keeps what was generated so far */
-            out->text = qvl_tokenizer_decode(e->tok, out->token_ids, (size_t)out->n_tokens, 1);
-            out->prompt_tokens = n_ids;
-            out->image_tokens = r->image_tokens;
-            qvl_errorf("request %lld: cancelled", (long long)r->id);
-            code = QVL_ERR_CANCELLED;
-            goto done;
-        }
-        if (e->gpu) {
-            if ((gpu_id = qvl_cuda_decode(e->gpu, id)) < 0) goto done;
-        } else if (qvl_seq_decode(e->model, seq, id, e->logits)) {
-            goto done;
-        }
-    }
-    const char *rest = qvl_detok_stream_flush(ds);
-    if (g->on_token && rest && rest[0]) g->on_token(rest, g->user);
-    out->text = qvl_tokenizer_decode(e->tok, out->token_ids, (size_t)out->n_tokens, 1);
-    if (!out->text) goto done;
-    double t_end = qvl_now_mono();
-    out->prompt_tokens = n_ids;
-    out->image_tokens = r->image_tokens;
-    out->downscaled_from_tokens = r->downscaled_from_tokens;
-    out->load_s = r->load_s;
-    out->preprocess_s = r->preprocess_s;
-    out->vision_s = t_vis - t_pre;
-    out->prefill_s = t_prefill - t_vis;
-    out->decode_s = t_end - t_prefill;
-    out->total_s = t_end - t0;
-    rc = 0;
-done:
-    if (rc) {
-        qvl_req_fail(r, code);
-        if (code != QVL_ERR_CANCELLED) qvl_result_free(out);
-    }
-    if (e->gpu) qvl_gpu_meter_sample(&e->meter);   /* after the request: kernels loaded on first use */
-    if (ds) qvl_detok_stream_free(ds);
-    qvl_seq_free(seq);
-    for (int i = 0; vo && i < n_img; i++) qvl_vision_out_free(&vo[i]);
-    free(vo);
-    return rc;
-}
-
-/* ---- many requests in flight ---- */
+/* ---- the queue ---- */
 
 static int fail_code(qvl_error_code c) {
     qvl_error_set_kind(c);
     return -1;
 }
 
-/* Turns a finished request into an event on the done list (mu held). */
-static void finish_locked(qvl_engine *e, qvl_req *r, qvl_result *res) {
+void qvl_engine_finish_locked(qvl_engine *e, qvl_req *r, qvl_result *res) {
     qvl_event_node *n = calloc(1, sizeof *n);
+    int keep = res && (!r->status || r->code == QVL_ERR_CANCELLED);
     if (n) {
         n->ev.id = r->id;
         n->ev.status = r->status;
         n->ev.code = r->status ? r->code : QVL_ERR_NONE;
         snprintf(n->ev.error, sizeof n->ev.error, "%s", r->status ? r->error : "");
-        if (res && (!r->status || r->code == QVL_ERR_CANCELLED)) n->ev.result = *res;
+        if (keep) {
+            n->ev.result = *res;
+            memset(res, 0, sizeof *res);
+        }
         if (e->done_tail) e->done_tail->next = n;
         else e->done_head = n;
         e->done_tail = n;
-    } else if (res) {
-        qvl_result_free(res);   /* no room to report it: the result is lost, the engine goes on */
     }
-    if (res && r->status && r->code != QVL_ERR_CANCELLED) qvl_result_free(res);
     if (r->status) {
         e->failed++;
     } else {
         e->finished++;
-        e->prompt_tokens += res ? res->prompt_tokens : 0;
-        e->generated_tokens += res ? res->n_tokens : 0;
+        e->prompt_tokens += n ? n->ev.result.prompt_tokens : 0;
+        e->generated_tokens += n ? n->ev.result.n_tokens : 0;
     }
-    qvl_req_free(r);
-    free(r);
+    if (res) qvl_result_free(res);   /* not kept (failure), or no room to report it */
+    free_req(r);
 }
 
 qvl_req_id qvl_submit(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *g) {
@@ -441,60 +260,28 @@ qvl_req_id qvl_submit(qvl_engine *e, const qvl_request *req, const qvl_gen_opts 
     if (!r) return qvl_errorf("request: out of memory"), fail_code(QVL_ERR_NO_MEMORY);
     if (qvl_req_init(r, req, g)) {
         int code = qvl_error_kind();
-        qvl_req_free(r);
-        free(r);
+        free_req(r);
         return fail_code(code ? code : QVL_ERR_INPUT);
     }
     r->t_submit = qvl_now_mono();
+    r->slot = -1;
+    r->state = QVL_REQ_WAITING;
     pthread_mutex_lock(&e->mu);
-    if (e->max_queue > 0 && e->n_waiting >= e->max_queue) {
-        int n = e->n_waiting;
+    int waiting = e->n_queue;
+    if (e->max_queue > 0 && waiting >= e->max_queue) {
         pthread_mutex_unlock(&e->mu);
-        qvl_req_free(r);
-        free(r);
-        qvl_errorf("request: the waiting queue is full (%d requests)", n);
+        free_req(r);
+        qvl_errorf("request: the waiting queue is full (%d requests)", waiting);
         return fail_code(QVL_ERR_QUEUE_FULL);
     }
     r->id = e->next_id++;
-    if (e->wait_tail) e->wait_tail->next = r;
-    else e->wait_head = r;
-    e->wait_tail = r;
-    e->n_waiting++;
+    if (e->queue_tail) e->queue_tail->next = r;
+    else e->queue_head = r;
+    e->queue_tail = r;
+    e->n_queue++;
     qvl_req_id id = r->id;
     pthread_mutex_unlock(&e->mu);
     return id;
-}
-
-static qvl_req *pop_waiting_locked(qvl_engine *e) {
-    qvl_req *r = e->wait_head;
-    if (!r) return NULL;
-    e->wait_head = r->next;
-    if (!e->wait_head) e->wait_tail = NULL;
-    r->next = NULL;
-    e->n_waiting--;
-    return r;
-}
-
-int qvl_step(qvl_engine *e) {
-    if (!e) return qvl_errorf("engine: NULL"), fail_code(QVL_ERR_INPUT);
-    pthread_mutex_lock(&e->mu);
-    qvl_req *r = pop_waiting_locked(e);
-    e->running = r;
-    pthread_mutex_unlock(&e->mu);
-    if (r) {
-        qvl_result res = {0};
-        qvl_prep_ctx pc = {e->tok, e->img, e->max_model_len};
-        if (qvl_req_prepare(r, &pc) == 0) run_one(e, r, &res);
-        pthread_mutex_lock(&e->mu);
-        e->running = NULL;
-
-        finish_locked(e, r, &res);
-        pthread_mutex_unlock(&e->mu);
-    }
-    pthread_mutex_lock(&e->mu);
-    int left = e->n_waiting + (e->running != NULL);
-    pthread_mutex_unlock(&e->mu);
-    return left;
 }
 
 int qvl_poll(qvl_engine *e, qvl_event *ev) {
@@ -532,22 +319,26 @@ static int take_event(qvl_engine *e, qvl_req_id id, qvl_event *ev) {
 int qvl_cancel(qvl_engine *e, qvl_req_id id) {
     if (!e) return qvl_errorf("engine: NULL"), fail_code(QVL_ERR_INPUT);
     pthread_mutex_lock(&e->mu);
-    qvl_req *prev = NULL, *r = e->wait_head;
+    qvl_req *prev = NULL, *r = e->queue_head;
     while (r && r->id != id) prev = r, r = r->next;
-    if (r) {   /* waiting: finished at once */
+    if (r && r->state != QVL_REQ_PREPARING) {   /* waiting (or prepared): finished at once */
         if (prev) prev->next = r->next;
-        else e->wait_head = r->next;
-        if (e->wait_tail == r) e->wait_tail = prev;
-        e->n_waiting--;
+        else e->queue_head = r->next;
+        if (e->queue_tail == r) e->queue_tail = prev;
+        e->n_queue--;
+        if (r->state == QVL_REQ_READY) qvl_engine_unready_locked(e, r);
         r->status = -1;
         r->code = QVL_ERR_CANCELLED;
         snprintf(r->error, sizeof r->error, "request %lld: cancelled", (long long)id);
-        finish_locked(e, r, NULL);
+        qvl_engine_finish_locked(e, r, NULL);
         pthread_mutex_unlock(&e->mu);
         return 0;
     }
-    if (e->running && e->running->id == id) {   /* running: ends at its next token */
-        __atomic_store_n(&e->running->cancelled, 1, __ATOMIC_RELEASE);
+    if (!r)   /* running: ends before its next token, at the step in progress or the next one */
+        for (int i = 0; i < e->lim.max_seqs && !r; i++)
+            if (e->slots[i] && e->slots[i]->id == id) r = e->slots[i];
+    if (r) {   /* preparing or running */
+        __atomic_store_n(&r->cancelled, 1, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&e->mu);
         return 0;
     }
@@ -560,9 +351,12 @@ void qvl_engine_stats_get(qvl_engine *e, qvl_engine_stats *out) {
     memset(out, 0, sizeof *out);
     if (!e) return;
     pthread_mutex_lock(&e->mu);
-    out->waiting = e->n_waiting;
-    out->running = e->running != NULL;
-    out->max_batch = 1;
+    out->waiting = e->n_queue;
+    out->running = e->n_running;
+    out->max_batch = e->lim.max_seqs;
+    out->kv_blocks_total = e->kv.n_blocks;
+    out->kv_blocks_used = qvl_kv_pool_used(&e->kv);
+    out->kv_block_tokens = e->kv.block_tokens;
     out->requests_finished = e->finished;
     out->requests_failed = e->failed;
     out->prompt_tokens = e->prompt_tokens;
@@ -575,9 +369,15 @@ int qvl_generate(qvl_engine *e, const qvl_request *req, const qvl_gen_opts *g, q
     qvl_req_id id = qvl_submit(e, req, g);
     if (id < 0) return -1;
     qvl_event ev;
-    while (!take_event(e, id, &ev))
-        if (qvl_step(e) < 0) return -1;
+    for (;;) {
+        if (take_event(e, id, &ev)) break;
+        if (qvl_step(e) < 0) {   /* the engine failed: every request in flight got the error */
+            if (take_event(e, id, &ev)) break;
+            return -1;
+        }
+    }
     if (ev.status) {
+        qvl_result_free(&ev.result);
         qvl_errorf("%s", ev.error);
         return fail_code(ev.code);
     }

@@ -144,6 +144,9 @@ void qvl_req_free(qvl_req *r) {
     free(r->images);
     free(r->pv);
     free(r->ids);
+    free(r->pos);
+    if (r->ds) qvl_detok_stream_free(r->ds);
+    qvl_result_free(&r->res);
     memset(r, 0, sizeof *r);
 }
 

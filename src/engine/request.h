@@ -20,6 +20,13 @@ typedef struct {
     char *name;              /* how errors name it */
 } qvl_req_image;
 
+typedef enum {
+    QVL_REQ_WAITING = 0,     /* submitted, not yet given to a worker */
+    QVL_REQ_PREPARING,       /* a worker reads and preprocesses it */
+    QVL_REQ_READY,           /* prepared (or failed: status -1), waiting for a slot and KV blocks */
+    QVL_REQ_RUNNING          /* holds a slot: prefill chunks, then decode steps */
+} qvl_req_state;
+
 typedef struct qvl_req {
     qvl_req_id id;
     struct qvl_req *next;    /* the engine's queue links */
@@ -37,6 +44,19 @@ typedef struct qvl_req {
     int image_tokens;
     int downscaled_from_tokens;
     double load_s, preprocess_s;
+    /* Scheduling (engine/scheduler.c). */
+    int state;               /* qvl_req_state */
+    int slot;                /* backend sequence slot while running, else -1 */
+    int32_t *pos;            /* [3][n_ids] M-RoPE positions of the prompt */
+    int rope_delta;
+    int n_run;               /* prompt tokens run so far */
+    int next_image_row;      /* image feature row of the next image pad */
+    int max_new;             /* answer tokens at most (the context limit applied) */
+    int images_dropped;      /* the backend's image features are gone (the prompt ran) */
+    qvl_result res;          /* generated so far */
+    qvl_detok_stream *ds;
+    double vision_s, t_vision_end, t_first;
+    double t_prep_start, t_prep_end, t_admit;
     /* Failure (status -1): the request's own error. */
     int status;
     qvl_error_code code;

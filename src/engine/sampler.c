@@ -240,16 +240,30 @@ int qvl_sampler_candidates(qvl_sampler *s, float *logits, int32_t *ids, int max_
     return n;
 }
 
-int32_t qvl_sampler_pick(qvl_sampler *s, float *logits) {
-    round_and_penalize(s, logits);
-    if (!sampling(s)) return qvl_argmax_lowest(logits, s->vocab);
+/* The pick itself; draw() gives the uniform of a sampled pick. */
+static int32_t pick(qvl_sampler *s, float *logits, double u) {
     int n = filter(s, logits);
     double mass = 0;
     for (int i = 0; i < n; i++) mass += s->prob[i];
-    double u = uniform01(s->rng) * mass, acc = 0;
+    u *= mass;
+    double acc = 0;
     for (int i = 0; i < n; i++) {
         acc += s->prob[i];
         if (u < acc) return s->cand[i].id;
     }
     return s->cand[n - 1].id;   /* rounding left u at the very top */
+}
+
+int32_t qvl_sampler_pick(qvl_sampler *s, float *logits) {
+    round_and_penalize(s, logits);
+    if (!sampling(s)) return qvl_argmax_lowest(logits, s->vocab);
+    return pick(s, logits, uniform01(s->rng));
+}
+
+int qvl_sampler_samples(const qvl_sampler *s) { return sampling(s); }
+
+int32_t qvl_sampler_pick_u(qvl_sampler *s, float *logits, double u) {
+    round_and_penalize(s, logits);
+    if (!sampling(s)) return qvl_argmax_lowest(logits, s->vocab);
+    return pick(s, logits, u);
 }

@@ -52,6 +52,12 @@ void qvl_sampler_uniforms(qvl_sampler *s, double *out, int n);
 /* Picks the next id from logits[vocab_size]; logits are overwritten (processed in place). */
 int32_t qvl_sampler_pick(qvl_sampler *s, float *logits);
 
+/* 1 when picks draw a uniform (sampling with temperature > 0), 0 for greedy. */
+int qvl_sampler_samples(const qvl_sampler *s);
+/* qvl_sampler_pick with the uniform given (u in [0, 1), ignored when greedy) instead of drawn from
+ * s's stream: a backend that holds the request's stream (qvl_sampler_uniforms) picks the same ids. */
+int32_t qvl_sampler_pick_u(qvl_sampler *s, float *logits, double u);
+
 /* The steps, exposed for tests. */
 static inline float qvl_bf16_round(float x) {
     uint32_t u;

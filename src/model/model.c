@@ -74,9 +74,10 @@ const qvl_config *qvl_model_config(const qvl_model *m) { return &m->cfg; }
 
 int qvl_model_threads(const qvl_model *m) { return qvl_pool_threads(m->pool); }
 
-int qvl_model_encode_image(qvl_model *m, const qvl_pixel_values *pv, qvl_vision_out *out) {
-    const qvl_vision_config *vc = &m->cfg.vision;
-    const int M = vc->spatial_merge_size, D = m->cfg.text.hidden_size;
+/* Checks one image's pixel rows against the model and allocates its output. */
+static int vision_out_init(const qvl_config *cfg, const qvl_pixel_values *pv, qvl_vision_out *out) {
+    const qvl_vision_config *vc = &cfg->vision;
+    const int M = vc->spatial_merge_size, D = cfg->text.hidden_size;
     const int row_len = vc->in_channels * vc->temporal_patch_size * vc->patch_size * vc->patch_size;
     memset(out, 0, sizeof *out);
     if (!pv || !pv->data) return qvl_errorf("image: no pixel values");
@@ -99,13 +100,34 @@ int qvl_model_encode_image(qvl_model *m, const qvl_pixel_values *pv, qvl_vision_
         qvl_vision_out_free(out);
         return qvl_errorf("image: out of memory for %d vision tokens", n_tok);
     }
-    if (qvl_cpu_vision_forward(m->pool, &m->cfg, &m->w.vision, pv->data, pv->grid_t, pv->grid_h, pv->grid_w,
-                               out->embeds, out->deepstack, m->dump_dir) != 0) {
-        qvl_vision_out_free(out);
-        return -1;
-    }
     return 0;
 }
+
+int qvl_model_encode_images(qvl_model *m, const qvl_pixel_values *const *pv, int n, qvl_vision_out *out) {
+    if (n < 1) return 0;
+    qvl_cpu_vision_image *im = calloc((size_t)n, sizeof *im);
+    if (!im) return qvl_errorf("image: out of memory");
+    int i = 0;
+    for (; i < n; i++) {
+        if (vision_out_init(&m->cfg, pv[i], &out[i])) break;
+        im[i] = (qvl_cpu_vision_image){pv[i]->data, pv[i]->grid_t, pv[i]->grid_h, pv[i]->grid_w, out[i].embeds,
+                                       out[i].deepstack};
+    }
+    int rc = i < n ? -1 : qvl_cpu_vision_forward_many(m->pool, &m->cfg, &m->w.vision, im, n, m->dump_dir);
+    if (rc)
+        for (int k = 0; k < n && k <= i; k++) qvl_vision_out_free(&out[k]);
+    free(im);
+    return rc;
+}
+
+int qvl_model_encode_image(qvl_model *m, const qvl_pixel_values *pv, qvl_vision_out *out) {
+    memset(out, 0, sizeof *out);
+    return qvl_model_encode_images(m, &pv, 1, out);
+}
+
+const qvl_weights *qvl_model_weights(const qvl_model *m) { return &m->w; }
+struct qvl_pool *qvl_model_pool(const qvl_model *m) { return m->pool; }
+const char *qvl_model_dump_dir(const qvl_model *m) { return m->dump_dir; }
 
 void qvl_vision_out_free(qvl_vision_out *v) {
     if (!v) return;

@@ -8,6 +8,7 @@
 
 #include "image/image.h"
 #include "model/config.h"
+#include "model/weights.h"
 
 typedef struct qvl_model qvl_model;
 
@@ -23,6 +24,13 @@ const qvl_config *qvl_model_config(const qvl_model *m);
 /* Worker threads the model computes with. */
 int qvl_model_threads(const qvl_model *m);
 
+/* For backends built on the CPU model (backend/cpu/cpu_backend.c): the F32 weights, the worker
+ * threads and the dump folder. */
+struct qvl_pool;
+const qvl_weights *qvl_model_weights(const qvl_model *m);
+struct qvl_pool *qvl_model_pool(const qvl_model *m);
+const char *qvl_model_dump_dir(const qvl_model *m);
+
 /* Vision tower output for one image: merged tokens in <|image_pad|> order. */
 typedef struct {
     float *embeds;                              /* [n_tokens, text hidden] */
@@ -33,6 +41,10 @@ typedef struct {
 } qvl_vision_out;
 
 int qvl_model_encode_image(qvl_model *m, const qvl_pixel_values *pv, qvl_vision_out *out);
+/* n images through the vision tower in one pass (attention within each image): out[i] is what
+ * qvl_model_encode_image gives for pv[i], bit for bit. On failure nothing is kept (out zeroed).
+ * Dumps only for n == 1. */
+int qvl_model_encode_images(qvl_model *m, const qvl_pixel_values *const *pv, int n, qvl_vision_out *out);
 void qvl_vision_out_free(qvl_vision_out *v);
 
 /* MRoPE position ids (get_rope_index, spec 5.4) for a prompt: pos is [3][n] (T row, H row, W row).

@@ -12,12 +12,12 @@
 # Environment: QVL (the qvl binary, built with MPI and CUDA; default build/qvl), LIBS (its extra
 # shared libraries, as the other GPU scripts carry them), MPI_PACK (Open MPI from
 # tests/gpu/pack_openmpi.sh: unpacked into / without replacing any file when mpirun is missing),
-# TSV (default .devcarry/ocrbench_shapes.tsv), EVERY, NEW (max new tokens, default 16), GPU_MEM
+# TSV (default bench/workload/ocrbench_shapes.tsv), EVERY, NEW (max new tokens, default 16), GPU_MEM
 # (share: the two ranks' budgets, default "20000 24000"), WORK (default /tmp).
 # OUTDIR gets steps.log, table.md and, per run, the report (*.txt) and summary (*.json).
 set -o pipefail
 OUT=${1:?OUTDIR}; MODE=${2:?share or scale}; shift 2
-QVL=${QVL:-build/qvl}; TSV=${TSV:-.devcarry/ocrbench_shapes.tsv}; WORK=${WORK:-/tmp}; NEW=${NEW:-16}
+QVL=${QVL:-build/qvl}; TSV=${TSV:-bench/workload/ocrbench_shapes.tsv}; WORK=${WORK:-/tmp}; NEW=${NEW:-16}
 [ -n "$LIBS" ] && export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 mkdir -p "$OUT"
 log() { echo "[mpi_scale +${SECONDS}s] $*" | tee -a "$OUT/steps.log" >&2; }
@@ -33,29 +33,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$OUT/st
 
 # data EVERY: the workload's rows as OCRBench.json + PNGs (bench_gpu's synthetic texture).
 data() {
-    local d=$WORK/qvl_mpi_data_$1
-    [ -f "$d/OCRBench.json" ] || python3 - "$TSV" "$1" "$d" <<'PY' >&2 || return 1
-import json, os, sys
-import numpy as np
-from PIL import Image
-tsv, every, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-os.makedirs(out + "/images", exist_ok=True)
-rows = [l.rstrip("\n").split("\t") for l in open(tsv)][1:]
-items = []
-for i, r in enumerate(rows):
-    if i % every:
-        continue
-    idx, w, h = int(r[0]), int(r[3]), int(r[4])
-    y, x = np.mgrid[0:h, 0:w]
-    rgb = ((x[..., None] * 7 + y[..., None] * 13 + np.arange(3) * 50 + idx) & 255).astype(np.uint8)
-    name = "images/%05d.png" % idx
-    Image.fromarray(rgb).save(os.path.join(out, name), compress_level=1)
-    items.append({"dataset_name": r[1], "id": idx, "image_path": name, "question": json.loads(r[5]),
-                  "answers": json.loads(r[6]), "type": r[2]})
-json.dump(items, open(out + "/OCRBench.json", "w"))
-print("data: %d samples in %s" % (len(items), out))
-PY
-    echo "$d/OCRBench.json"
+    python3 tools/make_workload_dataset.py "$TSV" "$1" "$WORK/qvl_mpi_data_$1"
 }
 model() {
     local m=$WORK/qvl_bench_$1/model

@@ -6,6 +6,7 @@
 #define QVL_CPU_FORWARD_H
 #include <stdint.h>
 
+#include "backend/cpu/ops.h"
 #include "backend/cpu/pool.h"
 #include "model/config.h"
 #include "model/model.h"
@@ -16,6 +17,17 @@
 int qvl_cpu_vision_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_vision_w *w, const float *pixels,
                            int grid_t, int grid_h, int grid_w, float *embeds, float *const *deepstack,
                            const char *dump_dir);
+
+/* Several images in one pass (attention within each frame of each image): the same features as one
+ * pass per image, bit for bit. Dumps (dump_dir) only when n_img == 1. */
+typedef struct {
+    const float *pixels;
+    int grid_t, grid_h, grid_w;
+    float *embeds;
+    float *const *deepstack;
+} qvl_cpu_vision_image;
+int qvl_cpu_vision_forward_many(qvl_pool *pool, const qvl_config *cfg, const qvl_vision_w *w,
+                                const qvl_cpu_vision_image *img, int n_img, const char *dump_dir);
 
 /* Decoder state of one sequence: the KV cache and the activations of one chunk of tokens,
  * planned once from the config (no allocation while generating). */
@@ -42,5 +54,46 @@ void qvl_cpu_text_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_text_
                           const int32_t *ids, int n, int p0, const int32_t *pos, int pos_stride,
                           const int32_t *vis_row, const qvl_vision_out *images, int n_images, float *logits,
                           const char *dump, const char *dump_dir);
+
+/* ---- many sequences in one pass (the CPU backend's run_batch) ----
+ * The KV cache lives in blocks of block_tokens rows: block b holds [K: layers][block_tokens][kv]
+ * then [V: layers][block_tokens][kv] floats. Every stage runs over all rows at once; attention runs
+ * per sequence over its own blocks (segs). A row's results depend only on that row and its
+ * sequence's cache: the same bits as running the sequence alone (qvl_cpu_text_forward). */
+typedef struct {
+    float *const *blocks;
+    int block_tokens;
+} qvl_cpu_kv_blocks;
+
+typedef struct {
+    int n;                              /* rows */
+    const int32_t *ids;                 /* [n] */
+    const int32_t *pos[3];              /* T, H, W positions, each [n] */
+    const float *const *image_embed;    /* [n] the vision row of an image pad, else NULL */
+    const float *const *image_deepstack[QVL_MAX_DEEPSTACK]; /* [n_deepstack][n] (image rows only) */
+    int n_deepstack;
+    const int32_t *kv_block, *kv_row;   /* [n] where each row's K and V go */
+    qvl_attn_seg *segs;                 /* one per sequence: its rows (row0, n_q), causal_pos0 = the first
+                                           row's cache index, n_kv, table */
+    int n_segs;
+    const int *pick_rows;               /* [n_pick] rows whose logits are wanted, in order */
+    int n_pick;
+} qvl_cpu_batch_rows;
+
+/* Activations for max_rows rows, max_picks logits rows, attention over at most max_kv keys. */
+typedef struct {
+    int max_rows, max_picks, max_kv;
+    float *x, *y, *q, *att, *gate, *up, *k_new, *v_new, *cos, *sin, *inv_freq, *scores, *last;
+    qvl_attn_seg *segs;                 /* [max_rows] room for the caller's segments */
+    float *arena;
+} qvl_cpu_batch_state;
+
+int qvl_cpu_batch_state_init(qvl_cpu_batch_state *s, const qvl_config *cfg, int max_rows, int max_picks, int max_kv,
+                             int threads);
+void qvl_cpu_batch_state_free(qvl_cpu_batch_state *s);
+/* logits: [n_pick][vocab]. dump: as qvl_cpu_text_forward (a suffix, or NULL for none). */
+void qvl_cpu_text_forward_batch(qvl_pool *pool, const qvl_config *cfg, const qvl_text_w *w, qvl_cpu_batch_state *s,
+                                const qvl_cpu_kv_blocks *kvb, const qvl_cpu_batch_rows *b, float *logits,
+                                const char *dump, const char *dump_dir);
 
 #endif

@@ -4,6 +4,7 @@
 #ifndef QVL_CPU_OPS_H
 #define QVL_CPU_OPS_H
 #include <stddef.h>
+#include <stdint.h>
 
 #include "backend/cpu/pool.h"
 
@@ -50,5 +51,26 @@ void qvl_cpu_attention(qvl_pool *pool, float *out, int out_stride, const float *
                        const float *v, int kv_stride, int n_q, int n_kv, int n_heads, int n_kv_heads, int hd,
                        int causal_pos0, float *scratch);
 size_t qvl_cpu_attention_scratch(int threads, int n_kv);
+
+/* Many attentions in one parallel loop: segment i's queries are rows row0 .. row0+n_q-1 of q/out
+ * (each with its own keys, bidirectional or causal as above), so a batch of sequences or all frames
+ * of several images run together with the results of running each alone. Keys are the segment's
+ * contiguous k/v rows, or (table != NULL) rows of the paged KV cache: key j lives in block
+ * table[j / block_tokens] at row j % block_tokens. scratch: qvl_cpu_attention_scratch(threads,
+ * scratch_kv) floats with scratch_kv >= every segment's n_kv. task0 is set here. */
+typedef struct {
+    int row0, n_q, n_kv, causal_pos0;
+    const float *k, *v;
+    const int32_t *table;
+    int task0;
+} qvl_attn_seg;
+typedef struct {
+    float *const *blocks;   /* each pool block's memory */
+    size_t k_off, v_off;    /* floats from a block's start to the K / V rows of the layer */
+    int block_tokens;       /* rows of kv_stride floats per block */
+} qvl_attn_paged;
+void qvl_cpu_attention_segs(qvl_pool *pool, float *out, int out_stride, const float *q, int q_stride,
+                            int kv_stride, qvl_attn_seg *segs, int n_segs, const qvl_attn_paged *paged, int n_heads,
+                            int n_kv_heads, int hd, float *scratch, int scratch_kv);
 
 #endif

@@ -152,3 +152,136 @@ void qvl_cpu_text_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_text_
     dump2(dump_dir, "text.norm", dump, y, n, D);
     if (logits) qvl_cpu_matmul(pool, logits, y + (size_t)(n - 1) * D, w->lm_head, NULL, 1, D, tc->vocab_size);
 }
+
+/* ---- many sequences in one pass, KV cache in blocks ---- */
+
+int qvl_cpu_batch_state_init(qvl_cpu_batch_state *s, const qvl_config *cfg, int max_rows, int max_picks, int max_kv,
+                             int threads) {
+    const qvl_text_config *tc = &cfg->text;
+    const int D = tc->hidden_size, qdim = tc->num_heads * tc->head_dim, hd = tc->head_dim;
+    const int kv = tc->num_kv_heads * hd;
+    memset(s, 0, sizeof *s);
+    s->max_rows = max_rows;
+    s->max_picks = max_picks;
+    s->max_kv = max_kv;
+    size_t R = (size_t)max_rows;
+    size_t sizes[] = {R * D, R * D, R * qdim, R * qdim, R * tc->intermediate_size, R * tc->intermediate_size,
+                      R * kv, R * kv, R * hd, R * hd, (size_t)hd / 2, qvl_cpu_attention_scratch(threads, max_kv),
+                      (size_t)max_picks * D};
+    float **dst[] = {&s->x, &s->y, &s->q, &s->att, &s->gate, &s->up, &s->k_new, &s->v_new, &s->cos, &s->sin,
+                     &s->inv_freq, &s->scores, &s->last};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += sizes[i];
+    s->arena = calloc(total, sizeof(float));
+    s->segs = malloc(R * sizeof *s->segs);
+    if (!s->arena || !s->segs) {
+        qvl_cpu_batch_state_free(s);
+        return qvl_errorf("batch of %d tokens: out of memory (%.1f MiB of activations)", max_rows,
+                          total * 4.0 / (1 << 20));
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        *dst[i] = s->arena + off;
+        off += sizes[i];
+    }
+    for (int i = 0; i < hd / 2; i++)
+        s->inv_freq[i] = 1.0f / powf((float)tc->rope_theta, (float)(2 * i) / (float)hd);
+    return 0;
+}
+
+void qvl_cpu_batch_state_free(qvl_cpu_batch_state *s) {
+    free(s->arena);
+    free(s->segs);
+    memset(s, 0, sizeof *s);
+}
+
+/* The K (v = 0) or V (v = 1) row of layer l at row r of block b, in a block laid out as
+ * [K: layers][block_tokens][kv] then [V: layers][block_tokens][kv]. */
+static float *block_row(const qvl_cpu_kv_blocks *kvb, int layers, int kv, int v, int l, int32_t b, int r) {
+    return kvb->blocks[b] + (((size_t)v * layers + l) * kvb->block_tokens + r) * kv;
+}
+
+void qvl_cpu_text_forward_batch(qvl_pool *pool, const qvl_config *cfg, const qvl_text_w *w, qvl_cpu_batch_state *s,
+                                const qvl_cpu_kv_blocks *kvb, const qvl_cpu_batch_rows *b, float *logits,
+                                const char *dump, const char *dump_dir) {
+    const qvl_text_config *tc = &cfg->text;
+    const int D = tc->hidden_size, Hq = tc->num_heads, Hkv = tc->num_kv_heads, hd = tc->head_dim;
+    const int qdim = Hq * hd, kv = Hkv * hd, I = tc->intermediate_size, half = hd / 2, L = tc->num_layers;
+    const int n = b->n;
+    const float eps = (float)tc->rms_norm_eps;
+    float *x = s->x, *y = s->y, *q = s->q, *att = s->att;
+    char name[64];
+
+    /* Token embeddings; image rows take the vision tower's row instead. */
+    for (int i = 0; i < n; i++) {
+        const float *src = b->image_embed[i] ? b->image_embed[i] : w->embed + (size_t)b->ids[i] * D;
+        memcpy(x + (size_t)i * D, src, (size_t)D * sizeof(float));
+    }
+    dump2(dump_dir, "text.embed", dump, x, n, D);
+
+    /* MRoPE angles of every row. */
+    for (int i = 0; i < n; i++)
+        for (int f = 0; f < half; f++) {
+            float ang = (float)b->pos[mrope_axis(tc, f)][i] * s->inv_freq[f];
+            s->cos[(size_t)i * hd + f] = s->cos[(size_t)i * hd + f + half] = cosf(ang);
+            s->sin[(size_t)i * hd + f] = s->sin[(size_t)i * hd + f + half] = sinf(ang);
+        }
+
+    qvl_attn_paged pg = {kvb->blocks, 0, 0, kvb->block_tokens};
+    for (int l = 0; l < L; l++) {
+        const qvl_text_layer_w *Lw = &w->layers[l];
+        snprintf(name, sizeof name, "text.layer%d.in", l);
+        dump2(dump_dir, name, dump, x, n, D);
+
+        /* Self-attention: the projections of every row together; new K and V rows go into their
+         * sequences' blocks, then each sequence's queries attend over its own cache. */
+        qvl_cpu_rmsnorm(pool, y, x, Lw->in_norm, n, D, eps);
+        qvl_cpu_matmul(pool, q, y, Lw->q_w, NULL, n, D, qdim);
+        qvl_cpu_matmul(pool, s->k_new, y, Lw->k_w, NULL, n, D, kv);
+        qvl_cpu_matmul(pool, s->v_new, y, Lw->v_w, NULL, n, D, kv);
+        qvl_cpu_rmsnorm(pool, q, q, Lw->q_norm, n * Hq, hd, eps);
+        qvl_cpu_rmsnorm(pool, s->k_new, s->k_new, Lw->k_norm, n * Hkv, hd, eps);
+        for (int i = 0; i < n; i++) {
+            const float *cs = s->cos + (size_t)i * hd, *sn = s->sin + (size_t)i * hd;
+            for (int h = 0; h < Hq; h++) qvl_cpu_rope_half(q + (size_t)i * qdim + (size_t)h * hd, cs, sn, hd);
+            for (int h = 0; h < Hkv; h++) qvl_cpu_rope_half(s->k_new + (size_t)i * kv + (size_t)h * hd, cs, sn, hd);
+            memcpy(block_row(kvb, L, kv, 0, l, b->kv_block[i], b->kv_row[i]), s->k_new + (size_t)i * kv,
+                   (size_t)kv * sizeof(float));
+            memcpy(block_row(kvb, L, kv, 1, l, b->kv_block[i], b->kv_row[i]), s->v_new + (size_t)i * kv,
+                   (size_t)kv * sizeof(float));
+        }
+        pg.k_off = (size_t)l * kvb->block_tokens * kv;
+        pg.v_off = ((size_t)L + l) * kvb->block_tokens * kv;
+        qvl_cpu_attention_segs(pool, att, qdim, q, qdim, kv, b->segs, b->n_segs, &pg, Hq, Hkv, hd, s->scores,
+                               s->max_kv);
+        qvl_cpu_matmul(pool, y, att, Lw->o_w, NULL, n, qdim, D);
+        qvl_cpu_add(x, y, (size_t)n * D);
+
+        /* SwiGLU MLP. */
+        qvl_cpu_rmsnorm(pool, y, x, Lw->post_norm, n, D, eps);
+        qvl_cpu_matmul(pool, s->gate, y, Lw->gate_w, NULL, n, D, I);
+        qvl_cpu_matmul(pool, s->up, y, Lw->up_w, NULL, n, D, I);
+        qvl_cpu_silu_mul(pool, s->gate, s->up, (size_t)n * I);
+        qvl_cpu_matmul(pool, y, s->gate, Lw->down_w, NULL, n, I, D);
+        qvl_cpu_add(x, y, (size_t)n * D);
+        snprintf(name, sizeof name, "text.layer%d.out", l);
+        dump2(dump_dir, name, dump, x, n, D);
+
+        /* DeepStack: after layer l < n_deepstack, image rows get the l-th vision tap. */
+        if (l < b->n_deepstack)
+            for (int i = 0; i < n; i++)
+                if (b->image_embed[i]) qvl_cpu_add(x + (size_t)i * D, b->image_deepstack[l][i], D);
+    }
+
+    if (dump && dump_dir) {
+        qvl_cpu_rmsnorm(pool, y, x, w->norm, n, D, eps);
+        dump2(dump_dir, "text.norm", dump, y, n, D);
+    }
+    /* The rows whose next token is picked: output norm and lm_head (per row, as for one row alone). */
+    if (b->n_pick > 0 && logits) {
+        for (int j = 0; j < b->n_pick; j++)
+            memcpy(s->last + (size_t)j * D, x + (size_t)b->pick_rows[j] * D, (size_t)D * sizeof(float));
+        qvl_cpu_rmsnorm(pool, s->last, s->last, w->norm, b->n_pick, D, eps);
+        qvl_cpu_matmul(pool, logits, s->last, w->lm_head, NULL, b->n_pick, D, tc->vocab_size);
+    }
+}

@@ -89,43 +89,73 @@ static void patch_merger(qvl_pool *pool, const qvl_merger_w *w, int postshuffle,
     qvl_cpu_matmul(pool, out, tmp2, w->fc2_w, w->fc2_b, n_merged, Dv4, D);
 }
 
-int qvl_cpu_vision_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_vision_w *w, const float *pixels,
-                           int grid_t, int grid_h, int grid_w, float *embeds, float *const *deepstack,
-                           const char *dump_dir) {
+int qvl_cpu_vision_forward_many(qvl_pool *pool, const qvl_config *cfg, const qvl_vision_w *w,
+                                const qvl_cpu_vision_image *img, int n_img, const char *dump_dir) {
     const qvl_vision_config *vc = &cfg->vision;
     const int Dv = vc->hidden_size, H = vc->num_heads, hd = Dv / H, Iv = vc->intermediate_size;
     const int D = vc->out_hidden_size, M = vc->spatial_merge_size, unit = M * M, Dv4 = Dv * unit;
     const int row_len = vc->in_channels * vc->temporal_patch_size * vc->patch_size * vc->patch_size;
     const int G = (int)lround(sqrt((double)vc->num_position_embeddings));
-    const int frame = grid_h * grid_w, n = grid_t * frame, n_merged = n / unit;
     const int threads = qvl_pool_threads(pool);
+    if (n_img < 1) return 0;
+    if (n_img > 1) dump_dir = NULL;   /* dumps name the stages of one image */
 
-    /* Activation arena for this image. */
+    /* The images' patches are stacked: image i owns rows row0[i] .. row0[i] + its patches. Every
+     * stage is per row except attention, which stays within each frame of each image. */
+    int n = 0, n_frames = 0, max_frame = 0, max_side = 0;
+    for (int i = 0; i < n_img; i++) {
+        int frame = img[i].grid_h * img[i].grid_w;
+        n += img[i].grid_t * frame;
+        n_frames += img[i].grid_t;
+        if (frame > max_frame) max_frame = frame;
+        if (img[i].grid_h + img[i].grid_w > max_side) max_side = img[i].grid_h + img[i].grid_w;
+    }
+    const int n_merged = n / unit;
+
     size_t sizes[] = {(size_t)n * Dv, (size_t)n * Dv, (size_t)n * 3 * Dv, (size_t)n * Dv, (size_t)n * Iv,
                       (size_t)n * hd, (size_t)n * hd, (size_t)n_merged * Dv4, (size_t)n_merged * Dv4,
-                      qvl_cpu_attention_scratch(threads, frame), (size_t)grid_h + grid_w, (size_t)hd / 4};
-    enum { X, Y, QKV, ATT, HID, COS, SIN, MT1, MT2, SCORES, LIN, INV_FREQ, N_BUF };
+                      qvl_cpu_attention_scratch(threads, max_frame), (size_t)max_side, (size_t)hd / 4,
+                      n_img > 1 ? (size_t)n_merged * D : 0};
+    enum { X, Y, QKV, ATT, HID, COS, SIN, MT1, MT2, SCORES, LIN, INV_FREQ, OUT, N_BUF };
     size_t total = 0;
     for (int i = 0; i < N_BUF; i++) total += sizes[i];
     float *arena = malloc(total * sizeof(float));
-    if (!arena) return qvl_errorf("vision: out of memory for %d patches", n);
+    qvl_attn_seg *segs = malloc((size_t)n_frames * sizeof *segs);
+    if (!arena || !segs) {
+        free(arena);
+        free(segs);
+        return qvl_errorf("vision: out of memory for %d patches", n);
+    }
     float *buf[N_BUF];
     size_t off = 0;
     for (int i = 0; i < N_BUF; off += sizes[i], i++) buf[i] = arena + off;
     float *x = buf[X], *y = buf[Y], *qkv = buf[QKV], *att = buf[ATT], *hid = buf[HID];
 
-    /* Patch embedding (Conv3d with kernel = stride = one patch is a matmul) + position table. */
-    qvl_cpu_matmul(pool, x, pixels, w->patch_w, w->patch_b, n, row_len, Dv);
+    /* Patch embedding (Conv3d with kernel = stride = one patch is a matmul) + position table +
+     * 2D rotary angles, per image. */
+    for (int i = 0, r0 = 0, f = 0; i < n_img; i++) {
+        const qvl_cpu_vision_image *im = &img[i];
+        int frame = im->grid_h * im->grid_w, np = im->grid_t * frame;
+        qvl_cpu_matmul(pool, x + (size_t)r0 * Dv, im->pixels, w->patch_w, w->patch_b, np, row_len, Dv);
+        pos_embed_interpolate(y + (size_t)r0 * Dv, w->pos_embed, G, Dv, im->grid_t, im->grid_h, im->grid_w, M, buf[LIN],
+                              buf[LIN] + im->grid_h);
+        vision_rotary(buf[COS] + (size_t)r0 * hd, buf[SIN] + (size_t)r0 * hd, buf[INV_FREQ], hd, im->grid_t, im->grid_h,
+                      im->grid_w, M);
+        for (int t = 0; t < im->grid_t; t++, f++) {
+            int row0 = r0 + t * frame;
+            segs[f] = (qvl_attn_seg){.row0 = row0, .n_q = frame, .n_kv = frame, .causal_pos0 = -1,
+                                     .k = qkv + (size_t)row0 * 3 * Dv + Dv, .v = qkv + (size_t)row0 * 3 * Dv + 2 * Dv};
+        }
+        r0 += np;
+    }
     dump2(dump_dir, "vision.patch_embed", x, n, Dv);
-    pos_embed_interpolate(y, w->pos_embed, G, Dv, grid_t, grid_h, grid_w, M, buf[LIN], buf[LIN] + grid_h);
     dump2(dump_dir, "vision.pos_embed", y, n, Dv);
     qvl_cpu_add(x, y, (size_t)n * Dv);
     dump2(dump_dir, "vision.embed", x, n, Dv);
-    vision_rotary(buf[COS], buf[SIN], buf[INV_FREQ], hd, grid_t, grid_h, grid_w, M);
 
     for (int i = 0; i < vc->depth; i++) {
         const qvl_vision_block_w *b = &w->blocks[i];
-        /* x = x + proj(attention(rope(qkv(norm1(x))))), attention within each frame of the image */
+        /* x = x + proj(attention(rope(qkv(norm1(x))))), attention within each frame of each image */
         qvl_cpu_layernorm(pool, y, x, b->norm1_w, b->norm1_b, n, Dv, 1e-6f);
         qvl_cpu_matmul(pool, qkv, y, b->qkv_w, b->qkv_b, n, Dv, 3 * Dv);
         for (int p = 0; p < n; p++)
@@ -134,11 +164,8 @@ int qvl_cpu_vision_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_visi
                 qvl_cpu_rope_half(row, buf[COS] + (size_t)p * hd, buf[SIN] + (size_t)p * hd, hd);
                 qvl_cpu_rope_half(row + Dv, buf[COS] + (size_t)p * hd, buf[SIN] + (size_t)p * hd, hd);
             }
-        for (int f = 0; f < grid_t; f++) {
-            const float *base = qkv + (size_t)f * frame * 3 * Dv;
-            qvl_cpu_attention(pool, att + (size_t)f * frame * Dv, Dv, base, 3 * Dv, base + Dv, base + 2 * Dv, 3 * Dv,
-                              frame, frame, H, H, hd, -1, buf[SCORES]);
-        }
+        qvl_cpu_attention_segs(pool, att, Dv, qkv, 3 * Dv, 3 * Dv, segs, n_frames, NULL, H, H, hd, buf[SCORES],
+                               max_frame);
         qvl_cpu_matmul(pool, y, att, b->proj_w, b->proj_b, n, Dv, Dv);
         qvl_cpu_add(x, y, (size_t)n * Dv);
         /* x = x + fc2(gelu_tanh(fc1(norm2(x)))) */
@@ -153,13 +180,33 @@ int qvl_cpu_vision_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_visi
         /* DeepStack tap: the output of this block, merged by its own post-shuffle merger. */
         for (int j = 0; j < vc->n_deepstack; j++)
             if (vc->deepstack_indexes[j] == i) {
-                patch_merger(pool, &w->deepstack[j], 1, x, n_merged, Dv4, Dv, D, buf[MT1], buf[MT2], deepstack[j]);
+                float *dst = n_img > 1 ? buf[OUT] : img[0].deepstack[j];
+                patch_merger(pool, &w->deepstack[j], 1, x, n_merged, Dv4, Dv, D, buf[MT1], buf[MT2], dst);
                 snprintf(name, sizeof name, "vision.deepstack%d", j);
-                dump2(dump_dir, name, deepstack[j], n_merged, D);
+                dump2(dump_dir, name, dst, n_merged, D);
+                for (int k = 0, m0 = 0; n_img > 1 && k < n_img; k++) {
+                    int nm = img[k].grid_t * img[k].grid_h * img[k].grid_w / unit;
+                    memcpy(img[k].deepstack[j], dst + (size_t)m0 * D, (size_t)nm * D * sizeof(float));
+                    m0 += nm;
+                }
             }
     }
-    patch_merger(pool, &w->merger, 0, x, n_merged, Dv4, Dv, D, buf[MT1], buf[MT2], embeds);
-    dump2(dump_dir, "vision.merger", embeds, n_merged, D);
+    float *dst = n_img > 1 ? buf[OUT] : img[0].embeds;
+    patch_merger(pool, &w->merger, 0, x, n_merged, Dv4, Dv, D, buf[MT1], buf[MT2], dst);
+    dump2(dump_dir, "vision.merger", dst, n_merged, D);
+    for (int k = 0, m0 = 0; n_img > 1 && k < n_img; k++) {
+        int nm = img[k].grid_t * img[k].grid_h * img[k].grid_w / unit;
+        memcpy(img[k].embeds, dst + (size_t)m0 * D, (size_t)nm * D * sizeof(float));
+        m0 += nm;
+    }
+    free(segs);
     free(arena);
     return 0;
+}
+
+int qvl_cpu_vision_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_vision_w *w, const float *pixels,
+                           int grid_t, int grid_h, int grid_w, float *embeds, float *const *deepstack,
+                           const char *dump_dir) {
+    qvl_cpu_vision_image im = {pixels, grid_t, grid_h, grid_w, embeds, deepstack};
+    return qvl_cpu_vision_forward_many(pool, cfg, w, &im, 1, dump_dir);
 }

@@ -1,0 +1,32 @@
+/* The backends built into this binary. "cpu" is always there; "cuda" only in a CUDA build (until
+ * the batched CUDA backend lands, the one-sequence adapter over qvl_cuda_model stands for it). */
+#include <string.h>
+
+#include "engine/backend.h"
+#include "util/error.h"
+
+extern const qvl_backend_ops qvl_cpu_backend_ops;
+#ifdef QVL_CUDA
+extern const qvl_backend_ops qvl_cuda_single_backend_ops;
+#endif
+
+static const qvl_backend_ops *const backends[] = {
+    &qvl_cpu_backend_ops,
+#ifdef QVL_CUDA
+    &qvl_cuda_single_backend_ops,
+#endif
+};
+
+const qvl_backend_ops *qvl_backend_find(const char *name) {
+    for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
+        if (name && !strcmp(backends[i]->name, name)) return backends[i];
+    qvl_errorf("%s: this build has no such backend (built in: cpu%s)", name ? name : "(none)",
+#ifdef QVL_CUDA
+               ", cuda"
+#else
+               ""
+#endif
+    );
+    qvl_error_set_kind(QVL_ERR_UNSUPPORTED);
+    return NULL;
+}
