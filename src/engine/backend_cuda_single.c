@@ -175,7 +175,7 @@ static int cs_memory(const qvl_backend *b, qvl_memory_info *out) {
 
 static const char *cs_device_name(const qvl_backend *b) { return qvl_cuda_model_device_name(b->m); }
 
-const qvl_backend_ops qvl_cuda_single_backend_ops = {
+static const qvl_backend_ops OPS = {
     .name = "cuda",
     .devices = cs_devices,
     .open = cs_open,
@@ -193,6 +193,9 @@ const qvl_backend_ops qvl_cuda_single_backend_ops = {
     .memory = cs_memory,
     .device_name = cs_device_name,
 };
+
+const qvl_backend_ops *qvl_cuda_single_backend_ops(void);
+const qvl_backend_ops *qvl_cuda_single_backend_ops(void) { return &OPS; }
 #else
 typedef int qvl_no_cuda_single_backend;   /* ISO C wants a translation unit to declare something */
 #endif

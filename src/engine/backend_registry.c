@@ -7,17 +7,19 @@
 
 extern const qvl_backend_ops qvl_cpu_backend_ops;
 #ifdef QVL_CUDA
-extern const qvl_backend_ops qvl_cuda_single_backend_ops;
+/* "cuda": the one-sequence adapter (engine/backend_cuda_single.c). The batched CUDA backend takes
+ * its place with #include "backend/cuda/cuda_backend.h" and CUDA_OPS qvl_cuda_backend_ops(). */
+const qvl_backend_ops *qvl_cuda_single_backend_ops(void);
+#define CUDA_OPS qvl_cuda_single_backend_ops()
 #endif
-
-static const qvl_backend_ops *const backends[] = {
-    &qvl_cpu_backend_ops,
-#ifdef QVL_CUDA
-    &qvl_cuda_single_backend_ops,
-#endif
-};
 
 const qvl_backend_ops *qvl_backend_find(const char *name) {
+    const qvl_backend_ops *const backends[] = {
+        &qvl_cpu_backend_ops,
+#ifdef QVL_CUDA
+        CUDA_OPS,
+#endif
+    };
     for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
         if (name && !strcmp(backends[i]->name, name)) return backends[i];
     qvl_errorf("%s: this build has no such backend (built in: cpu%s)", name ? name : "(none)",
