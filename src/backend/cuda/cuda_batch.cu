@@ -167,6 +167,29 @@ static int seg_add(qvl_cuda_batch *b, long start, long tokens, int seq) {
     return b->seg_id[i];
 }
 
+/* Moves every segment down to close the holes (the engine counts the cache by rows, so rows free in
+ * total must be usable as one hole). Rows are moved front to back in pieces no longer than the
+ * distance moved, so that no piece overlaps its own destination. */
+static int compact(qvl_cuda_batch *b) {
+    qvl_cuda_model *m = b->m;
+    const size_t D = m->cfg.text.hidden_size;
+    long at = 0;
+    for (int i = 0; i < b->n_segs; i++) {
+        img_seg *g = &b->segs[i];
+        const long gap = g->start - at;
+        for (long r = 0; gap > 0 && r < g->tokens;) {
+            const long cnt = g->tokens - r < gap ? g->tokens - r : gap;
+            for (int j = 0; j <= m->cfg.vision.n_deepstack; j++)
+                CK(cudaMemcpyAsync(m->img[j] + (size_t)(at + r) * D, m->img[j] + (size_t)(g->start + r) * D,
+                                   (size_t)cnt * D * sizeof(bf16), cudaMemcpyDeviceToDevice, m->st));
+            r += cnt;
+        }
+        g->start = at;
+        at += g->tokens;
+    }
+    return 0;
+}
+
 static void drop_images(qvl_cuda_batch *b, int seq) {
     slot_t *sl = &b->slots[seq];
     for (int i = 0; i < sl->n_img; i++) seg_remove(b, sl->img_ids[i]);
@@ -269,6 +292,13 @@ extern "C" int qvl_cuda_batch_encode(qvl_cuda_batch *b, const qvl_pixel_values *
         while (i1 < n && patches + pv[i1]->num_patches <= m->max_patches) patches += pv[i1++]->num_patches;
         long tokens = patches / unit;
         long start = seg_find(b, tokens);
+        if (start < 0 && b->cache_tokens - cache_used(b) >= tokens) {
+            if (compact(b)) {
+                rc = -1;
+                break;
+            }
+            start = seg_find(b, tokens);
+        }
         if (start < 0) {
             rc = qvl_errorf("image: %ld image tokens do not fit the image cache (%ld of %ld rows in use)", tokens,
                             cache_used(b), b->cache_tokens);
