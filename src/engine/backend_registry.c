@@ -1,5 +1,5 @@
-/* The backends built into this binary. "cpu" is always there; "cuda" only in a CUDA build (until
- * backend/cuda/cuda_backend.c, batched). */
+/* The backends built into this binary. "cpu" is always there; "cuda" (backend/cuda/cuda_backend.c,
+ * batched) only in a CUDA build. */
 #include <string.h>
 
 #include "engine/backend.h"
