@@ -93,7 +93,7 @@ int qvl_mem_plan_buffers(const qvl_config *cfg, const qvl_plan_inputs *in, qvl_p
     const qvl_text_config *t = &cfg->text;
     const qvl_vision_config *v = &cfg->vision;
     double kvb = in->kv_dtype == QVL_PLAN_KV_FP8 ? 1.0 : (double)BF16;
-    double T = (double)in->max_model_len, C = r.C, S = r.seqs, V = t->vocab_size;
+    double T = (double)in->max_model_len, C = r.C, S = r.batched ? r.seqs : 1, V = t->vocab_size;
     double D = t->hidden_size, I = t->intermediate_size, hd = t->head_dim;
     double q = (double)t->num_heads * hd, kv = (double)t->num_kv_heads * hd, Dv = v->hidden_size;
     int k = 0;
@@ -192,8 +192,8 @@ int qvl_mem_plan_batched(const qvl_config *cfg, double weight_bytes, qvl_plan_in
         qvl_mem_plan p1;
         if (qvl_mem_plan_compute_inputs(cfg, weight_bytes, &one, cuda_context_mib, &p1)) return -1;
         cap_mib = p1.total;
-        one = *in;   /* but never less than one slot with the whole context */
-        one.sequences = 1, one.kv_blocks = per_seq;
+        one = *in;   /* but never less than the slots asked for (or one) and one whole context */
+        one.sequences = in->sequences > 0 ? in->sequences : 1, one.kv_blocks = per_seq;
         if (qvl_mem_plan_compute_inputs(cfg, weight_bytes, &one, cuda_context_mib, &p1)) return -1;
         if (p1.total > cap_mib) cap_mib = p1.total;
     }
