@@ -1,5 +1,5 @@
-/* The backends built into this binary. "cpu" is always there; "cuda" only in a CUDA build (until
- * the batched CUDA backend lands, the one-sequence adapter over qvl_cuda_model stands for it). */
+/* The backends built into this binary. "cpu" is always there; "cuda" (backend/cuda/cuda_backend.c,
+ * batched) only in a CUDA build. */
 #include <string.h>
 
 #include "engine/backend.h"
@@ -7,17 +7,18 @@
 
 extern const qvl_backend_ops qvl_cpu_backend_ops;
 #ifdef QVL_CUDA
-extern const qvl_backend_ops qvl_cuda_single_backend_ops;
+/* "cuda": the batched CUDA backend (backend/cuda/cuda_backend.c). */
+#include "backend/cuda/cuda_backend.h"
+#define CUDA_OPS qvl_cuda_backend_ops()
 #endif
-
-static const qvl_backend_ops *const backends[] = {
-    &qvl_cpu_backend_ops,
-#ifdef QVL_CUDA
-    &qvl_cuda_single_backend_ops,
-#endif
-};
 
 const qvl_backend_ops *qvl_backend_find(const char *name) {
+    const qvl_backend_ops *const backends[] = {
+        &qvl_cpu_backend_ops,
+#ifdef QVL_CUDA
+        CUDA_OPS,
+#endif
+    };
     for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
         if (name && !strcmp(backends[i]->name, name)) return backends[i];
     qvl_errorf("%s: this build has no such backend (built in: cpu%s)", name ? name : "(none)",
