@@ -273,6 +273,8 @@ TEST(eval_mpi_np2_np3_match_one_run) {
         snprintf(want, sizeof want, "qvl: %d ranks merged: results in ", np);
         CHECK_CONTAINS(err, want);
         CHECK_CONTAINS(err, "qvl eval: rank 1 of ");
+        CHECK_CONTAINS(out, "  balance: the slowest rank ran ");   /* load balance: slowest / mean */
+        CHECK_CONTAINS(out, "plan MiB");
         /* one report: the block appears once */
         CHECK(out && !strstr(strstr(out, "EVALUATION REPORT") + 1, "EVALUATION REPORT"));
         char *sum = summary_of(tmp(name));

@@ -1,4 +1,4 @@
-/* qvl merge --data PATH RUN.jsonl... [--out RUN.jsonl] [--summary RUN.json] (spec/cli.md): combines
+/* qvl merge --data PATH RUN.jsonl... [--out RUN.jsonl] [--summary RUN.json] (docs/cli.md): combines
  * the results of `qvl eval --shard i/N` runs into the results, summary and report of one run. Rank 0
  * of `mpirun ... qvl eval` writes its outputs through merge_write_outputs too. */
 #include <cjson/cJSON.h>

@@ -1,4 +1,4 @@
-/* Scale-out of `qvl eval` (spec/cli.md): `--shard i/N`, and the ranks of `mpirun -np N qvl eval`.
+/* Scale-out of `qvl eval` (docs/cli.md): `--shard i/N`, and the ranks of `mpirun -np N qvl eval`.
  * cmd_eval calls these at its steps; without --shard and outside mpirun they change nothing.
  *
  * Under mpirun each rank takes the share of its rank, the GPU of its local rank (unless --device

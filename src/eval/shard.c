@@ -359,6 +359,8 @@ static void aggregate_facts(shard_file *files, int n_files, qvl_merged *m) {
         cJSON_AddStringToObject(o, "device", x ? str_or(x, "device", "?") : "unknown (no summary for these results)");
         cJSON_AddStringToObject(o, "host", x ? str_or(x, "host", "") : "");
         if (x) cJSON_AddNumberToObject(o, "load_s", r6(num_or(x, "load_s", -1)));
+        if (x && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "device_is_cpu")))   /* the GPU plan */
+            cJSON_AddNumberToObject(o, "planned_memory_mib", r6(num_or(x, "planned_memory_mib", -1)));
         cJSON_AddItemToArray(m->shares, o);
         if (f->time_s > m->total_time_s) m->total_time_s = f->time_s;
         if (peak > m->peak_memory_mib) m->peak_memory_mib = peak;
@@ -491,30 +493,41 @@ void qvl_merged_report_input(const qvl_merged *m, const char *data, const char *
 }
 
 char *qvl_merged_shares_text(const qvl_merged *m) {
-    size_t cap = 512 + (size_t)m->count * 256, used = 0;
+    size_t cap = 768 + (size_t)m->count * 256, used = 0;
     char *s = malloc(cap);
     if (!s) return NULL;
     used += (size_t)snprintf(s + used, cap - used,
                              "\nPer %s (%d %ss; Total Time is the longest share's, the %ss running at the same time; "
-                             "Peak Memory the highest of one process):\n  %-6s %8s %9s %10s %11s  %s\n",
+                             "Peak Memory the highest of one process):\n  %-6s %8s %9s %10s %11s %11s  %s\n",
                              m->label, m->count, m->label, m->label, m->label, "samples", "time s", "samples/s",
-                             "peak MiB", "device");
-    double sum_peak = 0;
+                             "peak MiB", "plan MiB", "device");
+    double sum_peak = 0, sum_time = 0, max_time = 0;
+    int n_timed = 0;
     const cJSON *o;
     cJSON_ArrayForEach(o, m->shares) {
         const char *host = str_or(o, "host", "");
-        double peak = num_or(o, "peak_memory_mib", 0);
+        double peak = num_or(o, "peak_memory_mib", 0), plan = num_or(o, "planned_memory_mib", -1);
+        double t = num_or(o, "total_time_s", 0);
         sum_peak += peak;
+        if (num_or(o, "samples", 0) > 0) sum_time += t, max_time = fmax(max_time, t), n_timed++;
+        char plan_text[32] = "-";
+        if (plan >= 0) snprintf(plan_text, sizeof plan_text, "%.2f", plan);
         if (used < cap)
-            used += (size_t)snprintf(s + used, cap - used, "  %-6.0f %8.0f %9.2f %10.2f %11.2f  %s%s%s\n",
-                                     num_or(o, m->label, 0), num_or(o, "samples", 0), num_or(o, "total_time_s", 0),
-                                     num_or(o, "samples_per_s", 0), peak, str_or(o, "device", "?"),
+            used += (size_t)snprintf(s + used, cap - used, "  %-6.0f %8.0f %9.2f %10.2f %11.2f %11s  %s%s%s\n",
+                                     num_or(o, m->label, 0), num_or(o, "samples", 0), t,
+                                     num_or(o, "samples_per_s", 0), peak, plan_text, str_or(o, "device", "?"),
                                      host[0] ? " on " : "", host);
     }
     if (used < cap)
-        snprintf(s + used, cap - used, "  %-6s %8ld %9.2f %10.2f %11.2f  (samples/s: all samples over the longest "
-                 "share's time; peak: the sum over %ss)\n", "total", m->n, m->total_time_s,
-                 m->total_time_s > 0 ? (double)m->n / m->total_time_s : 0.0, sum_peak, m->label);
+        used += (size_t)snprintf(s + used, cap - used,
+                                 "  %-6s %8ld %9.2f %10.2f %11.2f %11s  (samples/s: all samples over the longest "
+                                 "share's time; peak: the sum over %ss)\n",
+                                 "total", m->n, m->total_time_s,
+                                 m->total_time_s > 0 ? (double)m->n / m->total_time_s : 0.0, sum_peak, "", m->label);
+    /* Load balance: how much longer the slowest share ran than the average one (1.00: perfectly even). */
+    if (used < cap && n_timed > 1 && sum_time > 0)
+        snprintf(s + used, cap - used, "  balance: the slowest %s ran %.2f s, the mean %.2f s (slowest / mean %.3f)\n",
+                 m->label, max_time, sum_time / n_timed, max_time / (sum_time / n_timed));
     return s;
 }
 

@@ -1,4 +1,4 @@
-/* One evaluation spread over several processes (spec/cli.md, scale-out): `qvl eval --shard i/N`,
+/* One evaluation spread over several processes (docs/cli.md, scale-out): `qvl eval --shard i/N`,
  * `mpirun -np N qvl eval` and `qvl merge`.
  *
  * Partition: the selected samples are split into N shares balanced by predicted cost (longest

@@ -7,17 +7,20 @@
 #              and token counts (compare.txt says IDENTICAL or lists the differences).
 #   scale      per SIZE (default "2B 8B"), the whole workload (EVERY=1): one GPU alone, then
 #              mpirun -np NGPU (every GPU of the machine, each rank the GPU of its local rank):
-#              samples/s of both and the ratio to NGPU x one GPU (target >= 0.9).
+#              samples/s of both and the ratio to NGPU x one GPU (target >= 0.9), the load balance
+#              (slowest rank's time over the mean), each rank's peak against its plan, and whether the
+#              merged results and scores equal the one-GPU run's (--max-new-tokens 8 unless NEW is set).
 #   tests/gpu/mpi_scale.sh OUTDIR share|scale [SIZE...]
 # Environment: QVL (the qvl binary, built with MPI and CUDA; default build/qvl), LIBS (its extra
 # shared libraries, as the other GPU scripts carry them), MPI_PACK (Open MPI from
 # tests/gpu/pack_openmpi.sh: unpacked into / without replacing any file when mpirun is missing),
-# TSV (default bench/workload/ocrbench_shapes.tsv), EVERY, NEW (max new tokens, default 16), GPU_MEM
+# TSV (default bench/workload/ocrbench_shapes.tsv), EVERY, NEW (max new tokens; default 16 for share, 8 for scale), GPU_MEM
 # (share: the two ranks' budgets, default "20000 24000"), WORK (default /tmp).
 # OUTDIR gets steps.log, table.md and, per run, the report (*.txt) and summary (*.json).
 set -o pipefail
 OUT=${1:?OUTDIR}; MODE=${2:?share or scale}; shift 2
-QVL=${QVL:-build/qvl}; TSV=${TSV:-bench/workload/ocrbench_shapes.tsv}; WORK=${WORK:-/tmp}; NEW=${NEW:-16}
+QVL=${QVL:-build/qvl}; TSV=${TSV:-bench/workload/ocrbench_shapes.tsv}; WORK=${WORK:-/tmp}
+NEW_SET=${NEW:-}; NEW=${NEW:-16}
 [ -n "$LIBS" ] && export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 mkdir -p "$OUT"
 log() { echo "[mpi_scale +${SECONDS}s] $*" | tee -a "$OUT/steps.log" >&2; }
@@ -79,10 +82,12 @@ share)
     grep -A8 "^Per rank" "$OUT/two.txt" >> "$OUT/table.md"
     ;;
 scale)
-    EV=${EVERY:-1}; [ $# -gt 0 ] || set -- 2B 8B
+    EV=${EVERY:-1}; [ $# -gt 0 ] || set -- 2B 8B; [ -n "$NEW_SET" ] || NEW=8
     D=$(data "$EV") || { log "no data"; exit 1; }
-    echo "| size | GPUs | one GPU samples/s | $NGPU GPUs samples/s | ratio to $NGPU x one (target >= 0.9) | results |" > "$OUT/table.md"
-    echo "|---|---|---|---|---|---|" >> "$OUT/table.md"
+    { echo "card: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1) x $NGPU; commit: ${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}; --max-new-tokens $NEW"
+      echo
+      echo "| size | GPUs | one GPU samples/s | $NGPU GPUs samples/s | ratio to $NGPU x one (target >= 0.9) | slowest / mean rank time | rank peak / plan MiB | results and scores |"
+      echo "|---|---|---|---|---|---|---|---|"; } > "$OUT/table.md"
     for S in "$@"; do
         M=$(model "$S") || { log "$S: no model"; rc=1; continue; }
         RUN=(eval --model "$M" --data "$D" --max-new-tokens "$NEW" --device cuda)
@@ -92,8 +97,23 @@ scale)
         "${MPIRUN[@]}" -np "$NGPU" "$QVL" "${RUN[@]}" --out "$OUT/${S}_all.jsonl" > "$OUT/${S}_all.txt" 2> "$OUT/${S}_all.err" || rc=1
         one=$(speed "$OUT/${S}_one.json"); all=$(speed "$OUT/${S}_all.json")
         ratio=$(python3 -c "print('%.3f' % ($all / ($NGPU * $one)))" 2>/dev/null)
-        echo "| $S | $NGPU | $one | $all | $ratio | $(compare "$OUT/${S}_one.jsonl" "$OUT/${S}_all.jsonl") |" >> "$OUT/table.md"
-        grep -A$((NGPU + 3)) "^Per rank" "$OUT/${S}_all.txt" >> "$OUT/steps.log"
+        # per rank: load balance (slowest rank's time over the mean) and peak vs plan; the scores of both runs
+        ranks=$(python3 - "$OUT/${S}_all.json" "$OUT/${S}_one.json" <<'PY'
+import json, sys
+a, o = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+r = a.get("per_rank", [])
+t = [x["total_time_s"] for x in r if x.get("samples", 0) > 0]
+bal = "%.3f" % (max(t) / (sum(t) / len(t))) if t else "-"
+mem = ", ".join("%.0f/%.0f" % (x.get("peak_memory_mib", 0), x.get("planned_memory_mib", -1)) for x in r)
+keys = ("total_samples", "scored", "correct", "accuracy", "ocrbench_score", "categories", "types", "tokens")
+same = all(a.get(k) == o.get(k) for k in keys)
+print("%s | %s | %s" % (bal, mem, "scores equal" if same else "SCORES DIFFER: " + ", ".join(k for k in keys if a.get(k) != o.get(k))))
+PY
+)
+        cmp=$(compare "$OUT/${S}_one.jsonl" "$OUT/${S}_all.jsonl")
+        case "$cmp $ranks" in IDENTICAL*"scores equal"*) ;; *) rc=1 ;; esac
+        echo "| $S | $NGPU | $one | $all | $ratio | $ranks; $cmp |" >> "$OUT/table.md"
+        grep -A$((NGPU + 4)) "^Per rank" "$OUT/${S}_all.txt" >> "$OUT/steps.log"
     done
     ;;
 *) log "mode: share or scale"; exit 2 ;;
