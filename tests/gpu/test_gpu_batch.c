@@ -507,7 +507,9 @@ static void quant_batched(const char *model, double tol, int greedy) {
     char dir[128];
     snprintf(dir, sizeof dir, "tests/fixtures/quant/%s", model);
     const qvl_backend_ops *ops = qvl_cuda_backend_ops();
-    qvl_backend *b = open_backend_dir(ops, dir, 512, 16, QSEQS, 0);
+    /* a 4096 MiB cap: the KV pool fills it, so all 12 sequences get their blocks at once (without a
+     * cap the pool would hold what one request at a time took: 512 tokens) */
+    qvl_backend *b = open_backend_dir(ops, dir, 512, 16, QSEQS, 4096);
     CHECK(b != NULL);
     if (!b) return;
     const qvl_config *cfg = ops->config(b);
