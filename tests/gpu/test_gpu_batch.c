@@ -222,7 +222,8 @@ static int generate(const qvl_backend_ops *ops, qvl_backend *b, heldout *h, int 
                 memcpy(rc->step_logits + ((size_t)r->sample * MAX_NEW + r->n_gen) * V, logits + (size_t)j * V, (size_t)V * 4);
             tokens[r->sample][r->n_gen++] = picked[j];
             int maxn = rc->max_new ? rc->max_new[r->sample] : MAX_NEW;
-            int fin = is_eos(h->cfg, picked[j]) || r->n_gen >= maxn || (r->sample == rc->cancel_sample && r->n_gen >= 3);
+            /* teacher forcing runs the reference's steps: an end-of-sequence pick does not end it */
+            int fin = (!rc->force && is_eos(h->cfg, picked[j])) || r->n_gen >= maxn || (r->sample == rc->cancel_sample && r->n_gen >= 3);
             if (fin) {
                 len[r->sample] = r->n_gen;
                 ops->seq_free(b, s);
@@ -468,6 +469,10 @@ static int load_qprompt(const char *model, const char *cname, const qvl_config *
     for (int i = 0; i < q->s.n; i++) q->s.ids[i] = (int32_t)((int64_t *)ids.data)[i];
     q->steps = (int)gtok.shape[0] < MAX_NEW ? (int)gtok.shape[0] : MAX_NEW;
     for (int t = 0; t < q->steps; t++) q->gen[t] = (int32_t)((int64_t *)gtok.data)[t], q->margin[t] = ((float *)gmar.data)[t];
+    if (full.nbytes != (size_t)cfg->text.vocab_size * sizeof(float)) {
+        qvl_errorf("%s/logits_last.npy: %zu bytes, expected %d floats", rdir, full.nbytes, cfg->text.vocab_size);
+        return -1;
+    }
     q->ref_logits = malloc(full.nbytes);
     memcpy(q->ref_logits, full.data, full.nbytes);
     int grids[1][3] = {{0, 0, 0}};
