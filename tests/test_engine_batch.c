@@ -3,6 +3,7 @@
  * several images of different sizes in one vision pass), the KV pool (blocks queue requests,
  * cancel frees them, a pool that fits one sequence still runs everything), and bad requests that
  * fail alone (corrupt images, a prompt longer than the context) among good ones. */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,12 +148,12 @@ static int drive(const qvl_backend_ops *ops, qvl_backend *be, qvl_kv_pool *kv, s
     return rc;
 }
 
-static void batched_equals_alone(const char *model) {
+static void batched_equals_alone_kv(const char *model, int kv_dtype) {
     const qvl_backend_ops *ops = qvl_backend_find("cpu");
     CHECK(ops != NULL);
     if (!ops) return;
     qvl_backend_opts bo = {.model_dir = model, .threads = 2, .max_model_len = MAX_LEN, .max_seqs = NREQ,
-                           .token_budget = 64};
+                           .token_budget = 64, .kv_dtype = kv_dtype};
     qvl_backend *be = ops->open(&bo);
     if (!be) {
         test_fail(__FILE__, __LINE__, "open %s: %s", model, qvl_last_error());
@@ -209,9 +210,83 @@ static void batched_equals_alone(const char *model) {
     ops->close(be);
 }
 
+static void batched_equals_alone(const char *model) { batched_equals_alone_kv(model, QVL_KV_BF16); }
+
 TEST(engine_batch_logits_identical_alone_tied) { batched_equals_alone(TINY "/tied"); }
 TEST(engine_batch_logits_identical_alone_untied) { batched_equals_alone(TINY "/untied"); }
 TEST(engine_batch_logits_identical_alone_tiny_ocr) { batched_equals_alone("models/qvl-tiny-ocr"); }
+/* The FP8 KV cache (e4m3 blocks, backend/cpu/kv_fp8.h): still the same bits batched or alone. */
+TEST(engine_batch_logits_identical_alone_kv_fp8_tied) { batched_equals_alone_kv(TINY "/tied", QVL_KV_FP8); }
+TEST(engine_batch_logits_identical_alone_kv_fp8_tiny_ocr) {
+    batched_equals_alone_kv("models/qvl-tiny-ocr", QVL_KV_FP8);
+}
+
+/* The FP8 KV cache against the float32 one on qvl-tiny-ocr, each request alone: the first pick's logits
+ * (the same prompt through both caches) within a relative L2 of KV_FP8_LOGITS_BAR, and the greedy tokens.
+ * e4m3 keeps 3 mantissa bits (a rounding error up to 2^-4 of each K and V element; this model's K and V
+ * have rms ~1 and |x| < 10, so the scale of 1.0 puts ~1.5% of them in the subnormal range), and the
+ * 6-layer, 64-wide model carries it to the logits: measured 0.127 at most over these four prompts (their
+ * images are the tiny fixtures', not text renders; bench/results/2026-12-06-kv-fp8-cpu). The bar is
+ * twice that; an unrounded cache (0, checked apart), a wrong row or a wrong scale (O(1)) fall outside. */
+#define KV_FP8_LOGITS_BAR 0.25
+TEST(engine_batch_kv_fp8_logits_near_float_kv) {
+    const char *model = "models/qvl-tiny-ocr";
+    const qvl_backend_ops *ops = qvl_backend_find("cpu");
+    qvl_backend *be[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        qvl_backend_opts bo = {.model_dir = model, .threads = 2, .max_model_len = MAX_LEN, .max_seqs = 1,
+                               .token_budget = MAX_LEN, .kv_dtype = k ? QVL_KV_FP8 : QVL_KV_BF16};
+        be[k] = ops->open(&bo);
+        CHECK(be[k] != NULL);
+    }
+    if (!be[0] || !be[1]) {
+        for (int k = 0; k < 2; k++) ops->close(be[k]);
+        return;
+    }
+    /* The backend's own account of its KV bytes: a quarter of the float32 cache's. */
+    CHECK_INT(ops->plan(be[1])->kv_dtype, QVL_PLAN_KV_FP8);
+    CHECK_NEAR(ops->plan(be[1])->kv_cache * 4, ops->plan(be[0])->kv_cache, 1e-9);
+    const qvl_config *cfg = ops->config(be[0]);
+    int V = cfg->text.vocab_size;
+    qvl_tokenizer *tok = qvl_tokenizer_load(model);
+    CHECK(tok != NULL);
+    double worst = 0;
+    int same_tokens = 0, total_tokens = 0;
+    for (int i = 0; i < NREQ && tok; i++) {
+        seq_case c[2];
+        int ok = !prepare_case(&c[0], tok, cfg, i) && !prepare_case(&c[1], tok, cfg, i);
+        CHECK(ok);
+        for (int k = 0; k < 2 && ok; k++) {
+            qvl_kv_pool kv;
+            qvl_backend_limits lim;
+            ops->limits(be[k], &lim);
+            CHECK_INT(qvl_kv_pool_init(&kv, lim.kv_blocks, lim.kv_block_tokens, 1, lim.max_model_len), 0);
+            seq_case *cp = &c[k];
+            CHECK_INT(drive(ops, be[k], &kv, &cp, 1, MAX_LEN, lim.token_budget, V), 0);
+            qvl_kv_pool_free(&kv);
+        }
+        if (ok) {
+            double num = 0, den = 0;
+            for (int v = 0; v < V; v++) {
+                double d = (double)c[1].logits[v] - c[0].logits[v];
+                num += d * d, den += (double)c[0].logits[v] * c[0].logits[v];
+            }
+            double rel = den > 0 ? sqrt(num / den) : 1;
+            worst = rel > worst ? rel : worst;
+            CHECK(rel > 0);   /* the FP8 cache is really rounded */
+            for (int t = 0; t < MAX_STEPS; t++) same_tokens += c[0].tokens[t] == c[1].tokens[t];
+            total_tokens += MAX_STEPS;
+        }
+        free_case(&c[0]), free_case(&c[1]);
+    }
+    fprintf(stderr, "kv fp8 vs float32 KV, qvl-tiny-ocr, %d requests: first-pick logits relative L2 at most %.3g "
+            "(bar %.2g); greedy tokens %d of %d identical\n", NREQ, worst, KV_FP8_LOGITS_BAR, same_tokens,
+            total_tokens);
+    CHECK(worst < KV_FP8_LOGITS_BAR);
+    CHECK(same_tokens >= total_tokens - MAX_STEPS);   /* at most one request's tokens part ways */
+    qvl_tokenizer_free(tok);
+    for (int k = 0; k < 2; k++) ops->close(be[k]);
+}
 
 /* The quantized CPU paths (FP8 with per-row dynamic activation quantization, AWQ int4) are row
  * independent too: text prompts of different lengths (no tokenizer in these fixtures: ids drawn

@@ -158,6 +158,36 @@ TEST(plan_fit_auto_fits_the_largest_cap_under_the_budget) {
     teardown(&f);
 }
 
+/* The FP8 KV cache halves the KV term, so under one budget the auto-fit admits larger images (or a
+ * budget refused with BF16 fits): at a 32768-token context the 2B KV cache is 3584 MiB BF16, 1792 FP8. */
+TEST(plan_fit_kv_fp8_fits_larger_images_under_the_budget) {
+    fixture f;
+    if (setup(&f)) return;
+    qvl_fit b16, f8;
+    qvl_fit_request rq = qvl_fit_request_default();
+    rq.max_model_len = 32768, rq.gpu_mem_mib = 8500, rq.auto_fit = 1;
+    CHECK_INT(fit(&f, &rq, &b16), 0);
+    rq.kv_dtype = QVL_PLAN_KV_FP8;
+    CHECK_INT(fit(&f, &rq, &f8), 0);
+    CHECK_NEAR(b16.plan.kv_cache, 3584.0, 1e-9);
+    CHECK_NEAR(f8.plan.kv_cache, 1792.0, 1e-9);
+    /* BF16: images capped (the 4000x3000 and 8000x6000 ones and the document); FP8: every image whole */
+    CHECK(b16.auto_image_tokens >= QVL_FIT_MIN_IMAGE_TOKENS && b16.auto_image_tokens < 4096);
+    CHECK(b16.n_auto_downscaled > 0);
+    CHECK_INT(f8.auto_image_tokens, 0);
+    CHECK_INT(f8.n_auto_downscaled, 0);
+    CHECK(f8.plan_image_tokens > 4 * b16.plan_image_tokens);
+    CHECK(f8.plan.total <= 8500 - QVL_FIT_CONTEXT_MARGIN_MIB);
+    /* 7000 MiB: BF16 does not fit even the smallest cap; FP8 fits with a cap */
+    rq.gpu_mem_mib = 7000;
+    CHECK_INT(fit(&f, &rq, &f8), 0);
+    CHECK(f8.auto_image_tokens >= QVL_FIT_MIN_IMAGE_TOKENS);
+    rq.kv_dtype = QVL_PLAN_KV_BF16;
+    CHECK_INT(fit(&f, &rq, &b16), -1);
+    CHECK_CONTAINS(qvl_error(), "KV cache 3584 for 32768 tokens");
+    teardown(&f);
+}
+
 TEST(plan_fit_refuses_a_budget_too_small_up_front) {
     fixture f;
     if (setup(&f)) return;

@@ -66,6 +66,9 @@ static cJSON *run_settings(const eval_args *a, const qvl_config *cfg, const qvl_
     cJSON_AddNumberToObject(s, "max_pixels", (double)common_max_pixels(&a->c, cfg));
     cJSON_AddNumberToObject(s, "max_new_tokens", a->max_new_tokens);
     cJSON_AddStringToObject(s, "on_overflow", a->on_overflow);
+    /* The KV element type decides the numbers too. Recorded when it is fp8 only, so that result files
+     * written before the option existed (bf16 by construction) still resume; the report says it always. */
+    if (a->c.kv_dtype && !strcmp(a->c.kv_dtype, "fp8")) cJSON_AddStringToObject(s, "kv_dtype", "fp8");
     if (a->sample) {
         cJSON *g = cJSON_AddObjectToObject(s, "sampling");
         /* The checkpoint's generation_config values unless overridden (docs/cli.md). */
@@ -544,6 +547,8 @@ int cmd_eval(int argc, char **argv) {
     strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S", localtime(&now));
     const char *device = st.engine ? qvl_engine_device_name(st.engine) : "(not opened: every sample was already done)";
     cJSON *report_settings = cJSON_Duplicate(st.settings, 1);
+    if (!cJSON_GetObjectItemCaseSensitive(report_settings, "kv_dtype"))
+        cJSON_AddStringToObject(report_settings, "kv_dtype", "bf16");
     if (max_batch > 0) cJSON_AddNumberToObject(report_settings, "batch", max_batch);   /* sequences in flight at most */
     else cJSON_AddNullToObject(report_settings, "batch");   /* nothing ran: every sample was already done */
     cJSON_AddStringToObject(report_settings, "qvl_version", QVL_VERSION);

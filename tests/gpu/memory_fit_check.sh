@@ -4,7 +4,7 @@
 #   2. gpu_mem_fit_never_above_budget on the random-weight 2B (randomized images and budgets: the
 #      NVML process peak never above --gpu-mem, the plan within 2% of it)
 #   3. `qvl eval --max-new-tokens 8` on the whole OCRBench-shaped workload with the 2B, plan sized from
-#      the data: default settings and --gpu-mem 6000 (auto-fit); samples/s and
+#      the data: default settings, --max-image-tokens 2048 and --gpu-mem 6000 (auto-fit); samples/s and
 #      the NVML peak of each (the summary JSON), beside the plan the report states
 #   4. tests/gpu/mpi_scale.sh share: two ranks on one GPU give the predictions of one rank
 # Binaries come as one pack (tar.xz of qvl, qvl-gpu-tests built with MPI and CUDA); LIBS the Debian
@@ -38,7 +38,7 @@ DJ=$(python3 tools/make_workload_dataset.py bench/workload/ocrbench_shapes.tsv 1
 echo "| settings | samples/s | NVML peak MiB | plan MiB | plan sized for |" > "$OUT/eval.md"
 echo "|---|---|---|---|---|" >> "$OUT/eval.md"
 i=0
-for args in "" "--gpu-mem 6000"; do
+for args in "" "--max-image-tokens 2048" "--gpu-mem 6000"; do
     i=$((i + 1))
     log "eval ${args:-(default)}"
     # shellcheck disable=SC2086

@@ -8,6 +8,8 @@
 
 #include "backend/cpu/ops.h"
 
+#include "backend/cpu/kv_fp8.h"
+
 /* Dot product with 8 partial sums in a fixed order. */
 static inline float dot8(const float *a, const float *b, int n) {
     float acc[8] = {0};
@@ -30,14 +32,22 @@ typedef struct {
     const qvl_attn_paged *paged;
     float scale;
     float *scratch;
+    const float *fp8_table;   /* e4m3 code -> float (paged->fp8) */
 } attn_ctx;
 
-/* Key (v = 0) or value (v = 1) row j of head group g in segment sg. */
-static inline const float *kv_row(const attn_ctx *c, const qvl_attn_seg *sg, int v, int j, int g) {
+/* Key (v = 0) or value (v = 1) row j of head group g in segment sg. An FP8 cache's row is upcast
+ * into buf (hd floats) and buf returned; the float32 cache's row is returned where it lies. */
+static inline const float *kv_row(const attn_ctx *c, const qvl_attn_seg *sg, int v, int j, int g, float *buf) {
     if (sg->table) {
         const qvl_attn_paged *p = c->paged;
-        const float *base = p->blocks[sg->table[j / p->block_tokens]] + (v ? p->v_off : p->k_off);
-        return base + (size_t)(j % p->block_tokens) * c->kv_stride + (size_t)g * c->hd;
+        size_t at = (v ? p->v_off : p->k_off) + (size_t)(j % p->block_tokens) * c->kv_stride + (size_t)g * c->hd;
+        const void *block = p->blocks[sg->table[j / p->block_tokens]];
+        if (p->fp8) {
+            const uint8_t *e = (const uint8_t *)block + at;
+            for (int d = 0; d < c->hd; d++) buf[d] = c->fp8_table[e[d]];
+            return buf;
+        }
+        return (const float *)block + at;
     }
     return (v ? sg->v : sg->k) + (size_t)j * c->kv_stride + (size_t)g * c->hd;
 }
@@ -60,6 +70,7 @@ SIMD_CLONES static void attn_task(void *arg, int task, int tid) {
     int nq = sg->n_q - i0 < QB ? sg->n_q - i0 : QB;
     int g = h / (c->n_heads / c->n_kv_heads);
     int len[QB], n_max = 0;
+    float row_buf[QVL_ATTN_FP8_MAX_HD];   /* an FP8 cache row upcast */
     const float *qi[QB];
     float *s[QB];
     for (int r = 0; r < nq; r++) {
@@ -70,7 +81,7 @@ SIMD_CLONES static void attn_task(void *arg, int task, int tid) {
     }
     /* Scores of the keys each query may see. */
     for (int j = 0; j < n_max; j++) {
-        const float *kj = kv_row(c, sg, 0, j, g);
+        const float *kj = kv_row(c, sg, 0, j, g, row_buf);
         for (int r = 0; r < nq; r++)
             if (j < len[r]) s[r][j] = dot8(qi[r], kj, c->hd) * c->scale;
     }
@@ -90,7 +101,7 @@ SIMD_CLONES static void attn_task(void *arg, int task, int tid) {
     }
     /* Weighted sum of values. */
     for (int j = 0; j < n_max; j++) {
-        const float *vj = kv_row(c, sg, 1, j, g);
+        const float *vj = kv_row(c, sg, 1, j, g, row_buf);
         for (int r = 0; r < nq; r++) {
             if (j >= len[r]) continue;
             float p = s[r][j], *o = c->out + (size_t)(sg->row0 + i0 + r) * c->out_stride + (size_t)h * c->hd;
@@ -108,7 +119,7 @@ void qvl_cpu_attention_segs(qvl_pool *pool, float *out, int out_stride, const fl
         tasks += seg_blocks(&segs[i]) * n_heads;
     }
     attn_ctx c = {out, q, out_stride, q_stride, kv_stride, n_heads, n_kv_heads, hd, scratch_kv, segs, n_segs, paged,
-                  (float)pow(hd, -0.5), scratch};
+                  (float)pow(hd, -0.5), scratch, paged && paged->fp8 ? qvl_kv_fp8_table() : NULL};
     if (tasks) qvl_pool_run(pool, attn_task, &c, tasks);
 }
 

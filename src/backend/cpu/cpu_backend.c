@@ -1,6 +1,7 @@
 /* The CPU backend (engine/backend.h) over the CPU reference model: F32 weights, a KV pool of
  * fixed-size blocks (each block's memory allocated the first time a sequence is given it, then
- * kept), per-slot image features and per-slot picking with engine/sampler.c. A batch runs every
+ * kept; float32 elements, or e4m3 bytes with kv_dtype fp8: kv_fp8.h), per-slot image features and
+ * per-slot picking with engine/sampler.c. A batch runs every
  * stage over all its rows together; each row's numbers depend only on its own sequence, so a
  * request gives the same tokens and logits, bit for bit, alone or among others. */
 #include <limits.h>
@@ -38,8 +39,10 @@ struct qvl_backend {
     qvl_mem_plan plan;
     char name[64];
     cpu_slot *slots;
-    float **blocks;                /* [kv_blocks] NULL until first used */
-    size_t block_floats;
+    void **blocks;                 /* [kv_blocks] NULL until first used */
+    size_t block_elems;            /* K and V elements of every layer for kv_block_tokens tokens */
+    size_t elem_bytes;             /* 4 (float32) or 1 (fp8) */
+    int kv_fp8;
     long image_rows_used;
     qvl_cpu_batch_state st;
     /* Per-batch row tables. */
@@ -76,9 +79,9 @@ static void cpu_close(qvl_backend *b) {
 }
 
 static qvl_backend *cpu_open(const qvl_backend_opts *o) {
-    if (o->kv_dtype != QVL_KV_BF16) {
-        qvl_errorf("kv-dtype: fp8 is for the CUDA path only (the CPU reference keeps F32)");
-        qvl_error_set_kind(QVL_ERR_UNSUPPORTED);
+    if (o->kv_dtype != QVL_KV_BF16 && o->kv_dtype != QVL_KV_FP8) {
+        qvl_errorf("kv-dtype: %d is not bf16 (%d) or fp8 (%d)", o->kv_dtype, QVL_KV_BF16, QVL_KV_FP8);
+        qvl_error_set_kind(QVL_ERR_INPUT);
         return NULL;
     }
     qvl_backend *b = calloc(1, sizeof *b);
@@ -121,12 +124,22 @@ static qvl_backend *cpu_open(const qvl_backend_opts *o) {
     if (L->image_cache_tokens < L->max_model_len) L->image_cache_tokens = L->max_model_len;
 
     const int kv = c->text.num_kv_heads * c->text.head_dim;
-    b->block_floats = (size_t)2 * c->text.num_layers * L->kv_block_tokens * kv;
+    /* The default ("bf16", the GPU's element type) keeps the reference's float32 here. */
+    b->kv_fp8 = o->kv_dtype == QVL_KV_FP8;
+    if (b->kv_fp8 && c->text.head_dim > QVL_ATTN_FP8_MAX_HD) {
+        qvl_errorf("kv-dtype: fp8 on the CPU reads heads of at most %d dims, the model has %d", QVL_ATTN_FP8_MAX_HD,
+                   c->text.head_dim);
+        qvl_error_set_kind(QVL_ERR_UNSUPPORTED);
+        goto fail;
+    }
+    b->elem_bytes = b->kv_fp8 ? 1 : sizeof(float);
+    b->block_elems = (size_t)2 * c->text.num_layers * L->kv_block_tokens * kv;
     b->plan.max_model_len = L->max_model_len;
     b->plan.max_image_tokens = L->max_image_tokens;
     b->plan.max_image_pixels = L->max_image_tokens * token_px;
     b->plan.sequences = L->max_seqs;
-    b->plan.kv_cache = (double)L->kv_blocks * b->block_floats * sizeof(float) / (1 << 20);
+    b->plan.kv_dtype = b->kv_fp8 ? QVL_PLAN_KV_FP8 : QVL_PLAN_KV_BF16;
+    b->plan.kv_cache = (double)L->kv_blocks * b->block_elems * b->elem_bytes / (1 << 20);
 
     int R = L->token_budget, S = L->max_seqs, V = c->text.vocab_size;
     b->slots = calloc((size_t)S, sizeof *b->slots);
@@ -214,7 +227,7 @@ static int cpu_seq_blocks(qvl_backend *b, int seq, const int32_t *blocks, int n_
     for (int i = 0; i < n_blocks; i++) {
         int32_t id = blocks[i];
         if (id < 0 || id >= b->lim.kv_blocks) return qvl_errorf("backend: KV block %d out of range", id);
-        if (!b->blocks[id] && !(b->blocks[id] = malloc(b->block_floats * sizeof(float)))) {
+        if (!b->blocks[id] && !(b->blocks[id] = malloc(b->block_elems * b->elem_bytes))) {
             qvl_errorf("KV cache: out of memory for block %d", id);
             qvl_error_set_kind(QVL_ERR_NO_MEMORY);
             return -1;
@@ -333,7 +346,7 @@ static int cpu_run_batch(qvl_backend *b, const qvl_batch *batch, int32_t *picked
             dump = suffix;
         }
     }
-    qvl_cpu_kv_blocks kvb = {b->blocks, bt};
+    qvl_cpu_kv_blocks kvb = {b->blocks, bt, b->kv_fp8};
     qvl_cpu_text_forward_batch(qvl_model_pool(b->model), c, &qvl_model_weights(b->model)->text, &b->st, &kvb, &rows,
                                b->logits, dump, dump_dir);
     for (int j = 0; j < n_pick; j++) {

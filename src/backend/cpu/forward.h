@@ -57,12 +57,15 @@ void qvl_cpu_text_forward(qvl_pool *pool, const qvl_config *cfg, const qvl_text_
 
 /* ---- many sequences in one pass (the CPU backend's run_batch) ----
  * The KV cache lives in blocks of block_tokens rows: block b holds [K: layers][block_tokens][kv]
- * then [V: layers][block_tokens][kv] floats. Every stage runs over all rows at once; attention runs
- * per sequence over its own blocks (segs). A row's results depend only on that row and its
- * sequence's cache: the same bits as running the sequence alone (qvl_cpu_text_forward). */
+ * then [V: layers][block_tokens][kv] elements, float32, or e4m3 bytes with fp8 (kv_fp8.h: each new
+ * K and V row is rounded to e4m3 as it is written, before any query reads it, its own included).
+ * Every stage runs over all rows at once; attention runs per sequence over its own blocks (segs).
+ * A row's results depend only on that row and its sequence's cache: with the float32 cache the
+ * same bits as running the sequence alone (qvl_cpu_text_forward). */
 typedef struct {
-    float *const *blocks;
+    void *const *blocks;
     int block_tokens;
+    int fp8;                            /* 1: e4m3 elements */
 } qvl_cpu_kv_blocks;
 
 typedef struct {

@@ -65,10 +65,13 @@ typedef struct {
     int task0;
 } qvl_attn_seg;
 typedef struct {
-    float *const *blocks;   /* each pool block's memory */
-    size_t k_off, v_off;    /* floats from a block's start to the K / V rows of the layer */
-    int block_tokens;       /* rows of kv_stride floats per block */
+    void *const *blocks;    /* each pool block's memory: floats, or e4m3 bytes when fp8 */
+    size_t k_off, v_off;    /* elements from a block's start to the K / V rows of the layer */
+    int block_tokens;       /* rows of kv_stride elements per block */
+    int fp8;                /* 1: elements are e4m3 bytes (backend/cpu/kv_fp8.h), upcast to float32 as they are
+                               read (head_dim <= QVL_ATTN_FP8_MAX_HD); 0: float32 */
 } qvl_attn_paged;
+enum { QVL_ATTN_FP8_MAX_HD = 512 };
 void qvl_cpu_attention_segs(qvl_pool *pool, float *out, int out_stride, const float *q, int q_stride,
                             int kv_stride, qvl_attn_seg *segs, int n_segs, const qvl_attn_paged *paged, int n_heads,
                             int n_kv_heads, int hd, float *scratch, int scratch_kv);

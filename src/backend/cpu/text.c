@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend/cpu/forward.h"
+#include "backend/cpu/kv_fp8.h"
 #include "backend/cpu/ops.h"
 #include "io/npy.h"
 #include "util/error.h"
@@ -195,10 +196,14 @@ void qvl_cpu_batch_state_free(qvl_cpu_batch_state *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* The K (v = 0) or V (v = 1) row of layer l at row r of block b, in a block laid out as
- * [K: layers][block_tokens][kv] then [V: layers][block_tokens][kv]. */
-static float *block_row(const qvl_cpu_kv_blocks *kvb, int layers, int kv, int v, int l, int32_t b, int r) {
-    return kvb->blocks[b] + (((size_t)v * layers + l) * kvb->block_tokens + r) * kv;
+/* Stores kv values as the K (v = 0) or V (v = 1) row of layer l at row r of block b, in a block laid
+ * out as [K: layers][block_tokens][kv] then [V: layers][block_tokens][kv] elements (float32, or
+ * e4m3 bytes rounded here). */
+static void store_row(const qvl_cpu_kv_blocks *kvb, int layers, int kv, int v, int l, int32_t b, int r,
+                      const float *src) {
+    size_t at = (((size_t)v * layers + l) * kvb->block_tokens + r) * kv;
+    if (kvb->fp8) qvl_kv_fp8_encode((uint8_t *)kvb->blocks[b] + at, src, (size_t)kv);
+    else memcpy((float *)kvb->blocks[b] + at, src, (size_t)kv * sizeof(float));
 }
 
 void qvl_cpu_text_forward_batch(qvl_pool *pool, const qvl_config *cfg, const qvl_text_w *w, qvl_cpu_batch_state *s,
@@ -227,7 +232,7 @@ void qvl_cpu_text_forward_batch(qvl_pool *pool, const qvl_config *cfg, const qvl
             s->sin[(size_t)i * hd + f] = s->sin[(size_t)i * hd + f + half] = sinf(ang);
         }
 
-    qvl_attn_paged pg = {kvb->blocks, 0, 0, kvb->block_tokens};
+    qvl_attn_paged pg = {kvb->blocks, 0, 0, kvb->block_tokens, kvb->fp8};
     for (int l = 0; l < L; l++) {
         const qvl_text_layer_w *Lw = &w->layers[l];
         snprintf(name, sizeof name, "text.layer%d.in", l);
@@ -245,10 +250,8 @@ void qvl_cpu_text_forward_batch(qvl_pool *pool, const qvl_config *cfg, const qvl
             const float *cs = s->cos + (size_t)i * hd, *sn = s->sin + (size_t)i * hd;
             for (int h = 0; h < Hq; h++) qvl_cpu_rope_half(q + (size_t)i * qdim + (size_t)h * hd, cs, sn, hd);
             for (int h = 0; h < Hkv; h++) qvl_cpu_rope_half(s->k_new + (size_t)i * kv + (size_t)h * hd, cs, sn, hd);
-            memcpy(block_row(kvb, L, kv, 0, l, b->kv_block[i], b->kv_row[i]), s->k_new + (size_t)i * kv,
-                   (size_t)kv * sizeof(float));
-            memcpy(block_row(kvb, L, kv, 1, l, b->kv_block[i], b->kv_row[i]), s->v_new + (size_t)i * kv,
-                   (size_t)kv * sizeof(float));
+            store_row(kvb, L, kv, 0, l, b->kv_block[i], b->kv_row[i], s->k_new + (size_t)i * kv);
+            store_row(kvb, L, kv, 1, l, b->kv_block[i], b->kv_row[i], s->v_new + (size_t)i * kv);
         }
         pg.k_off = (size_t)l * kvb->block_tokens * kv;
         pg.v_off = ((size_t)L + l) * kvb->block_tokens * kv;
