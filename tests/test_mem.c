@@ -1,10 +1,16 @@
 /* The memory plan: figures computed by hand from the real 2B/8B shapes. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/cuda/cuda_device.h"
+#include "backend/cuda/cuda_quant.h"
+#include "io/safetensors.h"
 #include "model/config.h"
 #include "model/mem_plan.h"
+#include "model/tensor_check.h"
 #include "test.h"
+#include "util/error.h"
 
 TEST(mem_plan_kv_cache_2b_by_hand) {
     qvl_config cfg;
@@ -128,4 +134,39 @@ TEST(mem_cli_says_how_the_context_is_known) {
     CHECK_INT(test_qvl(&out, NULL, "mem --model tests/fixtures/configs/2b --json"), 0);
     if (qvl_cuda_device_count() == 0) CHECK_CONTAINS(out, "\"cuda_context_measured\": false, \"cuda_context_measure\": null, ");
     free(out);
+}
+
+/* `qvl mem` for a quantized checkpoint shows the weights as the GPU keeps them (packed Linears, the
+ * dequantization scratch, no host-kept embedding: qvl_cuda_weight_bytes), the same in the batched
+ * plan (--batch N > 1, the CUDA backend's) as in the one-sequence plan. */
+TEST(mem_cli_quantized_weights_batched_and_single) {
+    const char *models[] = {"awq", "fp8"};
+    for (int i = 0; i < 2; i++) {
+        char dir[128], cmd[256], want[64];
+        snprintf(dir, sizeof dir, "tests/fixtures/quant/%s", models[i]);
+        qvl_config cfg;
+        qvl_safetensors *st = NULL;
+        if (qvl_config_load(dir, &cfg) || !(st = qvl_st_open(dir))) {
+            test_fail(__FILE__, __LINE__, "%s: %s", dir, qvl_error());
+            continue;
+        }
+        const double wq = qvl_cuda_weight_bytes(&cfg, st) / 1048576.0;
+        qvl_st_close(st);
+        snprintf(want, sizeof want, "\"weights\": %.2f,", wq);
+        for (int batch = 1; batch <= 4; batch += 3) {
+            char *out = NULL;
+            snprintf(cmd, sizeof cmd, "mem --model %s --max-model-len 512 --batch %d --json", dir, batch);
+            CHECK_INT(test_qvl(&out, NULL, cmd), 0);
+            CHECK_CONTAINS(out, want);
+            if (batch > 1) CHECK_CONTAINS(out, "\"sequences\": 4");
+            free(out);
+        }
+        /* far below the BF16 bytes of the same checkpoint */
+        int n = 0;
+        qvl_tensor_spec *s = qvl_expected_tensors(&cfg, &n);
+        double bf16 = 0;
+        for (int k = 0; k < n; k++) bf16 += 2.0 * (double)qvl_tensor_spec_numel(&s[k]);
+        free(s);
+        CHECK(wq * 1048576.0 < bf16);
+    }
 }

@@ -40,10 +40,13 @@ static void print_plan(const qvl_mem_plan *p, long budget, int from_config, cons
     else
         fprintf(stdout, "%-20s %10.2f MiB (estimate: no GPU here)\n", "cuda_context", p->cuda_context);
     fprintf(stdout, "%-20s %10.2f MiB%s\n", "weights", p->weights, from_config ? " (from config: no weights found)" : "");
-    char seqs[48] = "";
-    if (p->sequences > 1) snprintf(seqs, sizeof seqs, " x %d sequences", p->sequences);
-    fprintf(stdout, "%-20s %10.2f MiB (%ld tokens%s%s)\n", "kv_cache", p->kv_cache, p->max_model_len, seqs,
-            p->kv_dtype == QVL_PLAN_KV_FP8 ? ", fp8" : "");
+    if (p->kv_blocks > 0)
+        fprintf(stdout, "%-20s %10.2f MiB (%ld blocks of %d tokens for %d sequences of up to %ld tokens%s)\n",
+                "kv_cache", p->kv_cache, p->kv_blocks, p->kv_block_tokens, p->sequences, p->max_model_len,
+                p->kv_dtype == QVL_PLAN_KV_FP8 ? ", fp8" : "");
+    else
+        fprintf(stdout, "%-20s %10.2f MiB (%ld tokens%s)\n", "kv_cache", p->kv_cache, p->max_model_len,
+                p->kv_dtype == QVL_PLAN_KV_FP8 ? ", fp8" : "");
     fprintf(stdout, "%-20s %10.2f MiB (largest image; MLP in chunks of %ld patches)\n", "vision_activations",
             p->vision_activations, p->vision_mlp_chunk);
     if (p->cuda_runtime > 0)
@@ -153,7 +156,11 @@ int cmd_mem(int argc, char **argv) {
     if (data) return mem_for_data(model, data, images, &cfg, &c, max_new, !strcmp(on_overflow, "downscale"), kv, wbytes,
                                   ctx, ctx_measure, json);
     qvl_plan_inputs in = {.max_model_len = max_len, .max_pixels = max_px, .kv_dtype = kv, .sequences = batch};
-    if (qvl_mem_plan_compute_inputs(&cfg, wbytes, &in, ctx, &plan)) return runtime_error();
+    /* --batch N > 1: the CUDA backend's batched plan (KV pool filling --gpu-mem, or what one
+     * request at a time took) */
+    if (batch > 1 ? qvl_mem_plan_batched(&cfg, wbytes, &in, ctx, (double)c.gpu_mem_mib, &plan)
+                  : qvl_mem_plan_compute_inputs(&cfg, wbytes, &in, ctx, &plan))
+        return runtime_error();
     if (json) print_json(&plan, c.gpu_mem_mib, ctx_measure, NULL);
     else print_plan(&plan, c.gpu_mem_mib, wbytes < 0, ctx_measure);
     if (c.gpu_mem_mib > 0 && plan.total > (double)c.gpu_mem_mib) {

@@ -1,5 +1,5 @@
-/* The backends built into this binary. "cpu" is always there; "cuda" only in a CUDA build (until
- * the batched CUDA backend lands, the one-sequence adapter over qvl_cuda_model stands for it). */
+/* The backends built into this binary. "cpu" is always there; "cuda" (backend/cuda/cuda_backend.c,
+ * batched) only in a CUDA build. */
 #include <string.h>
 
 #include "engine/backend.h"
@@ -7,10 +7,9 @@
 
 extern const qvl_backend_ops qvl_cpu_backend_ops;
 #ifdef QVL_CUDA
-/* "cuda": the one-sequence adapter (engine/backend_cuda_single.c). The batched CUDA backend takes
- * its place with #include "backend/cuda/cuda_backend.h" and CUDA_OPS qvl_cuda_backend_ops(). */
-const qvl_backend_ops *qvl_cuda_single_backend_ops(void);
-#define CUDA_OPS qvl_cuda_single_backend_ops()
+/* "cuda": the batched CUDA backend (backend/cuda/cuda_backend.c). */
+#include "backend/cuda/cuda_backend.h"
+#define CUDA_OPS qvl_cuda_backend_ops()
 #endif
 
 const qvl_backend_ops *qvl_backend_find(const char *name) {

@@ -35,6 +35,12 @@ typedef struct {
     long vision_mlp_chunk;    /* patches per vision MLP chunk (the hidden buffer's rows) */
     int kv_dtype;             /* QVL_PLAN_KV_* */
     int sequences;
+    /* Batched plans (qvl_plan_inputs.kv_blocks > 0; all 0 for the one-sequence plan): */
+    long kv_blocks;           /* blocks in the KV pool */
+    int kv_block_tokens;      /* tokens per block */
+    int token_budget;         /* rows per forward pass */
+    long vision_tokens;       /* image tokens per vision pass */
+    long image_cache_tokens;  /* image feature rows kept at once */
 } qvl_mem_plan;
 
 /* What a plan is sized for (the plan's inputs; the buffers it walks are the CUDA backend's). */
@@ -48,7 +54,19 @@ typedef struct {
     int sequences;            /* sequences in flight (<= 0: 1) */
     int vision_mlp_chunk;     /* patches per vision MLP chunk; <= 0: QVL_PLAN_VISION_MLP_CHUNK (tests use
                                  small chunks to compare against one chunk) */
+    int prefill_chunk;        /* one-sequence plan: tokens per prefill step; <= 0: QVL_PLAN_PREFILL_CHUNK */
+    /* Batched (many sequences in flight; kv_blocks > 0 selects it): the KV cache is a pool of
+     * kv_blocks blocks of kv_block_tokens tokens, a forward pass holds at most token_budget rows of
+     * at most `sequences` sequences, a vision pass at most vision_tokens image tokens (several
+     * images), and image features of at most image_cache_tokens rows are kept at once. */
+    long kv_blocks;
+    int kv_block_tokens;      /* <= 0: QVL_PLAN_KV_BLOCK_TOKENS */
+    int token_budget;         /* <= 0: QVL_PLAN_TOKEN_BUDGET */
+    long vision_tokens;       /* <= 0: max(largest image, QVL_PLAN_VISION_TOKENS) */
+    long image_cache_tokens;  /* <= 0: 2 x vision_tokens */
 } qvl_plan_inputs;
+enum { QVL_PLAN_KV_BLOCK_TOKENS = 64, QVL_PLAN_TOKEN_BUDGET = 4096, QVL_PLAN_VISION_TOKENS = 4096,
+       QVL_PLAN_MAX_SEQS = 128, QVL_PLAN_DEC_SPLITS = 16 };
 enum { QVL_PLAN_KV_BF16 = 0, QVL_PLAN_KV_FP8 = 1 };   /* = QVL_KV_BF16 / QVL_KV_FP8 of qvl.h */
 
 /* The vision MLP's hidden activations (patches x intermediate) are computed in chunks of at most
@@ -67,6 +85,48 @@ int qvl_mem_plan_compute_inputs(const qvl_config *cfg, double weight_bytes, cons
  * (also capped so their tokens fit the context). cuda_context_mib < 0 means "not measured". */
 int qvl_mem_plan_compute(const qvl_config *cfg, double weight_bytes, long max_model_len, long max_pixels,
                          double cuda_context_mib, qvl_mem_plan *out);
+
+/* The device buffers after the weights, in the order the CUDA backend lays them out in its arena:
+ * the plan's figures are these buffers added up (256-byte aligned pieces), and the backend's
+ * allocation walks the same list (cuda_model.cu layout_buffers), so the two cannot drift apart.
+ * Which buffers exist depends on the plan (one sequence, or batched). */
+typedef enum {
+    QVL_BUF_VIS_INV_FREQ, QVL_BUF_TXT_INV_FREQ,
+    QVL_BUF_VX, QVL_BUF_VY, QVL_BUF_VQKV, QVL_BUF_VHID,
+    QVL_BUF_IMG,                                  /* merger output, then + 1 + j: deepstack feature j */
+    QVL_BUF_K_CACHE = QVL_BUF_IMG + 1 + QVL_MAX_DEEPSTACK, QVL_BUF_V_CACHE,
+    QVL_BUF_X, QVL_BUF_Y, QVL_BUF_QKV, QVL_BUF_ATT, QVL_BUF_GU, QVL_BUF_H, QVL_BUF_LOGITS,
+    QVL_BUF_IDS, QVL_BUF_POS, QVL_BUF_VIS, QVL_BUF_NEXT, QVL_BUF_STEP,
+    QVL_BUF_ATT_PARTIAL, QVL_BUF_GEMM_WS,
+    QVL_BUF_PICK_STATE, QVL_BUF_PICK_FLAGS, QVL_BUF_PICK_WORK, QVL_BUF_PICK_UNIFORMS,
+    /* batched only */
+    QVL_BUF_GATHER_K, QVL_BUF_GATHER_V,           /* one sequence's KV rows gathered for prefill attention */
+    QVL_BUF_BATCH_IN,                             /* the per-pass int32 inputs (qvl_plan_batch_in_ints) */
+    QVL_BUF_COUNT
+} qvl_buf_id;
+enum { QVL_PLAN_CAT_VISION, QVL_PLAN_CAT_KV, QVL_PLAN_CAT_WORKSPACE };
+typedef struct {
+    int id;                   /* qvl_buf_id */
+    int category;             /* QVL_PLAN_CAT_* */
+    double bytes;
+} qvl_plan_buf;
+/* Fills out[QVL_BUF_COUNT] with the buffers of the plan made from in; returns their count, or -1 +
+ * error (bad inputs). */
+int qvl_mem_plan_buffers(const qvl_config *cfg, const qvl_plan_inputs *in, qvl_plan_buf *out);
+/* The int32 values of one batched pass's inputs: per row (token_budget): id, 3 positions, image
+ * row, cache slot, KV length, sequence (and the list of single rows); per sequence (sequences):
+ * picked row, picked id, last id picked; the block tables (sequences x blocks_per_seq). */
+long qvl_plan_batch_in_ints(int token_budget, int sequences, long blocks_per_seq);
+long qvl_plan_blocks_per_seq(long max_model_len, int kv_block_tokens);
+
+/* A batched plan within cap_mib (<= 0: the one-sequence plan's total for the same context and
+ * images, i.e. no more memory than one request at a time took, but always room for one sequence
+ * of the whole context). in->sequences <= 0: chosen from what the KV pool holds (pool tokens /
+ * QVL_PLAN_TEXT_RESERVE, at most QVL_PLAN_MAX_SEQS); in->kv_blocks <= 0: as many as fit. Refuses
+ * (-1 + error naming the figures) when not even one sequence of the whole context fits. The
+ * resolved inputs are written back to *in. */
+int qvl_mem_plan_batched(const qvl_config *cfg, double weight_bytes, qvl_plan_inputs *in, double cuda_context_mib,
+                         double cap_mib, qvl_mem_plan *out);
 
 /* The part of the plan that is the CUDA backend's arena (everything but the context and cuda_runtime). */
 double qvl_mem_plan_arena_mib(const qvl_mem_plan *p);

@@ -25,6 +25,16 @@ typedef struct {
     int kv_dtype;         /* QVL_PLAN_KV_BF16 (0); QVL_PLAN_KV_FP8 is planned but not run yet: refused */
     int vision_mlp_chunk; /* patches per vision MLP chunk; <= 0: QVL_PLAN_VISION_MLP_CHUNK */
     qvl_tuning tuning;    /* kernel choices (all zeros: the measured best) */
+    /* Batched (the backend table of backend/cuda/cuda_backend.c; qvl_cuda_prefill/decode refuse):
+     * a KV pool of blocks, many sequences, a token budget per pass, several images per vision pass,
+     * planned by qvl_mem_plan_batched within gpu_mem_mib. Zero fields: the plan chooses. */
+    int batched;
+    int max_seqs;
+    long kv_blocks;
+    int kv_block_tokens;
+    int token_budget;
+    long vision_tokens;
+    long image_cache_tokens;
 } qvl_cuda_opts;
 
 /* Loads DIR, plans the arena and checks it against the cap and the free device memory before

@@ -33,10 +33,11 @@ typedef struct {
 } bo_rope;
 /* qvl_k_qk_norm_rope: q_out [n][q_stride]; caches [cache_rows][Hkv*hd] (in and out: rows other than
  * p0..p0+n-1 must come back unchanged); pos: 3 rows of n (T, H, W) or NULL (pos_scalar + i);
- * use_step: p0 and pos_scalar passed through the device step {p0, pos_scalar - p0} instead. */
+ * use_step: p0 and pos_scalar passed through the device step {p0, pos_scalar - p0} instead;
+ * slots (n rows, needs pos): qvl_k_qk_norm_rope_slots, row i's key and value to cache row slots[i]. */
 int bo_qk_norm_rope(const bo_rope *d, float *q_out, int q_stride, float *k_cache, float *v_cache, int cache_rows,
                     const float *qkv, const float *q_norm, const float *k_norm, const float *inv_freq, int n, int p0,
-                    const int32_t *pos, int pos_scalar, int use_step);
+                    const int32_t *pos, int pos_scalar, int use_step, const int32_t *slots);
 int bo_embed(float *x, const float *embed, int vocab, const int32_t *ids, const int32_t *vis_row, const float *img,
              int img_rows, int n, int D);
 int bo_deepstack_add(float *x_io, const int32_t *vis_row, const float *ds, int ds_rows, int n, int D);
@@ -57,6 +58,19 @@ int bo_attention(float *out, const float *q, int q_stride, const float *k, const
                  int n_kv, int Hq, int Hkv, int hd, int causal_pos0, int impl, int split, int off);
 /* qvl_attention_decode: one query row over cache rows 0..n_kv-1 (step = n_kv - 1 on the device). */
 int bo_attention_decode(float *out, const float *q, const float *k, const float *v, int n_kv, int Hq, int Hkv, int hd);
+
+/* Paged KV (cuda_paged.cu). qvl_attention_paged: q and out [q_rows][Hq*hd] (out in and out: rows not in
+ * rows[] must come back unchanged); pools [pool_rows][Hkv*hd]; seq, kv_len per batch row; tables
+ * [n_seqs][blocks_per_seq]; splits > 1 with a partial buffer of the documented size. */
+int bo_attention_paged_ok(int Hq, int Hkv, int hd);
+int bo_attention_paged(float *out, const float *q, int q_rows, const float *k_pool, const float *v_pool, int pool_rows,
+                       const int32_t *rows, int n_rows, const int32_t *seq, const int32_t *kv_len, int n_seqs,
+                       const int32_t *tables, int blocks_per_seq, int block, int Hq, int Hkv, int hd, int splits);
+/* qvl_k_kv_gather: keys and values 0..n-1 of the sequence with block table table[n_blocks]. */
+int bo_kv_gather(float *k_dst, float *v_dst, const float *k_pool, const float *v_pool, int pool_rows, int kv,
+                 const int32_t *table, int n_blocks, int block, int n);
+/* qvl_k_gather_rows: dst[i] = src[rows[i]]. */
+int bo_gather_rows(float *dst, const float *src, int src_rows, const int32_t *rows, int n, int D);
 
 /* Two streams at once: `pairs` launches of op (0 argmax of one row of V logits, 1 attention_decode)
  * on each of two streams over different inputs, every launch into its own output; *wrong: the

@@ -199,7 +199,7 @@ int bo_vision_rope(float *qkv_io, const float *inv_freq, int n, int Dv, int H, i
 
 int bo_qk_norm_rope(const bo_rope *d, float *q_out, int q_stride, float *k_cache, float *v_cache, int cache_rows,
                     const float *qkv, const float *q_norm, const float *k_norm, const float *inv_freq, int n, int p0,
-                    const int32_t *pos, int pos_scalar, int use_step) {
+                    const int32_t *pos, int pos_scalar, int use_step, const int32_t *slots) {
     if (setup()) return -1;
     const int kv = d->Hkv * d->hd, row = d->Hq * d->hd + 2 * kv;
     qvl_rope_desc rd;
@@ -211,8 +211,11 @@ int bo_qk_norm_rope(const bo_rope *d, float *q_out, int q_stride, float *k_cache
     float *fd = up_f32(inv_freq, (size_t)d->hd / 2);
     int32_t *pd = pos ? up_i32(pos, (size_t)3 * n) : NULL;
     int32_t step_h[2] = {p0, pos_scalar - p0};
-    int32_t *sd = use_step ? up_i32(step_h, 2) : NULL;
-    NEED(qd && kd && vd && xd && qn && kn && fd && (!pos || pd) && (!use_step || sd));
+    int32_t *sd = use_step ? up_i32(step_h, 2) : NULL, *sl = slots ? up_i32(slots, n) : NULL;
+    NEED(qd && kd && vd && xd && qn && kn && fd && (!pos || pd) && (!use_step || sd) && (!slots || sl));
+    if (slots) /* the batched form: positions from pos, cache rows from slots */
+        qvl_k_qk_norm_rope_slots(S, &rd, qd, q_stride, kd, vd, xd, qn, kn, fd, n, pd, n, sl);
+    else
     /* with the step, the launch's own p0 and pos_scalar are wrong on purpose: the step must win */
     qvl_k_qk_norm_rope(S, &rd, qd, q_stride, kd, vd, xd, qn, kn, fd, n, use_step ? 12345 : p0, pd, n,
                        use_step ? -777 : pos_scalar, sd);
@@ -319,6 +322,49 @@ int bo_attention_decode(float *out, const float *q, const float *k, const float 
     qvl_attention_decode(S, od, Hq * hd, qd, Hq * hd, kd, vd, kv, Hq, Hkv, hd, sd, part);
     if (cudaStreamSynchronize(S) == cudaSuccess) down(out, od, (size_t)Hq * hd);
     return finish("attention_decode");
+}
+
+/* ---- batched backend (cuda_paged.cu) ---- */
+
+int bo_attention_paged_ok(int Hq, int Hkv, int hd) { return qvl_attention_paged_ok(Hq, Hkv, hd); }
+
+int bo_attention_paged(float *out, const float *q, int q_rows, const float *k_pool, const float *v_pool, int pool_rows,
+                       const int32_t *rows, int n_rows, const int32_t *seq, const int32_t *kv_len, int n_seqs,
+                       const int32_t *tables, int blocks_per_seq, int block, int Hq, int Hkv, int hd, int splits) {
+    if (setup()) return -1;
+    const int qs = Hq * hd, kvs = Hkv * hd;
+    bf16 *qd = up(q, (size_t)q_rows * qs, 0), *kd = up(k_pool, (size_t)pool_rows * kvs, 0);
+    bf16 *vd = up(v_pool, (size_t)pool_rows * kvs, 0), *od = up(out, (size_t)q_rows * qs, 0);
+    int32_t *rd = up_i32(rows, n_rows), *sd = up_i32(seq, q_rows), *ld = up_i32(kv_len, q_rows);
+    int32_t *td = up_i32(tables, (size_t)n_seqs * blocks_per_seq);
+    float *part = splits > 1 ? (float *)dalloc((size_t)n_rows * Hq * splits * (hd + 2) * 4) : NULL;
+    NEED(qd && kd && vd && od && rd && sd && ld && td && (splits <= 1 || part));
+    qvl_attention_paged(S, od, qs, qd, qs, kd, vd, kvs, rd, n_rows, sd, ld, td, blocks_per_seq, block, Hq, Hkv, hd, splits,
+                        part);
+    if (cudaStreamSynchronize(S) == cudaSuccess) down(out, od, (size_t)q_rows * qs);
+    return finish("attention_paged");
+}
+
+int bo_kv_gather(float *k_dst, float *v_dst, const float *k_pool, const float *v_pool, int pool_rows, int kv,
+                 const int32_t *table, int n_blocks, int block, int n) {
+    if (setup()) return -1;
+    bf16 *kp = up(k_pool, (size_t)pool_rows * kv, 0), *vp = up(v_pool, (size_t)pool_rows * kv, 0);
+    bf16 *kd = up(NULL, (size_t)n * kv, 0), *vd = up(NULL, (size_t)n * kv, 0);
+    int32_t *td = up_i32(table, n_blocks);
+    NEED(kp && vp && kd && vd && td);
+    qvl_k_kv_gather(S, kd, vd, kp, vp, kv, td, block, n);
+    if (cudaStreamSynchronize(S) == cudaSuccess) down(k_dst, kd, (size_t)n * kv), down(v_dst, vd, (size_t)n * kv);
+    return finish("kv_gather");
+}
+
+int bo_gather_rows(float *dst, const float *src, int src_rows, const int32_t *rows, int n, int D) {
+    if (setup()) return -1;
+    bf16 *sd = up(src, (size_t)src_rows * D, 0), *dd = up(NULL, (size_t)n * D, 0);
+    int32_t *rd = up_i32(rows, n);
+    NEED(sd && dd && rd);
+    qvl_k_gather_rows(S, dd, sd, rd, n, D);
+    if (cudaStreamSynchronize(S) == cudaSuccess) down(dst, dd, (size_t)n * D);
+    return finish("gather_rows");
 }
 
 /* ---- two streams at once ---- */

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Every GPU test (the kernel harness gpu_backend_ops: every CUDA op vs the CPU op; tiny fixtures, memory plan vs NVML, the
-# trained tiny OCR model against transformers' predictions) and the 2B/4B/8B benchmark, qvl and
-# transformers side by side (tests/gpu/bench_sizes.sh), from ONE pack of prebuilt binaries (the
+# trained tiny OCR model against transformers' predictions; the batched backend, gpu_batch*, with the
+# quantized int4/FP8 fixtures at 12 sequences in flight), then the batched eval benchmark
+# (tests/gpu/bench_eval.sh: qvl eval vs transformers batched, EVAL_SIZES) and the 2B/4B/8B one-at-a-time
+# benchmark, qvl and transformers side by side (tests/gpu/bench_sizes.sh), from ONE pack of prebuilt binaries (the
 # working tree that travels is near its 64 MiB cap: carry the pack, never unpacked binaries).
 #   here:  tar cJf .devcarry/qvl-gpu.tar.xz -C BUILD qvl qvl-gpu-tests bench_gpu -C "$PWD/.devcarry" lib
 #   there: tests/gpu/run_all.sh .devcarry/qvl-gpu.tar.xz OUTDIR [SIZES="2B 4B 8B"] [SECONDS=540]
-# OUTDIR gets gpu.txt, gpu_tests.log, bench_<size>.md and all.tgz (every log and JSON): 8 files at most.
+# OUTDIR gets gpu.txt, gpu_tests.log, eval_table.md, bench_<size>.md and all.tgz (every log and JSON): 9 files at most.
 # Optional (environment):
+#   EVAL_SIZES="2B"        sizes of the batched eval benchmark (bench_eval.sh; "" skips it); EVAL_HF=0 skips its
+#                          transformers side
 #   TEST_AB_ENV="QVL_X=1"  the tiny GPU tests (gpu_tiny*) once more with that environment (gpu_tests_ab.log)
 #   AB_ENV, STEPS          passed to bench_sizes.sh (e.g. STEPS="gen qvl ab hf" AB_ENV=QVL_X=1)
 #   SAMPLE_SIZE=2B         after the benchmark, `qvl run` on that size's model and a 1024x768 image,
@@ -28,6 +32,10 @@ if [ -n "$TEST_AB_ENV" ]; then
     grep -h "^environment\|^ok\|^FAIL\|passed,\|tiny-ocr" "$OUT/gpu_tests_ab.log"
 fi
 mkdir -p "$OUT/bench"
+if [ -n "${EVAL_SIZES-2B}" ]; then
+    LIBS=$B/lib bash tests/gpu/bench_eval.sh "$PACK" "$OUT/bench/eval" "${EVAL_SIZES-2B}" 1 "${EVAL_HF:-1}" > "$OUT/bench/eval.log" 2>&1 || rc=1
+    cp "$OUT/bench/eval/table.md" "$OUT/eval_table.md" 2>/dev/null && cat "$OUT/eval_table.md"
+fi
 KEEP_MODELS=$KEEP; [ -n "$SAMPLE_SIZE" ] && KEEP_MODELS=1
 BIN=$B LIBS=$B/lib STEPS=${STEPS:-"gen qvl hf"} KEEP=$KEEP_MODELS DEADLINE=$((BUDGET - 40 - ($(date +%s) - T0))) \
     bash tests/gpu/bench_sizes.sh "$OUT/bench" $SIZES || rc=1
@@ -46,5 +54,5 @@ fi
 [ -n "$KEEP" ] || rm -rf /tmp/qvl_bench_*
 for s in $SIZES; do cp "$OUT/bench/bench_$s.md" "$OUT/" 2>/dev/null; done   # the JSON stays in all.tgz
 tar czf "$OUT/all.tgz" -C "$OUT" gpu.txt gpu_tests.log $(cd "$OUT" && ls gpu_tests_ab.log 2>/dev/null) bench 2>/dev/null && rm -rf "$OUT/bench"
-cat "$OUT"/bench_*.md 2>/dev/null
+cat "$OUT"/bench_*.md "$OUT"/eval_table.md 2>/dev/null
 exit $rc

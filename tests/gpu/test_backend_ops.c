@@ -286,7 +286,8 @@ static void run_vision_rope(const op_entry *e, const shape *sh, stats *st) {
     free(qkv), free(g), free(ref), free(scale), free(inv), free(cs), free(sn);
 }
 
-/* p: Hq, Hkv, hd, n, p0, pos mode (0 scalar, 1 T/H/W rows, 2 device step), interleaved. Reference:
+/* p: Hq, Hkv, hd, n, p0, pos mode (0 scalar, 1 T/H/W rows, 2 device step, 3 T/H/W rows + scattered
+ * cache rows: the batched form), interleaved. Reference:
  * the CPU text layer's steps (per-head qvl_cpu_rmsnorm, M-RoPE angles, qvl_cpu_rope_half), v copied. */
 static void run_qk_norm_rope(const op_entry *e, const shape *sh, stats *st) {
     const int Hq = sh->p[0], Hkv = sh->p[1], hd = sh->p[2], n = sh->p[3], p0 = sh->p[4], mode = sh->p[5];
@@ -304,10 +305,17 @@ static void run_qk_norm_rope(const op_entry *e, const shape *sh, stats *st) {
     int32_t *pos = malloc((size_t)3 * n * sizeof *pos);
     for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(5000000.0f, (float)(2 * i) / (float)hd);
     const int pos_scalar = p0 + 7; /* a rope delta of 7, as after an image */
+    int32_t *slot = malloc((size_t)n * sizeof *slot); /* mode 3: row i's cache row, distinct, shuffled */
+    for (int i = 0; i < n; i++) slot[i] = p0 + i;
+    for (int i = n - 1; mode == 3 && i > 0; i--) {
+        int j = (int)(urand() * (i + 1));
+        int32_t t = slot[i];
+        slot[i] = slot[j], slot[j] = t;
+    }
     for (int i = 0; i < n; i++)
-        for (int a = 0; a < 3; a++) pos[a * n + i] = mode == 1 ? (int32_t)(urand() * 3000) : pos_scalar + i;
-    ran(st, bo_qk_norm_rope(&d, qg, qdim, kg, vg, rows, qkv, qn, kn, inv, n, p0, mode == 1 ? pos : NULL, pos_scalar,
-                            mode == 2));
+        for (int a = 0; a < 3; a++) pos[a * n + i] = mode == 1 || mode == 3 ? (int32_t)(urand() * 3000) : pos_scalar + i;
+    ran(st, bo_qk_norm_rope(&d, qg, qdim, kg, vg, rows, qkv, qn, kn, inv, n, p0, mode == 1 || mode == 3 ? pos : NULL,
+                            pos_scalar, mode == 2, mode == 3 ? slot : NULL));
     for (int i = 0; i < n; i++) {
         for (int f = 0; f < half; f++) {
             int axis = 0;
@@ -318,13 +326,13 @@ static void run_qk_norm_rope(const op_entry *e, const shape *sh, stats *st) {
         }
         const float *src = qkv + (size_t)i * row;
         for (int h = 0; h < Hq + Hkv; h++) {
-            float *dst = h < Hq ? qr + (size_t)i * qdim + (size_t)h * hd : kc + (size_t)(p0 + i) * kv + (size_t)(h - Hq) * hd;
-            float *sc = h < Hq ? qs + (size_t)i * qdim + (size_t)h * hd : ks + (size_t)(p0 + i) * kv + (size_t)(h - Hq) * hd;
+            float *dst = h < Hq ? qr + (size_t)i * qdim + (size_t)h * hd : kc + (size_t)slot[i] * kv + (size_t)(h - Hq) * hd;
+            float *sc = h < Hq ? qs + (size_t)i * qdim + (size_t)h * hd : ks + (size_t)slot[i] * kv + (size_t)(h - Hq) * hd;
             qvl_cpu_rmsnorm(NULL, dst, src + (size_t)h * hd, h < Hq ? qn : kn, 1, hd, d.eps);
             for (int j = 0; j < half; j++) sc[j] = sc[j + half] = fabsf(dst[j]) + fabsf(dst[j + half]);
             qvl_cpu_rope_half(dst, cs, sn, hd);
         }
-        memcpy(vc + (size_t)(p0 + i) * kv, src + qdim + kv, (size_t)kv * sizeof *vc);
+        memcpy(vc + (size_t)slot[i] * kv, src + qdim + kv, (size_t)kv * sizeof *vc);
     }
     if (!st->failed_to_run) {
         cmp(st, e, qg, qr, NULL, qs, (size_t)n * qdim);
@@ -332,7 +340,7 @@ static void run_qk_norm_rope(const op_entry *e, const shape *sh, stats *st) {
         cmp_exact(st, vg, vc, (size_t)rows * kv);
     }
     free(qkv), free(qn), free(kn), free(kc), free(vc), free(kg), free(vg), free(qg), free(qr), free(qs), free(ks);
-    free(inv), free(cs), free(sn), free(pos);
+    free(inv), free(cs), free(sn), free(pos), free(slot);
 }
 
 /* p: n, D, vocab, image rows (0: no vis_row) */
@@ -467,6 +475,103 @@ static void run_attention_decode(const op_entry *e, const shape *sh, stats *st) 
     qvl_cpu_attention(pool, ref, Hq * hd, q, Hq * hd, k, v, kvs, 1, n_kv, Hq, Hkv, hd, n_kv - 1, scratch);
     if (!st->failed_to_run) cmp(st, e, got, ref, NULL, NULL, (size_t)Hq * hd);
     free(q), free(k), free(v), free(got), free(ref), free(scratch);
+}
+
+/* ---- batched backend: paged KV (cuda_paged.cu) ---- */
+
+/* A random paged layout: n_seqs sequences of kv_len[s] in 1..max_len keys (the first max_len, the
+ * second 1), their blocks scattered over a pool of n_seqs * bps blocks + 3 spare ones. */
+typedef struct {
+    int n_seqs, bps, block, pool_rows;
+    int32_t *kv_len, *tables;
+} paged_layout;
+static paged_layout paged_new(int n_seqs, int max_len, int block) {
+    paged_layout L = {n_seqs, (max_len + block - 1) / block, block, 0, NULL, NULL};
+    const int n_blocks = n_seqs * L.bps + 3;
+    L.pool_rows = n_blocks * block;
+    L.kv_len = malloc((size_t)n_seqs * sizeof *L.kv_len);
+    L.tables = malloc((size_t)n_seqs * L.bps * sizeof *L.tables);
+    int32_t *perm = malloc((size_t)n_blocks * sizeof *perm);
+    for (int i = 0; i < n_blocks; i++) perm[i] = i;
+    for (int i = n_blocks - 1; i > 0; i--) {
+        int j = (int)(urand() * (i + 1));
+        int32_t t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    for (int s = 0; s < n_seqs; s++) {
+        L.kv_len[s] = s == 0 ? max_len : s == 1 ? 1 : 1 + (int)(urand() * max_len);
+        for (int b = 0; b < L.bps; b++) L.tables[(size_t)s * L.bps + b] = perm[(size_t)s * L.bps + b];
+    }
+    free(perm);
+    return L;
+}
+static void paged_free(paged_layout *L) { free(L->kv_len), free(L->tables); }
+/* Keys 0..n-1 of sequence s, gathered from the pool (rows of kv values). */
+static void paged_gather(const paged_layout *L, int s, const float *pool_, int kv, int n, float *dst) {
+    for (int j = 0; j < n; j++)
+        memcpy(dst + (size_t)j * kv, pool_ + ((size_t)L->tables[(size_t)s * L->bps + j / L->block] * L->block + j % L->block) * kv,
+               (size_t)kv * sizeof *dst);
+}
+
+/* p: n_seqs, max kv_len, Hq, Hkv, hd, block, splits, every (rows = every p[7]-th batch row; the others
+ * must stay unchanged). Batch row r decodes sequence n_seqs - 1 - r. */
+static void run_attention_paged(const op_entry *e, const shape *sh, stats *st) {
+    const int n_seqs = sh->p[0], max_len = sh->p[1], Hq = sh->p[2], Hkv = sh->p[3], hd = sh->p[4], every = sh->p[7];
+    const int qs = Hq * hd, kvs = Hkv * hd;
+    paged_layout L = paged_new(n_seqs, max_len, sh->p[5]);
+    float *q = gauss_buf((size_t)n_seqs * qs, 1), *kp = gauss_buf((size_t)L.pool_rows * kvs, 1);
+    float *vp = unif_buf((size_t)L.pool_rows * kvs, -1, 1), *got = gauss_buf((size_t)n_seqs * qs, 1);
+    float *ref = dup_buf(got, (size_t)n_seqs * qs), *kc = malloc((size_t)max_len * kvs * sizeof *kc);
+    float *vc = malloc((size_t)max_len * kvs * sizeof *vc);
+    float *scratch = malloc(qvl_cpu_attention_scratch(qvl_pool_threads(pool), max_len) * sizeof *scratch);
+    int32_t *rows = malloc((size_t)n_seqs * sizeof *rows), *seq = malloc((size_t)n_seqs * sizeof *seq);
+    int32_t *len = malloc((size_t)n_seqs * sizeof *len);
+    int n_rows = 0;
+    for (int r = 0; r < n_seqs; r++) {
+        seq[r] = n_seqs - 1 - r, len[r] = L.kv_len[seq[r]];
+        if (r % every == 0) rows[n_rows++] = r;
+    }
+    if (!bo_attention_paged_ok(Hq, Hkv, hd)) ran(st, qvl_errorf("qvl_attention_paged_ok refuses Hq %d Hkv %d hd %d", Hq, Hkv, hd));
+    else ran(st, bo_attention_paged(got, q, n_seqs, kp, vp, L.pool_rows, rows, n_rows, seq, len, n_seqs, L.tables, L.bps,
+                                    L.block, Hq, Hkv, hd, sh->p[6]));
+    for (int i = 0; i < n_rows; i++) {
+        const int r = rows[i], n = len[r];
+        paged_gather(&L, seq[r], kp, kvs, n, kc);
+        paged_gather(&L, seq[r], vp, kvs, n, vc);
+        qvl_cpu_attention(pool, ref + (size_t)r * qs, qs, q + (size_t)r * qs, qs, kc, vc, kvs, 1, n, Hq, Hkv, hd, n - 1, scratch);
+    }
+    if (!st->failed_to_run) cmp(st, e, got, ref, NULL, NULL, (size_t)n_seqs * qs); /* rows not decoded: ref = what was there */
+    paged_free(&L);
+    free(q), free(kp), free(vp), free(got), free(ref), free(kc), free(vc), free(scratch), free(rows), free(seq), free(len);
+}
+
+/* p: n (keys), kv, block, pool blocks (>= ceil(n / block)) */
+static void run_kv_gather(const op_entry *e, const shape *sh, stats *st) {
+    const int n = sh->p[0], kv = sh->p[1];
+    paged_layout L = paged_new(1, n, sh->p[2]);
+    float *kp = gauss_buf((size_t)L.pool_rows * kv, 1), *vp = gauss_buf((size_t)L.pool_rows * kv, 1);
+    float *kg = malloc((size_t)n * kv * sizeof *kg), *vg = malloc((size_t)n * kv * sizeof *vg);
+    float *kr = malloc((size_t)n * kv * sizeof *kr), *vr = malloc((size_t)n * kv * sizeof *vr);
+    ran(st, bo_kv_gather(kg, vg, kp, vp, L.pool_rows, kv, L.tables, L.bps, L.block, n));
+    paged_gather(&L, 0, kp, kv, n, kr);
+    paged_gather(&L, 0, vp, kv, n, vr);
+    if (!st->failed_to_run) cmp(st, e, kg, kr, NULL, NULL, (size_t)n * kv), cmp(st, e, vg, vr, NULL, NULL, (size_t)n * kv);
+    paged_free(&L);
+    free(kp), free(vp), free(kg), free(vg), free(kr), free(vr);
+}
+
+/* p: n, D, source rows */
+static void run_gather_rows(const op_entry *e, const shape *sh, stats *st) {
+    const int n = sh->p[0], D = sh->p[1], R = sh->p[2];
+    float *src = gauss_buf((size_t)R * D, 1), *got = malloc((size_t)n * D * sizeof *got), *ref = malloc((size_t)n * D * sizeof *ref);
+    int32_t *rows = malloc((size_t)n * sizeof *rows);
+    for (int i = 0; i < n; i++) {
+        rows[i] = (int32_t)(urand() * R);
+        memcpy(ref + (size_t)i * D, src + (size_t)rows[i] * D, (size_t)D * sizeof *ref);
+    }
+    ran(st, bo_gather_rows(got, src, R, rows, n, D));
+    if (!st->failed_to_run) cmp(st, e, got, ref, NULL, NULL, (size_t)n * D);
+    free(src), free(got), free(ref), free(rows);
 }
 
 /* p: op (0 argmax, 1 attention_decode), pairs */
@@ -618,6 +723,8 @@ static const shape qk_rope_shapes[] = {
     {"Hq=14 Hkv=2 hd=64 n=33 p0=5 THW chunked sections", {14, 2, 64, 33, 5, 1, 0}},
     {"Hq=40 Hkv=8 hd=96 n=3 p0=1 (heads > 32 warps)", {40, 8, 96, 3, 1, 1, 1}},
     {"Hq=2 Hkv=1 hd=16 n=1 p0=0", {2, 1, 16, 1, 0, 0, 1}},
+    {"slots: 8B Hq=32 Hkv=8 hd=128 n=37 rows 500.. shuffled", {32, 8, 128, 37, 500, 3, 1}},
+    {"slots: Hq=14 Hkv=2 hd=64 n=1 row 9", {14, 2, 64, 1, 9, 3, 1}},
 };
 static const shape embed_shapes[] = {{"n=1 D=2048 text", {1, 2048, 1000, 0}}, {"n=300 D=4096 images", {300, 4096, 500, 150}}, {"n=5 D=7 images", {5, 7, 11, 3}}};
 static const shape deepstack_shapes[] = {{"n=300 D=4096", {300, 4096, 200}}, {"n=5 D=7", {5, 7, 3}}, {"n=1 D=2048", {1, 2048, 1}}};
@@ -681,6 +788,19 @@ static const shape decode_shapes[] = {
     {"kv=77 Hq=8 Hkv=8 hd=32", {77, 8, 8, 32}},            {"kv=500 Hq=32 Hkv=2 hd=128 (group 16: 32-row kernel)", {500, 32, 2, 128}},
     {"kv=500 Hq=8 Hkv=4 hd=80 (hd 80: 32-row kernel)", {500, 8, 4, 80}}, {"kv=200 Hq=72 Hkv=72 hd=32 (Hkv > 64: no fused combine)", {200, 72, 72, 32}},
 };
+static const shape paged_shapes[] = {
+    /* n_seqs, max kv_len, Hq, Hkv, hd, block, splits, every */
+    {"8B 16 seqs kv<=3000 block 64 splits 8", {16, 3000, 32, 8, 128, 64, 8, 1}},
+    {"8B 5 seqs kv<=700 block 64 one split", {5, 700, 32, 8, 128, 64, 1, 1}},
+    {"2B 64 seqs kv<=300 block 16 splits 4, every 3rd row", {64, 300, 16, 8, 128, 16, 4, 3}},
+    {"Hq=14 Hkv=2 hd=64 9 seqs kv<=1025 block 64 splits 16", {9, 1025, 14, 2, 64, 64, 16, 1}},
+    {"Hq=8 Hkv=8 hd=32 3 seqs kv<=65 block 64 splits 2", {3, 65, 8, 8, 32, 64, 2, 1}},
+    {"2 seqs kv<=1 block 64 splits 4 (more splits than keys)", {2, 1, 16, 8, 128, 64, 4, 1}},
+};
+static const shape kv_gather_shapes[] = {{"n=1000 kv=1024 block 64", {1000, 1024, 64}}, {"n=1 kv=128 block 64", {1, 128, 64}},
+                                         {"n=77 kv=20 block 16 (kv % 8)", {77, 20, 16}}};
+static const shape gather_rows_shapes[] = {{"n=300 D=4096 of 1000", {300, 4096, 1000}}, {"n=1 D=2048 of 1", {1, 2048, 1}},
+                                           {"n=33 D=7 of 50", {33, 7, 50}}};
 static const shape two_stream_shapes[] = {{"argmax rows=1 V=151936 x 2 streams", {0, 300}}, {"attention_decode 8B kv=3000 x 2 streams", {1, 300}}};
 static const shape pick_shapes[] = {
     {"V=151936 greedy path 1", {151936, 0, 1, 20}},          {"V=151936 greedy + penalties path 1", {151936, 1, 1, 20}},
@@ -750,6 +870,11 @@ static const op_entry ops[] = {
      run_attention, SHAPES(attention_shapes)},
     {"attention_decode", "qvl_cpu_attention, 1 row (F32)", 0x1p-7, 0x1p-12,
      "F32 throughout (split keys merged in another order); output rounding (2^-8, x2 margin)", run_attention_decode, SHAPES(decode_shapes)},
+    {"attention_paged", "qvl_cpu_attention on the sequence's gathered keys (F32)", 0x1p-7, 0x1p-12,
+     "F32 throughout (split keys merged in another order); output rounding (2^-8, x2 margin); rows not decoded unchanged",
+     run_attention_paged, SHAPES(paged_shapes)},
+    {"kv_gather", "row copies through the block table", 0, 0, "exact copy", run_kv_gather, SHAPES(kv_gather_shapes)},
+    {"gather_rows", "row copy", 0, 0, "exact copy", run_gather_rows, SHAPES(gather_rows_shapes)},
     {"two streams at once", "the same launch alone", 0, 0,
      "exact: kernels with process-wide device state (counters) must not mix launches of two engines", run_two_streams,
      SHAPES(two_stream_shapes)},

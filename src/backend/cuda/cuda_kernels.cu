@@ -403,7 +403,8 @@ static __device__ __forceinline__ void mrope_cos_sin(const qvl_rope_desc &d, int
 
 static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride, bf16 *k_cache, bf16 *v_cache, const bf16 *qkv,
                                       const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int p0,
-                                      const int32_t *pos, int pos_stride, int pos_scalar, const int32_t *step) {
+                                      const int32_t *pos, int pos_stride, int pos_scalar, const int32_t *step,
+                                      const int32_t *slots) {
     extern __shared__ float sh[]; /* [warps][hd] */
     if (step) { /* decoding from a CUDA graph: the cache row and position live on the device */
         p0 = step[0];
@@ -428,7 +429,7 @@ static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride
         const bf16 *src = is_q ? row + (size_t)h * hd : row + qdim + (size_t)(h - d.Hq) * hd;
         const bf16 *nw_ = is_q ? q_norm : k_norm;
         bf16 *dst = is_q ? q_out + (size_t)i * q_stride + (size_t)h * hd
-                         : k_cache + (size_t)(p0 + i) * kv + (size_t)(h - d.Hq) * hd;
+                         : k_cache + (size_t)(slots ? slots[i] : p0 + i) * kv + (size_t)(h - d.Hq) * hd;
         float s = 0;
         for (int e = lane; e < hd; e += 32) {
             float v = f(src[e]);
@@ -447,7 +448,7 @@ static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride
         __syncwarp();
     }
     const bf16 *vsrc = row + qdim + kv;
-    bf16 *vdst = v_cache + (size_t)(p0 + i) * kv;
+    bf16 *vdst = v_cache + (size_t)(slots ? slots[i] : p0 + i) * kv;
     for (int e = threadIdx.x; e < kv; e += blockDim.x) vdst[e] = vsrc[e];
 }
 void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, bf16 *k_cache, bf16 *v_cache,
@@ -459,7 +460,16 @@ void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, in
     int warps = d->Hq + d->Hkv < 32 ? d->Hq + d->Hkv : 32;
     const size_t smem = (size_t)warps * d->hd * sizeof(float);
     k_qk_norm_rope<<<n, warps * 32, smem, st>>>(*d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm, inv_freq,
-                                                p0, pos, pos_stride, pos_scalar, step);
+                                                p0, pos, pos_stride, pos_scalar, step, NULL);
+}
+void qvl_k_qk_norm_rope_slots(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, bf16 *k_cache,
+                              bf16 *v_cache, const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm,
+                              const float *inv_freq, int n, const int32_t *pos, int pos_stride, const int32_t *slots) {
+    if (!n) return;
+    int warps = d->Hq + d->Hkv < 32 ? d->Hq + d->Hkv : 32;
+    const size_t smem = (size_t)warps * d->hd * sizeof(float);
+    k_qk_norm_rope<<<n, warps * 32, smem, st>>>(*d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm, inv_freq,
+                                                0, pos, pos_stride, 0, NULL, slots);
 }
 
 static __global__ void k_embed(bf16 *x, const bf16 *embed, const int32_t *ids, const int32_t *vis_row,

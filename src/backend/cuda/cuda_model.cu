@@ -12,8 +12,7 @@
 
 #include <cuda_profiler_api.h>
 
-#include "backend/cuda/cuda_ops.h"
-#include "backend/cuda/cuda_quant.h"
+#include "backend/cuda/cuda_model_impl.h"
 extern "C" {
 #include "backend/cuda/cuda_device.h"
 #include "io/npy.h"
@@ -25,95 +24,6 @@ extern "C" {
 #include "util/error.h"
 }
 
-enum { DEFAULT_MAX_LEN = 8192, GEMM_WS = 32 << 20, MAX_IMAGES = 64 };
-
-typedef struct {
-    bf16 *norm1_w, *norm1_b, *qkv_w, *qkv_b, *proj_w, *proj_b, *norm2_w, *norm2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
-} vblock;
-typedef struct {
-    bf16 *norm_w, *norm_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
-} merger;
-typedef struct {
-    bf16 *in_norm, *qkv_w, *q_norm, *k_norm, *o_w, *post_norm, *gu_w, *down_w; /* qkv_w: q|k|v rows, gu_w: gate|up */
-} tlayer;
-
-struct qvl_cuda_model {
-    qvl_config cfg;
-    qvl_mem_plan plan;
-    char device[64];
-    long max_len, max_patches, max_tokens;
-    long hid_rows;      /* rows of vhid: the vision MLP runs in chunks of at most this many patches */
-    int chunk;
-    cudaStream_t st;
-    qvl_gemm *gemm;
-    char *arena;
-    size_t arena_bytes;
-    double peak_mib;
-    /* weights */
-    bf16 *patch_w, *patch_b, *pos_embed, *embed, *norm, *lm_head;
-    vblock *vb;
-    merger mg, ds[QVL_MAX_DEEPSTACK];
-    tlayer *tl;
-    float *vis_inv_freq, *txt_inv_freq;
-    /* vision activations (max_patches rows) and outputs (max_tokens rows per feature) */
-    bf16 *vx, *vy, *vqkv, *vhid; /* vhid: hid_rows x Iv */
-    bf16 *img[1 + QVL_MAX_DEEPSTACK]; /* merger output, then deepstack features */
-    /* text */
-    bf16 *k_cache, *v_cache; /* [layers][max_len][kv] */
-    bf16 *x, *y, *qkv, *att, *gu, *h, *logits;
-    int32_t *d_ids, *d_pos, *d_vis, *d_next;
-    int32_t *d_step;                 /* {cache length, rope delta} for graph decoding */
-    cudaGraphExec_t decode_graph;    /* one decode step, captured at open (NULL: tuning.no_cuda_graphs) */
-    /* next-token picking on the device (qvl_cuda_set_picking): the request's state, flags (seen /
-     * generated ids), processed logits and uniforms; the decode graph with the pick kernel */
-    qvl_pick_state *pick_state;
-    uint8_t *pick_flags;
-    float *pick_work;
-    double *pick_uniforms;
-    cudaGraphExec_t pick_graph;
-    int picking;                     /* this request: 0 plain argmax, 1 the pick kernel */
-    int pick_mode;                   /* what lm_head enqueues: 0 argmax, 1 pick, 2 mark the input id + pick */
-    qvl_pick_state h_pick;
-    float *att_partial;
-    void *gemm_ws;
-    /* host state */
-    int n_images, img_tokens, grids[MAX_IMAGES][3];
-    int len, rope_delta, next_id;
-    int32_t *h_pos, *h_vis;
-    int32_t h_step[2];
-    char gemv_report[1024];
-    int gelu_epilogue; /* vision fc1 GELU in the cuBLASLt epilogue (0 where cuBLASLt refuses it: separate kernel) */
-    qvl_tuning tuning; /* the open options' kernel choices (dump_dir points into the caller's memory) */
-    double prepare_ms;  /* open: cuBLASLt shapes prepared for every row-count bucket */
-    /* BF16 pixel staging (none if pinned memory is refused): pinned HOST memory for the largest admitted
-     * image's pixel rows, so that the upload is one asynchronous DMA; not part of the device plan.
-     * pix_done marks the end of the last upload from it (the host waits before rewriting it). */
-    uint16_t *pix_stage;
-    size_t pix_stage_bytes;
-    cudaEvent_t pix_done;
-    int pix_pending;
-    /* Packed Linears (cuda_quant.h): the weight pointers of the layout that stand for a packed form,
-     * the dequantization scratch of their many-rows products, and (while opening) the checkpoint. */
-    struct qlin_entry {
-        const bf16 *w;
-        qvl_cuda_qlin d;
-    } *qlin;
-    int n_qlin, cap_qlin;
-    bf16 *qscratch;
-    size_t qscratch_elems;
-    /* A quantized checkpoint's untied input embedding (only gathered from) lives in mapped pinned host
-     * memory, not in the arena: embed points at it (1.2 GB less on the device at 8B). */
-    bf16 *embed_host;
-    void *embed_pinned;
-    int embed_on_host;
-    const qvl_safetensors *ckpt;
-};
-
-#define CK(call)                                                                                                \
-    do {                                                                                                        \
-        cudaError_t e_ = (call);                                                                                \
-        if (e_ != cudaSuccess) return qvl_errorf("cuda: %s (%s:%d)", cudaGetErrorString(e_), __FILE__, __LINE__); \
-    } while (0)
 
 static void alloc_pixel_staging(qvl_cuda_model *m);
 static double MiB(size_t b) { return (double)b / 1048576.0; }
@@ -143,13 +53,6 @@ static void *take(bump *b, size_t bytes) {
     return b->base ? b->base + off : NULL;
 }
 #define TAKE(b, ptr, count) ((ptr) = (std::remove_reference<decltype(ptr)>::type)take((b), (size_t)(count) * sizeof(*(ptr))))
-
-/* ---- packed Linears: a Linear's weight pointer stands for BF16 [N][K] or for its packed form ---- */
-static const qvl_cuda_qlin *packed(const qvl_cuda_model *m, const bf16 *w) {
-    for (int i = 0; i < m->n_qlin; i++)
-        if (m->qlin[i].w == w) return &m->qlin[i].d;
-    return NULL;
-}
 
 /* The weight of the Linear of parts role .. role + n_parts - 1 (fused along N, numel values in BF16):
  * packed where cuda_quant takes it (registered once placed), else BF16. */
@@ -221,28 +124,57 @@ static void layout_weights(qvl_cuda_model *m, bump *b) {
     if (m->qscratch_elems) TAKE(b, m->qscratch, m->qscratch_elems); /* counted with the weights by the plan */
 }
 
-static void layout_buffers(qvl_cuda_model *m, bump *b) {
-    const qvl_vision_config *v = &m->cfg.vision;
-    const qvl_text_config *t = &m->cfg.text;
-    const size_t n = m->max_patches, Dv = v->hidden_size, D = t->hidden_size, I = t->intermediate_size;
-    const size_t hd = t->head_dim, qdim = t->num_heads * hd, kv = t->num_kv_heads * hd, C = m->chunk;
-    const size_t L = t->num_layers, T = m->max_len;
-    TAKE(b, m->vis_inv_freq, 512);
-    TAKE(b, m->txt_inv_freq, hd / 2);
-    /* vision: x, y, qkv (also the F32 pixels, the attention projection's output and the merger
-     * hidden), hid (the MLP's hidden rows of one chunk; also the BF16 pixels) */
-    TAKE(b, m->vx, n * Dv), TAKE(b, m->vy, n * Dv), TAKE(b, m->vqkv, n * 3 * Dv);
-    TAKE(b, m->vhid, (size_t)m->hid_rows * v->intermediate_size);
-    for (int j = 0; j <= v->n_deepstack; j++) TAKE(b, m->img[j], (size_t)m->max_tokens * D);
-    TAKE(b, m->k_cache, L * T * kv), TAKE(b, m->v_cache, L * T * kv);
-    TAKE(b, m->x, C * D), TAKE(b, m->y, C * D), TAKE(b, m->qkv, C * (qdim + 2 * kv)), TAKE(b, m->att, C * qdim);
-    TAKE(b, m->gu, C * 2 * I), TAKE(b, m->h, C * I), TAKE(b, m->logits, (size_t)t->vocab_size);
-    TAKE(b, m->d_ids, T), TAKE(b, m->d_pos, 3 * T), TAKE(b, m->d_vis, T), TAKE(b, m->d_next, 1), TAKE(b, m->d_step, 2);
-    TAKE(b, m->att_partial, qvl_attention_partial_floats(t->num_kv_heads, hd > (size_t)(Dv / v->num_heads) ? hd : Dv / v->num_heads));
-    m->gemm_ws = take(b, GEMM_WS);
-    m->pick_state = (qvl_pick_state *)take(b, QVL_PLAN_PICK_STATE);
-    TAKE(b, m->pick_flags, (size_t)t->vocab_size), TAKE(b, m->pick_work, (size_t)t->vocab_size);
-    TAKE(b, m->pick_uniforms, T);
+/* The buffers after the weights: mem_plan.c's list (qvl_mem_plan_buffers), the one the plan adds
+ * up, walked here in its order. */
+static void *buffer_slot(qvl_cuda_model *m, int id, void ***slot) {
+    switch (id) {
+    case QVL_BUF_VIS_INV_FREQ: *slot = (void **)&m->vis_inv_freq; break;
+    case QVL_BUF_TXT_INV_FREQ: *slot = (void **)&m->txt_inv_freq; break;
+    case QVL_BUF_VX: *slot = (void **)&m->vx; break;
+    case QVL_BUF_VY: *slot = (void **)&m->vy; break;
+    case QVL_BUF_VQKV: *slot = (void **)&m->vqkv; break;
+    case QVL_BUF_VHID: *slot = (void **)&m->vhid; break;
+    case QVL_BUF_K_CACHE: *slot = (void **)&m->k_cache; break;
+    case QVL_BUF_V_CACHE: *slot = (void **)&m->v_cache; break;
+    case QVL_BUF_X: *slot = (void **)&m->x; break;
+    case QVL_BUF_Y: *slot = (void **)&m->y; break;
+    case QVL_BUF_QKV: *slot = (void **)&m->qkv; break;
+    case QVL_BUF_ATT: *slot = (void **)&m->att; break;
+    case QVL_BUF_GU: *slot = (void **)&m->gu; break;
+    case QVL_BUF_H: *slot = (void **)&m->h; break;
+    case QVL_BUF_LOGITS: *slot = (void **)&m->logits; break;
+    case QVL_BUF_IDS: *slot = (void **)&m->d_ids; break;
+    case QVL_BUF_POS: *slot = (void **)&m->d_pos; break;
+    case QVL_BUF_VIS: *slot = (void **)&m->d_vis; break;
+    case QVL_BUF_NEXT: *slot = (void **)&m->d_next; break;
+    case QVL_BUF_STEP: *slot = (void **)&m->d_step; break;
+    case QVL_BUF_ATT_PARTIAL: *slot = (void **)&m->att_partial; break;
+    case QVL_BUF_GEMM_WS: *slot = (void **)&m->gemm_ws; break;
+    case QVL_BUF_PICK_STATE: *slot = (void **)&m->pick_state; break;
+    case QVL_BUF_PICK_FLAGS: *slot = (void **)&m->pick_flags; break;
+    case QVL_BUF_PICK_WORK: *slot = (void **)&m->pick_work; break;
+    case QVL_BUF_PICK_UNIFORMS: *slot = (void **)&m->pick_uniforms; break;
+    case QVL_BUF_GATHER_K: *slot = (void **)&m->gather_k; break;
+    case QVL_BUF_GATHER_V: *slot = (void **)&m->gather_v; break;
+    case QVL_BUF_BATCH_IN: *slot = (void **)&m->batch_in; break;
+    default:
+        if (id >= QVL_BUF_IMG && id <= QVL_BUF_IMG + QVL_MAX_DEEPSTACK) *slot = (void **)&m->img[id - QVL_BUF_IMG];
+        else *slot = NULL;
+    }
+    return *slot;
+}
+
+static int layout_buffers(qvl_cuda_model *m, bump *b) {
+    qvl_plan_buf bufs[QVL_BUF_COUNT];
+    int n = qvl_mem_plan_buffers(&m->cfg, &m->pin, bufs);
+    if (n < 0) return -1;
+    for (int i = 0; i < n; i++) {
+        void **slot;
+        void *p = take(b, (size_t)bufs[i].bytes);
+        if (!buffer_slot(m, bufs[i].id, &slot)) return qvl_errorf("cuda: plan buffer %d has no place", bufs[i].id);
+        *slot = p;
+    }
+    return 0;
 }
 
 /* ---- weight upload ---- */
@@ -400,18 +332,32 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
         pin.max_model_len = m->max_len, pin.max_pixels = max_px;
         pin.max_image_tokens = o ? o->max_image_tokens : 0, pin.kv_dtype = o ? o->kv_dtype : 0;
         pin.vision_mlp_chunk = o ? o->vision_mlp_chunk : 0;
+        pin.prefill_chunk = m->chunk;
         if (pin.kv_dtype != QVL_PLAN_KV_BF16) {
             qvl_errorf("kv-dtype: an FP8 KV cache is planned (qvl mem) but the CUDA attention kernels do not read "
                        "it yet; use bf16");
             goto fail;
         }
-        if (qvl_mem_plan_compute_inputs(c, (double)wb.used, &pin, ctx, &m->plan)) goto fail;
-        m->max_tokens = m->plan.max_image_tokens;
-        m->max_patches = m->max_tokens * c->vision.spatial_merge_size * c->vision.spatial_merge_size;
+        m->batched = o && o->batched;
+        if (m->batched) {
+            /* many sequences: the KV pool and the sequences from the cap (qvl_mem_plan_batched) */
+            pin.sequences = o->max_seqs, pin.kv_blocks = o->kv_blocks, pin.kv_block_tokens = o->kv_block_tokens;
+            pin.token_budget = o->token_budget, pin.vision_tokens = o->vision_tokens;
+            pin.image_cache_tokens = o->image_cache_tokens;
+            if (qvl_mem_plan_batched(c, (double)wb.used, &pin, ctx, (double)o->gpu_mem_mib, &m->plan)) goto fail;
+            m->chunk = m->plan.token_budget;
+            m->max_tokens = m->plan.max_image_tokens;
+            m->max_patches = m->plan.vision_tokens * c->vision.spatial_merge_size * c->vision.spatial_merge_size;
+        } else {
+            if (qvl_mem_plan_compute_inputs(c, (double)wb.used, &pin, ctx, &m->plan)) goto fail;
+            m->max_tokens = m->plan.max_image_tokens;
+            m->max_patches = m->max_tokens * c->vision.spatial_merge_size * c->vision.spatial_merge_size;
+        }
+        m->pin = pin;
         m->hid_rows = m->plan.vision_mlp_chunk;
         bump all = {NULL, 0};
         layout_weights(m, &all);
-        layout_buffers(m, &all);
+        if (layout_buffers(m, &all)) goto fail;
         m->arena_bytes = all.used;
         double need = m->plan.total; /* context + arena + the runtime term, as `qvl mem` shows it */
         const qvl_mem_plan *p = &m->plan;
@@ -445,7 +391,7 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
         }
         bump real = {m->arena, 0};
         layout_weights(m, &real);
-        layout_buffers(m, &real);
+        if (layout_buffers(m, &real)) goto fail;
         if (cudaStreamCreateWithFlags(&m->st, cudaStreamNonBlocking) != cudaSuccess ||
             !(m->gemm = qvl_gemm_new(m->gemm_ws, GEMM_WS, m->tuning.gemv_variant))) {
             qvl_errorf("cuda: cannot create the stream or the cuBLASLt handle");
@@ -456,7 +402,7 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
         st = NULL;
         m->ckpt = NULL;
         m->gelu_epilogue = 1;
-        if (tune_decode_gemv(m) || prepare_gemms(m) || capture_decode(m)) goto fail;
+        if (m->batched ? prepare_gemms(m) : tune_decode_gemv(m) || prepare_gemms(m) || capture_decode(m)) goto fail;
         alloc_pixel_staging(m);
         sample_peak(m);
     }
@@ -543,16 +489,6 @@ static void dump(qvl_cuda_model *m, const char *name, const bf16 *x, int rows, i
 }
 
 /* ---- vision ---- */
-#define G(call) \
-    do { if ((call) != 0) return qvl_errorf("cuda: cuBLASLt matmul failed (%s:%d)", __FILE__, __LINE__); } while (0)
-
-/* y[M, N] = x[M, K] @ w^T (+ b) for a Linear's weight w, packed or BF16. */
-static int lin(qvl_cuda_model *m, cudaStream_t s, bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w, const bf16 *b,
-               int M, int K, int N) {
-    const qvl_cuda_qlin *d = packed(m, w);
-    return d ? qvl_cuda_qlin_run(m->gemm, s, y, ldy, x, ldx, d, b, M, m->qscratch, 0)
-             : qvl_gemm_run(m->gemm, s, y, ldy, x, ldx, w, b, M, K, N);
-}
 
 static int merge(qvl_cuda_model *m, const merger *w, int post, int n, bf16 *out) {
     const qvl_vision_config *v = &m->cfg.vision;
@@ -562,9 +498,9 @@ static int merge(qvl_cuda_model *m, const merger *w, int post, int n, bf16 *out)
         qvl_k_layernorm(m->st, m->vy, m->vx, w->norm_w, w->norm_b, nm, Dv4, 1e-6f);
     else
         qvl_k_layernorm(m->st, m->vy, m->vx, w->norm_w, w->norm_b, n, Dv, 1e-6f);
-    G(lin(m, m->st, m->vqkv, Dv4, m->vy, Dv4, w->fc1_w, w->fc1_b, nm, Dv4, Dv4));
+    G(qvl_cuda_lin(m, m->st, m->vqkv, Dv4, m->vy, Dv4, w->fc1_w, w->fc1_b, nm, Dv4, Dv4));
     qvl_k_gelu_erf(m->st, m->vqkv, (size_t)nm * Dv4);
-    G(lin(m, m->st, out, D, m->vqkv, Dv4, w->fc2_w, w->fc2_b, nm, Dv4, D));
+    G(qvl_cuda_lin(m, m->st, out, D, m->vqkv, Dv4, w->fc2_w, w->fc2_b, nm, Dv4, D));
     return 0;
 }
 
@@ -579,20 +515,53 @@ int qvl_cuda_encode_image_bf16(qvl_cuda_model *m, const qvl_pixel_values *pv, co
 /* px32: F32 pixel rows (converted here), or px16: the same rounded to BF16 by the caller. */
 static int encode(qvl_cuda_model *m, const qvl_pixel_values *pv, const float *px32, const uint16_t *px16) {
     const qvl_vision_config *v = &m->cfg.vision;
-    const int Dv = v->hidden_size, H = v->num_heads, hd = Dv / H, Iv = v->intermediate_size, M = v->spatial_merge_size;
-    const int D = m->cfg.text.hidden_size, row = v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size;
-    const int G_ = (int)lround(sqrt((double)v->num_position_embeddings));
+    const int M = v->spatial_merge_size, D = m->cfg.text.hidden_size;
     if (!pv || (!px32 && !px16)) return qvl_errorf("image: no pixel values");
-    if (pv->row_len != row) return qvl_errorf("image: pixel rows of %d values, the model expects %d", pv->row_len, row);
-    if (pv->grid_t < 1 || pv->grid_h < M || pv->grid_w < M || pv->grid_h % M || pv->grid_w % M ||
-        pv->num_patches != pv->grid_t * pv->grid_h * pv->grid_w)
-        return qvl_errorf("image: patch grid %dx%dx%d is not a multiple of the %dx%d merge", pv->grid_t, pv->grid_h,
-                          pv->grid_w, M, M);
-    const int n = pv->num_patches, frame = pv->grid_h * pv->grid_w, tokens = n / (M * M);
     if (m->n_images >= MAX_IMAGES) return qvl_errorf("image: more than %d images", MAX_IMAGES);
-    if (n > m->max_patches || m->img_tokens + tokens > m->max_tokens)
+    const int tokens = pv->num_patches / (M * M);
+    if (pv->num_patches > m->max_patches || m->img_tokens + tokens > m->max_tokens)
         return qvl_errorf("image: %d image tokens exceed the %ld the memory plan admits (--max-pixels, --max-model-len)",
                           m->img_tokens + tokens, m->max_tokens);
+    bf16 *out[1 + QVL_MAX_DEEPSTACK];
+    for (int j = 0; j <= v->n_deepstack; j++) out[j] = m->img[j] + (size_t)m->img_tokens * D;
+    if (qvl_cuda_vision_pass(m, &pv, &px32, &px16, 1, out)) return -1;
+    CK(cudaStreamSynchronize(m->st));
+    CK(cudaGetLastError());
+    m->grids[m->n_images][0] = pv->grid_t, m->grids[m->n_images][1] = pv->grid_h, m->grids[m->n_images][2] = pv->grid_w;
+    m->n_images++;
+    m->img_tokens += tokens;
+    sample_peak(m);
+    return 0;
+}
+
+void qvl_cuda_sample_peak(qvl_cuda_model *m) { sample_peak(m); }
+
+/* Dumps name a single image's stages only (a batched pass has several images' rows). */
+static void dump1(qvl_cuda_model *m, int n_img, const char *name, const bf16 *x, int rows, int cols) {
+    if (n_img == 1) dump(m, name, x, rows, cols);
+}
+
+int qvl_cuda_vision_pass(qvl_cuda_model *m, const qvl_pixel_values *const *pvs, const float *const *px32s,
+                         const uint16_t *const *px16s, int n_img, bf16 *const *outs) {
+    const qvl_vision_config *v = &m->cfg.vision;
+    const int Dv = v->hidden_size, H = v->num_heads, hd = Dv / H, Iv = v->intermediate_size, M = v->spatial_merge_size;
+    const int D = m->cfg.text.hidden_size, row = v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size;
+    const int G_ = (int)lround(sqrt((double)v->num_position_embeddings)), unit = M * M;
+    int n = 0;
+    for (int i = 0; i < n_img; i++) {
+        const qvl_pixel_values *pv = pvs[i];
+        if (!pv || (!px32s[i] && !(px16s && px16s[i]))) return qvl_errorf("image: no pixel values");
+        if (pv->row_len != row) return qvl_errorf("image: pixel rows of %d values, the model expects %d", pv->row_len, row);
+        if (pv->grid_t < 1 || pv->grid_h < M || pv->grid_w < M || pv->grid_h % M || pv->grid_w % M ||
+            pv->num_patches != pv->grid_t * pv->grid_h * pv->grid_w)
+            return qvl_errorf("image: patch grid %dx%dx%d is not a multiple of the %dx%d merge", pv->grid_t, pv->grid_h,
+                              pv->grid_w, M, M);
+        n += pv->num_patches;
+    }
+    if (n > m->max_patches)
+        return qvl_errorf("image: %d image tokens exceed the %ld the memory plan admits in one vision pass "
+                          "(--max-pixels, --max-model-len)", n / unit, m->max_patches / unit);
+    const int tokens = n / unit;
     cudaStream_t s = m->st;
     /* F32 pixels land in the qkv buffer, BF16 in the hidden buffer (both free until block 0), in
      * slices of patches that fit both: one slice at the real model shapes, several where the
@@ -602,42 +571,58 @@ static int encode(qvl_cuda_model *m, const qvl_pixel_values *pv, const float *px
      * into the hidden buffer, asynchronously when they sit in the pinned staging buffer. */
     float *pf = (float *)m->vqkv;
     const size_t qkv_bytes = (size_t)m->max_patches * 3 * Dv * sizeof(bf16), hid_elems = (size_t)m->hid_rows * Iv;
-    size_t fit = px16 ? hid_elems / row : qkv_bytes / ((size_t)row * sizeof(float));
-    if (hid_elems / row < fit) fit = hid_elems / row;
-    if (fit < 1) return qvl_errorf("image: pixel rows of %d values do not fit the vision buffers", row);
-    const int slice = fit < (size_t)n ? (int)fit : n;
-    for (int p0 = 0; p0 < n; p0 += slice) {
-        const int cnt = n - p0 < slice ? n - p0 : slice;
-        if (px16) {
-            CK(cudaMemcpyAsync(m->vhid, px16 + (size_t)p0 * row, (size_t)cnt * row * sizeof(bf16),
-                               cudaMemcpyHostToDevice, s));
-        } else {
-            CK(cudaMemcpyAsync(pf, px32 + (size_t)p0 * row, (size_t)cnt * row * sizeof(float), cudaMemcpyHostToDevice, s));
-            qvl_k_f32_to_bf16(s, m->vhid, pf, (size_t)cnt * row);
+    size_t fit_f32 = qkv_bytes / ((size_t)row * sizeof(float));
+    if (hid_elems / row < fit_f32) fit_f32 = hid_elems / row;
+    const size_t fit_16 = hid_elems / row;
+    for (int i = 0, r0 = 0; i < n_img; r0 += pvs[i]->num_patches, i++) {
+        const uint16_t *px16 = px16s ? px16s[i] : NULL;
+        const float *px32 = px32s[i];
+        const int np = pvs[i]->num_patches;
+        size_t fit = px16 ? fit_16 : fit_f32;
+        if (fit < 1) return qvl_errorf("image: pixel rows of %d values do not fit the vision buffers", row);
+        const int slice = fit < (size_t)np ? (int)fit : np;
+        for (int p0 = 0; p0 < np; p0 += slice) {
+            const int cnt = np - p0 < slice ? np - p0 : slice;
+            if (px16) {
+                CK(cudaMemcpyAsync(m->vhid, px16 + (size_t)p0 * row, (size_t)cnt * row * sizeof(bf16),
+                                   cudaMemcpyHostToDevice, s));
+            } else {
+                CK(cudaMemcpyAsync(pf, px32 + (size_t)p0 * row, (size_t)cnt * row * sizeof(float), cudaMemcpyHostToDevice, s));
+                qvl_k_f32_to_bf16(s, m->vhid, pf, (size_t)cnt * row);
+            }
+            G(qvl_gemm_run(m->gemm, s, m->vx + (size_t)(r0 + p0) * Dv, Dv, m->vhid, row, m->patch_w, m->patch_b, cnt,
+                           row, Dv));
         }
-        G(qvl_gemm_run(m->gemm, s, m->vx + (size_t)p0 * Dv, Dv, m->vhid, row, m->patch_w, m->patch_b, cnt, row, Dv));
+        if (px16 && m->pix_stage && px16 >= m->pix_stage &&
+            (const char *)px16 < (const char *)m->pix_stage + m->pix_stage_bytes) {
+            CK(cudaEventRecord(m->pix_done, s));
+            m->pix_pending = 1;
+        }
     }
-    if (px16 && m->pix_stage && px16 >= m->pix_stage &&
-        (const char *)px16 < (const char *)m->pix_stage + m->pix_stage_bytes) {
-        CK(cudaEventRecord(m->pix_done, s));
-        m->pix_pending = 1;
+    dump1(m, n_img, "vision.patch_embed", m->vx, n, Dv);
+    for (int i = 0, r0 = 0; i < n_img; r0 += pvs[i]->num_patches, i++) {
+        const qvl_pixel_values *pv = pvs[i];
+        qvl_k_vision_pos_embed(s, m->vx + (size_t)r0 * Dv, m->pos_embed, G_, Dv, pv->grid_t, pv->grid_h, pv->grid_w, M);
     }
-    dump(m, "vision.patch_embed", m->vx, n, Dv);
-    qvl_k_vision_pos_embed(s, m->vx, m->pos_embed, G_, Dv, pv->grid_t, pv->grid_h, pv->grid_w, M);
-    dump(m, "vision.embed", m->vx, n, Dv);
+    dump1(m, n_img, "vision.embed", m->vx, n, Dv);
     int tap = 0, normed = 0; /* normed: vy already holds this block's norm1 (fused into the last add) */
     for (int i = 0; i < v->depth; i++) {
         const vblock *b = &m->vb[i];
         if (!normed) qvl_k_layernorm(s, m->vy, m->vx, b->norm1_w, b->norm1_b, n, Dv, 1e-6f);
-        G(lin(m, s, m->vqkv, 3 * Dv, m->vy, Dv, b->qkv_w, b->qkv_b, n, Dv, 3 * Dv));
-        qvl_k_vision_rope(s, m->vqkv, m->vis_inv_freq, n, Dv, H, hd, pv->grid_h, pv->grid_w, M);
-        for (int fr = 0; fr < pv->grid_t; fr++) {
-            const bf16 *base = m->vqkv + (size_t)fr * frame * 3 * Dv;
-            qvl_attention(s, m->vy + (size_t)fr * frame * Dv, Dv, base, 3 * Dv, base + Dv, base + 2 * Dv, 3 * Dv, frame,
-                          frame, H, H, hd, -1, NULL, m->tuning.attention - 1);
+        G(qvl_cuda_lin(m, s, m->vqkv, 3 * Dv, m->vy, Dv, b->qkv_w, b->qkv_b, n, Dv, 3 * Dv));
+        for (int k = 0, r0 = 0; k < n_img; r0 += pvs[k]->num_patches, k++) {
+            const qvl_pixel_values *pv = pvs[k];
+            const int frame = pv->grid_h * pv->grid_w;
+            qvl_k_vision_rope(s, m->vqkv + (size_t)r0 * 3 * Dv, m->vis_inv_freq, pv->num_patches, Dv, H, hd, pv->grid_h,
+                              pv->grid_w, M);
+            for (int fr = 0; fr < pv->grid_t; fr++) {
+                const bf16 *base = m->vqkv + (size_t)(r0 + fr * frame) * 3 * Dv;
+                qvl_attention(s, m->vy + (size_t)(r0 + fr * frame) * Dv, Dv, base, 3 * Dv, base + Dv, base + 2 * Dv,
+                              3 * Dv, frame, frame, H, H, hd, -1, NULL, m->tuning.attention - 1);
+            }
         }
         /* the projection goes to the qkv buffer, free once attention has read it */
-        G(lin(m, s, m->vqkv, Dv, m->vy, Dv, b->proj_w, b->proj_b, n, Dv, Dv));
+        G(qvl_cuda_lin(m, s, m->vqkv, Dv, m->vy, Dv, b->proj_w, b->proj_b, n, Dv, Dv));
         qvl_k_add_layernorm(s, m->vy, m->vx, m->vqkv, b->norm2_w, b->norm2_b, n, Dv, 1e-6f);
         /* The MLP, row by row independent, in chunks of at most hid_rows patches (equal sizes): the
          * hidden activations stay bounded (mem_plan.h QVL_PLAN_VISION_MLP_CHUNK); fc2 writes each
@@ -646,14 +631,14 @@ static int encode(qvl_cuda_model *m, const qvl_pixel_values *pv, const float *px
         for (int p0 = 0; p0 < n; p0 += rows) {
             const int cnt = n - p0 < rows ? n - p0 : rows;
             bf16 *yc = m->vy + (size_t)p0 * Dv;
-            int fused = m->gelu_epilogue && !packed(m, b->fc1_w);
+            int fused = m->gelu_epilogue && !qvl_cuda_packed(m, b->fc1_w);
             if (fused && qvl_gemm_run_gelu(m->gemm, s, m->vhid, Iv, yc, Dv, b->fc1_w, b->fc1_b, cnt, Dv, Iv))
                 fused = m->gelu_epilogue = 0; /* no cuBLASLt algorithm with the epilogue for this shape: nothing was enqueued */
             if (!fused) {
-                G(lin(m, s, m->vhid, Iv, yc, Dv, b->fc1_w, b->fc1_b, cnt, Dv, Iv));
+                G(qvl_cuda_lin(m, s, m->vhid, Iv, yc, Dv, b->fc1_w, b->fc1_b, cnt, Dv, Iv));
                 qvl_k_gelu_tanh(s, m->vhid, (size_t)cnt * Iv);
             }
-            G(lin(m, s, yc, Dv, m->vhid, Iv, b->fc2_w, b->fc2_b, cnt, Iv, Dv));
+            G(qvl_cuda_lin(m, s, yc, Dv, m->vhid, Iv, b->fc2_w, b->fc2_b, cnt, Iv, Dv));
         }
         /* Residual add and the next block's norm1 in one kernel, unless a deepstack merger reads
          * the stream in between. */
@@ -666,26 +651,18 @@ static int encode(qvl_cuda_model *m, const qvl_pixel_values *pv, const float *px
             qvl_k_add(s, m->vx, m->vy, (size_t)n * Dv);
         char name[48];
         snprintf(name, sizeof name, "vision.block%d", i);
-        dump(m, name, m->vx, n, Dv);
+        dump1(m, n_img, name, m->vx, n, Dv);
         for (int j = 0; j < v->n_deepstack; j++)
             if (v->deepstack_indexes[j] == i) {
-                bf16 *out = m->img[1 + j] + (size_t)m->img_tokens * D;
-                if (merge(m, &m->ds[j], 1, n, out)) return -1;
+                if (merge(m, &m->ds[j], 1, n, outs[1 + j])) return -1;
                 snprintf(name, sizeof name, "vision.deepstack%d", j);
-                dump(m, name, out, tokens, D);
+                dump1(m, n_img, name, outs[1 + j], tokens, D);
                 tap++;
             }
     }
     if (tap != v->n_deepstack) return qvl_errorf("vision: deepstack index beyond depth %d", v->depth);
-    bf16 *out = m->img[0] + (size_t)m->img_tokens * D;
-    if (merge(m, &m->mg, 0, n, out)) return -1;
-    dump(m, "vision.merger", out, tokens, D);
-    CK(cudaStreamSynchronize(s));
-    CK(cudaGetLastError());
-    m->grids[m->n_images][0] = pv->grid_t, m->grids[m->n_images][1] = pv->grid_h, m->grids[m->n_images][2] = pv->grid_w;
-    m->n_images++;
-    m->img_tokens += tokens;
-    sample_peak(m);
+    if (merge(m, &m->mg, 0, n, outs[0])) return -1;
+    dump1(m, n_img, "vision.merger", outs[0], tokens, D);
     return 0;
 }
 
@@ -711,7 +688,7 @@ static int text_forward(qvl_cuda_model *m, const int32_t *ids, int n, int p0, co
         bf16 *kc = m->k_cache + (size_t)l * m->max_len * kv, *vc = m->v_cache + (size_t)l * m->max_len * kv;
         if (sfx) snprintf(name, sizeof name, "text.layer%d.in%s", l, sfx), dump(m, name, m->x, n, D);
         if (!normed) qvl_k_rmsnorm(s, m->y, m->x, L->in_norm, n, D, eps);
-        G(lin(m, s, m->qkv, qkvd, m->y, D, L->qkv_w, NULL, n, D, qkvd));
+        G(qvl_cuda_lin(m, s, m->qkv, qkvd, m->y, D, L->qkv_w, NULL, n, D, qkvd));
         qvl_k_qk_norm_rope(s, &rd, m->qkv, qkvd, kc, vc, m->qkv, L->q_norm, L->k_norm, m->txt_inv_freq, n, p0, pos,
                            pos_stride, p0 + m->rope_delta, step);
         if (step)
@@ -719,11 +696,11 @@ static int text_forward(qvl_cuda_model *m, const int32_t *ids, int n, int p0, co
         else
             qvl_attention(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, n, p0 + n, Hq, Hkv, hd, p0, m->att_partial,
                           m->tuning.attention - 1);
-        G(lin(m, s, m->y, D, m->att, qdim, L->o_w, NULL, n, qdim, D));
+        G(qvl_cuda_lin(m, s, m->y, D, m->att, qdim, L->o_w, NULL, n, qdim, D));
         qvl_k_add_rmsnorm(s, m->y, m->x, m->y, L->post_norm, n, D, eps);
-        G(lin(m, s, m->gu, 2 * I, m->y, D, L->gu_w, NULL, n, D, 2 * I));
+        G(qvl_cuda_lin(m, s, m->gu, 2 * I, m->y, D, L->gu_w, NULL, n, D, 2 * I));
         qvl_k_silu_mul(s, m->h, m->gu, n, I);
-        G(lin(m, s, m->y, D, m->h, I, L->down_w, NULL, n, I, D));
+        G(qvl_cuda_lin(m, s, m->y, D, m->h, I, L->down_w, NULL, n, I, D));
         /* Residual add and the next layer's input norm in one kernel, unless a deepstack feature
          * is added in between. */
         normed = l + 1 < t->num_layers && l >= n_ds;
@@ -746,11 +723,11 @@ static int lm_head(qvl_cuda_model *m, const bf16 *x) {
     const qvl_text_config *t = &m->cfg.text;
     const int D = t->hidden_size;
     const float eps = (float)t->rms_norm_eps;
-    if (!packed(m, m->lm_head) && qvl_gemv_ok(x, m->lm_head, D)) {
+    if (!qvl_cuda_packed(m, m->lm_head) && qvl_gemv_ok(x, m->lm_head, D)) {
         G(qvl_gemv(m->gemm, m->st, m->logits, x, m->lm_head, D, t->vocab_size, QVL_GEMV_RMSNORM, m->norm, eps, 0));
     } else {
         qvl_k_rmsnorm(m->st, m->y, x, m->norm, 1, D, eps);
-        G(lin(m, m->st, m->logits, t->vocab_size, m->y, D, m->lm_head, NULL, 1, D, t->vocab_size));
+        G(qvl_cuda_lin(m, m->st, m->logits, t->vocab_size, m->y, D, m->lm_head, NULL, 1, D, t->vocab_size));
     }
     if (m->pick_mode)
         qvl_k_pick(m->st, m->d_next, m->logits, t->vocab_size, m->pick_state, m->pick_flags, m->pick_work,
@@ -789,10 +766,12 @@ static int decode_forward(qvl_cuda_model *m, const int32_t *ids, const int32_t *
 static int decode_fusable(const qvl_cuda_model *m) {
     const qvl_text_config *t = &m->cfg.text;
     const int D = t->hidden_size, I = t->intermediate_size, qdim = t->num_heads * t->head_dim;
-    if (packed(m, m->lm_head) || !qvl_gemv_ok(m->x, m->lm_head, D)) return 0;
+    if (qvl_cuda_packed(m, m->lm_head) || !qvl_gemv_ok(m->x, m->lm_head, D)) return 0;
     for (int l = 0; l < t->num_layers; l++) {
         const tlayer *L = &m->tl[l];
-        if (packed(m, L->qkv_w) || packed(m, L->o_w) || packed(m, L->gu_w) || packed(m, L->down_w)) return 0;
+        if (qvl_cuda_packed(m, L->qkv_w) || qvl_cuda_packed(m, L->o_w) || qvl_cuda_packed(m, L->gu_w) ||
+            qvl_cuda_packed(m, L->down_w))
+            return 0;
         if (!qvl_gemv_ok(m->x, L->qkv_w, D) || !qvl_gemv_ok(m->att, L->o_w, qdim) || !qvl_gemv_ok(m->x, L->gu_w, D) ||
             !qvl_gemv_ok(m->gu, L->down_w, I) || ((uintptr_t)L->in_norm | (uintptr_t)L->post_norm) & 15)
             return 0;
@@ -831,7 +810,7 @@ static int tune_decode_gemv(qvl_cuda_model *m) {
     do {                                                                                \
         int n_ = 0; /* packed weights take their own GEMV */                            \
         for (int l = 0; l < nl; l++)                                                    \
-            if (!packed(m, m->tl[l].field)) ws[n_++] = m->tl[l].field;                  \
+            if (!qvl_cuda_packed(m, m->tl[l].field)) ws[n_++] = m->tl[l].field;        \
         if (!rc && n_) rc = qvl_gemm_tune_m1(m->gemm, m->st, (y), (x), ws, n_, (K), (N)); \
     } while (0)
     TUNE(qkv_w, m->qkv, m->y, D, qkvd);
@@ -840,7 +819,8 @@ static int tune_decode_gemv(qvl_cuda_model *m) {
     TUNE(down_w, m->y, m->h, I, D);
 #undef TUNE
     ws[0] = m->lm_head;
-    if (!rc && !packed(m, m->lm_head)) rc = qvl_gemm_tune_m1(m->gemm, m->st, m->logits, m->y, ws, 1, D, t->vocab_size);
+    if (!rc && !qvl_cuda_packed(m, m->lm_head))
+        rc = qvl_gemm_tune_m1(m->gemm, m->st, m->logits, m->y, ws, 1, D, t->vocab_size);
     free(ws);
     if (rc) return qvl_errorf("cuda: timing the decode GEMV kernels failed");
     qvl_gemm_m1_report(m->gemm, m->gemv_report, sizeof m->gemv_report);
@@ -886,12 +866,6 @@ static int capture_one(qvl_cuda_model *m, cudaGraphExec_t *out) {
 /* Every cuBLASLt shape of the vision tower and the prefill at every row-count bucket up to the
  * plan's maximum, on scratch buffers, so that serving never waits for a heuristic query or a
  * first kernel load (bench/results/2026-11-26-cuda-backend-h100: 0 queries while serving instead of 800). */
-static int prep(qvl_cuda_model *m, bf16 *y, int ldy, const bf16 *x, int ldx, const bf16 *w, const bf16 *b, int M, int K,
-                int N) {
-    const qvl_cuda_qlin *d = packed(m, w);
-    return d ? qvl_cuda_qlin_prepare(m->gemm, m->st, y, ldy, x, ldx, d, b, M, m->qscratch)
-             : qvl_gemm_prepare(m->gemm, m->st, y, ldy, x, ldx, w, b, M, K, N, 0);
-}
 static int prepare_gemms(qvl_cuda_model *m) {
     const double t0 = wall_ms();
     const qvl_vision_config *v = &m->cfg.vision;
@@ -908,19 +882,23 @@ static int prepare_gemms(qvl_cuda_model *m) {
     const int slice = (size_t)nh * Iv / row < (size_t)np ? (int)((size_t)nh * Iv / row) : np;
     int rc = 0;
     rc = rc ? rc : qvl_gemm_prepare(m->gemm, m->st, m->vx, Dv, m->vhid, row, m->patch_w, m->patch_b, slice, row, Dv, 0);
-    rc = rc ? rc : prep(m, m->vqkv, 3 * Dv, m->vy, Dv, b->qkv_w, b->qkv_b, np, Dv, 3 * Dv);
-    rc = rc ? rc : prep(m, m->vqkv, Dv, m->vy, Dv, b->proj_w, b->proj_b, np, Dv, Dv);
-    if (m->gelu_epilogue && !packed(m, b->fc1_w) && qvl_gemm_prepare(m->gemm, m->st, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, nh, Dv, Iv, 1))
+    rc = rc ? rc : qvl_cuda_lin_prepare(m, m->vqkv, 3 * Dv, m->vy, Dv, b->qkv_w, b->qkv_b, np, Dv, 3 * Dv);
+    rc = rc ? rc : qvl_cuda_lin_prepare(m, m->vqkv, Dv, m->vy, Dv, b->proj_w, b->proj_b, np, Dv, Dv);
+    if (m->gelu_epilogue && !qvl_cuda_packed(m, b->fc1_w) &&
+        qvl_gemm_prepare(m->gemm, m->st, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, nh, Dv, Iv, 1))
         m->gelu_epilogue = 0;
-    rc = rc ? rc : prep(m, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, nh, Dv, Iv);
-    rc = rc ? rc : prep(m, m->vy, Dv, m->vhid, Iv, b->fc2_w, b->fc2_b, nh, Iv, Dv);
-    rc = rc ? rc : prep(m, m->vqkv, Dv4, m->vy, Dv4, m->mg.fc1_w, m->mg.fc1_b, np / unit, Dv4, Dv4);
-    rc = rc ? rc : prep(m, m->img[0], D, m->vqkv, Dv4, m->mg.fc2_w, m->mg.fc2_b, np / unit, Dv4, D);
+    rc = rc ? rc : qvl_cuda_lin_prepare(m, m->vhid, Iv, m->vy, Dv, b->fc1_w, b->fc1_b, nh, Dv, Iv);
+    rc = rc ? rc : qvl_cuda_lin_prepare(m, m->vy, Dv, m->vhid, Iv, b->fc2_w, b->fc2_b, nh, Iv, Dv);
+    rc = rc ? rc : qvl_cuda_lin_prepare(m, m->vqkv, Dv4, m->vy, Dv4, m->mg.fc1_w, m->mg.fc1_b, np / unit, Dv4, Dv4);
+    rc = rc ? rc : qvl_cuda_lin_prepare(m, m->img[0], D, m->vqkv, Dv4, m->mg.fc2_w, m->mg.fc2_b, np / unit, Dv4, D);
     const tlayer *L = &m->tl[0];
-    rc = rc ? rc : prep(m, m->qkv, qkvd, m->y, D, L->qkv_w, NULL, C, D, qkvd);
-    rc = rc ? rc : prep(m, m->y, D, m->att, qdim, L->o_w, NULL, C, qdim, D);
-    rc = rc ? rc : prep(m, m->gu, 2 * I, m->y, D, L->gu_w, NULL, C, D, 2 * I);
-    rc = rc ? rc : prep(m, m->y, D, m->h, I, L->down_w, NULL, C, I, D);
+    rc = rc ? rc : qvl_cuda_lin_prepare(m, m->qkv, qkvd, m->y, D, L->qkv_w, NULL, C, D, qkvd);
+    rc = rc ? rc : qvl_cuda_lin_prepare(m, m->y, D, m->att, qdim, L->o_w, NULL, C, qdim, D);
+    rc = rc ? rc : qvl_cuda_lin_prepare(m, m->gu, 2 * I, m->y, D, L->gu_w, NULL, C, D, 2 * I);
+    rc = rc ? rc : qvl_cuda_lin_prepare(m, m->y, D, m->h, I, L->down_w, NULL, C, I, D);
+    if (m->batched) /* lm_head over the picked rows: at most one per sequence */
+        rc = rc ? rc : qvl_cuda_lin_prepare(m, m->logits, t->vocab_size, m->y, D, m->lm_head, NULL, m->plan.sequences, D,
+                                            t->vocab_size);
     if (rc) return qvl_errorf("cuda: preparing the cuBLASLt shapes failed");
     CK(cudaStreamSynchronize(m->st));
     m->prepare_ms = wall_ms() - t0;
@@ -929,6 +907,7 @@ static int prepare_gemms(qvl_cuda_model *m) {
 
 int qvl_cuda_prefill(qvl_cuda_model *m, const int32_t *ids, int n) {
     const qvl_config *c = &m->cfg;
+    if (m->batched) return qvl_errorf("cuda: a batched model runs through its backend table");
     if (n < 1) return qvl_errorf("prompt: empty");
     if (n > m->max_len) return qvl_errorf("prompt: %d tokens exceed the context of %ld tokens", n, m->max_len);
     for (int i = 0; i < n; i++)
@@ -965,6 +944,7 @@ int qvl_cuda_prefill(qvl_cuda_model *m, const int32_t *ids, int n) {
 }
 
 int qvl_cuda_decode(qvl_cuda_model *m, int32_t id) {
+    if (m->batched) return qvl_errorf("cuda: a batched model runs through its backend table");
     if (m->len >= m->max_len) return qvl_errorf("generation: the context of %ld tokens is full", m->max_len);
     if (id < 0 || id >= m->cfg.text.vocab_size) return qvl_errorf("generation: token id %d is outside the vocabulary", id);
     /* The id usually is the one just sampled, already on the device; else copy it over. */

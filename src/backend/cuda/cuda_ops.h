@@ -113,6 +113,27 @@ void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, in
                         const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int n,
                         int p0, const int32_t *pos, int pos_stride, int pos_scalar, const int32_t *step);
 void qvl_k_step_advance(cudaStream_t st, int32_t *step); /* step[0] += 1 */
+/* The same for a batch: row i's key and value go to cache row slots[i] (a KV pool row), its
+ * positions are pos[i], pos[pos_stride + i], pos[2 pos_stride + i]. */
+void qvl_k_qk_norm_rope_slots(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, bf16 *k_cache,
+                              bf16 *v_cache, const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm,
+                              const float *inv_freq, int n, const int32_t *pos, int pos_stride, const int32_t *slots);
+
+/* ---- paged KV (cuda_paged.cu): a pool of blocks of `block` rows of kv values per layer; a
+ * sequence's key j sits in pool row table[j / block] * block + j % block. */
+/* Attention of single rows over their sequence's paged keys 0 .. kv_len[r] - 1 (split-key; rows[i]
+ * the batch rows, seq[r] their sequences, tables: blocks_per_seq entries per sequence). splits > 1
+ * needs partial: n_rows * Hq * splits * (hd + 2) floats. hd 32, 64 or 128; Hq / Hkv <= 8. */
+int qvl_attention_paged_ok(int Hq, int Hkv, int hd);
+void qvl_attention_paged(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k_pool,
+                         const bf16 *v_pool, int kv_stride, const int32_t *rows, int n_rows, const int32_t *seq,
+                         const int32_t *kv_len, const int32_t *tables, int blocks_per_seq, int block, int Hq, int Hkv,
+                         int hd, int splits, float *partial);
+/* k_dst, v_dst rows 0 .. n-1 = the sequence's keys and values 0 .. n-1 (table: its blocks). */
+void qvl_k_kv_gather(cudaStream_t st, bf16 *k_dst, bf16 *v_dst, const bf16 *k_pool, const bf16 *v_pool, int kv,
+                     const int32_t *table, int block, int n);
+/* dst[i] = src[rows[i]] (rows of D values), for i < n. */
+void qvl_k_gather_rows(cudaStream_t st, bf16 *dst, const bf16 *src, const int32_t *rows, int n, int D);
 
 /* x[i] = vis_row[i] >= 0 ? img[vis_row[i]] : embed[ids[i]] (vis_row may be NULL). */
 void qvl_k_embed(cudaStream_t st, bf16 *x, const bf16 *embed, const int32_t *ids, const int32_t *vis_row,
