@@ -4,7 +4,7 @@ padding, greedy, max_new_tokens = min_new_tokens = NEW, on the same OCRBench.jso
 `qvl eval` reads (images loaded from disk, as qvl does). The batch is the largest of BATCHES that
 runs the largest images of the dataset without running out of memory (tried on them first, largest
 batch first); then the whole dataset runs in that batch, timed from loading the images to the last
-token. Prints one JSON line: samples/s, batch, peak memory (context + torch's peak reserved).
+token (HF_MAX_SECONDS caps that time: the samples done so far then count, "partial" says so). Prints one JSON line: samples/s, batch, peak memory (context + torch's peak reserved).
   bench_hf_batched.py MODEL_DIR OCRBench.json [NEW=8] [BATCHES=64,32,16,8,4,2,1]"""
 import json
 import os
@@ -60,13 +60,19 @@ def main():
     torch.cuda.reset_peak_memory_stats()
     torch.cuda.synchronize()
     t0 = time.perf_counter()
+    done = 0
+    cap = float(os.environ.get("HF_MAX_SECONDS", "0"))  # 0: no cap; else stop after the batch that passes it
     for s in range(0, len(items), chosen):
         run(list(range(s, min(s + chosen, len(items)))))
+        done = min(s + chosen, len(items))
+        if cap and time.perf_counter() - t0 > cap:
+            break
     torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     print(json.dumps({"engine": "transformers-bf16-sdpa-batched", "transformers": transformers.__version__,
-                      "device": torch.cuda.get_device_name(0), "batch": chosen, "samples": len(items),
-                      "max_new_tokens": new, "seconds": dt, "samples_per_s": len(items) / dt,
+                      "device": torch.cuda.get_device_name(0), "batch": chosen, "samples": done,
+                      "partial": done < len(items),
+                      "max_new_tokens": new, "seconds": dt, "samples_per_s": done / dt,
                       "peak_mib": context_mib + torch.cuda.max_memory_reserved() / 2**20}), flush=True)
 
 

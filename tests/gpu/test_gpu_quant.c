@@ -156,8 +156,8 @@ TEST(gpu_quant_int4_decode_speed) {
 /* ---- the CUDA model on the quantized tiny fixtures ------------------------------------------------ */
 
 static int load_q(const char *dir, const char *name, qvl_npy *a) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/%s.npy", dir, name) >= (int)sizeof path) return -1;
     return qvl_npy_read(path, a);
 }
 
