@@ -324,13 +324,15 @@ int cmd_eval(int argc, char **argv) {
         return runtime_error();
     }
     /* The memory plan from the data: the context and the vision activations for the largest sample
-     * of this selection plus the answer budget, auto-fitted to --gpu-mem (eval/plan_fit.h). */
+     * of this selection plus the answer budget, the KV pool and the batch, auto-fitted to --gpu-mem
+     * (eval/plan_fit.h). */
     qvl_fit_request frq = qvl_fit_request_default();
     frq.max_model_len = a.c.max_model_len, frq.min_pixels = a.c.min_pixels, frq.max_pixels = a.c.max_pixels;
     frq.max_image_tokens = a.c.max_image_tokens, frq.gpu_mem_mib = a.c.gpu_mem_mib;
     frq.auto_fit = !(a.c.device && !strcmp(a.c.device, "cpu"));
     frq.max_new_tokens = a.max_new_tokens, frq.downscale = !strcmp(a.on_overflow, "downscale");
     frq.kv_dtype = a.c.kv_dtype && !strcmp(a.c.kv_dtype, "fp8") ? QVL_PLAN_KV_FP8 : QVL_PLAN_KV_BF16;
+    frq.batch = a.batch;
     frq.tokenizer_cache_dir = cli_tokenizer_cache_dir();
     if (cfg.quant.method) { /* packed Linears as the GPU keeps them (the default counts every weight as BF16) */
         qvl_safetensors *wst = qvl_st_open(a.model);
@@ -380,8 +382,12 @@ int cmd_eval(int argc, char **argv) {
     if (pending > 0) {
         double t0 = qvl_now_s();
         qvl_engine_opts eo = common_engine_opts(&a.c, a.model);
-        qvl_fit_engine_opts(&fit, &eo);
-        eo.max_batch = a.batch;
+        qvl_fit_engine_opts(&fit, &eo);   /* the batch, the KV pool and the pass sizes too */
+        if (!frq.auto_fit) {   /* --device cpu: no device plan; the CPU backend's own batch unless --batch */
+            eo.max_batch = a.batch;
+            eo.kv_blocks = eo.token_budget = 0;
+            eo.vision_tokens = 0;
+        }
         st.engine = qvl_engine_open(&eo);
         if (!st.engine) {
             state_free(&st);
