@@ -136,39 +136,43 @@ static double usable_mib(const qvl_config *cfg, const qvl_fit_request *rq, const
     return cap;
 }
 
-/* With the smallest batch planned in f (it fits), the batch and the pool (qvl_fit_plan's rule). */
+/* With the smallest batch planned in f (it fits), the batch and the pool (qvl_fit_plan's rule): the
+ * most sequences S whose slots and a pool holding S of the smallest samples fit; the pool then takes
+ * what is left, up to what S of the largest samples reserve. */
 static int choose_batch(const qvl_config *cfg, const qvl_fit_request *rq, qvl_fit *f, const needs *nd) {
     if (rq->batch > 0) return 0;   /* honoured as planned */
     double cap = usable_mib(cfg, rq, f);
-    int s = nd->k < QVL_PLAN_MAX_SEQS ? (int)nd->k : QVL_PLAN_MAX_SEQS;
-    if (s < 1) s = 1;
+    int most = nd->k < QVL_PLAN_MAX_SEQS ? (int)nd->k : QVL_PLAN_MAX_SEQS;
     qvl_mem_plan p;
-    for (;;) {
+    for (int s = most; s > 1; s--) {   /* s = 1: the smallest batch, planned already */
         if (plan_with(cfg, rq, f, f->passes, s, 1, &p)) return -1;
         double block = p.kv_cache, fixed = p.total - p.kv_cache;
         long fit = (long)((cap - fixed) / block);
         long want = needs_pool(nd, s), blocks = fit < want ? fit : want;
-        if (blocks < nd->per_seq) {
-            if (s == 1) return 0;   /* the smallest batch stays */
-            s--;
-            continue;
-        }
-        int h = needs_hold(nd, blocks);
-        if (h < s) {
-            s = h;
-            continue;
-        }
+        if (blocks < nd->per_seq || needs_hold(nd, blocks) < s) continue;
         if (plan_with(cfg, rq, f, f->passes, s, blocks, &p)) return -1;
         while (p.total > cap && blocks > nd->per_seq) {   /* the alignment's rounding (never seen) */
             blocks--;
             if (plan_with(cfg, rq, f, f->passes, s, blocks, &p)) return -1;
         }
+        if (p.total > cap || needs_hold(nd, blocks) < s) continue;
         f->batch = s;
         f->kv_blocks = blocks;
         f->kv_blocks_needed = want;
         f->plan = p;
         return 0;
     }
+    /* one sequence: the pool takes the rest up to the largest sample (at least one whole context) */
+    if (plan_with(cfg, rq, f, f->passes, 1, 1, &p)) return -1;
+    long fit = (long)((cap - (p.total - p.kv_cache)) / p.kv_cache), want = needs_pool(nd, 1);
+    long blocks = fit < want ? fit : want;
+    if (blocks < nd->per_seq) blocks = nd->per_seq;
+    if (plan_with(cfg, rq, f, f->passes, 1, blocks, &p)) return -1;
+    f->batch = 1;
+    f->kv_blocks = blocks;
+    f->kv_blocks_needed = want;
+    f->plan = p;
+    return 0;
 }
 
 static int fits(const qvl_fit *f, const qvl_fit_request *rq) {
@@ -212,7 +216,7 @@ static void describe(qvl_fit *f, const qvl_data_plan *dp, const qvl_fit_request 
         n += snprintf(b + n, len - (size_t)n,
                       "; batch %d (%s), KV pool %ld blocks of %d tokens (%d of the largest samples reserve %ld), %d rows "
                       "per step, %ld image tokens per vision pass%s",
-                      f->batch, f->batch_given ? "--batch" : "the most samples the pool holds", f->kv_blocks,
+                      f->batch, f->batch_given ? "--batch" : "the most that fit", f->kv_blocks,
                       QVL_PLAN_KV_BLOCK_TOKENS, f->batch, f->kv_blocks_needed, f->plan.token_budget,
                       f->plan.vision_tokens, f->passes == QVL_FIT_PASSES_LEAN ? " (lean passes, for the images)" : "");
     if (f->auto_image_tokens > 0 && (size_t)n < len)

@@ -83,10 +83,11 @@ typedef struct {
  *
  * The choice (docs/architecture.md "The memory plan"): images whole first: with full passes if the
  * smallest batch fits, else lean ones, else the largest cap under which the smallest batch fits with
- * lean passes. Then the batch: with --batch N the pool of N largest samples; else the pool takes
- * what the budget leaves (without a budget: what one request at a time took, the CUDA backend's
- * rule), never more than `batch` of the largest samples reserve, and the batch is the most samples
- * the pool holds at once (smallest first; at most QVL_PLAN_MAX_SEQS and the samples planned). */
+ * lean passes. Then the batch: with --batch N the pool of N largest samples; else the most
+ * sequences S (at most QVL_PLAN_MAX_SEQS and the samples planned) whose slots and a pool holding S
+ * of the smallest samples fit what the budget leaves (without a budget: what one request at a time
+ * took, the CUDA backend's rule), and the pool takes the rest, never more than S of the largest
+ * samples reserve at once (more is never used: a sample is admitted only with its blocks). */
 int qvl_fit_plan(const qvl_config *cfg, qvl_data_plan *dp, const qvl_fit_request *rq, qvl_fit *out);
 
 /* Probes ds->samples[first .. first+n-1] (tokenizer from model_dir) into dp, then qvl_fit_plan. dp is
