@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "cli/eval_scale.h"
 #include "cli/opts.h"
+#include "engine/backend.h"
 #include "eval/dataset.h"
 #include "eval/plan_fit.h"
 #include "eval/progress.h"
@@ -273,6 +274,17 @@ static int progress_mode_from_env(void) {
     return -1;
 }
 
+/* Whether the engine will open on a GPU (the data plan's batch and KV pool are then its limits):
+ * --device cuda[:K], or auto with a usable CUDA device in this build. */
+static int runs_on_gpu(const char *device) {
+    if (device && !strcmp(device, "cpu")) return 0;
+    if (device) return 1;
+    const qvl_backend_ops *cuda = qvl_backend_find("cuda");
+    int n = cuda ? cuda->devices() : 0;
+    qvl_error_clear();
+    return n > 0;
+}
+
 int cmd_eval(int argc, char **argv) {
     eval_args a;
     int rc = parse_args(argc, argv, &a);
@@ -383,7 +395,7 @@ int cmd_eval(int argc, char **argv) {
         double t0 = qvl_now_s();
         qvl_engine_opts eo = common_engine_opts(&a.c, a.model);
         qvl_fit_engine_opts(&fit, &eo);   /* the batch, the KV pool and the pass sizes too */
-        if (!frq.auto_fit) {   /* --device cpu: no device plan; the CPU backend's own batch unless --batch */
+        if (!runs_on_gpu(a.c.device)) {   /* no device plan: the CPU backend's own batch unless --batch */
             eo.max_batch = a.batch;
             eo.kv_blocks = eo.token_budget = 0;
             eo.vision_tokens = 0;
