@@ -81,8 +81,11 @@ static void print_json(const qvl_mem_plan *p, long budget, const char *ctx_measu
     if (budget > 0) printf("%ld", budget); else printf("null");
     printf(", \"kv_dtype\": \"%s\", \"vision_mlp_chunk\": %ld, \"sequences\": %d",
            p->kv_dtype == QVL_PLAN_KV_FP8 ? "fp8" : "bf16", p->vision_mlp_chunk, p->sequences > 0 ? p->sequences : 1);
-    printf(", \"kv_blocks\": %ld, \"kv_block_tokens\": %d, \"token_budget\": %d, \"vision_tokens\": %ld", p->kv_blocks,
-           p->kv_block_tokens, p->token_budget, p->vision_tokens);
+    if (p->kv_blocks > 0)   /* the batched plan */
+        printf(", \"kv_blocks\": %ld, \"kv_block_tokens\": %d, \"token_budget\": %d, \"vision_tokens\": %ld",
+               p->kv_blocks, p->kv_block_tokens, p->token_budget, p->vision_tokens);
+    else
+        printf(", \"kv_blocks\": null, \"kv_block_tokens\": null, \"token_budget\": null, \"vision_tokens\": null");
     char *sf = sized_for ? cJSON_PrintUnformatted(sized_for) : NULL;
     printf(", \"data_plan\": %s}\n", sf ? sf : "null");
     cJSON_free(sf);
