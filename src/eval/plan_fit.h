@@ -66,7 +66,7 @@ typedef struct {
                                  "--max-model-len" */
     /* The batch (the plan is the batched engine's: plan.kv_blocks > 0): */
     int batch;                /* sequences in flight at most (the engine's max_batch) */
-    int batch_given;          /* 1: --batch; 0: chosen (the most sequences of this data the pool holds at once) */
+    int batch_given;          /* 1: --batch; 0: chosen (qvl_fit_plan's rule) */
     long kv_blocks;           /* the KV pool, blocks of QVL_PLAN_KV_BLOCK_TOKENS tokens */
     long kv_blocks_needed;    /* the blocks `batch` of the data's largest samples reserve at once (>= one
                                  whole context): a larger pool is never used */
@@ -79,7 +79,8 @@ typedef struct {
 /* dp: probed (qvl_data_plan_probe); left settled at the chosen settings. Returns 0, or -1 + a one-line
  * error: bad pixel options, or a budget that even the smallest cap (or, with pixel options given,
  * these settings) does not fit with the smallest batch (one sequence, a pool of one whole context;
- * with --batch N: N of the largest samples at once), with the plan's breakdown.
+ * with --batch N: N of the largest samples at once), with the plan's breakdown; *out then holds
+ * that refused plan (for a budget refused under auto-fit: the smallest plan there is).
  *
  * The choice (docs/architecture.md "The memory plan"): images whole first: with full passes if the
  * smallest batch fits, else lean ones, else the largest cap under which the smallest batch fits with
