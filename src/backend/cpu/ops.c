@@ -1,7 +1,7 @@
 /* Norms, activations, residual add and rotary embedding: one plain loop each, split over the
- * pool in contiguous ranges (rows or elements; the split never changes a result). Reductions are
- * accumulated in double so the result is the correctly rounded float32 value the reference
- * approximates. */
+ * pool in contiguous ranges (rows or elements; the split never changes a result). LayerNorm
+ * accumulates in double (the correctly rounded float32 value the reference approximates); RMSNorm
+ * rounds as torch's CPU kernels do, since its output feeds FP8 activation codes (docs/model.md 7.4). */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
