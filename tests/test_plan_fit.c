@@ -313,6 +313,12 @@ TEST(plan_fit_eval_reports_what_the_plan_was_sized_for) {
         CHECK_INT(cJSON_GetObjectItem(mp, "kv_block_tokens")->valueint, 64);
         CHECK(cJSON_GetObjectItem(mp, "kv_blocks")->valueint >= 2);   /* one context of 81 tokens */
         CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(mp, "batch_from")), "plan");
+        /* the CPU engine's own pool (16 slots of a whole 81-token context) and the most of it in use */
+        cJSON *kp = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "settings"), "kv_pool");
+        CHECK_INT(cJSON_GetObjectItem(kp, "blocks")->valueint, 16 * 2);
+        CHECK_INT(cJSON_GetObjectItem(kp, "block_tokens")->valueint, 64);
+        int peak = cJSON_GetObjectItem(kp, "peak_blocks")->valueint;
+        CHECK(peak >= 1 && peak <= 3 * 2);   /* 3 samples of at most 2 blocks each */
     }
     cJSON_Delete(j);
     free(out), free(err);

@@ -552,6 +552,14 @@ int cmd_eval(int argc, char **argv) {
         cJSON_AddStringToObject(report_settings, "kv_dtype", "bf16");
     if (max_batch > 0) cJSON_AddNumberToObject(report_settings, "batch", max_batch);   /* sequences in flight at most */
     else cJSON_AddNullToObject(report_settings, "batch");   /* nothing ran: every sample was already done */
+    if (st.engine) {   /* the KV pool in force and the most of it in use at once (within the plan's pool) */
+        qvl_engine_stats es;
+        qvl_engine_stats_get(st.engine, &es);
+        cJSON *kp = cJSON_AddObjectToObject(report_settings, "kv_pool");
+        cJSON_AddNumberToObject(kp, "blocks", es.kv_blocks_total);
+        cJSON_AddNumberToObject(kp, "block_tokens", es.kv_block_tokens);
+        cJSON_AddNumberToObject(kp, "peak_blocks", es.kv_blocks_peak);
+    }
     cJSON_AddStringToObject(report_settings, "qvl_version", QVL_VERSION);
     cJSON_AddStringToObject(report_settings, "results", st.out);
     cJSON_AddItemToObject(report_settings, "memory_plan", qvl_fit_json(&fit, &st.dp, &frq));
