@@ -768,7 +768,9 @@ static void *batch_run_main(void *arg) {
 TEST(gpu_two_engines_batched) {
     if (!have_gpu()) return;
     const qvl_backend_ops *ops = qvl_cuda_backend_ops();
-    qvl_backend *b[2] = {open_backend(ops, 64, 8, 4096), open_backend(ops, 64, 8, 4096)};
+    /* an 8 GiB cap each: the second one's context figure (device memory in use) holds the first
+     * engine's arena; the pool stays at 8 slots' whole contexts (512 blocks) */
+    qvl_backend *b[2] = {open_backend(ops, 64, 8, 8192), open_backend(ops, 64, 8, 8192)};
     CHECK(b[0] != NULL && b[1] != NULL);
     heldout h;
     if (!b[0] || !b[1] || load_heldout(&h, ops->config(b[0]), 16)) {
@@ -839,7 +841,8 @@ static qvl_backend *open_graphs(const qvl_backend_ops *ops, int graphs) {
     o.max_model_len = 4096;
     o.max_seqs = GR_SEQS;
     o.kv_block_tokens = 64;
-    o.gpu_mem_mib = 4096;
+    o.gpu_mem_mib = 8192;   /* the pool: 12 slots' whole contexts; the second engine's context figure
+                               holds the first one's arena */
     qvl_tuning_from_env(&o.tuning);
     o.tuning.no_cuda_graphs = 0;
     o.tuning.decode_graphs = graphs ? 1 : -1;
