@@ -773,7 +773,7 @@ TEST(gpu_two_engines_batched) {
     qvl_backend *b[2] = {open_backend(ops, 64, 8, 8192), open_backend(ops, 64, 8, 8192)};
     CHECK(b[0] != NULL && b[1] != NULL);
     heldout h;
-    if (!b[0] || !b[1] || load_heldout(&h, ops->config(b[0]), 16)) {
+    if (!b[0] || !b[1] || load_heldout(&h, ops->config(b[0]), 12)) {
         for (int e = 0; e < 2; e++) ops->close(b[e]);
         CHECK(0);
         return;
