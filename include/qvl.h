@@ -64,7 +64,12 @@ typedef struct {
     int gemv_variant;     /* decode one-row products: 0 the variant timed fastest at open; 1..5 that
                              variant for every shape (variants sum in different orders). QVL_GEMV_PICK */
     int no_cuda_graphs;   /* 1: decode steps launched kernel by kernel instead of replayed from a
-                             captured graph (profilers' per-kernel view). QVL_NO_GRAPH */
+                             captured graph (profilers' per-kernel view; also turns decode_graphs off).
+                             QVL_NO_GRAPH */
+    int decode_graphs;    /* batched backend: decode-only steps replayed from CUDA graphs captured per
+                             batch-size bucket (1, 2, 4, ... up to the slots). 0 the backend's default
+                             (off until measured on a GPU), 1 on, -1 off; bit-identical results either
+                             way. QVL_DECODE_GRAPHS=1 / 0 */
     const char *dump_dir; /* parity: every stage's activations written as DIR/<name>.npy (float32,
                              tests/fixtures/tiny/ref names); NULL: none. QVL_DUMP */
 } qvl_tuning;

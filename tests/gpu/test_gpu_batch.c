@@ -107,6 +107,7 @@ typedef struct {
     float *first_logits;  /* [n][V] the first picked row's logits, or NULL */
     float *step_logits;   /* [n][MAX_NEW][V] every picked row's logits, or NULL */
     int32_t (*force)[MAX_NEW]; /* per sample, the ids fed back after each pick (teacher forcing), or NULL */
+    const qvl_pick_params *pick; /* every sequence's picking, or NULL: greedy */
 } run_cfg;
 
 typedef struct {
@@ -156,6 +157,7 @@ static int generate(const qvl_backend_ops *ops, qvl_backend *b, heldout *h, int 
             for (int k = 0; k < need; k++) r->blocks[k] = free_blocks[--n_free];
             r->n_blocks = need;
             qvl_pick_params pp = {0, 1.0f, 0, 1.0f, 1.0f, 0.0f};
+            if (rc->pick) pp = *rc->pick;
             const qvl_pixel_values *pv = &sm->pv;
             if (ops->seq_begin(b, s, &pp, NULL, 0, sm->ids, sm->n) || ops->seq_blocks(b, s, r->blocks, need) ||
                 (pv->num_patches > 0 && ops->encode_images(b, &pv, &s, 1))) {
@@ -766,10 +768,12 @@ static void *batch_run_main(void *arg) {
 TEST(gpu_two_engines_batched) {
     if (!have_gpu()) return;
     const qvl_backend_ops *ops = qvl_cuda_backend_ops();
-    qvl_backend *b[2] = {open_backend(ops, 64, 8, 4096), open_backend(ops, 64, 8, 4096)};
+    /* an 8 GiB cap each: the second one's context figure (device memory in use) holds the first
+     * engine's arena; the pool stays at 8 slots' whole contexts (512 blocks) */
+    qvl_backend *b[2] = {open_backend(ops, 64, 8, 8192), open_backend(ops, 64, 8, 8192)};
     CHECK(b[0] != NULL && b[1] != NULL);
     heldout h;
-    if (!b[0] || !b[1] || load_heldout(&h, ops->config(b[0]), 16)) {
+    if (!b[0] || !b[1] || load_heldout(&h, ops->config(b[0]), 12)) {
         for (int e = 0; e < 2; e++) ops->close(b[e]);
         CHECK(0);
         return;
@@ -819,4 +823,98 @@ TEST(gpu_two_engines_batched) {
            runs);
     free_heldout(&h);
     for (int e = 0; e < 2; e++) ops->close(b[e]);
+}
+
+/* ---- decode graphs per batch-size bucket (qvl_tuning.decode_graphs) ----
+ * The same run with graphs on and off: 20 held-out samples, up to 12 in flight (12 slots: the
+ * buckets are 1, 2, 4, 8 and 12), answers of 4 .. 32 tokens so that sequences finish at different
+ * steps and the decode passes go through every bucket, new admissions mixing prompt rows into
+ * some passes (those run kernel by kernel either way). Every token and every picked row's logits
+ * must be identical to the bit; with graphs on, graphs were captured and replayed. Then the same
+ * with repetition and presence penalties (the per-row pick kernel runs after the replay). */
+enum { GR_N = 20, GR_SEQS = 12 };
+
+static qvl_backend *open_graphs(const qvl_backend_ops *ops, int graphs) {
+    qvl_backend_opts o;
+    memset(&o, 0, sizeof o);
+    o.model_dir = BMODEL;
+    o.max_model_len = 4096;
+    o.max_seqs = GR_SEQS;
+    o.kv_block_tokens = 64;
+    o.gpu_mem_mib = 8192;   /* the pool: 12 slots' whole contexts; the second engine's context figure
+                               holds the first one's arena */
+    qvl_tuning_from_env(&o.tuning);
+    o.tuning.no_cuda_graphs = 0;
+    o.tuning.decode_graphs = graphs ? 1 : -1;
+    qvl_backend *b = ops->open(&o);
+    if (!b) fprintf(stderr, "open: %s\n", qvl_error());
+    return b;
+}
+
+static void graphs_on_off(const qvl_pick_params *pick, int with_logits) {
+    const qvl_backend_ops *ops = qvl_cuda_backend_ops();
+    qvl_backend *b[2] = {open_graphs(ops, 0), open_graphs(ops, 1)};
+    CHECK(b[0] != NULL && b[1] != NULL);
+    heldout h;
+    if (!b[0] || !b[1] || load_heldout(&h, ops->config(b[0]), GR_N)) {
+        for (int e = 0; e < 2; e++) ops->close(b[e]);
+        CHECK(0);
+        return;
+    }
+    const int n = h.n, V = h.cfg->text.vocab_size;
+    qvl_backend_limits lim;
+    ops->limits(b[1], &lim);
+    CHECK_INT(lim.max_seqs, GR_SEQS);
+    int maxn[GR_N], len[2][GR_N], peak = 0;
+    for (int i = 0; i < n; i++) maxn[i] = 4 + (i * 11) % (MAX_NEW - 3);
+    int32_t(*tok[2])[MAX_NEW];
+    float *lg[2] = {NULL, NULL};
+    const size_t per = (size_t)MAX_NEW * V;
+    for (int e = 0; e < 2; e++) {
+        tok[e] = calloc((size_t)n, sizeof *tok[e]);
+        if (with_logits) lg[e] = calloc((size_t)n * per, sizeof(float));
+        memset(len[e], 0, sizeof len[e]);
+        run_cfg c = {.max_in_flight = GR_SEQS, .cancel_sample = -1, .max_new = maxn, .step_logits = lg[e], .pick = pick};
+        CHECK_INT(generate(ops, b[e], &h, n, &c, tok[e], len[e], &peak), 0);
+        CHECK_INT(peak, GR_SEQS);
+    }
+    int same_tok = 0, total = 0;
+    long diff_logits = 0, rows = 0;
+    for (int i = 0; i < n; i++) {
+        CHECK_INT(len[1][i], len[0][i]);
+        for (int k = 0; k < len[0][i] && k < len[1][i]; k++) {
+            total++, same_tok += tok[0][i][k] == tok[1][i][k];
+            if (with_logits) {
+                rows++;
+                diff_logits += memcmp(lg[0] + i * per + (size_t)k * V, lg[1] + i * per + (size_t)k * V, (size_t)V * 4) != 0;
+            }
+        }
+    }
+    int on[2];
+    long cap[2], rep[2];
+    for (int e = 0; e < 2; e++) qvl_cuda_batch_graph_stats(qvl_cuda_backend_batch(b[e]), &on[e], &cap[e], &rep[e]);
+    printf("    decode graphs %s: on vs off %d of %d tokens identical, %ld of %ld picked rows' logits differ; "
+           "graphs captured %ld, replayed %ld (off: %ld, %ld)\n",
+           pick ? "(penalties)" : "(greedy)", same_tok, total, diff_logits, rows, cap[1], rep[1], cap[0], rep[0]);
+    CHECK_INT(same_tok, total);
+    CHECK_INT(diff_logits, 0);
+    CHECK_INT(on[0], 0);
+    CHECK_INT(on[1], 1);
+    CHECK_INT(cap[0], 0);
+    CHECK(cap[1] >= 2);   /* at least bucket 12 and one smaller one seen more than once */
+    CHECK(rep[1] > cap[1]);
+    for (int e = 0; e < 2; e++) free(tok[e]), free(lg[e]);
+    free_heldout(&h);
+    for (int e = 0; e < 2; e++) ops->close(b[e]);
+}
+
+TEST(gpu_decode_graphs_greedy) {
+    if (!have_gpu()) return;
+    graphs_on_off(NULL, 1);
+}
+
+TEST(gpu_decode_graphs_penalties) {
+    if (!have_gpu()) return;
+    const qvl_pick_params p = {0, 1.0f, 0, 1.0f, 1.3f, 0.5f};
+    graphs_on_off(&p, 0);
 }
