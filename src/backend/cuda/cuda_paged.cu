@@ -161,8 +161,9 @@ static void paged(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int
     if (splits < 1 || !partial) splits = 1;
     dim3 grid(n_rows, Hkv, splits);
 #define PD(E)                                                                                                        \
-    k_paged_dec<E, KT><<<grid, PW * 32, 0, st>>>(q, q_stride, k_pool, v_pool, kv_stride, rows, seq, kv_len, tables,       \
-                                             blocks_per_seq, block, group, scale_log2, splits, partial, out, out_stride)
+    k_paged_dec<E, KT><<<grid, PW * 32, 0, st>>>(q, q_stride, k_pool, v_pool, kv_stride, rows, seq, kv_len, tables,   \
+                                                 blocks_per_seq, block, group, scale_log2, splits, partial, out,       \
+                                                 out_stride)
     if (hd == 128)
         PD(4);
     else if (hd == 64)
