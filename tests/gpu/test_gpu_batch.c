@@ -757,26 +757,23 @@ TEST(gpu_batch_kv_fp8) {
     ops->close(b), ops->close(b16), cpu->close(bc);
 
     /* one cap that limits the pool (not the slots: 128 of them would take 8192 blocks): the fixed part
-     * of the bf16 plan + 150 MiB; FP8 holds twice the blocks (the context measured again may differ
-     * by a few MiB: 1.9x) */
+     * of the bf16 plan + 150 MiB, where bf16 holds 150 / (its MiB per block) blocks; FP8 holds twice
+     * that (the context measured again may differ by a few MiB: 1.9x) */
     qvl_backend *p16 = open_backend_kv(ops, BMODEL, 4096, 64, 128, 2048, QVL_KV_BF16);
     CHECK(p16 != NULL);
     if (!p16) return;
     const qvl_mem_plan *c = qvl_cuda_model_plan(qvl_cuda_batch_model(qvl_cuda_backend_batch(p16)));
-    const long cap = (long)ceil(c->total - c->kv_cache + 150);
+    const double fixed = c->total - c->kv_cache, block16 = c->kv_cache / c->kv_blocks;
+    const long cap = (long)ceil(fixed + 150), blocks16 = (long)((cap - fixed) / block16);
     ops->close(p16);
-    p16 = open_backend_kv(ops, BMODEL, 4096, 64, 128, cap, QVL_KV_BF16);
     qvl_backend *p8 = open_backend_kv(ops, BMODEL, 4096, 64, 128, cap, QVL_KV_FP8);
-    CHECK(p8 != NULL && p16 != NULL);
-    if (p8 && p16) {
-        const qvl_mem_plan *a = qvl_cuda_model_plan(qvl_cuda_batch_model(qvl_cuda_backend_batch(p8)));
-        c = qvl_cuda_model_plan(qvl_cuda_batch_model(qvl_cuda_backend_batch(p16)));
-        printf("    cap %ld MiB, 128 slots: fp8 %ld blocks (%.1f MiB KV), bf16 %ld blocks (%.1f MiB KV)\n", cap, a->kv_blocks,
-               a->kv_cache, c->kv_blocks, c->kv_cache);
-        CHECK_NEAR(a->kv_cache / a->kv_blocks, 0.5 * c->kv_cache / c->kv_blocks, 1e-3);
-        CHECK(c->kv_blocks < 128L * 64);
-        CHECK(a->kv_blocks >= 1.9 * c->kv_blocks);
-    }
-    if (p8) ops->close(p8);
-    if (p16) ops->close(p16);
+    CHECK(p8 != NULL);
+    if (!p8) return;
+    const qvl_mem_plan *a = qvl_cuda_model_plan(qvl_cuda_batch_model(qvl_cuda_backend_batch(p8)));
+    printf("    cap %ld MiB, 128 slots: fp8 %ld blocks (%.1f MiB KV); bf16 %ld blocks under the same cap\n", cap,
+           a->kv_blocks, a->kv_cache, blocks16);
+    CHECK_NEAR(a->kv_cache / a->kv_blocks, 0.5 * block16, 1e-3);
+    CHECK(blocks16 < 128L * 64 / 2);
+    CHECK(a->kv_blocks >= 1.9 * blocks16);
+    ops->close(p8);
 }
