@@ -415,6 +415,7 @@ static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride
     }
     const int i = blockIdx.x, hd = d.hd, half = hd / 2, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     const int nw = blockDim.x >> 5, qdim = d.Hq * hd, kv = d.Hkv * hd;
+    const int slot = slots ? slots[i] : p0 + i; /* < 0: a row with no cache row (padding) */
     const bf16 *row = qkv + (size_t)i * (qdim + 2 * kv);
     float *buf = sh + (size_t)w * hd;
     int pt, ph, pw;
@@ -429,10 +430,11 @@ static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride
     __syncthreads();
     for (int h = w; h < d.Hq + d.Hkv; h += nw) {
         int is_q = h < d.Hq;
+        if (!is_q && slot < 0) break; /* the block's rows agree: no warp-level divergence */
         const bf16 *src = is_q ? row + (size_t)h * hd : row + qdim + (size_t)(h - d.Hq) * hd;
         const bf16 *nw_ = is_q ? q_norm : k_norm;
         bf16 *qdst = q_out + (size_t)i * q_stride + (size_t)h * hd;
-        KT *kdst = is_q ? k_cache : k_cache + (size_t)(slots ? slots[i] : p0 + i) * kv + (size_t)(h - d.Hq) * hd;
+        KT *kdst = is_q ? k_cache : k_cache + (size_t)slot * kv + (size_t)(h - d.Hq) * hd;
         float s = 0;
         for (int e = lane; e < hd; e += 32) {
             float v = f(src[e]);
@@ -453,8 +455,9 @@ static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride
         }
         __syncwarp();
     }
+    if (slot < 0) return;
     const bf16 *vsrc = row + qdim + kv;
-    KT *vdst = v_cache + (size_t)(slots ? slots[i] : p0 + i) * kv;
+    KT *vdst = v_cache + (size_t)slot * kv;
     for (int e = threadIdx.x; e < kv; e += blockDim.x) qvl_kv_store(vdst + e, vsrc[e]);
 }
 void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, bf16 *k_cache, bf16 *v_cache,

@@ -113,8 +113,8 @@ void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, in
                         const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int n,
                         int p0, const int32_t *pos, int pos_stride, int pos_scalar, const int32_t *step);
 void qvl_k_step_advance(cudaStream_t st, int32_t *step); /* step[0] += 1 */
-/* The same for a batch: row i's key and value go to cache row slots[i] (a KV pool row), its
- * positions are pos[i], pos[pos_stride + i], pos[2 pos_stride + i]. */
+/* The same for a batch: row i's key and value go to cache row slots[i] (a KV pool row; none where
+ * slots[i] < 0: padding rows), its positions are pos[i], pos[pos_stride + i], pos[2 pos_stride + i]. */
 void qvl_k_qk_norm_rope_slots(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, bf16 *k_cache,
                               bf16 *v_cache, const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm,
                               const float *inv_freq, int n, const int32_t *pos, int pos_stride, const int32_t *slots);
