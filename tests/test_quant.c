@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "backend/cpu/ops.h"
 #include "backend/cuda/cuda_quant.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
@@ -233,8 +234,9 @@ TEST(quant_fixture_dequant_bit_exact) {
     }
 }
 
-/* tol: the stage and logits bar; greedy: whether the reference's tokens must be reproduced. */
-static void run_case(qvl_model *m, const char *model, const char *cname, double tol, int greedy) {
+/* tol: the vision stages' bar; text_tol: the text stages' and the logits' bar; greedy: whether the
+ * reference's tokens must be reproduced. */
+static void run_case(qvl_model *m, const char *model, const char *cname, double tol, double text_tol, int greedy) {
     const qvl_config *cfg = qvl_model_config(m);
     const int D = cfg->text.hidden_size, V = cfg->text.vocab_size;
     char idir[256], rdir[300], ddir[512];
@@ -282,7 +284,8 @@ static void run_case(qvl_model *m, const char *model, const char *cname, double 
             continue;
         }
         double e = got.nbytes == ref.nbytes ? rel_err(got.data, ref.data, ref.nbytes / 4) : 1e9;
-        if (!(e <= tol)) test_fail(__FILE__, __LINE__, "%s %s %s: relative error %.3g", model, cname, names[k], e);
+        const double bar = strncmp(names[k], "text.", 5) ? tol : text_tol;
+        if (!(e <= bar)) test_fail(__FILE__, __LINE__, "%s %s %s: relative error %.3g", model, cname, names[k], e);
         if (getenv("QVL_TEST_VERBOSE")) fprintf(stderr, "  %s %s %-18s %.2e\n", model, cname, names[k], e);
         qvl_npy_free(&got);
         qvl_npy_free(&ref);
@@ -293,7 +296,7 @@ static void run_case(qvl_model *m, const char *model, const char *cname, double 
     CHECK_INT(load_npy(rdir, "gen_tokens", &gtok), 0);
     CHECK_INT(load_npy(rdir, "gen_margins", &gmar), 0);
     double e = full.nbytes == (size_t)V * 4 ? rel_err(logits, full.data, (size_t)V) : 1e9;
-    if (!(e <= tol)) test_fail(__FILE__, __LINE__, "%s %s: logits relative error %.3g", model, cname, e);
+    if (!(e <= text_tol)) test_fail(__FILE__, __LINE__, "%s %s: logits relative error %.3g", model, cname, e);
     if (getenv("QVL_TEST_VERBOSE")) fprintf(stderr, "  %s %s %-18s %.2e\n", model, cname, "logits", e);
     int steps = (int)gtok.shape[0], checked = 0;
     for (int t = 0; t < steps; t++) {
@@ -330,8 +333,8 @@ static void forward_model(const char *model, double tol, int greedy) {
         test_fail(__FILE__, __LINE__, "open %s: %s", dir, qvl_error());
         return;
     }
-    run_case(m, model, "img", tol, greedy);
-    run_case(m, model, "text", tol, greedy);
+    run_case(m, model, "img", tol, tol, greedy);
+    run_case(m, model, "text", tol, tol, greedy);
     qvl_model_close(m);
 }
 
@@ -340,12 +343,89 @@ TEST(quant_fixture_forward_parity) {
     for (int mi = 0; mi < 3; mi++) forward_model(MODELS[mi], TOL, 1);
 }
 
-/* FP8 (KNOWN GAP, issue 14): the dequantized weights are bit-exact (quant_fixture_dequant_bit_exact)
- * and rows whose activations quantize alike agree to 1e-6, but on about half of the rows qvl's
- * per-token e4m3 activation codes differ from the fixture reference's (cause not found yet; what was
- * ruled out: docs/model.md 7.4), giving 2e-2..7e-2 relative stage errors (the GPU's are the same size).
- * This bar records today's state; greedy tokens are not asserted. */
-TEST(quant_fixture_fp8_forward_known_gap) { forward_model("fp8", 0.15, 0); }
+/* FP8 with dynamic activations rounds every packed Linear's input to e4m3 codes, so one float32 ulp
+ * anywhere upstream can move a code by a whole e4m3 step (1/16 to 1/8 of the value) when the input
+ * sits on a rounding tie, and the tiny model spreads one such step into errors up to 5e-2 on later rows
+ * (docs/model.md 7.4). The text case has exact ties only (bf16 embedding x bf16 norm weight) and
+ * matches to the BF16 path's bar with qvl's RMSNorm rounding as torch does. In the image case one
+ * image row's MLP input lies 4.4e-7 (relative) below a tie in the reference, closer than the 1e-6 by
+ * which qvl's vision tower (not FP8) and transformers' differ, and qvl's lies above it: that row and
+ * what attends to it differ (1.3e-2 on layer 0, 3.3e-2 on the final norm), so the bar there is 5e-2
+ * and its greedy tokens are not asserted. */
+TEST(quant_fixture_fp8_forward_parity) {
+    qvl_model *m = qvl_model_open(QFIX "/fp8", 2);
+    if (!m) {
+        test_fail(__FILE__, __LINE__, "open %s/fp8: %s", QFIX, qvl_error());
+        return;
+    }
+    run_case(m, "fp8", "text", TOL, TOL, 1);
+    run_case(m, "fp8", "img", TOL, 5e-2, 0);
+    qvl_model_close(m);
+}
+
+/* The exact ties behind the FP8 fixture's text-case fix, with the fixture's own values: layer 0's
+ * input RMSNorm of two embedding rows, then the per-token e4m3 quantization. transformers rounds
+ * x.pow(2), its float32 row sum, var + eps and 1 / sqrt in float32; the inverse taken in double is one
+ * ulp smaller on both rows and lands on the other side of each tie. */
+TEST(quant_fp8_ties_follow_torch_rmsnorm) {
+    qvl_safetensors *st = qvl_st_open(QFIX "/fp8/model.safetensors");
+    if (!st) {
+        test_fail(__FILE__, __LINE__, "%s", qvl_error());
+        return;
+    }
+    const qvl_tensor *emb = qvl_st_find(st, "model.language_model.embed_tokens.weight");
+    const qvl_tensor *nw = qvl_st_find(st, "model.language_model.layers.0.input_layernorm.weight");
+    CHECK(emb && nw);
+    if (!emb || !nw) {
+        qvl_st_close(st);
+        return;
+    }
+    const struct {
+        int token, k;
+        float ratio, code; /* x[k] / s after the norm (s = amax / 448), and its e4m3 value */
+    } ties[] = {
+        {781, 34, -53.999996185302734f, -52.0f}, /* text case row 6: below the 52 | 56 tie */
+        {781, 13, 10.499999046325684f, 10.0f},   /* same row: below 10 | 11 */
+        {507, 98, 108.0f, 112.0f},               /* image case row 3: on 104 | 112, to even */
+    };
+    for (size_t i = 0; i < sizeof ties / sizeof *ties; i++) {
+        float x[128], w[128], y[128];
+        for (int k = 0; k < 128; k++) {
+            x[k] = qvl_tensor_get_f32(emb, (int64_t)ties[i].token * 128 + k);
+            w[k] = qvl_tensor_get_f32(nw, k);
+        }
+        qvl_cpu_rmsnorm(NULL, y, x, w, 1, 128, 1e-6f);
+        float amax = 0;
+        for (int k = 0; k < 128; k++) amax = fabsf(y[k]) > amax ? fabsf(y[k]) : amax;
+        const float s = amax / 448.0f, r = y[ties[i].k] / s;
+        if (r != ties[i].ratio) test_fail(__FILE__, __LINE__, "token %d x[%d] / s = %.9g, want %.9g", ties[i].token, ties[i].k, r, ties[i].ratio);
+        qvl_fp8_act_quant_row(y, 128, 128);
+        CHECK(y[ties[i].k] == ties[i].code * s);
+    }
+    qvl_st_close(st);
+}
+
+/* torch's CPU row sum (the variance of transformers' RMSNorm) adds 16-float vectors lane by lane,
+ * then the lanes in order: a 1 in lane 0 of the second vector takes in the first vector's lane 0 only,
+ * and the 2^-24 of lanes 1..15 are each half an ulp of 1 (ties to even: lost). A left-to-right sum
+ * would first gather them into 15 * 2^-24 and give 1 + 2^-20. */
+TEST(quant_torch_row_sum_order) {
+    float x[32] = {0};
+    for (int l = 1; l < 16; l++) x[l] = 0x1p-24f;
+    x[16] = 1.0f;
+    CHECK(qvl_cpu_torch_sum(x, 32, 0) == 1.0f);
+    float seq = 0;
+    for (int i = 0; i < 32; i++) seq += x[i];
+    CHECK(seq == 1.0f + 0x1p-20f);
+    /* squares rounded to float32 before the sum: (1 + 2^-12)^2 = 1 + 2^-11 + 2^-24 -> 1 + 2^-11 (tie to
+     * even); three of them 3 + 3 * 2^-11 (unrounded squares would give 3 + 3 * 2^-11 + 2^-22) */
+    float y[3] = {1.0f + 0x1p-12f, 1.0f + 0x1p-12f, 1.0f + 0x1p-12f};
+    CHECK(qvl_cpu_torch_sum(y, 3, 1) == 3.0f + 3 * 0x1p-11f);
+    /* fewer than 16 values: 4 interleaved partial sums, then added in order. 1 and seven 2^-24:
+     * p0 = 1 + 2^-24 = 1 (tie to even), p1..p3 = 2^-23; 1 + 3 * 2^-23 (left to right: 1; exact: 1 + 2^-21) */
+    float z[8] = {1.0f, 0x1p-24f, 0x1p-24f, 0x1p-24f, 0x1p-24f, 0x1p-24f, 0x1p-24f, 0x1p-24f};
+    CHECK(qvl_cpu_torch_sum(z, 8, 0) == 1.0f + 3 * 0x1p-23f);
+}
 
 /* The GPU memory plan counts the packed Linears as the CUDA backend keeps them (cuda_quant.h):
  * int4 N*K/2 nibble bytes, a zero byte and a float scale per group (16-byte aligned sections), FP8 a

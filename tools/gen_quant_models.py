@@ -19,7 +19,10 @@ compressed-tensors nor AutoAWQ is needed: the packers below are written from the
       OUTDIR/quant/inputs/<case>/      input_ids, pixel_values, image_grid_thw (model independent)
     The reference is transformers in float32 on the dequantized weights (TF32 off, eager attention);
     for fp8 each quantized linear's input is fake-quantized first as transformers' finegrained_fp8
-    act_quant does: per token, groups of 128, s = amax/448, e4m3(x / s) * s.
+    act_quant does: per token, groups of 128, s = amax/448, e4m3(x / s) * s. The model runs on the
+    host's CPU, and FP8 codes at exact rounding ties follow torch's float32 roundings there (the
+    RMSNorm's row sum is vectorized: 16 lanes with AVX-512, 8 with AVX2), so qvl's CPU path matches
+    the fp8 references of an AVX-512 host (docs/model.md 7.4).
   gen_quant_models.py real FORMAT OUTDIR [SIZE] [--group G] [--tf N]
       an 8B-shaped (or SIZE) random BF16 model (gen_real_shape_models' config, weights and seed) quantized
       in GPU memory to FORMAT (ct_sym, awq, fp8; --group overrides the int4 group size) into OUTDIR/model

@@ -171,23 +171,6 @@ static int sample_record(const qvl_sample *s, qvl_event *ev, qvl_score_rule rule
     return 0;
 }
 
-static int write_summary(const char *path, const cJSON *summary) {
-    char *text = cJSON_Print(summary);
-    if (!text) return qvl_errorf("%s: out of memory", path);
-    size_t n = strlen(text);
-    char *buf = malloc(n + 2);
-    if (!buf) {
-        cJSON_free(text);
-        return qvl_errorf("%s: out of memory", path);
-    }
-    memcpy(buf, text, n);
-    buf[n] = '\n';
-    int rc = qvl_write_file_atomic(path, buf, n + 1);
-    free(buf);
-    cJSON_free(text);
-    return rc;
-}
-
 static int parse_args(int argc, char **argv, eval_args *a) {
     memset(a, 0, sizeof *a);
     a->limit = LONG_MIN;   /* not given */
@@ -581,7 +564,7 @@ int cmd_eval(int argc, char **argv) {
     }
     cJSON *summary = qvl_report_summary(&in);
     eval_scale_annotate(summary, &in);
-    if (write_summary(st.summary, summary) == 0) {
+    if (qvl_report_write_json(st.summary, summary) == 0) {
         if (!eval_scale_quiet()) fprintf(stderr, "qvl eval: results in %s, summary in %s\n", st.out, st.summary);
     } else {
         rc = runtime_error();

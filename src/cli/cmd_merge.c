@@ -16,23 +16,6 @@
 #include "util/error.h"
 #include "util/file.h"
 
-static int write_json(const char *path, const cJSON *j) {
-    char *text = cJSON_Print(j);
-    if (!text) return qvl_errorf("%s: out of memory", path);
-    size_t n = strlen(text);
-    char *buf = malloc(n + 2);
-    if (!buf) {
-        cJSON_free(text);
-        return qvl_errorf("%s: out of memory", path);
-    }
-    memcpy(buf, text, n);
-    buf[n] = '\n';
-    int rc = qvl_write_file_atomic(path, buf, n + 1);
-    free(buf);
-    cJSON_free(text);
-    return rc;
-}
-
 int merge_write_outputs(const qvl_dataset *ds, const char *data, const qvl_shard_input *in, int n_in,
                         const char *label, const char *out, const char *summary) {
     qvl_merged m;
@@ -53,7 +36,7 @@ int merge_write_outputs(const qvl_dataset *ds, const char *data, const qvl_shard
     int rc = 0;
     if (!text || !shares || !sum) rc = qvl_errorf("%s: out of memory building the report", out);
     if (!rc) rc = qvl_merged_write_results(&m, out);
-    if (!rc) rc = write_json(summary, sum);
+    if (!rc) rc = qvl_report_write_json(summary, sum);
     if (!rc) {
         fputs(text, stdout);
         fputs(shares, stdout);

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "util/error.h"
+#include "util/file.h"
 
 /* A growing string for building the report; `oom` remembers a failed append so a truncated report
  * is never handed out as if complete. */
@@ -340,4 +342,21 @@ void qvl_report_memory_line(char *buf, size_t len, const qvl_memory_info *m) {
         n += snprintf(buf + n, len - (size_t)n, ", plan %.0f MiB (%+.1f%%)", m->plan_total,
                       m->peak_mib > 0 ? 100.0 * (m->plan_total - m->peak_mib) / m->peak_mib : 0.0);
     if (nvml_missing(m) && n > 0 && (size_t)n < len) snprintf(buf + n, len - (size_t)n, "; %s", m->note);
+}
+
+int qvl_report_write_json(const char *path, const cJSON *j) {
+    char *text = cJSON_Print(j);
+    if (!text) return qvl_errorf("%s: out of memory", path);
+    size_t n = strlen(text);
+    char *buf = malloc(n + 2);
+    if (!buf) {
+        cJSON_free(text);
+        return qvl_errorf("%s: out of memory", path);
+    }
+    memcpy(buf, text, n);
+    buf[n] = '\n';
+    int rc = qvl_write_file_atomic(path, buf, n + 1);
+    free(buf);
+    cJSON_free(text);
+    return rc;
 }

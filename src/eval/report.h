@@ -36,6 +36,9 @@ typedef struct {
 char *qvl_report_text(const qvl_report_input *in);
 /* The summary JSON object (caller deletes). */
 cJSON *qvl_report_summary(const qvl_report_input *in);
+/* Writes j (a summary) to path, pretty-printed with a final newline, atomically (all or nothing).
+ * Returns 0, or -1 + a one-line error naming path. */
+int qvl_report_write_json(const char *path, const cJSON *j);
 
 /* Per-type tally of the records. */
 void qvl_report_tally(const qvl_report_input *in, qvl_ocrbench_tally *t);

@@ -129,6 +129,8 @@ int qvl_mem_plan_buffers(const qvl_config *cfg, const qvl_plan_inputs *in, qvl_p
      * (batched: per sequence, one processed-logits row shared: the picks run one after another) */
     BUF(QVL_BUF_PICK_STATE, WS, S * QVL_PLAN_PICK_STATE), BUF(QVL_BUF_PICK_FLAGS, WS, S * V);
     BUF(QVL_BUF_PICK_WORK, WS, V * F32), BUF(QVL_BUF_PICK_UNIFORMS, WS, S * T * 8);
+    /* the counters of the kernels whose last block merges (decode attention, one-row argmax) */
+    BUF(QVL_BUF_SYNC, WS, (double)QVL_PLAN_SYNC_BYTES);
     if (r.batched) {
         BUF(QVL_BUF_GATHER_K, WS, T * kv * BF16), BUF(QVL_BUF_GATHER_V, WS, T * kv * BF16);
         BUF(QVL_BUF_BATCH_IN, WS, (double)qvl_plan_batch_in_ints(r.budget, r.seqs, r.blocks_per_seq) * I32);

@@ -20,6 +20,10 @@ enum { QVL_PLAN_TEXT_RESERVE = 256, QVL_PLAN_PREFILL_CHUNK = 2048 };
 enum { QVL_PLAN_GEMM_WORKSPACE = 32 << 20, QVL_PLAN_ATT_SPLITS = 64, QVL_PLAN_ATT_ROWS = 32 };
 /* The device sampler's state (cuda_sample.cu qvl_pick_state: parameters and the uniform counter). */
 enum { QVL_PLAN_PICK_STATE = 64 };
+/* The instance's device counters and partial results of the kernels whose last block to finish
+ * merges the others' work (cuda_ops.h qvl_sync: decode attention's split counts, the one-row
+ * argmax): per model, never process-wide, so that two engines or streams do not mix them. */
+enum { QVL_PLAN_SYNC_BYTES = 1536 };
 
 typedef struct {
     double cuda_context;      /* measured on a GPU, else an estimate */
@@ -99,6 +103,7 @@ typedef enum {
     QVL_BUF_IDS, QVL_BUF_POS, QVL_BUF_VIS, QVL_BUF_NEXT, QVL_BUF_STEP,
     QVL_BUF_ATT_PARTIAL, QVL_BUF_GEMM_WS,
     QVL_BUF_PICK_STATE, QVL_BUF_PICK_FLAGS, QVL_BUF_PICK_WORK, QVL_BUF_PICK_UNIFORMS,
+    QVL_BUF_SYNC,                                 /* the kernels' counters (QVL_PLAN_SYNC_BYTES, zeroed at open) */
     /* batched only */
     QVL_BUF_GATHER_K, QVL_BUF_GATHER_V,           /* one sequence's KV rows gathered for prefill attention */
     QVL_BUF_BATCH_IN,                             /* the per-pass int32 inputs (qvl_plan_batch_in_ints) */

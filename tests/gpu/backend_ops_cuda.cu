@@ -251,10 +251,11 @@ int bo_deepstack_add(float *x_io, const int32_t *vis_row, const float *ds, int d
 
 int bo_argmax(int32_t *out, const float *logits, int rows, int V) {
     if (setup()) return -1;
+    qvl_sync *sy = (qvl_sync *)dalloc(sizeof(qvl_sync));
     bf16 *ld = up(logits, (size_t)rows * V, 0);
     int32_t *od = up_i32(NULL, rows);
-    NEED(ld && od);
-    qvl_k_argmax(S, od, ld, rows, V);
+    NEED(sy && ld && od);
+    qvl_k_argmax(S, od, ld, rows, V, sy);
     cudaMemcpyAsync(out, od, (size_t)rows * 4, cudaMemcpyDeviceToHost, S);
     return finish("argmax");
 }
@@ -317,9 +318,10 @@ int bo_attention_decode(float *out, const float *q, const float *k, const float 
     bf16 *qd = up(q, (size_t)Hq * hd, 0), *kd = up(k, (size_t)n_kv * kv, 0), *vd = up(v, (size_t)n_kv * kv, 0);
     bf16 *od = up(NULL, (size_t)Hq * hd, 0);
     float *part = (float *)dalloc(qvl_attention_partial_floats(Hkv, hd) * 4);
+    qvl_sync *sy = (qvl_sync *)dalloc(sizeof(qvl_sync));
     int32_t step = n_kv - 1, *sd = up_i32(&step, 1);
-    NEED(qd && kd && vd && od && part && sd);
-    qvl_attention_decode(S, od, Hq * hd, qd, Hq * hd, kd, vd, kv, Hq, Hkv, hd, sd, part);
+    NEED(qd && kd && vd && od && part && sy && sd);
+    qvl_attention_decode(S, od, Hq * hd, qd, Hq * hd, kd, vd, kv, Hq, Hkv, hd, sd, part, sy);
     if (cudaStreamSynchronize(S) == cudaSuccess) down(out, od, (size_t)Hq * hd);
     return finish("attention_decode");
 }
@@ -465,6 +467,7 @@ int bo_two_streams(int op, int pairs, long *wrong, long *total) {
     bf16 *in[2] = {NULL, NULL};
     void *out[2], *ref[2];
     float *part[2];
+    qvl_sync *sync[2];   /* each stream's own, as each engine owns one */
     int32_t *step[2];
     int rc = 0;
     for (int s = 0; s < 2 && !rc; s++) {
@@ -473,9 +476,10 @@ int bo_two_streams(int op, int pairs, long *wrong, long *total) {
         out[s] = dalloc(out_n * (size_t)pairs * (op == 0 ? 4 : 2));
         ref[s] = dalloc(out_n * (op == 0 ? 4 : 2));
         part[s] = op == 1 ? (float *)dalloc(qvl_attention_partial_floats(Hkv, hd) * 4) : NULL;
+        sync[s] = (qvl_sync *)dalloc(sizeof(qvl_sync));
         int32_t st = n_kv - 1;
         step[s] = up_i32(&st, 1);
-        if (!h || !in[s] || !out[s] || !ref[s] || (op == 1 && !part[s]) || !step[s]) rc = -1;
+        if (!h || !in[s] || !out[s] || !ref[s] || (op == 1 && !part[s]) || !sync[s] || !step[s]) rc = -1;
     }
     if (rc) {
         free(h);
@@ -484,12 +488,13 @@ int bo_two_streams(int op, int pairs, long *wrong, long *total) {
     }
     /* launch(s, dst): stream s's op into dst */
     auto launch = [&](int s, cudaStream_t st, void *dst) {
-        if (op == 0) qvl_k_argmax(st, (int32_t *)dst, in[s], 1, V);
+        if (op == 0) qvl_k_argmax(st, (int32_t *)dst, in[s], 1, V, sync[s]);
         else {
             const bf16 *q = in[s], *k = in[s] + (size_t)Hq * hd, *v = k + (size_t)n_kv * kv;
-            qvl_attention_decode(st, (bf16 *)dst, Hq * hd, q, Hq * hd, k, v, kv, Hq, Hkv, hd, step[s], part[s]);
+            qvl_attention_decode(st, (bf16 *)dst, Hq * hd, q, Hq * hd, k, v, kv, Hq, Hkv, hd, step[s], part[s], sync[s]);
         }
     };
+    cudaDeviceSynchronize(); /* the zeroed buffers (legacy stream) before the non-blocking streams */
     for (int s = 0; s < 2; s++) launch(s, S, ref[s]); /* alone, one after the other */
     cudaStreamSynchronize(S);
     for (int p = 0; p < pairs; p++)

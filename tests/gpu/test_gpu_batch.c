@@ -15,6 +15,7 @@
  *   - the FP8 KV cache (--kv-dtype fp8): 32 in flight vs one at a time, against the CPU backend's
  *     FP8 cache and the CUDA BF16 cache, and its pool twice the blocks of BF16 under one cap. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include "gpu_test.h"
 #include "io/npy.h"
 #include "model/model.h"
+#include "model/model_cuda.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include <cjson/cJSON.h>
@@ -776,4 +778,180 @@ TEST(gpu_batch_kv_fp8) {
     CHECK(blocks16 < 128L * 64 / 2);
     CHECK(a->kv_blocks >= 1.9 * blocks16);
     ops->close(p8);
+/* ---- two engines in one process (issue 13: no process-wide device state) ----
+ * The kernels whose last block to finish merges the others' work (decode attention's fused
+ * combine, the one-row argmax) count finished blocks in the model's own qvl_sync. Two models run
+ * concurrently from two threads (each its own stream), several rounds; every token and every
+ * step's logits (bits) must equal the same model's run alone. */
+enum { TWO_PROMPT = 48, TWO_STEPS = 96, TWO_ROUNDS = 4 };
+
+typedef struct {
+    qvl_cuda_model *m;
+    int32_t prompt[TWO_PROMPT];
+    int32_t tok[TWO_STEPS];
+    uint64_t hash[TWO_STEPS];   /* FNV-1a over each step's logits (float bits) */
+    float *lg;
+    int rc;
+    pthread_barrier_t *go;
+} seq_run;
+
+static uint64_t fnv(const void *p, size_t n) {
+    const unsigned char *c = p;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 1099511628211ull;
+    return h;
+}
+
+static void *seq_run_main(void *arg) {
+    seq_run *r = arg;
+    const int V = qvl_cuda_model_config(r->m)->text.vocab_size;
+    if (r->go) pthread_barrier_wait(r->go);
+    r->rc = 0;
+    int next = qvl_cuda_prefill(r->m, r->prompt, TWO_PROMPT);
+    for (int t = 0; t < TWO_STEPS; t++) {
+        if (next < 0 || qvl_cuda_logits(r->m, r->lg)) {
+            r->rc = -1;
+            break;
+        }
+        r->tok[t] = next;
+        r->hash[t] = fnv(r->lg, (size_t)V * sizeof(float));
+        if (t + 1 < TWO_STEPS) next = qvl_cuda_decode(r->m, next);
+    }
+    return NULL;
+}
+
+TEST(gpu_two_engines_one_sequence) {
+    if (!have_gpu()) return;
+    seq_run alone[2], both[2];
+    qvl_cuda_model *m[2] = {NULL, NULL};
+    for (int e = 0; e < 2; e++) {
+        qvl_cuda_opts o = {.max_model_len = TWO_PROMPT + TWO_STEPS + 8, .max_pixels = 1 << 20};
+        qvl_tuning_from_env(&o.tuning);
+        if (!(m[e] = qvl_cuda_model_open(BMODEL, &o))) {
+            test_fail(__FILE__, __LINE__, "open %s: %s", BMODEL, qvl_error());
+            for (int k = 0; k < e; k++) qvl_cuda_model_close(m[k]);
+            return;
+        }
+    }
+    const int V = qvl_cuda_model_config(m[0])->text.vocab_size;
+    for (int e = 0; e < 2; e++) {
+        memset(&alone[e], 0, sizeof alone[e]);
+        alone[e].m = m[e];
+        alone[e].lg = malloc((size_t)V * sizeof(float));
+        uint32_t x = 777u + 1000u * (unsigned)e;   /* different prompts: a mix-up changes the answers */
+        for (int i = 0; i < TWO_PROMPT; i++) x = x * 1664525u + 1013904223u, alone[e].prompt[i] = (int32_t)(x % 20000u);
+        seq_run_main(&alone[e]);   /* alone: one engine at a time */
+        CHECK_INT(alone[e].rc, 0);
+    }
+    int differ = 0, runs = 0;
+    for (int round = 0; round < TWO_ROUNDS; round++) {
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, 2);
+        pthread_t th[2];
+        for (int e = 0; e < 2; e++) {
+            both[e] = alone[e];
+            both[e].lg = malloc((size_t)V * sizeof(float));
+            both[e].go = &go;
+            memset(both[e].tok, 0, sizeof both[e].tok), memset(both[e].hash, 0, sizeof both[e].hash);
+            pthread_create(&th[e], NULL, seq_run_main, &both[e]);
+        }
+        for (int e = 0; e < 2; e++) pthread_join(th[e], NULL);
+        pthread_barrier_destroy(&go);
+        for (int e = 0; e < 2; e++) {
+            CHECK_INT(both[e].rc, 0);
+            runs++;
+            int bad = -1;
+            for (int t = 0; t < TWO_STEPS && bad < 0; t++)
+                if (both[e].tok[t] != alone[e].tok[t] || both[e].hash[t] != alone[e].hash[t]) bad = t;
+            if (bad >= 0) {
+                differ++;
+                test_fail(__FILE__, __LINE__, "round %d engine %d: step %d differs from the engine alone (token %d vs %d)",
+                          round, e, bad, both[e].tok[bad], alone[e].tok[bad]);
+            }
+            free(both[e].lg);
+        }
+    }
+    printf("    two one-sequence engines at once, %d rounds x %d decode steps: %d of %d runs differ from alone\n",
+           TWO_ROUNDS, TWO_STEPS, differ, runs);
+    for (int e = 0; e < 2; e++) free(alone[e].lg), qvl_cuda_model_close(m[e]);
+}
+
+typedef struct {
+    const qvl_backend_ops *ops;
+    qvl_backend *b;
+    heldout *h;
+    int n;
+    run_cfg cfg;
+    int32_t (*tok)[MAX_NEW];
+    int *len;
+    int rc;
+    pthread_barrier_t *go;
+} batch_run;
+
+static void *batch_run_main(void *arg) {
+    batch_run *r = arg;
+    int peak = 0;
+    if (r->go) pthread_barrier_wait(r->go);
+    r->rc = generate(r->ops, r->b, r->h, r->n, &r->cfg, r->tok, r->len, &peak);
+    return NULL;
+}
+
+/* The same through two batched backends: one sequence in flight (every pass picks one row: the
+ * one-row argmax) and 8 in flight; tokens identical to each backend alone. */
+TEST(gpu_two_engines_batched) {
+    if (!have_gpu()) return;
+    const qvl_backend_ops *ops = qvl_cuda_backend_ops();
+    qvl_backend *b[2] = {open_backend(ops, 64, 8, 4096), open_backend(ops, 64, 8, 4096)};
+    CHECK(b[0] != NULL && b[1] != NULL);
+    heldout h;
+    if (!b[0] || !b[1] || load_heldout(&h, ops->config(b[0]), 16)) {
+        for (int e = 0; e < 2; e++) ops->close(b[e]);
+        CHECK(0);
+        return;
+    }
+    const int n = h.n;
+    int differ = 0, runs = 0;
+    for (int flight = 1; flight <= 8; flight += 7) {
+        batch_run alone[2], both[2];
+        for (int e = 0; e < 2; e++) {
+            batch_run r = {ops, b[e], &h, n, {.max_in_flight = flight, .cancel_sample = -1}, NULL, NULL, 0, NULL};
+            r.tok = calloc((size_t)n, sizeof *r.tok), r.len = calloc((size_t)n, sizeof(int));
+            alone[e] = r;
+            batch_run_main(&alone[e]);
+            CHECK_INT(alone[e].rc, 0);
+        }
+        for (int round = 0; round < 2; round++) {
+            pthread_barrier_t go;
+            pthread_barrier_init(&go, NULL, 2);
+            pthread_t th[2];
+            for (int e = 0; e < 2; e++) {
+                both[e] = alone[e];
+                both[e].tok = calloc((size_t)n, sizeof *both[e].tok), both[e].len = calloc((size_t)n, sizeof(int));
+                both[e].go = &go;
+                pthread_create(&th[e], NULL, batch_run_main, &both[e]);
+            }
+            for (int e = 0; e < 2; e++) pthread_join(th[e], NULL);
+            pthread_barrier_destroy(&go);
+            for (int e = 0; e < 2; e++) {
+                CHECK_INT(both[e].rc, 0);
+                runs++;
+                int same = 1;
+                for (int i = 0; i < n; i++) {
+                    same &= both[e].len[i] == alone[e].len[i];
+                    for (int k = 0; k < alone[e].len[i] && k < both[e].len[i]; k++) same &= both[e].tok[i][k] == alone[e].tok[i][k];
+                }
+                if (!same) {
+                    differ++;
+                    test_fail(__FILE__, __LINE__, "%d in flight, round %d, engine %d: tokens differ from the engine alone",
+                              flight, round, e);
+                }
+                free(both[e].tok), free(both[e].len);
+            }
+        }
+        for (int e = 0; e < 2; e++) free(alone[e].tok), free(alone[e].len);
+    }
+    printf("    two batched engines at once (1 and 8 in flight, %d samples): %d of %d runs differ from alone\n", n, differ,
+           runs);
+    free_heldout(&h);
+    for (int e = 0; e < 2; e++) ops->close(b[e]);
 }

@@ -270,10 +270,12 @@ TEST(gpu_quant_fixture_parity) {
     }
 }
 
-/* FP8 (KNOWN GAP, as on the CPU: tests/test_quant.c quant_fixture_fp8_forward_known_gap): the FP8
- * products match the CPU reference path within 5.2e-3 (gpu_quant_products runs the fp8 fixture
- * too), but the text stages miss the fixture's reference by 6.5e-2..9.6e-2 relative L2 on an H100
- * (2026-12-05), the same size as the CPU's gap; this bar records that state, greedy not asserted. */
+/* FP8: the FP8 products match the CPU reference path within 5.2e-3 (gpu_quant_products runs the fp8
+ * fixture too), but the text stages miss the fixture's float32 reference by 6.5e-2..9.6e-2 relative
+ * L2 on an H100 (2026-12-05). That is the BF16 activations, not a mismatch (docs/model.md 7.4): each
+ * packed Linear rounds its input to e4m3 codes, and bf16 noise moves codes by whole e4m3 steps; on
+ * the CPU, rounding only those inputs to bf16 gives 3e-2..1.3e-1 for FP8 against 2e-3..9e-3 for int4.
+ * The bar allows that, greedy not asserted. */
 TEST(gpu_quant_fp8_fixture_known_gap) {
     if (!have_gpu()) return;
     quant_case("fp8", "img", 0.15, 0);

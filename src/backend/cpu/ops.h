@@ -32,6 +32,9 @@ void qvl_cpu_matmul_q(qvl_pool *pool, float *y, const float *x, const struct qvl
 void qvl_cpu_layernorm(qvl_pool *pool, float *y, const float *x, const float *w, const float *b, int rows, int dim,
                        float eps);
 void qvl_cpu_rmsnorm(qvl_pool *pool, float *y, const float *x, const float *w, int rows, int dim, float eps);
+/* torch's CPU float32 sum of x[0..n) (of x[i]^2 each rounded to float32 when square), in the order of
+ * its AVX-512 reduction kernel: the value x.sum(-1) / x.pow(2).sum(-1) gives on a contiguous row. */
+float qvl_cpu_torch_sum(const float *x, int n, int square);
 
 void qvl_cpu_gelu_tanh(qvl_pool *pool, float *x, size_t n);          /* gelu_pytorch_tanh (vision block MLP) */
 void qvl_cpu_gelu_erf(qvl_pool *pool, float *x, size_t n);           /* nn.GELU() exact (patch mergers) */

@@ -3,6 +3,7 @@
  * with an online F32 softmax; memory does not grow with n_q x n_kv. Decoding (few rows) splits the
  * keys over several blocks and merges their partial results (flash-decoding). 256 threads: thread
  * t owns row t/8 and, within it, keys t%8 + 8k of a tile and output dims t%8 + 8k. */
+#include <atomic>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -331,10 +332,12 @@ static void launch_tc(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q,
     /* 128 query rows per block where the registers allow two blocks per SM (head size <= 64). */
     constexpr int NW = HDP <= 64 ? 8 : 4;
     constexpr size_t smem = (size_t)4 * TK * (HDP + 8) * sizeof(bf16);
-    static int attr_set = 0; /* above 48 KiB dynamic shared memory must be opted into */
-    if (!attr_set) {
+    /* above 48 KiB dynamic shared memory must be opted into: once per process (the attribute is the
+     * function's), atomically since two engines may launch from two threads */
+    static std::atomic<int> attr_set{0};
+    if (!attr_set.load(std::memory_order_acquire)) {
         cudaFuncSetAttribute(k_attention_fa<HDP, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        attr_set = 1;
+        attr_set.store(1, std::memory_order_release);
     }
     dim3 grid((n_q * group + 16 * NW - 1) / (16 * NW), Hkv);
     k_attention_fa<HDP, NW><<<grid, NW * 32, smem, st>>>(out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv,
@@ -410,17 +413,18 @@ static __device__ __forceinline__ void load_dims(float *dst, const bf16 *src) {
 }
 
 /* Fused combine (QVL_DEC_FUSED, default on): the last split block of each KV head to finish
- * (counted in dec_count[g], reset by that block so the decode graph replays it) merges the splits'
- * partials into out itself, with k_attention_combine's arithmetic in its order, instead of a second
- * kernel. out == NULL: partials only (k_attention_combine follows). */
-enum { DEC_MAX_KV = 64 };
-static __device__ unsigned dec_count[DEC_MAX_KV];
+ * (counted in dec_count[g] of the caller's qvl_sync, reset by that block so the decode graph
+ * replays it) merges the splits' partials into out itself, with k_attention_combine's arithmetic
+ * in its order, instead of a second kernel. out == NULL: partials only (k_attention_combine
+ * follows). */
+enum { DEC_MAX_KV = QVL_SYNC_DEC_KV };
 
 template <int E>
 static __global__ void __launch_bounds__(DEC_W * 32) k_attention_dec(const bf16 *q, int q_stride, const bf16 *k,
                                                                      const bf16 *v, int kv_stride, int group, float scale_log2,
                                                                      int splits, float *partial, const int32_t *step,
-                                                                     bf16 *out, int out_stride) {
+                                                                     bf16 *out, int out_stride,
+                                                                     unsigned *dec_count) {
     enum { HD = 32 * E };
     __shared__ float sm_ml[DEC_W][DEC_MAX_GROUP][2];
     __shared__ float sm_o[DEC_W][DEC_MAX_GROUP][HD];
@@ -535,20 +539,22 @@ static __global__ void __launch_bounds__(DEC_W * 32) k_attention_dec(const bf16 
 }
 
 void qvl_attention_decode(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
-                          const bf16 *v, int kv_stride, int Hq, int Hkv, int hd, const int32_t *step, float *partial) {
+                          const bf16 *v, int kv_stride, int Hq, int Hkv, int hd, const int32_t *step, float *partial,
+                          qvl_sync *sync) {
     int group = Hq / Hkv, splits = (2 * 132 + Hkv - 1) / Hkv;
     if (splits > QVL_ATT_MAX_SPLITS) splits = QVL_ATT_MAX_SPLITS;
     const float scale_log2 = 1.0f / sqrtf((float)hd) * 1.4426950408889634f;
     if (group <= DEC_MAX_GROUP && (hd == 32 || hd == 64 || hd == 128)) {
         dim3 grid(Hkv, splits);
         /* the fused combine writes out rows as [head][hd] of the one query token */
-        bf16 *fo = Hkv <= DEC_MAX_KV ? out : NULL;
+        bf16 *fo = Hkv <= DEC_MAX_KV && sync ? out : NULL;
+        unsigned *cnt = sync ? sync->dec_count : NULL;
         if (hd == 128)
-            k_attention_dec<4><<<grid, DEC_W * 32, 0, st>>>(q, q_stride, k, v, kv_stride, group, scale_log2, splits, partial, step, fo, out_stride);
+            k_attention_dec<4><<<grid, DEC_W * 32, 0, st>>>(q, q_stride, k, v, kv_stride, group, scale_log2, splits, partial, step, fo, out_stride, cnt);
         else if (hd == 64)
-            k_attention_dec<2><<<grid, DEC_W * 32, 0, st>>>(q, q_stride, k, v, kv_stride, group, scale_log2, splits, partial, step, fo, out_stride);
+            k_attention_dec<2><<<grid, DEC_W * 32, 0, st>>>(q, q_stride, k, v, kv_stride, group, scale_log2, splits, partial, step, fo, out_stride, cnt);
         else
-            k_attention_dec<1><<<grid, DEC_W * 32, 0, st>>>(q, q_stride, k, v, kv_stride, group, scale_log2, splits, partial, step, fo, out_stride);
+            k_attention_dec<1><<<grid, DEC_W * 32, 0, st>>>(q, q_stride, k, v, kv_stride, group, scale_log2, splits, partial, step, fo, out_stride, cnt);
         if (fo) return;
     } else {
         dim3 grid(1, Hkv, splits);

@@ -10,6 +10,7 @@
  * the canonical K-major layout for K (keys = N, dims = K) and the canonical MN-major layout for V
  * (keys = K, dims = N, transpose bit set). Tiles arrive by cp.async, double buffered. All threads
  * load; the warpgroups of a block share each K/V tile. */
+#include <atomic>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -339,10 +340,12 @@ static void launch_wg(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q,
                       const bf16 *v, int kv_stride, int n_q, int n_kv, int group, int Hkv, int hd, int causal_pos0,
                       float scale_log2) {
     constexpr int smem = 2 * NST * ((HDP + 63) / 64) * TK * 128 + 1024;
-    static int attr_set = 0; /* above 48 KiB dynamic shared memory must be opted into */
-    if (!attr_set) {
+    /* above 48 KiB dynamic shared memory must be opted into: once per process (the attribute is the
+     * function's), atomically since two engines may launch from two threads */
+    static std::atomic<int> attr_set{0};
+    if (!attr_set.load(std::memory_order_acquire)) {
         cudaFuncSetAttribute(k_attention_wg<HDP, TK, NWG, MINB, NST>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-        attr_set = 1;
+        attr_set.store(1, std::memory_order_release);
     }
     dim3 grid((n_q * group + 64 * NWG - 1) / (64 * NWG), Hkv);
     k_attention_wg<HDP, TK, NWG, MINB, NST><<<grid, NWG * 128, smem, st>>>(
@@ -351,15 +354,17 @@ static void launch_wg(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q,
 
 int qvl_attention_sm90_available(void) {
 #ifdef QVL_SM90A
-    static int avail = -1;
-    if (avail < 0) {
+    static std::atomic<int> avail{-1}; /* the same answer from every thread: a race only computes it twice */
+    int a = avail.load(std::memory_order_relaxed);
+    if (a < 0) {
         int dev = 0, major = 0, minor = 0;
-        avail = cudaGetDevice(&dev) == cudaSuccess &&
-                cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-                cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 &&
-                minor == 0;
+        a = cudaGetDevice(&dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 &&
+            minor == 0;
+        avail.store(a, std::memory_order_relaxed);
     }
-    return avail;
+    return a;
 #else
     return 0; /* the Makefile defines QVL_SM90A together with the sm_90a target */
 #endif

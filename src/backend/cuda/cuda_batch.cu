@@ -520,7 +520,7 @@ extern "C" int qvl_cuda_batch_run(qvl_cuda_batch *b, const qvl_batch *bt, int32_
     }
     if (n_pick) {
         int32_t *d_picked = mm->batch_in + off_picked(b), *d_last = mm->batch_in + off_last(b);
-        qvl_k_argmax(st, d_picked, mm->logits, n_pick, b->V);
+        qvl_k_argmax(st, d_picked, mm->logits, n_pick, b->V, mm->sync);
         for (int j = 0; j < n_pick; j++) {
             slot_t *sl = &b->slots[pick_seq[j]];
             if (!sl->picking) continue;

@@ -546,10 +546,7 @@ static __global__ void k_argmax(int32_t *out, const bf16 *logits, int V) {
  * its best (value, id) of a grid-strided share, the last block to finish (atomic counter, reset by
  * that block, so a graph replays it) reduces them in block order with the same rule. The winner is
  * the unique maximum of (value, then lowest id), so the split changes nothing. */
-enum { AM_BLOCKS = 132, AM_THREADS = 256 };
-static __device__ float am_val[AM_BLOCKS];
-static __device__ int am_id[AM_BLOCKS];
-static __device__ unsigned am_count;
+enum { AM_BLOCKS = QVL_SYNC_AM_BLOCKS, AM_THREADS = 256 };
 static __device__ __forceinline__ void warp_best(float *bv, int *bi) {
     for (int o = 16; o; o >>= 1) {
         float ov = __shfl_xor_sync(0xffffffffu, *bv, o);
@@ -557,7 +554,10 @@ static __device__ __forceinline__ void warp_best(float *bv, int *bi) {
         better(ov, oi, bv, bi);
     }
 }
-static __global__ void __launch_bounds__(AM_THREADS) k_argmax_multi(int32_t *out, const bf16 *logits, int V) {
+static __global__ void __launch_bounds__(AM_THREADS) k_argmax_multi(int32_t *out, const bf16 *logits, int V, qvl_sync *sync) {
+    float *am_val = sync->am_val;
+    int *am_id = sync->am_id;
+    unsigned *am_count = &sync->am_count;
     __shared__ float sv[AM_THREADS / 32];
     __shared__ int si[AM_THREADS / 32];
     __shared__ bool last;
@@ -572,7 +572,7 @@ static __global__ void __launch_bounds__(AM_THREADS) k_argmax_multi(int32_t *out
         for (int k = 1; k < AM_THREADS / 32; k++) better(sv[k], si[k], &bv, &bi);
         am_val[blockIdx.x] = bv, am_id[blockIdx.x] = bi;
         __threadfence();
-        last = atomicAdd(&am_count, 1u) == AM_BLOCKS - 1;
+        last = atomicAdd(am_count, 1u) == AM_BLOCKS - 1;
     }
     __syncthreads();
     if (!last) return;
@@ -586,12 +586,12 @@ static __global__ void __launch_bounds__(AM_THREADS) k_argmax_multi(int32_t *out
     if (threadIdx.x == 0) {
         for (int k = 1; k < AM_THREADS / 32; k++) better(sv[k], si[k], &bv, &bi);
         out[0] = bi == 0x7fffffff ? 0 : bi;
-        am_count = 0;
+        *am_count = 0;
     }
 }
-void qvl_k_argmax(cudaStream_t st, int32_t *out, const bf16 *logits, int rows, int V) {
-    if (rows == 1) /* the many-block kernel: bench/results/2026-11-26-cuda-backend-h100 (decode 13.41 -> 13.21 ms) */
-        k_argmax_multi<<<AM_BLOCKS, AM_THREADS, 0, st>>>(out, logits, V);
+void qvl_k_argmax(cudaStream_t st, int32_t *out, const bf16 *logits, int rows, int V, qvl_sync *sync) {
+    if (rows == 1 && sync) /* the many-block kernel: bench/results/2026-11-26-cuda-backend-h100 (decode 13.41 -> 13.21 ms) */
+        k_argmax_multi<<<AM_BLOCKS, AM_THREADS, 0, st>>>(out, logits, V, sync);
     else if (rows)
         k_argmax<<<rows, 1024, 0, st>>>(out, logits, V);
 }

@@ -150,6 +150,7 @@ static void *buffer_slot(qvl_cuda_model *m, int id, void ***slot) {
     case QVL_BUF_STEP: *slot = (void **)&m->d_step; break;
     case QVL_BUF_ATT_PARTIAL: *slot = (void **)&m->att_partial; break;
     case QVL_BUF_GEMM_WS: *slot = (void **)&m->gemm_ws; break;
+    case QVL_BUF_SYNC: *slot = (void **)&m->sync; break;
     case QVL_BUF_PICK_STATE: *slot = (void **)&m->pick_state; break;
     case QVL_BUF_PICK_FLAGS: *slot = (void **)&m->pick_flags; break;
     case QVL_BUF_PICK_WORK: *slot = (void **)&m->pick_work; break;
@@ -397,6 +398,12 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
         bump real = {m->arena, 0};
         layout_weights(m, &real);
         if (layout_buffers(m, &real)) goto fail;
+        static_assert(sizeof(qvl_sync) <= QVL_PLAN_SYNC_BYTES, "the plan's QVL_BUF_SYNC holds qvl_sync");
+        /* (the legacy stream: done before the model's own non-blocking stream ever runs) */
+        if (cudaMemset(m->sync, 0, sizeof(qvl_sync)) != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess) {
+            qvl_errorf("cuda: cannot clear the kernel counters");
+            goto fail;
+        }
         if (cudaStreamCreateWithFlags(&m->st, cudaStreamNonBlocking) != cudaSuccess ||
             !(m->gemm = qvl_gemm_new(m->gemm_ws, GEMM_WS, m->tuning.gemv_variant))) {
             qvl_errorf("cuda: cannot create the stream or the cuBLASLt handle");
@@ -697,7 +704,7 @@ static int text_forward(qvl_cuda_model *m, const int32_t *ids, int n, int p0, co
         qvl_k_qk_norm_rope(s, &rd, m->qkv, qkvd, kc, vc, m->qkv, L->q_norm, L->k_norm, m->txt_inv_freq, n, p0, pos,
                            pos_stride, p0 + m->rope_delta, step);
         if (step)
-            qvl_attention_decode(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, Hq, Hkv, hd, step, m->att_partial);
+            qvl_attention_decode(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, Hq, Hkv, hd, step, m->att_partial, m->sync);
         else
             qvl_attention(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, n, p0 + n, Hq, Hkv, hd, p0, m->att_partial,
                           m->tuning.attention - 1);
@@ -738,7 +745,7 @@ static int lm_head(qvl_cuda_model *m, const bf16 *x) {
         qvl_k_pick(m->st, m->d_next, m->logits, t->vocab_size, m->pick_state, m->pick_flags, m->pick_work,
                    m->pick_uniforms, m->pick_mode == 2, 1);
     else
-        qvl_k_argmax(m->st, m->d_next, m->logits, 1, t->vocab_size);
+        qvl_k_argmax(m->st, m->d_next, m->logits, 1, t->vocab_size, m->sync);
     return 0;
 }
 
@@ -759,7 +766,7 @@ static int decode_forward(qvl_cuda_model *m, const int32_t *ids, const int32_t *
         G(qvl_gemv(m->gemm, s, m->qkv, m->x, L->qkv_w, D, qkvd, QVL_GEMV_RMSNORM, L->in_norm, eps, 0));
         qvl_k_qk_norm_rope(s, &rd, m->qkv, qkvd, kc, vc, m->qkv, L->q_norm, L->k_norm, m->txt_inv_freq, 1, 0, NULL, 0,
                            0, step);
-        qvl_attention_decode(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, Hq, Hkv, hd, step, m->att_partial);
+        qvl_attention_decode(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, Hq, Hkv, hd, step, m->att_partial, m->sync);
         G(qvl_gemv(m->gemm, s, m->x, m->att, L->o_w, qdim, D, QVL_GEMV_PLAIN, NULL, eps, 1));
         G(qvl_gemv(m->gemm, s, m->gu, m->x, L->gu_w, D, 2 * I, QVL_GEMV_RMSNORM, L->post_norm, eps, 0));
         G(qvl_gemv(m->gemm, s, m->x, m->gu, L->down_w, I, D, QVL_GEMV_SWIGLU, NULL, eps, 1));

@@ -61,6 +61,7 @@ struct qvl_cuda_model {
     int pick_mode;                   /* what lm_head enqueues: 0 argmax, 1 pick, 2 mark the input id + pick */
     qvl_pick_state h_pick;
     float *att_partial;
+    qvl_sync *sync;                  /* this model's kernel counters (QVL_BUF_SYNC; zeroed at open) */
     void *gemm_ws;
     /* host state */
     int n_images, img_tokens, grids[MAX_IMAGES][3];

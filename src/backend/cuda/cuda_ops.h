@@ -12,6 +12,19 @@
 
 typedef __nv_bfloat16 bf16;
 
+/* Device state of the kernels whose last block to finish merges the other blocks' work (decode
+ * attention's fused combine, the one-row argmax): the finished-block counters and the argmax's
+ * per-block bests. Each model (and each stream of a test) owns one, zeroed once (the memory plan's
+ * QVL_BUF_SYNC); the last block resets the counters it used, so a captured graph replays. Launches
+ * that may overlap (two streams, two engines) must not share one. */
+enum { QVL_SYNC_DEC_KV = 64, QVL_SYNC_AM_BLOCKS = 132 };
+typedef struct {
+    unsigned dec_count[QVL_SYNC_DEC_KV];   /* per KV head: split blocks of qvl_attention_decode done */
+    float am_val[QVL_SYNC_AM_BLOCKS];      /* qvl_k_argmax, one row: each block's best value and id */
+    int am_id[QVL_SYNC_AM_BLOCKS];
+    unsigned am_count;                     /* its blocks done */
+} qvl_sync;
+
 /* ---- GEMM (cuda_gemm.cu): y[M,N] = x[M,K] @ w[N,K]^T (+ b[N]), BF16 in/out, F32 accumulate,
  * bias added in F32 in the epilogue (one rounding). ldx/ldy: row strides of x/y in elements. */
 typedef struct qvl_gemm qvl_gemm;
@@ -68,7 +81,8 @@ void qvl_attention(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, in
  * index step[0]); the key range is split a fixed number of ways (chosen from max_kv) so the launch
  * does not depend on the length, for CUDA graphs. */
 void qvl_attention_decode(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride, const bf16 *k,
-                          const bf16 *v, int kv_stride, int Hq, int Hkv, int hd, const int32_t *step, float *partial);
+                          const bf16 *v, int kv_stride, int Hq, int Hkv, int hd, const int32_t *step, float *partial,
+                          qvl_sync *sync);
 
 /* ---- elementwise and row kernels (cuda_kernels.cu) */
 /* RMSNorm, SwiGLU and vision rotary have a vectorised kernel (16-byte accesses, row in registers)
@@ -155,8 +169,9 @@ void qvl_k_embed(cudaStream_t st, bf16 *x, const bf16 *embed, const int32_t *ids
                  const bf16 *img, int n, int D);
 /* x[i] = bf16(x[i] + ds[vis_row[i]]) for image rows. */
 void qvl_k_deepstack_add(cudaStream_t st, bf16 *x, const int32_t *vis_row, const bf16 *ds, int n, int D);
-/* out[r] = argmax of row r of logits [rows, V] (bf16 values; lowest id on ties). */
-void qvl_k_argmax(cudaStream_t st, int32_t *out, const bf16 *logits, int rows, int V);
+/* out[r] = argmax of row r of logits [rows, V] (bf16 values; lowest id on ties). One row runs over
+ * many blocks and merges in sync (the caller's own, see qvl_sync). */
+void qvl_k_argmax(cudaStream_t st, int32_t *out, const bf16 *logits, int rows, int V, qvl_sync *sync);
 
 /* ---- next-token picking (cuda_sample.cu): engine/sampler.c's semantics on the device ---- */
 extern "C" {
