@@ -778,6 +778,8 @@ TEST(gpu_batch_kv_fp8) {
     CHECK(blocks16 < 128L * 64 / 2);
     CHECK(a->kv_blocks >= 1.9 * blocks16);
     ops->close(p8);
+}
+
 /* ---- two engines in one process (issue 13: no process-wide device state) ----
  * The kernels whose last block to finish merges the others' work (decode attention's fused
  * combine, the one-row argmax) count finished blocks in the model's own qvl_sync. Two models run
