@@ -710,6 +710,12 @@ TEST(gpu_batch_kv_fp8) {
            100.0 * same / total);
     CHECK(same >= total * 0.995);
     const int vs_cpu = same_predictions(many, lm, c8, lc, n), vs_bf16 = same_predictions(many, lm, g16, l16, n);
+    for (int i = 0; verbose() && i < n; i++)
+        if (same_predictions(many + i, lm + i, c8 + i, lc + i, 1) == 0) {
+            char *a = qvl_tokenizer_decode(h.tok, many[i], (size_t)lm[i], 1), *c = qvl_tokenizer_decode(h.tok, c8[i], (size_t)lc[i], 1);
+            fprintf(stderr, "    sample %ld: CUDA fp8 KV \"%s\", CPU fp8 KV \"%s\"\n", h.s[i].index, a, c);
+            free(a), free(c);
+        }
     int ttotal, tsame = count_same(many, lm, c8, lc, n, &ttotal);
     printf("    fp8 KV, CUDA vs the CPU backend's fp8 KV: %d of %d predictions identical (bar 97%%; %d of %d tokens)\n",
            vs_cpu, n, tsame, ttotal);
