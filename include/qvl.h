@@ -92,8 +92,8 @@ typedef struct {
     int max_queue;            /* waiting requests at most (qvl_submit fails with QVL_ERR_QUEUE_FULL
                                  beyond it); <= 0 = no limit */
     int kv_dtype;             /* QVL_KV_BF16 (default: BF16 on CUDA, the reference's float32 on the CPU) or
-                                 QVL_KV_FP8 (e4m3, per-tensor scale 1.0 as vLLM's kv_cache_dtype="fp8"; the CPU
-                                 backend only for now: on CUDA qvl_engine_open fails, QVL_ERR_UNSUPPORTED) */
+                                 QVL_KV_FP8 (e4m3, per-tensor scale 1.0 as vLLM's kv_cache_dtype="fp8"; both
+                                 backends) */
     qvl_tuning tuning;        /* CUDA kernel choices; qvl_tuning_default() */
     int kv_blocks;            /* > 0: at most this many KV blocks (of 64 tokens) in the pool, e.g. to run
                                  with a pool that fits one sequence; <= 0 = from the memory plan */

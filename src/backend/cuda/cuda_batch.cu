@@ -400,17 +400,32 @@ static int forward(qvl_cuda_batch *b, int n, const chunk_t *chunks, int n_chunks
     int normed = 0; /* m->y already holds this layer's input norm (fused into the last residual add) */
     for (int l = 0; l < t->num_layers; l++) {
         const tlayer *L = &m->tl[l];
-        bf16 *kc = m->k_cache + (size_t)l * layer_rows * kv, *vc = m->v_cache + (size_t)l * layer_rows * kv;
+        /* the layer's pool: BF16 elements, or e4m3 bytes (--kv-dtype fp8) */
+        const size_t layer_off = (size_t)l * layer_rows * kv;
+        bf16 *kc = m->k_cache + layer_off, *vc = m->v_cache + layer_off;
+        uint8_t *kc8 = (uint8_t *)m->k_cache + layer_off, *vc8 = (uint8_t *)m->v_cache + layer_off;
         if (!normed) qvl_k_rmsnorm(s, m->y, m->x, L->in_norm, n, D, eps);
         G(qvl_cuda_lin(m, s, m->qkv, qkvd, m->y, D, L->qkv_w, NULL, n, D, qkvd));
-        qvl_k_qk_norm_rope_slots(s, &rd, m->qkv, qkvd, kc, vc, m->qkv, L->q_norm, L->k_norm, m->txt_inv_freq, n, pos, n,
-                                 slot);
-        qvl_attention_paged(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, single, n_single, seq, kvlen, tables, b->bps,
-                            b->block, Hq, Hkv, hd, splits, m->att_partial);
+        if (m->kv_fp8) {
+            qvl_k_qk_norm_rope_slots_fp8(s, &rd, m->qkv, qkvd, kc8, vc8, m->qkv, L->q_norm, L->k_norm, m->txt_inv_freq, n,
+                                         pos, n, slot);
+            qvl_attention_paged_fp8(s, m->att, qdim, m->qkv, qkvd, kc8, vc8, kv, single, n_single, seq, kvlen, tables,
+                                    b->bps, b->block, Hq, Hkv, hd, splits, m->att_partial);
+        } else {
+            qvl_k_qk_norm_rope_slots(s, &rd, m->qkv, qkvd, kc, vc, m->qkv, L->q_norm, L->k_norm, m->txt_inv_freq, n, pos,
+                                     n, slot);
+            qvl_attention_paged(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, single, n_single, seq, kvlen, tables, b->bps,
+                                b->block, Hq, Hkv, hd, splits, m->att_partial);
+        }
         for (int c = 0; c < n_chunks; c++) {
             const chunk_t *ch = &chunks[c];
             const int n_kv = ch->p0 + ch->n;
-            qvl_k_kv_gather(s, m->gather_k, m->gather_v, kc, vc, kv, tables + (size_t)ch->seq * b->bps, b->block, n_kv);
+            /* the sequence's keys as BF16 rows (FP8: upcast, exact), then flash attention as for BF16 */
+            if (m->kv_fp8)
+                qvl_k_kv_gather_fp8(s, m->gather_k, m->gather_v, kc8, vc8, kv, tables + (size_t)ch->seq * b->bps, b->block,
+                                    n_kv);
+            else
+                qvl_k_kv_gather(s, m->gather_k, m->gather_v, kc, vc, kv, tables + (size_t)ch->seq * b->bps, b->block, n_kv);
             qvl_attention(s, m->att + (size_t)ch->r0 * qdim, qdim, m->qkv + (size_t)ch->r0 * qkvd, qkvd, m->gather_k,
                           m->gather_v, kv, ch->n, n_kv, Hq, Hkv, hd, ch->p0, NULL, m->tuning.attention - 1);
         }
