@@ -64,7 +64,12 @@ typedef struct {
     int gemv_variant;     /* decode one-row products: 0 the variant timed fastest at open; 1..5 that
                              variant for every shape (variants sum in different orders). QVL_GEMV_PICK */
     int no_cuda_graphs;   /* 1: decode steps launched kernel by kernel instead of replayed from a
-                             captured graph (profilers' per-kernel view). QVL_NO_GRAPH */
+                             captured graph (profilers' per-kernel view; also turns decode_graphs off).
+                             QVL_NO_GRAPH */
+    int decode_graphs;    /* batched backend: decode-only steps replayed from CUDA graphs captured per
+                             batch-size bucket (1, 2, 4, ... up to the slots). 0 the backend's default
+                             (off until measured on a GPU), 1 on, -1 off; bit-identical results either
+                             way. QVL_DECODE_GRAPHS=1 / 0 */
     const char *dump_dir; /* parity: every stage's activations written as DIR/<name>.npy (float32,
                              tests/fixtures/tiny/ref names); NULL: none. QVL_DUMP */
 } qvl_tuning;
@@ -87,8 +92,8 @@ typedef struct {
     int max_queue;            /* waiting requests at most (qvl_submit fails with QVL_ERR_QUEUE_FULL
                                  beyond it); <= 0 = no limit */
     int kv_dtype;             /* QVL_KV_BF16 (default: BF16 on CUDA, the reference's float32 on the CPU) or
-                                 QVL_KV_FP8 (e4m3, per-tensor scale 1.0 as vLLM's kv_cache_dtype="fp8"; the CPU
-                                 backend only for now: on CUDA qvl_engine_open fails, QVL_ERR_UNSUPPORTED) */
+                                 QVL_KV_FP8 (e4m3, per-tensor scale 1.0 as vLLM's kv_cache_dtype="fp8"; both
+                                 backends) */
     qvl_tuning tuning;        /* CUDA kernel choices; qvl_tuning_default() */
     int kv_blocks;            /* > 0: at most this many KV blocks (of 64 tokens) in the pool, e.g. to run
                                  with a pool that fits one sequence; <= 0 = from the memory plan */

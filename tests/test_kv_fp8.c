@@ -159,15 +159,18 @@ TEST(kv_fp8_plan_halves_kv_bytes) {
     CHECK_NEAR(b16.vision_activations, f8.vision_activations, 0);
 }
 
-/* `--device cuda --kv-dtype fp8` is refused before anything loads, on every command that runs a
- * model, and by the library; unknown types are refused by name. */
-TEST(kv_fp8_refused_on_cuda) {
-    const char *cmds[] = {"run --prompt hi", "eval --data tests/fixtures/tiny-ocr-heldout/OCRBench.json", "serve"};
-    for (int i = 0; i < 3; i++) {
+/* `--device cuda --kv-dtype fp8` is no longer refused up front (the CUDA backend's paged kernels read
+ * e4m3: tests/gpu gpu_batch_kv_fp8): whatever stops it here (no GPU, no CUDA build) is not the KV
+ * type, on every command that runs a model and in the library; unknown types are refused by name. */
+TEST(kv_fp8_not_refused_on_cuda) {
+    char out[600];
+    snprintf(out, sizeof out, "%s/kvfp8-cuda.jsonl", test_tmpdir());
+    const char *cmds[] = {"run --prompt hi", "eval --data tests/fixtures/tiny-ocr-heldout/OCRBench.json --limit 1 --overwrite --out"};
+    for (int i = 0; i < 2; i++) {
         char *err = NULL;
-        CHECK_INT(test_qvl(NULL, &err, "%s --model models/qvl-tiny-ocr --device cuda --kv-dtype fp8", cmds[i]), 2);
-        CHECK_CONTAINS(err, "--kv-dtype fp8 is not available on the CUDA backend yet");
-        CHECK(err && strchr(err, '\n') == err + strlen(err) - 1);   /* one line */
+        test_qvl(NULL, &err, "%s%s%s --model models/qvl-tiny-ocr --max-new-tokens 2 --device cuda --kv-dtype fp8", cmds[i],
+                 i ? " " : "", i ? out : "");
+        CHECK(!err || !strstr(err, "kv-dtype"));
         free(err);
     }
     char *err = NULL;
@@ -179,9 +182,9 @@ TEST(kv_fp8_refused_on_cuda) {
     o.model_dir = "models/qvl-tiny-ocr";
     o.device = QVL_DEVICE_CUDA;
     o.kv_dtype = QVL_KV_FP8;
-    CHECK(qvl_engine_open(&o) == NULL);
-    CHECK_INT(qvl_last_error_code(), QVL_ERR_UNSUPPORTED);
-    CHECK_STR(qvl_last_error(), "--kv-dtype fp8 is not available on the CUDA backend yet (use --device cpu)");
+    qvl_engine *e = qvl_engine_open(&o);
+    if (e) qvl_engine_close(e);
+    else CHECK(!strstr(qvl_last_error(), "kv-dtype"));
     o.device = QVL_DEVICE_CPU;
     o.kv_dtype = 7;
     CHECK(qvl_engine_open(&o) == NULL);

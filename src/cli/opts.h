@@ -44,7 +44,7 @@ typedef struct {
     {"min-pixels", OPT_LONG, &(c).min_pixels, "N", "minimum image area after resize"},                 \
     {"max-pixels", OPT_LONG, &(c).max_pixels, "N", "maximum image area after resize"},                 \
     {"max-image-tokens", OPT_LONG, &(c).max_image_tokens, "N", "cap tokens per image (max-pixels = N*1024)"}, \
-    {"kv-dtype", OPT_STR, &(c).kv_dtype, "bf16|fp8", "KV cache type: bf16 (default) or fp8 (e4m3; not on CUDA yet)"}
+    {"kv-dtype", OPT_STR, &(c).kv_dtype, "bf16|fp8", "KV cache type: bf16 (default) or fp8 (e4m3, scale 1.0)"}
 
 /* CPU threads for a --threads request (0: all cores): above 4x the cores it is capped there, with a
  * one-line warning on stderr (more threads than that only slow the CPU path down). */

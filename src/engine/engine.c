@@ -79,12 +79,6 @@ static qvl_engine *open_fail(qvl_engine *e) {
     return NULL;
 }
 
-static qvl_engine *fp8_kv_on_cuda(qvl_engine *e) {
-    qvl_errorf("--kv-dtype fp8 is not available on the CUDA backend yet (use --device cpu)");
-    qvl_error_set_kind(QVL_ERR_UNSUPPORTED);
-    return open_fail(e);
-}
-
 qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
     qvl_engine_opts o = opts ? *opts : qvl_engine_opts_default();
     if (!o.model_dir || !o.model_dir[0]) {
@@ -119,11 +113,8 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
         qvl_error_set_kind(QVL_ERR_INPUT);
         return open_fail(e);
     }
-    /* The CUDA kernels read a BF16 KV cache only: an FP8 one is refused before anything loads, whether
-     * CUDA was asked for or --device auto found a GPU. */
-    if (o.kv_dtype == QVL_KV_FP8 && o.device == QVL_DEVICE_CUDA) return fp8_kv_on_cuda(e);
+    /* Both backends run an FP8 KV cache (cpu: kv_fp8.c; cuda: the paged kernels, cuda_kv_fp8.cuh). */
     if (!(e->ops = choose_backend(o.device))) return open_fail(e);
-    if (o.kv_dtype == QVL_KV_FP8 && strcmp(e->ops->name, "cpu") != 0) return fp8_kv_on_cuda(e);
 
     /* The context and the pixel limits come from the checkpoint's config and the options, before
      * the backend plans its memory for them. */

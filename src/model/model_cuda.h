@@ -22,7 +22,7 @@ typedef struct {
     int prefill_chunk;    /* tokens per prefill step; <= 0: QVL_PLAN_PREFILL_CHUNK */
     long max_image_tokens;/* > 0: vision activations for exactly this many image tokens (the data's largest;
                              qvl_plan_inputs.max_image_tokens), else from max_pixels */
-    int kv_dtype;         /* QVL_PLAN_KV_BF16 (0); QVL_PLAN_KV_FP8 is planned but not run yet: refused */
+    int kv_dtype;         /* QVL_PLAN_KV_BF16 (0) or QVL_PLAN_KV_FP8 (e4m3 pool; batched only, refused otherwise) */
     int vision_mlp_chunk; /* patches per vision MLP chunk; <= 0: QVL_PLAN_VISION_MLP_CHUNK */
     qvl_tuning tuning;    /* kernel choices (all zeros: the measured best) */
     /* Batched (the backend table of backend/cuda/cuda_backend.c; qvl_cuda_prefill/decode refuse):

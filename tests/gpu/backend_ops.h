@@ -69,6 +69,21 @@ int bo_attention_paged(float *out, const float *q, int q_rows, const float *k_po
 /* qvl_k_kv_gather: keys and values 0..n-1 of the sequence with block table table[n_blocks]. */
 int bo_kv_gather(float *k_dst, float *v_dst, const float *k_pool, const float *v_pool, int pool_rows, int kv,
                  const int32_t *table, int n_blocks, int block, int n);
+/* FP8 KV pool (--kv-dtype fp8; pools of e4m3 bytes): qvl_k_kv_fp8_encode of x[n] into codes[n], and
+ * qvl_k_kv_fp8_decode of the 256 codes into table[256]. */
+int bo_kv_fp8_convert(uint8_t *codes, const float *x, size_t n, float *table);
+/* qvl_attention_paged_fp8 / qvl_k_kv_gather_fp8: as above over byte pools. */
+int bo_attention_paged_fp8(float *out, const float *q, int q_rows, const uint8_t *k_pool, const uint8_t *v_pool,
+                           int pool_rows, const int32_t *rows, int n_rows, const int32_t *seq, const int32_t *kv_len,
+                           int n_seqs, const int32_t *tables, int blocks_per_seq, int block, int Hq, int Hkv, int hd,
+                           int splits);
+int bo_kv_gather_fp8(float *k_dst, float *v_dst, const uint8_t *k_pool, const uint8_t *v_pool, int pool_rows, int kv,
+                     const int32_t *table, int n_blocks, int block, int n);
+/* qvl_k_qk_norm_rope_slots_fp8: as bo_qk_norm_rope with slots, the caches e4m3 bytes (in and out). */
+int bo_qk_norm_rope_fp8(const bo_rope *d, float *q_out, int q_stride, uint8_t *k_cache, uint8_t *v_cache, int cache_rows,
+                        const float *qkv, const float *q_norm, const float *k_norm, const float *inv_freq, int n,
+                        const int32_t *pos, const int32_t *slots);
+
 /* qvl_k_gather_rows: dst[i] = src[rows[i]]. */
 int bo_gather_rows(float *dst, const float *src, int src_rows, const int32_t *rows, int n, int D);
 

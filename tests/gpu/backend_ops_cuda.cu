@@ -359,6 +359,80 @@ int bo_kv_gather(float *k_dst, float *v_dst, const float *k_pool, const float *v
     return finish("kv_gather");
 }
 
+/* ---- FP8 KV pool (cuda_paged.cu, cuda_kernels.cu) ---- */
+static uint8_t *up_u8(const uint8_t *h, size_t n) {
+    uint8_t *d = (uint8_t *)dalloc(n);
+    if (d && h && n) cudaMemcpy(d, h, n, cudaMemcpyHostToDevice);
+    return d;
+}
+
+int bo_kv_fp8_convert(uint8_t *codes, const float *x, size_t n, float *table) {
+    if (setup()) return -1;
+    uint8_t all[256];
+    for (int c = 0; c < 256; c++) all[c] = (uint8_t)c;
+    float *xd = up_f32(x, n), *td = (float *)dalloc(256 * 4);
+    uint8_t *cd = (uint8_t *)dalloc(n), *ad = up_u8(all, 256);
+    NEED(xd && td && cd && ad);
+    qvl_k_kv_fp8_encode(S, cd, xd, n);
+    qvl_k_kv_fp8_decode(S, td, ad, 256);
+    cudaMemcpyAsync(codes, cd, n, cudaMemcpyDeviceToHost, S);
+    cudaMemcpyAsync(table, td, 256 * 4, cudaMemcpyDeviceToHost, S);
+    return finish("kv_fp8_encode/kv_fp8_decode");
+}
+
+int bo_attention_paged_fp8(float *out, const float *q, int q_rows, const uint8_t *k_pool, const uint8_t *v_pool,
+                           int pool_rows, const int32_t *rows, int n_rows, const int32_t *seq, const int32_t *kv_len,
+                           int n_seqs, const int32_t *tables, int blocks_per_seq, int block, int Hq, int Hkv, int hd,
+                           int splits) {
+    if (setup()) return -1;
+    const int qs = Hq * hd, kvs = Hkv * hd;
+    bf16 *qd = up(q, (size_t)q_rows * qs, 0), *od = up(out, (size_t)q_rows * qs, 0);
+    uint8_t *kd = up_u8(k_pool, (size_t)pool_rows * kvs), *vd = up_u8(v_pool, (size_t)pool_rows * kvs);
+    int32_t *rd = up_i32(rows, n_rows), *sd = up_i32(seq, q_rows), *ld = up_i32(kv_len, q_rows);
+    int32_t *td = up_i32(tables, (size_t)n_seqs * blocks_per_seq);
+    float *part = splits > 1 ? (float *)dalloc((size_t)n_rows * Hq * splits * (hd + 2) * 4) : NULL;
+    NEED(qd && kd && vd && od && rd && sd && ld && td && (splits <= 1 || part));
+    qvl_attention_paged_fp8(S, od, qs, qd, qs, kd, vd, kvs, rd, n_rows, sd, ld, td, blocks_per_seq, block, Hq, Hkv, hd,
+                            splits, part);
+    if (cudaStreamSynchronize(S) == cudaSuccess) down(out, od, (size_t)q_rows * qs);
+    return finish("attention_paged_fp8");
+}
+
+int bo_kv_gather_fp8(float *k_dst, float *v_dst, const uint8_t *k_pool, const uint8_t *v_pool, int pool_rows, int kv,
+                     const int32_t *table, int n_blocks, int block, int n) {
+    if (setup()) return -1;
+    uint8_t *kp = up_u8(k_pool, (size_t)pool_rows * kv), *vp = up_u8(v_pool, (size_t)pool_rows * kv);
+    bf16 *kd = up(NULL, (size_t)n * kv, 0), *vd = up(NULL, (size_t)n * kv, 0);
+    int32_t *td = up_i32(table, n_blocks);
+    NEED(kp && vp && kd && vd && td);
+    qvl_k_kv_gather_fp8(S, kd, vd, kp, vp, kv, td, block, n);
+    if (cudaStreamSynchronize(S) == cudaSuccess) down(k_dst, kd, (size_t)n * kv), down(v_dst, vd, (size_t)n * kv);
+    return finish("kv_gather_fp8");
+}
+
+int bo_qk_norm_rope_fp8(const bo_rope *d, float *q_out, int q_stride, uint8_t *k_cache, uint8_t *v_cache, int cache_rows,
+                        const float *qkv, const float *q_norm, const float *k_norm, const float *inv_freq, int n,
+                        const int32_t *pos, const int32_t *slots) {
+    if (setup()) return -1;
+    const int kv = d->Hkv * d->hd, row = d->Hq * d->hd + 2 * kv;
+    qvl_rope_desc rd;
+    rd.Hq = d->Hq, rd.Hkv = d->Hkv, rd.hd = d->hd, rd.interleaved = d->interleaved, rd.eps = d->eps;
+    for (int i = 0; i < 3; i++) rd.sec[i] = d->sec[i];
+    bf16 *qd = up(q_out, (size_t)n * q_stride, 0), *xd = up(qkv, (size_t)n * row, 0);
+    uint8_t *kd = up_u8(k_cache, (size_t)cache_rows * kv), *vd = up_u8(v_cache, (size_t)cache_rows * kv);
+    bf16 *qn = up(q_norm, d->hd, 0), *kn = up(k_norm, d->hd, 0);
+    float *fd = up_f32(inv_freq, (size_t)d->hd / 2);
+    int32_t *pd = up_i32(pos, (size_t)3 * n), *sl = up_i32(slots, n);
+    NEED(qd && kd && vd && xd && qn && kn && fd && pd && sl);
+    qvl_k_qk_norm_rope_slots_fp8(S, &rd, qd, q_stride, kd, vd, xd, qn, kn, fd, n, pd, n, sl);
+    if (cudaStreamSynchronize(S) == cudaSuccess) {
+        down(q_out, qd, (size_t)n * q_stride);
+        cudaMemcpy(k_cache, kd, (size_t)cache_rows * kv, cudaMemcpyDeviceToHost);
+        cudaMemcpy(v_cache, vd, (size_t)cache_rows * kv, cudaMemcpyDeviceToHost);
+    }
+    return finish("qk_norm_rope_slots_fp8");
+}
+
 int bo_gather_rows(float *dst, const float *src, int src_rows, const int32_t *rows, int n, int D) {
     if (setup()) return -1;
     bf16 *sd = up(src, (size_t)src_rows * D, 0), *dd = up(NULL, (size_t)n * D, 0);

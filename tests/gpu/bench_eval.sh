@@ -8,6 +8,8 @@
 # on the same dataset, same card. Binaries come as one pack (tar.xz with build-dev/qvl; LIBS the
 # runtime libraries the GPU machine lacks).
 #   tests/gpu/bench_eval.sh PACK OUTDIR [SIZES="2B 4B 8B"] [EVERY=1] [HF=1]
+# MAX_NEW=n (environment) generates n tokens instead of 8 (both sides); the QVL_* tuning variables
+# reach qvl eval as usual (e.g. QVL_DECODE_GRAPHS=1 / 0: batched decode steps from CUDA graphs).
 # OUTDIR gets gpu.txt, qvl_<size>.{txt,err,json}, hf_<size>.log and table.md
 # (| size | qvl samples/s | qvl peak MiB | transformers samples/s | batch | peak MiB |).
 set -o pipefail
@@ -29,13 +31,13 @@ for size in $SIZES; do
     log "$size model"
     [ -f "$M/config.json" ] || python3 tests/gpu/gen_bench_model.py "$size" "$M" > "$OUT/gen_$size.log" 2>&1 || { log "gen failed"; rc=1; continue; }
     log "$size qvl eval"
-    timeout ${QVL_TIMEOUT:-240} "$QVL" eval --model "$M" --data "$DJ" --max-new-tokens 8 --device cuda --overwrite \
+    timeout ${QVL_TIMEOUT:-240} "$QVL" eval --model "$M" --data "$DJ" --max-new-tokens ${MAX_NEW:-8} --device cuda --overwrite \
         --out "$WORK/bench_$size.jsonl" --summary "$OUT/qvl_$size.json" > "$OUT/qvl_$size.txt" 2> "$OUT/qvl_$size.err" || rc=1
     tail -3 "$OUT/qvl_$size.err" >&2
     hf="{}"
     if [ "$HF" = 1 ]; then
         log "$size transformers"
-        timeout ${HF_TIMEOUT:-300} python3 bench/bench_hf_batched.py "$M" "$DJ" 8 > "$OUT/hf_$size.log" 2>&1 || rc=1
+        timeout ${HF_TIMEOUT:-300} python3 bench/bench_hf_batched.py "$M" "$DJ" ${MAX_NEW:-8} > "$OUT/hf_$size.log" 2>&1 || rc=1
         hf=$(grep '^{' "$OUT/hf_$size.log" | tail -1)
     fi
     python3 - "$OUT/qvl_$size.json" "$size" "${hf:-{\}}" >> "$OUT/table.md" <<'PY' || echo "| $size | failed | | | | |" >> "$OUT/table.md"

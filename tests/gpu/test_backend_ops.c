@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/kv_fp8.h"
 #include "backend/cpu/ops.h"
 #include "backend/cpu/pool.h"
 #include "backend/cuda/cuda_quant.h"
@@ -560,6 +561,166 @@ static void run_kv_gather(const op_entry *e, const shape *sh, stats *st) {
     free(kp), free(vp), free(kg), free(vg), free(kr), free(vr);
 }
 
+/* ---- FP8 KV pool (--kv-dtype fp8) ---- */
+
+/* Codes agree bit for bit; a NaN input gives a NaN code (0x7f / 0xff) on both sides (the CPU keeps
+ * the sign, the device's conversion gives the canonical 0x7f). */
+static void cmp_codes(stats *st, const uint8_t *got, const uint8_t *ref, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        st->n++;
+        if (got[i] == ref[i] || (isnan(x[i]) && (got[i] & 0x7f) == 0x7f && (ref[i] & 0x7f) == 0x7f)) continue;
+        uint32_t bits;
+        memcpy(&bits, &x[i], 4);
+        if (st->bad < 3) printf("      value %.9g (bits %08x): gpu code 0x%02x, cpu 0x%02x\n", x[i], bits, got[i], ref[i]);
+        st->bad++;
+        st->worst = INFINITY;
+    }
+}
+
+/* p: n, kind (0 gaussian x 100, 1 specials: ties, saturation, subnormals, infinities, NaN, -0,
+ * 2 every float with a stride of 4099 bits). Also the decode of all 256 codes against the table. */
+static void run_kv_fp8_convert(const op_entry *e, const shape *sh, stats *st) {
+    const size_t n = (size_t)sh->p[0];
+    float *x = malloc(n * sizeof *x), *table = malloc(256 * sizeof *table);
+    uint8_t *got = malloc(n), *ref = malloc(n);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)(urand() * 4294967296.0);
+        float v = (float)(grand() * 100);
+        if (sh->p[1] == 1) {
+            const int code = (int)(urand() * 127), sign = urand() < 0.5 ? -1 : 1;
+            const float lo = qvl_kv_fp8_table()[code], hi = code < 126 ? qvl_kv_fp8_table()[code + 1] : 480.0f;
+            switch (i % 10) {
+            case 0: v = sign * 0.5f * (lo + hi); break;                               /* a tie between two codes */
+            case 1: v = sign * (448.0f + (float)urand() * 1e6f); break;               /* saturates to +-448 */
+            case 2: v = sign * ldexpf((float)urand(), -6); break;                     /* the subnormal codes' range */
+            case 3: v = sign * INFINITY; break;
+            case 4: u |= 0x7f800001u, memcpy(&v, &u, 4); break;                     /* NaN, any payload and sign */
+            case 5: v = sign * 0.0f; break;
+            case 6: v = sign * ldexpf((float)urand(), -12); break;                    /* below the smallest subnormal */
+            case 7: v = sign * 464.0f; break;                                          /* the tie above 448 */
+            case 8: memcpy(&v, &u, 4); if (isnan(v)) v = 1.0f; break;               /* any bits */
+            default: v = sign * (lo + (hi - lo) * (float)urand()); break;
+            }
+        } else if (sh->p[1] == 2) {
+            uint32_t b = (uint32_t)(i * 4099u);
+            memcpy(&v, &b, 4);
+        }
+        x[i] = v;
+    }
+    qvl_kv_fp8_encode(ref, x, n);
+    ran(st, bo_kv_fp8_convert(got, x, n, table));
+    if (!st->failed_to_run) {
+        cmp_codes(st, got, ref, x, n);
+        cmp_exact(st, table, qvl_kv_fp8_table(), 256);
+    }
+    (void)e;
+    free(x), free(table), free(got), free(ref);
+}
+
+/* p: as paged_shapes, + p[7] scale of the keys and values. The pools are the e4m3 codes of random
+ * values; the reference is the CPU op reading the same codes (qvl_cpu_attention_segs over paged
+ * blocks with fp8 = 1: per block its K rows then its V rows). */
+static void run_attention_paged_fp8(const op_entry *e, const shape *sh, stats *st) {
+    const int n_seqs = sh->p[0], max_len = sh->p[1], Hq = sh->p[2], Hkv = sh->p[3], hd = sh->p[4], block = sh->p[5];
+    const int qs = Hq * hd, kvs = Hkv * hd;
+    paged_layout L = paged_new(n_seqs, max_len, block);
+    const size_t pool_n = (size_t)L.pool_rows * kvs, blk_n = (size_t)block * kvs;
+    float *q = gauss_buf((size_t)n_seqs * qs, 1), *kp = gauss_buf(pool_n, sh->p[7]), *vp = gauss_buf(pool_n, sh->p[7]);
+    float *got = gauss_buf((size_t)n_seqs * qs, 1), *ref = dup_buf(got, (size_t)n_seqs * qs);
+    uint8_t *k8 = malloc(pool_n), *v8 = malloc(pool_n), *kvb = malloc(2 * pool_n);
+    const int n_blocks = L.pool_rows / block;
+    void **blocks = malloc((size_t)n_blocks * sizeof *blocks);
+    qvl_kv_fp8_encode(k8, kp, pool_n);
+    qvl_kv_fp8_encode(v8, vp, pool_n);
+    for (int b = 0; b < n_blocks; b++) {
+        blocks[b] = kvb + 2 * blk_n * b;
+        memcpy(kvb + 2 * blk_n * b, k8 + blk_n * b, blk_n);
+        memcpy(kvb + 2 * blk_n * b + blk_n, v8 + blk_n * b, blk_n);
+    }
+    float *scratch = malloc(qvl_cpu_attention_scratch(qvl_pool_threads(pool), max_len) * sizeof *scratch);
+    int32_t *rows = malloc((size_t)n_seqs * sizeof *rows), *seq = malloc((size_t)n_seqs * sizeof *seq);
+    int32_t *len = malloc((size_t)n_seqs * sizeof *len);
+    for (int r = 0; r < n_seqs; r++) seq[r] = n_seqs - 1 - r, len[r] = L.kv_len[seq[r]], rows[r] = r;
+    if (!bo_attention_paged_ok(Hq, Hkv, hd)) ran(st, qvl_errorf("qvl_attention_paged_ok refuses Hq %d Hkv %d hd %d", Hq, Hkv, hd));
+    else ran(st, bo_attention_paged_fp8(got, q, n_seqs, k8, v8, L.pool_rows, rows, n_seqs, seq, len, n_seqs, L.tables,
+                                        L.bps, block, Hq, Hkv, hd, sh->p[6]));
+    qvl_attn_paged pg = {blocks, 0, blk_n, block, 1};
+    for (int r = 0; r < n_seqs; r++) {
+        qvl_attn_seg sg = {.row0 = r, .n_q = 1, .n_kv = len[r], .causal_pos0 = len[r] - 1,
+                           .table = L.tables + (size_t)seq[r] * L.bps};
+        qvl_cpu_attention_segs(pool, ref, qs, q, qs, kvs, &sg, 1, &pg, Hq, Hkv, hd, scratch, max_len);
+    }
+    if (!st->failed_to_run) cmp(st, e, got, ref, NULL, NULL, (size_t)n_seqs * qs);
+    paged_free(&L);
+    free(q), free(kp), free(vp), free(got), free(ref), free(k8), free(v8), free(kvb), free(blocks), free(scratch);
+    free(rows), free(seq), free(len);
+}
+
+/* p: n (keys), kv, block. The gathered BF16 rows are the decoded codes exactly. */
+static void run_kv_gather_fp8(const op_entry *e, const shape *sh, stats *st) {
+    const int n = sh->p[0], kv = sh->p[1];
+    paged_layout L = paged_new(1, n, sh->p[2]);
+    const size_t pool_n = (size_t)L.pool_rows * kv;
+    float *kp = gauss_buf(pool_n, 30), *vp = gauss_buf(pool_n, 0.01);
+    uint8_t *k8 = malloc(pool_n), *v8 = malloc(pool_n);
+    qvl_kv_fp8_encode(k8, kp, pool_n);
+    qvl_kv_fp8_encode(v8, vp, pool_n);
+    qvl_kv_fp8_decode(kp, k8, pool_n);
+    qvl_kv_fp8_decode(vp, v8, pool_n);
+    float *kg = malloc((size_t)n * kv * sizeof *kg), *vg = malloc((size_t)n * kv * sizeof *vg);
+    float *kr = malloc((size_t)n * kv * sizeof *kr), *vr = malloc((size_t)n * kv * sizeof *vr);
+    ran(st, bo_kv_gather_fp8(kg, vg, k8, v8, L.pool_rows, kv, L.tables, L.bps, L.block, n));
+    paged_gather(&L, 0, kp, kv, n, kr);
+    paged_gather(&L, 0, vp, kv, n, vr);
+    if (!st->failed_to_run) cmp_exact(st, kg, kr, (size_t)n * kv), cmp_exact(st, vg, vr, (size_t)n * kv);
+    (void)e;
+    paged_free(&L);
+    free(kp), free(vp), free(k8), free(v8), free(kg), free(vg), free(kr), free(vr);
+}
+
+/* p: Hq, Hkv, hd, n, first cache row. The FP8 write against the BF16 one on the same inputs: q the
+ * same bits, each new cache row the e4m3 codes of the BF16 row (qvl_kv_fp8_encode), the other rows
+ * untouched. */
+static void run_qk_norm_rope_fp8(const op_entry *e, const shape *sh, stats *st) {
+    const int Hq = sh->p[0], Hkv = sh->p[1], hd = sh->p[2], n = sh->p[3], p0 = sh->p[4];
+    const int half = hd / 2, kv = Hkv * hd, qdim = Hq * hd, row = qdim + 2 * kv, rows = p0 + n + 3;
+    bo_rope d = {Hq, Hkv, hd, {0, 0, 0}, 1, 1e-6f};
+    d.sec[1] = half * 20 / 64, d.sec[2] = half * 20 / 64, d.sec[0] = half - d.sec[1] - d.sec[2];
+    float *qkv = gauss_buf((size_t)n * row, 2), *qn = gauss_buf(hd, 0.2), *kn = gauss_buf(hd, 0.2);
+    for (int i = 0; i < hd; i++) qn[i] = bf(1 + qn[i]), kn[i] = bf(1 + kn[i]);
+    for (size_t i = 0; i < (size_t)n * row; i++)
+        if (i % 97 == 0) qkv[i] = bf(qkv[i] * 300); /* v values beyond 448 saturate */
+    float *kc = calloc((size_t)rows * kv, sizeof *kc), *vc = calloc((size_t)rows * kv, sizeof *vc);
+    float *qb = calloc((size_t)n * qdim, sizeof *qb), *q8 = calloc((size_t)n * qdim, sizeof *q8);
+    float *inv = malloc((size_t)half * sizeof *inv);
+    uint8_t *k8 = malloc((size_t)rows * kv), *v8 = malloc((size_t)rows * kv);
+    uint8_t *kr = malloc((size_t)rows * kv), *vr = malloc((size_t)rows * kv);
+    for (size_t i = 0; i < (size_t)rows * kv; i++) kr[i] = k8[i] = (uint8_t)(urand() * 256), vr[i] = v8[i] = (uint8_t)(urand() * 256);
+    int32_t *pos = malloc((size_t)3 * n * sizeof *pos), *slot = malloc((size_t)n * sizeof *slot);
+    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(5000000.0f, (float)(2 * i) / (float)hd);
+    for (int i = 0; i < n; i++) slot[i] = p0 + i;
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(urand() * (i + 1));
+        int32_t t = slot[i];
+        slot[i] = slot[j], slot[j] = t;
+    }
+    for (int i = 0; i < 3 * n; i++) pos[i] = (int32_t)(urand() * 3000);
+    ran(st, bo_qk_norm_rope(&d, qb, qdim, kc, vc, rows, qkv, qn, kn, inv, n, 0, pos, 0, 0, slot));
+    if (!st->failed_to_run) ran(st, bo_qk_norm_rope_fp8(&d, q8, qdim, k8, v8, rows, qkv, qn, kn, inv, n, pos, slot));
+    for (int i = 0; i < n; i++) {
+        qvl_kv_fp8_encode(kr + (size_t)slot[i] * kv, kc + (size_t)slot[i] * kv, (size_t)kv);
+        qvl_kv_fp8_encode(vr + (size_t)slot[i] * kv, vc + (size_t)slot[i] * kv, (size_t)kv);
+    }
+    if (!st->failed_to_run) {
+        cmp_exact(st, q8, qb, (size_t)n * qdim);
+        cmp_codes(st, k8, kr, kc, (size_t)rows * kv);
+        cmp_codes(st, v8, vr, vc, (size_t)rows * kv);
+    }
+    (void)e;
+    free(qkv), free(qn), free(kn), free(kc), free(vc), free(qb), free(q8), free(inv), free(k8), free(v8), free(kr), free(vr);
+    free(pos), free(slot);
+}
+
 /* p: n, D, source rows */
 static void run_gather_rows(const op_entry *e, const shape *sh, stats *st) {
     const int n = sh->p[0], D = sh->p[1], R = sh->p[2];
@@ -799,6 +960,23 @@ static const shape paged_shapes[] = {
 };
 static const shape kv_gather_shapes[] = {{"n=1000 kv=1024 block 64", {1000, 1024, 64}}, {"n=1 kv=128 block 64", {1, 128, 64}},
                                          {"n=77 kv=20 block 16 (kv % 8)", {77, 20, 16}}};
+static const shape kv_fp8_convert_shapes[] = {{"n=1000003 gaussian x100", {1000003, 0}},
+                                              {"n=200000 ties/saturation/subnormal/inf/nan/-0", {200000, 1}},
+                                              {"every 4099th float bit pattern (n=1047808)", {1047808, 2}}};
+static const shape paged_fp8_shapes[] = {
+    /* n_seqs, max kv_len, Hq, Hkv, hd, block, splits, scale of K and V */
+    {"8B 16 seqs kv<=3000 block 64 splits 8", {16, 3000, 32, 8, 128, 64, 8, 1}},
+    {"8B 5 seqs kv<=700 block 64 one split, K/V x30", {5, 700, 32, 8, 128, 64, 1, 30}},
+    {"2B 64 seqs kv<=300 block 16 splits 4", {64, 300, 16, 8, 128, 16, 4, 1}},
+    {"Hq=14 Hkv=2 hd=64 9 seqs kv<=1025 block 64 splits 16", {9, 1025, 14, 2, 64, 64, 16, 1}},
+    {"Hq=8 Hkv=8 hd=32 3 seqs kv<=65 block 64 splits 2", {3, 65, 8, 8, 32, 64, 2, 1}},
+    {"2 seqs kv<=1 block 64 splits 4 (more splits than keys)", {2, 1, 16, 8, 128, 64, 4, 1}},
+};
+static const shape kv_gather_fp8_shapes[] = {{"n=1000 kv=1024 block 64", {1000, 1024, 64}}, {"n=1 kv=128 block 64", {1, 128, 64}},
+                                             {"n=77 kv=20 block 16 (kv % 8)", {77, 20, 16}}};
+static const shape qk_rope_fp8_shapes[] = {{"8B Hq=32 Hkv=8 hd=128 n=37 rows 500.. shuffled", {32, 8, 128, 37, 500}},
+                                           {"Hq=14 Hkv=2 hd=64 n=1 row 9", {14, 2, 64, 1, 9}},
+                                           {"Hq=40 Hkv=8 hd=96 n=3 (heads > 32 warps)", {40, 8, 96, 3, 1}}};
 static const shape gather_rows_shapes[] = {{"n=300 D=4096 of 1000", {300, 4096, 1000}}, {"n=1 D=2048 of 1", {1, 2048, 1}},
                                            {"n=33 D=7 of 50", {33, 7, 50}}};
 static const shape two_stream_shapes[] = {{"argmax rows=1 V=151936 x 2 streams", {0, 300}}, {"attention_decode 8B kv=3000 x 2 streams", {1, 300}}};
@@ -875,6 +1053,17 @@ static const op_entry ops[] = {
      run_attention_paged, SHAPES(paged_shapes)},
     {"kv_gather", "row copies through the block table", 0, 0, "exact copy", run_kv_gather, SHAPES(kv_gather_shapes)},
     {"gather_rows", "row copy", 0, 0, "exact copy", run_gather_rows, SHAPES(gather_rows_shapes)},
+    {"kv_fp8 encode/decode", "qvl_kv_fp8_encode / qvl_kv_fp8_table (backend/cpu/kv_fp8.c)", 0, 0,
+     "exact: e4m3 codes bit for bit (RNE, saturation to +-448); a NaN gives a NaN code both sides; all 256 codes decode equal",
+     run_kv_fp8_convert, SHAPES(kv_fp8_convert_shapes)},
+    {"attention_paged fp8 KV", "qvl_cpu_attention_segs over the same e4m3 blocks (fp8 = 1)", 0x1p-7, 0x1p-12,
+     "both read the same codes as F32 (exact upcast); F32 throughout, split keys merged in another order; output rounding "
+     "(2^-8, x2 margin)", run_attention_paged_fp8, SHAPES(paged_fp8_shapes)},
+    {"kv_gather fp8 KV", "qvl_kv_fp8_decode of the codes, through the block table", 0, 0,
+     "exact: e4m3 values are BF16 values", run_kv_gather_fp8, SHAPES(kv_gather_fp8_shapes)},
+    {"qk_norm_rope fp8 KV", "the BF16 kernel's q and cache rows, cache rows through qvl_kv_fp8_encode", 0, 0,
+     "exact: the same arithmetic, then one e4m3 rounding of each BF16 key and value; other rows untouched",
+     run_qk_norm_rope_fp8, SHAPES(qk_rope_fp8_shapes)},
     {"two streams at once", "the same launch alone", 0, 0,
      "exact: kernels with process-wide device state (counters) must not mix launches of two engines", run_two_streams,
      SHAPES(two_stream_shapes)},

@@ -11,7 +11,9 @@
  *   - a sequence cancelled mid-decode gives back its blocks and image rows, and the request
  *     that takes them over generates what it generates alone;
  *   - the quantized fixtures (tests/fixtures/quant: int4 ct_asym / ct_sym / awq, FP8) with 12
- *     sequences in flight against one at a time, the CPU model and the transformers reference. */
+ *     sequences in flight against one at a time, the CPU model and the transformers reference;
+ *   - the FP8 KV cache (--kv-dtype fp8): 32 in flight vs one at a time, against the CPU backend's
+ *     FP8 cache and the CUDA BF16 cache, and its pool twice the blocks of BF16 under one cap. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -107,6 +109,7 @@ typedef struct {
     float *first_logits;  /* [n][V] the first picked row's logits, or NULL */
     float *step_logits;   /* [n][MAX_NEW][V] every picked row's logits, or NULL */
     int32_t (*force)[MAX_NEW]; /* per sample, the ids fed back after each pick (teacher forcing), or NULL */
+    const qvl_pick_params *pick; /* every sequence's picking, or NULL: greedy */
 } run_cfg;
 
 typedef struct {
@@ -156,6 +159,7 @@ static int generate(const qvl_backend_ops *ops, qvl_backend *b, heldout *h, int 
             for (int k = 0; k < need; k++) r->blocks[k] = free_blocks[--n_free];
             r->n_blocks = need;
             qvl_pick_params pp = {0, 1.0f, 0, 1.0f, 1.0f, 0.0f};
+            if (rc->pick) pp = *rc->pick;
             const qvl_pixel_values *pv = &sm->pv;
             if (ops->seq_begin(b, s, &pp, NULL, 0, sm->ids, sm->n) || ops->seq_blocks(b, s, r->blocks, need) ||
                 (pv->num_patches > 0 && ops->encode_images(b, &pv, &s, 1))) {
@@ -244,6 +248,21 @@ static int generate(const qvl_backend_ops *ops, qvl_backend *b, heldout *h, int 
     return err ? -1 : 0;
 }
 
+static qvl_backend *open_backend_kv(const qvl_backend_ops *ops, const char *dir, long max_len, int block, int max_seqs,
+                                   long gpu_mem, int kv_dtype) {
+    qvl_backend_opts o;
+    memset(&o, 0, sizeof o);
+    o.model_dir = dir;
+    o.kv_dtype = kv_dtype;
+    o.max_model_len = max_len;
+    o.max_seqs = max_seqs;
+    o.kv_block_tokens = block;
+    o.gpu_mem_mib = gpu_mem;
+    qvl_tuning_from_env(&o.tuning);
+    qvl_backend *b = ops->open(&o);
+    if (!b) fprintf(stderr, "open: %s\n", qvl_error());
+    return b;
+}
 static qvl_backend *open_backend_dir(const qvl_backend_ops *ops, const char *dir, long max_len, int block, int max_seqs,
                                     long gpu_mem) {
     qvl_backend_opts o;
@@ -643,6 +662,132 @@ TEST(gpu_batch_quant_fp8) {
     quant_batched("fp8", 0.15, 0);
 }
 
+/* ---- FP8 KV cache (--kv-dtype fp8) ----
+ * The CUDA backend with an e4m3 KV pool (cuda_kv_fp8.cuh) on the held-out set:
+ *   - 32 in flight vs one at a time: the bars of gpu_batch_matches_one_at_a_time (>= 99.5% of the
+ *     greedy tokens, first-pick logits within 0.02 max|logit| + 0.05);
+ *   - against the CPU backend's FP8 cache (backend/cpu/kv_fp8.c, the same e4m3 rounding): >= 97% of the
+ *     predictions identical (the bar of tests/test_kv_fp8.c, FP8 vs float32 on the CPU), and the
+ *     first-pick logits of 8 samples within a relative L2 of 0.1 each (the two differ by BF16 vs
+ *     float32 arithmetic, whose K/V values then round to e4m3 on either side of a code's edge);
+ *   - against CUDA with the BF16 cache, and transformers': >= 97% of the predictions identical;
+ *   - under one --gpu-mem cap the FP8 pool holds twice the blocks (1 byte per element, not 2). */
+static int same_predictions(int32_t (*a)[MAX_NEW], const int *la, int32_t (*b)[MAX_NEW], const int *lb, int n) {
+    int same = 0;
+    for (int i = 0; i < n; i++) same += la[i] == lb[i] && !memcmp(a[i], b[i], (size_t)la[i] * sizeof a[i][0]);
+    return same;
+}
+
+TEST(gpu_batch_kv_fp8) {
+    if (!have_gpu()) return;
+    const qvl_backend_ops *ops = qvl_cuda_backend_ops(), *cpu = qvl_backend_find("cpu");
+    CHECK(cpu != NULL);
+    qvl_backend *b = open_backend_kv(ops, BMODEL, 4096, 64, 32, 4096, QVL_KV_FP8);
+    qvl_backend *b16 = open_backend_kv(ops, BMODEL, 4096, 64, 32, 4096, QVL_KV_BF16);
+    qvl_backend *bc = cpu ? open_backend_kv(cpu, BMODEL, 4096, 64, 8, 0, QVL_KV_FP8) : NULL;
+    CHECK(b != NULL && b16 != NULL && bc != NULL);
+    if (!b || !b16 || !bc) {
+        if (b) ops->close(b);
+        if (b16) ops->close(b16);
+        if (bc) cpu->close(bc);
+        return;
+    }
+    CHECK_INT(qvl_cuda_model_plan(qvl_cuda_batch_model(qvl_cuda_backend_batch(b)))->kv_dtype, QVL_PLAN_KV_FP8);
+    heldout h;
+    CHECK_INT(load_heldout(&h, ops->config(b), N_HELD), 0);
+    const int n = h.n, V = h.cfg->text.vocab_size;
+    int32_t(*one)[MAX_NEW] = calloc((size_t)n, sizeof *one), (*many)[MAX_NEW] = calloc((size_t)n, sizeof *many);
+    int32_t(*c8)[MAX_NEW] = calloc((size_t)n, sizeof *c8), (*g16)[MAX_NEW] = calloc((size_t)n, sizeof *g16);
+    int *l1 = calloc((size_t)n, sizeof(int)), *lm = calloc((size_t)n, sizeof(int)), *lc = calloc((size_t)n, sizeof(int));
+    int *l16 = calloc((size_t)n, sizeof(int)), peak = 0;
+    run_cfg c1 = {.max_in_flight = 1, .cancel_sample = -1}, cm = {.max_in_flight = 32, .cancel_sample = -1};
+    run_cfg cc = {.max_in_flight = 8, .cancel_sample = -1};
+    CHECK_INT(generate(ops, b, &h, n, &c1, one, l1, &peak), 0);
+    CHECK_INT(generate(ops, b, &h, n, &cm, many, lm, &peak), 0);
+    CHECK_INT(peak, 32);
+    CHECK_INT(generate(ops, b16, &h, n, &cm, g16, l16, &peak), 0);
+    CHECK_INT(generate(cpu, bc, &h, n, &cc, c8, lc, &peak), 0);
+    int total, same = count_same(one, l1, many, lm, n, &total);
+    printf("    fp8 KV, batch 32 vs batch 1: %d of %d greedy tokens identical (%.3f%%; bar 99.5%%)\n", same, total,
+           100.0 * same / total);
+    CHECK(same >= total * 0.995);
+    const int vs_cpu = same_predictions(many, lm, c8, lc, n), vs_bf16 = same_predictions(many, lm, g16, l16, n);
+    for (int i = 0; verbose() && i < n; i++)
+        if (same_predictions(many + i, lm + i, c8 + i, lc + i, 1) == 0) {
+            char *a = qvl_tokenizer_decode(h.tok, many[i], (size_t)lm[i], 1), *c = qvl_tokenizer_decode(h.tok, c8[i], (size_t)lc[i], 1);
+            fprintf(stderr, "    sample %ld: CUDA fp8 KV \"%s\", CPU fp8 KV \"%s\"\n", h.s[i].index, a, c);
+            free(a), free(c);
+        }
+    int ttotal, tsame = count_same(many, lm, c8, lc, n, &ttotal);
+    printf("    fp8 KV, CUDA vs the CPU backend's fp8 KV: %d of %d predictions identical (bar 97%%; %d of %d tokens)\n",
+           vs_cpu, n, tsame, ttotal);
+    printf("    fp8 KV vs bf16 KV on CUDA: %d of %d predictions identical (bar 97%%)\n", vs_bf16, n);
+    CHECK(vs_cpu * 100 >= 97 * n);
+    CHECK(vs_bf16 * 100 >= 97 * n);
+    /* against transformers: the batched fp8 run's predictions */
+    cJSON *ref = test_read_json(BHELD "/transformers_predictions.json");
+    CHECK(ref != NULL);
+    int ident = 0;
+    for (int i = 0; ref && i < n; i++) {
+        int k = lm[i];
+        if (k > 0 && is_eos(h.cfg, many[i][k - 1])) k--;
+        char *txt = qvl_tokenizer_decode(h.tok, many[i], (size_t)k, 1);
+        const char *want = ref_prediction(ref, h.s[i].index);
+        if (txt && want && strcmp(txt, want) == 0) ident++;
+        else if (verbose()) fprintf(stderr, "    sample %ld: fp8 KV \"%s\" vs transformers \"%s\"\n", h.s[i].index, txt, want);
+        free(txt);
+    }
+    printf("    fp8 KV, batch 32 predictions identical to transformers': %d of %d (bar 97%%)\n", ident, n);
+    CHECK(ident * 100 >= 97 * n);
+    cJSON_Delete(ref);
+    /* first-pick logits: 8 together vs alone (CUDA), and CUDA vs the CPU backend */
+    float *lg1 = malloc((size_t)8 * V * sizeof(float)), *lg8 = malloc((size_t)8 * V * sizeof(float));
+    float *lgc = malloc((size_t)8 * V * sizeof(float));
+    run_cfg f1 = {.max_in_flight = 1, .cancel_sample = -1, .first_logits = lg1};
+    run_cfg f8 = {.max_in_flight = 8, .cancel_sample = -1, .first_logits = lg8};
+    run_cfg fc = {.max_in_flight = 8, .cancel_sample = -1, .first_logits = lgc};
+    int32_t(*tmp)[MAX_NEW] = calloc(8, sizeof *tmp);
+    int ltmp[8];
+    CHECK_INT(generate(ops, b, &h, 8, &f1, tmp, ltmp, &peak), 0);
+    CHECK_INT(generate(ops, b, &h, 8, &f8, tmp, ltmp, &peak), 0);
+    CHECK_INT(generate(cpu, bc, &h, 8, &fc, tmp, ltmp, &peak), 0);
+    double md = 0, mx = 0, worst_cpu = 0;
+    for (size_t i = 0; i < (size_t)8 * V; i++) {
+        md = fmax(md, fabs(lg1[i] - lg8[i]));
+        mx = fmax(mx, fabs(lg1[i]));
+    }
+    for (int i = 0; i < 8; i++) worst_cpu = fmax(worst_cpu, qrel_l2(lg8 + (size_t)i * V, lgc + (size_t)i * V, (size_t)V));
+    printf("    fp8 KV first-pick logits: 8 together vs alone max |diff| %.4g (max |logit| %.3g); CUDA vs CPU worst "
+           "relative L2 %.4g (bar 0.1)\n", md, mx, worst_cpu);
+    CHECK(md <= 0.02 * mx + 0.05);
+    CHECK(worst_cpu <= 0.1);
+    free(lg1), free(lg8), free(lgc), free(tmp);
+    free(one), free(many), free(c8), free(g16), free(l1), free(lm), free(lc), free(l16);
+    free_heldout(&h);
+    ops->close(b), ops->close(b16), cpu->close(bc);
+
+    /* one cap that limits the pool (not the slots: 128 of them would take 8192 blocks): the fixed part
+     * of the bf16 plan + 150 MiB, where bf16 holds 150 / (its MiB per block) blocks; FP8 holds twice
+     * that (the context measured again may differ by a few MiB: 1.9x) */
+    qvl_backend *p16 = open_backend_kv(ops, BMODEL, 4096, 64, 128, 2048, QVL_KV_BF16);
+    CHECK(p16 != NULL);
+    if (!p16) return;
+    const qvl_mem_plan *c = qvl_cuda_model_plan(qvl_cuda_batch_model(qvl_cuda_backend_batch(p16)));
+    const double fixed = c->total - c->kv_cache, block16 = c->kv_cache / c->kv_blocks;
+    const long cap = (long)ceil(fixed + 150), blocks16 = (long)((cap - fixed) / block16);
+    ops->close(p16);
+    qvl_backend *p8 = open_backend_kv(ops, BMODEL, 4096, 64, 128, cap, QVL_KV_FP8);
+    CHECK(p8 != NULL);
+    if (!p8) return;
+    const qvl_mem_plan *a = qvl_cuda_model_plan(qvl_cuda_batch_model(qvl_cuda_backend_batch(p8)));
+    printf("    cap %ld MiB, 128 slots: fp8 %ld blocks (%.1f MiB KV); bf16 %ld blocks under the same cap\n", cap,
+           a->kv_blocks, a->kv_cache, blocks16);
+    CHECK_NEAR(a->kv_cache / a->kv_blocks, 0.5 * block16, 1e-3);
+    CHECK(blocks16 < 128L * 64 / 2);
+    CHECK(a->kv_blocks >= 1.9 * blocks16);
+    ops->close(p8);
+}
+
 /* ---- two engines in one process (issue 13: no process-wide device state) ----
  * The kernels whose last block to finish merges the others' work (decode attention's fused
  * combine, the one-row argmax) count finished blocks in the model's own qvl_sync. Two models run
@@ -766,10 +911,12 @@ static void *batch_run_main(void *arg) {
 TEST(gpu_two_engines_batched) {
     if (!have_gpu()) return;
     const qvl_backend_ops *ops = qvl_cuda_backend_ops();
-    qvl_backend *b[2] = {open_backend(ops, 64, 8, 4096), open_backend(ops, 64, 8, 4096)};
+    /* an 8 GiB cap each: the second one's context figure (device memory in use) holds the first
+     * engine's arena; the pool stays at 8 slots' whole contexts (512 blocks) */
+    qvl_backend *b[2] = {open_backend(ops, 64, 8, 8192), open_backend(ops, 64, 8, 8192)};
     CHECK(b[0] != NULL && b[1] != NULL);
     heldout h;
-    if (!b[0] || !b[1] || load_heldout(&h, ops->config(b[0]), 16)) {
+    if (!b[0] || !b[1] || load_heldout(&h, ops->config(b[0]), 12)) {
         for (int e = 0; e < 2; e++) ops->close(b[e]);
         CHECK(0);
         return;
@@ -819,4 +966,98 @@ TEST(gpu_two_engines_batched) {
            runs);
     free_heldout(&h);
     for (int e = 0; e < 2; e++) ops->close(b[e]);
+}
+
+/* ---- decode graphs per batch-size bucket (qvl_tuning.decode_graphs) ----
+ * The same run with graphs on and off: 20 held-out samples, up to 12 in flight (12 slots: the
+ * buckets are 1, 2, 4, 8 and 12), answers of 4 .. 32 tokens so that sequences finish at different
+ * steps and the decode passes go through every bucket, new admissions mixing prompt rows into
+ * some passes (those run kernel by kernel either way). Every token and every picked row's logits
+ * must be identical to the bit; with graphs on, graphs were captured and replayed. Then the same
+ * with repetition and presence penalties (the per-row pick kernel runs after the replay). */
+enum { GR_N = 20, GR_SEQS = 12 };
+
+static qvl_backend *open_graphs(const qvl_backend_ops *ops, int graphs) {
+    qvl_backend_opts o;
+    memset(&o, 0, sizeof o);
+    o.model_dir = BMODEL;
+    o.max_model_len = 4096;
+    o.max_seqs = GR_SEQS;
+    o.kv_block_tokens = 64;
+    o.gpu_mem_mib = 8192;   /* the pool: 12 slots' whole contexts; the second engine's context figure
+                               holds the first one's arena */
+    qvl_tuning_from_env(&o.tuning);
+    o.tuning.no_cuda_graphs = 0;
+    o.tuning.decode_graphs = graphs ? 1 : -1;
+    qvl_backend *b = ops->open(&o);
+    if (!b) fprintf(stderr, "open: %s\n", qvl_error());
+    return b;
+}
+
+static void graphs_on_off(const qvl_pick_params *pick, int with_logits) {
+    const qvl_backend_ops *ops = qvl_cuda_backend_ops();
+    qvl_backend *b[2] = {open_graphs(ops, 0), open_graphs(ops, 1)};
+    CHECK(b[0] != NULL && b[1] != NULL);
+    heldout h;
+    if (!b[0] || !b[1] || load_heldout(&h, ops->config(b[0]), GR_N)) {
+        for (int e = 0; e < 2; e++) ops->close(b[e]);
+        CHECK(0);
+        return;
+    }
+    const int n = h.n, V = h.cfg->text.vocab_size;
+    qvl_backend_limits lim;
+    ops->limits(b[1], &lim);
+    CHECK_INT(lim.max_seqs, GR_SEQS);
+    int maxn[GR_N], len[2][GR_N], peak = 0;
+    for (int i = 0; i < n; i++) maxn[i] = 4 + (i * 11) % (MAX_NEW - 3);
+    int32_t(*tok[2])[MAX_NEW];
+    float *lg[2] = {NULL, NULL};
+    const size_t per = (size_t)MAX_NEW * V;
+    for (int e = 0; e < 2; e++) {
+        tok[e] = calloc((size_t)n, sizeof *tok[e]);
+        if (with_logits) lg[e] = calloc((size_t)n * per, sizeof(float));
+        memset(len[e], 0, sizeof len[e]);
+        run_cfg c = {.max_in_flight = GR_SEQS, .cancel_sample = -1, .max_new = maxn, .step_logits = lg[e], .pick = pick};
+        CHECK_INT(generate(ops, b[e], &h, n, &c, tok[e], len[e], &peak), 0);
+        CHECK_INT(peak, GR_SEQS);
+    }
+    int same_tok = 0, total = 0;
+    long diff_logits = 0, rows = 0;
+    for (int i = 0; i < n; i++) {
+        CHECK_INT(len[1][i], len[0][i]);
+        for (int k = 0; k < len[0][i] && k < len[1][i]; k++) {
+            total++, same_tok += tok[0][i][k] == tok[1][i][k];
+            if (with_logits) {
+                rows++;
+                diff_logits += memcmp(lg[0] + i * per + (size_t)k * V, lg[1] + i * per + (size_t)k * V, (size_t)V * 4) != 0;
+            }
+        }
+    }
+    int on[2];
+    long cap[2], rep[2];
+    for (int e = 0; e < 2; e++) qvl_cuda_batch_graph_stats(qvl_cuda_backend_batch(b[e]), &on[e], &cap[e], &rep[e]);
+    printf("    decode graphs %s: on vs off %d of %d tokens identical, %ld of %ld picked rows' logits differ; "
+           "graphs captured %ld, replayed %ld (off: %ld, %ld)\n",
+           pick ? "(penalties)" : "(greedy)", same_tok, total, diff_logits, rows, cap[1], rep[1], cap[0], rep[0]);
+    CHECK_INT(same_tok, total);
+    CHECK_INT(diff_logits, 0);
+    CHECK_INT(on[0], 0);
+    CHECK_INT(on[1], 1);
+    CHECK_INT(cap[0], 0);
+    CHECK(cap[1] >= 2);   /* at least bucket 12 and one smaller one seen more than once */
+    CHECK(rep[1] > cap[1]);
+    for (int e = 0; e < 2; e++) free(tok[e]), free(lg[e]);
+    free_heldout(&h);
+    for (int e = 0; e < 2; e++) ops->close(b[e]);
+}
+
+TEST(gpu_decode_graphs_greedy) {
+    if (!have_gpu()) return;
+    graphs_on_off(NULL, 1);
+}
+
+TEST(gpu_decode_graphs_penalties) {
+    if (!have_gpu()) return;
+    const qvl_pick_params p = {0, 1.0f, 0, 1.0f, 1.3f, 0.5f};
+    graphs_on_off(&p, 0);
 }

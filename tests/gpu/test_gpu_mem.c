@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cuda/cuda_batch.h"
 #include "backend/cuda/cuda_device.h"
 #include "backend/cuda/cuda_nvml.h"
 #include "model/model_cuda.h"
@@ -37,6 +38,41 @@ TEST(gpu_mem_plan_is_the_arena) {
     printf("    plan arena part %.4f MiB, arena %.4f MiB\n", qvl_mem_plan_arena_mib(p), qvl_cuda_model_arena_mib(m));
     CHECK_NEAR(qvl_mem_plan_arena_mib(p), qvl_cuda_model_arena_mib(m), 0.01);
     qvl_cuda_model_close(m);
+}
+
+/* The batched model (the backend's) with either KV type: the plan's arena part is the arena, and the
+ * FP8 pool is half the BF16 one for the same blocks (1 byte per element), the rest unchanged. */
+TEST(gpu_mem_plan_is_the_arena_batched_kv_fp8) {
+    if (qvl_cuda_device_count() <= 0) {
+        test_fail(__FILE__, __LINE__, "no CUDA device");
+        return;
+    }
+    double kv[2] = {0, 0}, arena[2] = {0, 0};
+    for (int fp8 = 0; fp8 < 2; fp8++) {
+        qvl_cuda_opts o = {.max_model_len = 4096, .max_pixels = 1 << 20, .kv_dtype = fp8 ? QVL_PLAN_KV_FP8 : QVL_PLAN_KV_BF16,
+                           .gpu_mem_mib = 4096, .batched = 1, .max_seqs = 4, .kv_blocks = 200, .kv_block_tokens = 64};
+        qvl_cuda_batch *b = qvl_cuda_batch_open(TINY, &o);
+        CHECK(b != NULL);
+        if (!b) {
+            printf("    open: %s\n", qvl_error());
+            return;
+        }
+        const qvl_cuda_model *m = qvl_cuda_batch_model(b);
+        const qvl_mem_plan *p = qvl_cuda_model_plan(m);
+        printf("    %s KV: %ld blocks, kv %.4f MiB; plan arena part %.4f MiB, arena %.4f MiB\n", fp8 ? "fp8" : "bf16",
+               p->kv_blocks, p->kv_cache, qvl_mem_plan_arena_mib(p), qvl_cuda_model_arena_mib(m));
+        CHECK_INT(p->kv_dtype, fp8 ? QVL_PLAN_KV_FP8 : QVL_PLAN_KV_BF16);
+        CHECK_INT((int)p->kv_blocks, 200);
+        CHECK_NEAR(qvl_mem_plan_arena_mib(p), qvl_cuda_model_arena_mib(m), 0.01);
+        kv[fp8] = p->kv_cache, arena[fp8] = qvl_cuda_model_arena_mib(m);
+        qvl_cuda_batch_close(b);
+    }
+    CHECK_NEAR(kv[1], kv[0] / 2, 0.01);
+    CHECK_NEAR(arena[0] - arena[1], kv[0] / 2, 0.01);
+    /* the one-sequence path keeps its BF16 cache: fp8 is refused there in one line */
+    qvl_cuda_opts o1 = {.max_model_len = 4096, .max_pixels = 1 << 20, .kv_dtype = QVL_PLAN_KV_FP8};
+    CHECK(qvl_cuda_model_open(TINY, &o1) == NULL);
+    CHECK_CONTAINS(qvl_error(), "kv-dtype: fp8 runs on the batched CUDA path");
 }
 
 TEST(gpu_mem_nvml_report) {

@@ -16,6 +16,10 @@ extern "C" {
 }
 
 enum { SINGLE_MAX = 4 };   /* a sequence's run of at most this many rows takes the paged decode kernel */
+/* Decode graphs: whether qvl_tuning.decode_graphs = 0 means on (1) or off (0). Off until the GPU
+ * check (tests/gpu/test_gpu_batch.c gpu_decode_graphs_*) and the timing with QVL_DECODE_GRAPHS=1/0
+ * have run; then this line flips. */
+enum { DECODE_GRAPHS_DEFAULT = 0, MAX_BUCKETS = 16 };
 
 typedef struct {
     long start, tokens;     /* rows in the image cache */
@@ -46,6 +50,14 @@ struct qvl_cuda_batch {
     long in_ints;
     /* host scratch for logits */
     uint16_t *h_logits;
+    /* Decode-only steps (one row per sequence, every row picked, no image rows) run with their rows
+     * padded to a bucket of min(2^k, S) rows, graphs on or off, so that both launch the same
+     * kernels. With graphs on, bucket k's step is run once eagerly (kernels loaded, cuBLASLt
+     * algorithms chosen), captured the next time it comes (graph[k]) and replayed from then on. */
+    int graphs_on;
+    int graph_state[MAX_BUCKETS];   /* 0 not run yet, 1 run once, 2 captured, -1 capture refused: eager */
+    cudaGraphExec_t graph[MAX_BUCKETS];
+    long graph_captures, graph_replays;
 };
 
 static long cache_used(const qvl_cuda_batch *b) {
@@ -103,11 +115,15 @@ extern "C" qvl_cuda_batch *qvl_cuda_batch_open(const char *dir, const qvl_cuda_o
     }
     for (int s = 0; s < b->S; s++) b->slots[s].img_ids = ids + (size_t)s * MAX_IMAGES;
     memset(b->h_in, 0, (size_t)b->in_ints * sizeof(int32_t));
+    const qvl_tuning *tu = &m->tuning;
+    b->graphs_on = !tu->no_cuda_graphs && (tu->decode_graphs > 0 || (tu->decode_graphs == 0 && DECODE_GRAPHS_DEFAULT));
     return b;
 }
 
 extern "C" void qvl_cuda_batch_close(qvl_cuda_batch *b) {
     if (!b) return;
+    for (int k = 0; k < MAX_BUCKETS; k++)
+        if (b->graph[k]) cudaGraphExecDestroy(b->graph[k]);
     qvl_cuda_model_close(b->m);
     if (b->slots) free(b->slots[0].img_ids);
     free(b->slots);
@@ -118,6 +134,9 @@ extern "C" void qvl_cuda_batch_close(qvl_cuda_batch *b) {
 }
 
 extern "C" qvl_cuda_model *qvl_cuda_batch_model(qvl_cuda_batch *b) { return b->m; }
+extern "C" void qvl_cuda_batch_graph_stats(const qvl_cuda_batch *b, int *on, long *captures, long *replays) {
+    *on = b->graphs_on, *captures = b->graph_captures, *replays = b->graph_replays;
+}
 
 static int check_seq(const qvl_cuda_batch *b, int seq) {
     if (seq < 0 || seq >= b->S) return qvl_errorf("cuda: sequence slot %d outside 0..%d", seq, b->S - 1);
@@ -381,17 +400,32 @@ static int forward(qvl_cuda_batch *b, int n, const chunk_t *chunks, int n_chunks
     int normed = 0; /* m->y already holds this layer's input norm (fused into the last residual add) */
     for (int l = 0; l < t->num_layers; l++) {
         const tlayer *L = &m->tl[l];
-        bf16 *kc = m->k_cache + (size_t)l * layer_rows * kv, *vc = m->v_cache + (size_t)l * layer_rows * kv;
+        /* the layer's pool: BF16 elements, or e4m3 bytes (--kv-dtype fp8) */
+        const size_t layer_off = (size_t)l * layer_rows * kv;
+        bf16 *kc = m->k_cache + layer_off, *vc = m->v_cache + layer_off;
+        uint8_t *kc8 = (uint8_t *)m->k_cache + layer_off, *vc8 = (uint8_t *)m->v_cache + layer_off;
         if (!normed) qvl_k_rmsnorm(s, m->y, m->x, L->in_norm, n, D, eps);
         G(qvl_cuda_lin(m, s, m->qkv, qkvd, m->y, D, L->qkv_w, NULL, n, D, qkvd));
-        qvl_k_qk_norm_rope_slots(s, &rd, m->qkv, qkvd, kc, vc, m->qkv, L->q_norm, L->k_norm, m->txt_inv_freq, n, pos, n,
-                                 slot);
-        qvl_attention_paged(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, single, n_single, seq, kvlen, tables, b->bps,
-                            b->block, Hq, Hkv, hd, splits, m->att_partial);
+        if (m->kv_fp8) {
+            qvl_k_qk_norm_rope_slots_fp8(s, &rd, m->qkv, qkvd, kc8, vc8, m->qkv, L->q_norm, L->k_norm, m->txt_inv_freq, n,
+                                         pos, n, slot);
+            qvl_attention_paged_fp8(s, m->att, qdim, m->qkv, qkvd, kc8, vc8, kv, single, n_single, seq, kvlen, tables,
+                                    b->bps, b->block, Hq, Hkv, hd, splits, m->att_partial);
+        } else {
+            qvl_k_qk_norm_rope_slots(s, &rd, m->qkv, qkvd, kc, vc, m->qkv, L->q_norm, L->k_norm, m->txt_inv_freq, n, pos,
+                                     n, slot);
+            qvl_attention_paged(s, m->att, qdim, m->qkv, qkvd, kc, vc, kv, single, n_single, seq, kvlen, tables, b->bps,
+                                b->block, Hq, Hkv, hd, splits, m->att_partial);
+        }
         for (int c = 0; c < n_chunks; c++) {
             const chunk_t *ch = &chunks[c];
             const int n_kv = ch->p0 + ch->n;
-            qvl_k_kv_gather(s, m->gather_k, m->gather_v, kc, vc, kv, tables + (size_t)ch->seq * b->bps, b->block, n_kv);
+            /* the sequence's keys as BF16 rows (FP8: upcast, exact), then flash attention as for BF16 */
+            if (m->kv_fp8)
+                qvl_k_kv_gather_fp8(s, m->gather_k, m->gather_v, kc8, vc8, kv, tables + (size_t)ch->seq * b->bps, b->block,
+                                    n_kv);
+            else
+                qvl_k_kv_gather(s, m->gather_k, m->gather_v, kc, vc, kv, tables + (size_t)ch->seq * b->bps, b->block, n_kv);
             qvl_attention(s, m->att + (size_t)ch->r0 * qdim, qdim, m->qkv + (size_t)ch->r0 * qkvd, qkvd, m->gather_k,
                           m->gather_v, kv, ch->n, n_kv, Hq, Hkv, hd, ch->p0, NULL, m->tuning.attention - 1);
         }
@@ -407,12 +441,54 @@ static int forward(qvl_cuda_batch *b, int n, const chunk_t *chunks, int n_chunks
             qvl_k_add(s, m->x, m->y, (size_t)n * D);
         if (l < n_ds) qvl_k_deepstack_add(s, m->x, vis, m->img[1 + l], n, D);
     }
-    /* the picked rows: final norm, logits */
+    /* the picked rows: final norm, logits, the greedy ids (the sampling picks follow per row) */
     if (n_pick > 0) {
         qvl_k_gather_rows(s, m->y, m->x, pick_rows, n_pick, D);
         qvl_k_rmsnorm(s, m->h, m->y, m->norm, n_pick, D, eps);
         G(qvl_cuda_lin(m, s, m->logits, b->V, m->h, D, m->lm_head, NULL, n_pick, D, b->V));
+        qvl_k_argmax(s, m->batch_in + off_picked(b), m->logits, n_pick, b->V, m->sync);
     }
+    return 0;
+}
+
+/* The rows of the bucket that holds n decode rows (its index in *k): min(2^k, S). */
+static int bucket_rows(const qvl_cuda_batch *b, int n, int *k) {
+    int r = 1, i = 0;
+    while (r < n) r *= 2, i++;
+    *k = i;
+    return r < b->S ? r : b->S;
+}
+
+/* A decode-only pass of B rows (padded; inputs in batch_in at stride B): from bucket k's graph,
+ * captured on the bucket's second pass, when graphs are on; else launched kernel by kernel. */
+static int decode_pass(qvl_cuda_batch *b, int B, int k) {
+    cudaStream_t st = b->m->st;
+    if (!b->graphs_on || k >= MAX_BUCKETS || b->graph_state[k] <= 0) {
+        if (b->graphs_on && k < MAX_BUCKETS && b->graph_state[k] == 0) b->graph_state[k] = 1;
+        return forward(b, B, NULL, 0, B, 0, B);
+    }
+    if (b->graph_state[k] == 1) {
+        cudaGraph_t g = NULL;
+        int rc = 0;
+        cudaError_t e = cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal);
+        if (e == cudaSuccess) {
+            rc = forward(b, B, NULL, 0, B, 0, B);
+            e = cudaStreamEndCapture(st, &g);
+        }
+        if (!rc && e == cudaSuccess) e = cudaGraphInstantiate(&b->graph[k], g, 0);
+        if (g) cudaGraphDestroy(g);
+        if (rc || e != cudaSuccess) {
+            /* nothing ran while capturing: this bucket stays kernel by kernel */
+            b->graph[k] = NULL;
+            b->graph_state[k] = -1;
+            (void)cudaGetLastError();
+            return forward(b, B, NULL, 0, B, 0, B);
+        }
+        b->graph_state[k] = 2;
+        b->graph_captures++;
+    }
+    CK(cudaGraphLaunch(b->graph[k], st));
+    b->graph_replays++;
     return 0;
 }
 
@@ -421,9 +497,16 @@ extern "C" int qvl_cuda_batch_run(qvl_cuda_batch *b, const qvl_batch *bt, int32_
     const int n = bt->n_tokens;
     if (n <= 0) return 0;
     if (n > b->budget) return qvl_errorf("cuda: a batch of %d rows exceeds the token budget of %d", n, b->budget);
+    /* decode-only: one row per sequence (runs of one row), every row picked, no image row */
+    int decode_only = 1;
+    for (int r = 0; r < n && decode_only; r++)
+        decode_only = bt->pick[r] && (!bt->image_row || bt->image_row[r] < 0) && (r == 0 || bt->seq[r] != bt->seq[r - 1]);
+    int k_bucket = 0;
+    const int B = decode_only && n <= b->S ? bucket_rows(b, n, &k_bucket) : n;   /* rows launched (stride) */
+    if (B < n) decode_only = 0;
     int32_t *h = b->h_in;
-    int32_t *ids = h, *pos = h + n, *vis = h + 4 * n, *slot = h + 5 * n, *kvlen = h + 6 * n, *seq = h + 7 * n;
-    int32_t *single = h + 8 * n, *pick_rows = h + off_pick_rows(b);
+    int32_t *ids = h, *pos = h + B, *vis = h + 4 * B, *slot = h + 5 * B, *kvlen = h + 6 * B, *seq = h + 7 * B;
+    int32_t *single = h + 8 * B, *pick_rows = h + off_pick_rows(b);
     chunk_t *chunks = (chunk_t *)malloc((size_t)n * sizeof *chunks);
     int *pick_seq = (int *)malloc((size_t)(b->S > 0 ? b->S : 1) * sizeof(int));
     if (!chunks || !pick_seq) {
@@ -457,7 +540,7 @@ extern "C" int qvl_cuda_batch_run(qvl_cuda_batch *b, const qvl_batch *bt, int32_
                 rc = qvl_errorf("cuda: token id %d outside the vocabulary of %d", bt->token[r], b->V);
             if (rc) break;
             ids[r] = bt->token[r];
-            for (int a = 0; a < 3; a++) pos[a * n + r] = bt->pos[a][r];
+            for (int a = 0; a < 3; a++) pos[a * B + r] = bt->pos[a][r];
             long ir = -1;
             if (bt->image_row && bt->image_row[r] >= 0) {
                 ir = sl->dropped ? -1 : image_row(b, sl, bt->image_row[r]);
@@ -491,13 +574,22 @@ extern "C" int qvl_cuda_batch_run(qvl_cuda_batch *b, const qvl_batch *bt, int32_
         free(chunks), free(pick_seq);
         return -1;
     }
+    /* padding rows of a decode-only pass: token 0 at position 0, no cache row (slot -1), no keys
+     * (length 0: attention gives zeros), sequence 0's table (not read); picked, ignored */
+    for (int r = n; r < B; r++) {
+        ids[r] = 0, vis[r] = -1, slot[r] = -1, kvlen[r] = 0, seq[r] = 0, single[r] = r, pick_rows[r] = r;
+        for (int a = 0; a < 3; a++) pos[a * B + r] = 0;
+    }
+    if (decode_only) n_single = B;
     qvl_cuda_model *mm = m;
     cudaStream_t st = mm->st;
-    CK(cudaMemcpyAsync(mm->batch_in, h, (size_t)9 * n * sizeof(int32_t), cudaMemcpyHostToDevice, st));
-    if (n_pick)
-        CK(cudaMemcpyAsync(mm->batch_in + off_pick_rows(b), pick_rows, (size_t)n_pick * sizeof(int32_t),
+    /* the pass's inputs: its rows (stride B), then the picked rows */
+    CK(cudaMemcpyAsync(mm->batch_in, h, (size_t)9 * B * sizeof(int32_t), cudaMemcpyHostToDevice, st));
+    const int n_pick_run = decode_only ? B : n_pick;
+    if (n_pick_run)
+        CK(cudaMemcpyAsync(mm->batch_in + off_pick_rows(b), pick_rows, (size_t)n_pick_run * sizeof(int32_t),
                            cudaMemcpyHostToDevice, st));
-    rc = forward(b, n, chunks, n_chunks, n_single, any_image, n_pick);
+    rc = decode_only ? decode_pass(b, B, k_bucket) : forward(b, n, chunks, n_chunks, n_single, any_image, n_pick);
     free(chunks);
     if (rc) {
         free(pick_seq);
@@ -505,7 +597,6 @@ extern "C" int qvl_cuda_batch_run(qvl_cuda_batch *b, const qvl_batch *bt, int32_
     }
     if (n_pick) {
         int32_t *d_picked = mm->batch_in + off_picked(b), *d_last = mm->batch_in + off_last(b);
-        qvl_k_argmax(st, d_picked, mm->logits, n_pick, b->V, mm->sync);
         for (int j = 0; j < n_pick; j++) {
             slot_t *sl = &b->slots[pick_seq[j]];
             if (!sl->picking) continue;

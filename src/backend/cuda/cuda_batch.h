@@ -27,6 +27,8 @@ void qvl_cuda_batch_seq_drop_images(qvl_cuda_batch *b, int seq);
 void qvl_cuda_batch_seq_free(qvl_cuda_batch *b, int seq);
 int qvl_cuda_batch_encode(qvl_cuda_batch *b, const qvl_pixel_values *const *pv, const int *seqs, int n);
 int qvl_cuda_batch_run(qvl_cuda_batch *b, const qvl_batch *batch, int32_t *picked, float *logits);
+/* Decode graphs (qvl_tuning.decode_graphs): whether on, graphs captured and replays so far (tests). */
+void qvl_cuda_batch_graph_stats(const qvl_cuda_batch *b, int *on, long *captures, long *replays);
 /* Image feature rows in use (tests: all free again after seq_free). */
 long qvl_cuda_batch_image_rows_used(const qvl_cuda_batch *b);
 

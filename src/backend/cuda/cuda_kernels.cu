@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "backend/cuda/cuda_kv_fp8.cuh"
 #include "backend/cuda/cuda_ops.h"
 
 static __device__ __forceinline__ float f(bf16 x) { return __bfloat162float(x); }
@@ -401,7 +402,9 @@ static __device__ __forceinline__ void mrope_cos_sin(const qvl_rope_desc &d, int
     *cs = rb(cosf(ang)), *sn = rb(sinf(ang));
 }
 
-static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride, bf16 *k_cache, bf16 *v_cache, const bf16 *qkv,
+/* KT: the cache element, bf16 or uint8_t (e4m3, cuda_kv_fp8.cuh: the BF16 value rounded once more as it is stored). */
+template <typename KT>
+static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride, KT *k_cache, KT *v_cache, const bf16 *qkv,
                                       const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int p0,
                                       const int32_t *pos, int pos_stride, int pos_scalar, const int32_t *step,
                                       const int32_t *slots) {
@@ -412,6 +415,7 @@ static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride
     }
     const int i = blockIdx.x, hd = d.hd, half = hd / 2, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     const int nw = blockDim.x >> 5, qdim = d.Hq * hd, kv = d.Hkv * hd;
+    const int slot = slots ? slots[i] : p0 + i; /* < 0: a row with no cache row (padding) */
     const bf16 *row = qkv + (size_t)i * (qdim + 2 * kv);
     float *buf = sh + (size_t)w * hd;
     int pt, ph, pw;
@@ -426,10 +430,11 @@ static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride
     __syncthreads();
     for (int h = w; h < d.Hq + d.Hkv; h += nw) {
         int is_q = h < d.Hq;
+        if (!is_q && slot < 0) break; /* the block's rows agree: no warp-level divergence */
         const bf16 *src = is_q ? row + (size_t)h * hd : row + qdim + (size_t)(h - d.Hq) * hd;
         const bf16 *nw_ = is_q ? q_norm : k_norm;
-        bf16 *dst = is_q ? q_out + (size_t)i * q_stride + (size_t)h * hd
-                         : k_cache + (size_t)(slots ? slots[i] : p0 + i) * kv + (size_t)(h - d.Hq) * hd;
+        bf16 *qdst = q_out + (size_t)i * q_stride + (size_t)h * hd;
+        KT *kdst = is_q ? k_cache : k_cache + (size_t)slot * kv + (size_t)(h - d.Hq) * hd;
         float s = 0;
         for (int e = lane; e < hd; e += 32) {
             float v = f(src[e]);
@@ -443,13 +448,17 @@ static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride
             int fq = e % half;
             const float cs = tcs[fq], sn = tsn[fq];
             float rot = e < half ? -buf[e + half] : buf[e - half];
-            dst[e] = b(rb(buf[e] * cs) + rb(rot * sn));
+            const bf16 r = b(rb(buf[e] * cs) + rb(rot * sn));
+            if constexpr (sizeof(KT) == sizeof(bf16)) (is_q ? qdst : (bf16 *)kdst)[e] = r; /* as before: one store */
+            else if (is_q) qdst[e] = r;
+            else qvl_kv_store(kdst + e, r);
         }
         __syncwarp();
     }
+    if (slot < 0) return;
     const bf16 *vsrc = row + qdim + kv;
-    bf16 *vdst = v_cache + (size_t)(slots ? slots[i] : p0 + i) * kv;
-    for (int e = threadIdx.x; e < kv; e += blockDim.x) vdst[e] = vsrc[e];
+    KT *vdst = v_cache + (size_t)slot * kv;
+    for (int e = threadIdx.x; e < kv; e += blockDim.x) qvl_kv_store(vdst + e, vsrc[e]);
 }
 void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, bf16 *k_cache, bf16 *v_cache,
                         const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int n, int p0,
@@ -465,6 +474,15 @@ void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, in
 void qvl_k_qk_norm_rope_slots(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, bf16 *k_cache,
                               bf16 *v_cache, const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm,
                               const float *inv_freq, int n, const int32_t *pos, int pos_stride, const int32_t *slots) {
+    if (!n) return;
+    int warps = d->Hq + d->Hkv < 32 ? d->Hq + d->Hkv : 32;
+    const size_t smem = (size_t)warps * d->hd * sizeof(float);
+    k_qk_norm_rope<<<n, warps * 32, smem, st>>>(*d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm, inv_freq,
+                                                0, pos, pos_stride, 0, NULL, slots);
+}
+void qvl_k_qk_norm_rope_slots_fp8(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, uint8_t *k_cache,
+                                  uint8_t *v_cache, const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm,
+                                  const float *inv_freq, int n, const int32_t *pos, int pos_stride, const int32_t *slots) {
     if (!n) return;
     int warps = d->Hq + d->Hkv < 32 ? d->Hq + d->Hkv : 32;
     const size_t smem = (size_t)warps * d->hd * sizeof(float);

@@ -334,12 +334,17 @@ qvl_cuda_model *qvl_cuda_model_open(const char *dir, const qvl_cuda_opts *o) {
         pin.max_image_tokens = o ? o->max_image_tokens : 0, pin.kv_dtype = o ? o->kv_dtype : 0;
         pin.vision_mlp_chunk = o ? o->vision_mlp_chunk : 0;
         pin.prefill_chunk = m->chunk;
-        if (pin.kv_dtype != QVL_PLAN_KV_BF16) {
-            qvl_errorf("kv-dtype: an FP8 KV cache is planned (qvl mem) but the CUDA attention kernels do not read "
-                       "it yet; use bf16");
+        m->batched = o && o->batched;
+        /* FP8 KV: the paged kernels of the batched path (the backend's) read and write e4m3; the
+         * one-sequence path's contiguous cache and its decode graph stay BF16. */
+        if (pin.kv_dtype != QVL_PLAN_KV_BF16 && (pin.kv_dtype != QVL_PLAN_KV_FP8 || !m->batched)) {
+            if (pin.kv_dtype == QVL_PLAN_KV_FP8)
+                qvl_errorf("kv-dtype: fp8 runs on the batched CUDA path (the cuda backend); the one-sequence path reads bf16");
+            else
+                qvl_errorf("kv-dtype: %d is not bf16 (%d) or fp8 (%d)", pin.kv_dtype, QVL_PLAN_KV_BF16, QVL_PLAN_KV_FP8);
             goto fail;
         }
-        m->batched = o && o->batched;
+        m->kv_fp8 = pin.kv_dtype == QVL_PLAN_KV_FP8;
         if (m->batched) {
             /* many sequences: the KV pool and the sequences from the cap (qvl_mem_plan_batched) */
             pin.sequences = o->max_seqs, pin.kv_blocks = o->kv_blocks, pin.kv_block_tokens = o->kv_block_tokens;

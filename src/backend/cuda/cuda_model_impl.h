@@ -44,7 +44,8 @@ struct qvl_cuda_model {
     bf16 *vx, *vy, *vqkv, *vhid; /* vhid: hid_rows x Iv */
     bf16 *img[1 + QVL_MAX_DEEPSTACK]; /* merger output, then deepstack features */
     /* text */
-    bf16 *k_cache, *v_cache; /* [layers][max_len][kv] */
+    bf16 *k_cache, *v_cache; /* [layers][max_len][kv] (batched: [layers][pool rows][kv]; e4m3 bytes when kv_fp8) */
+    int kv_fp8;              /* --kv-dtype fp8 (batched only): the pool holds e4m3 bytes (cuda_kv_fp8.cuh) */
     bf16 *x, *y, *qkv, *att, *gu, *h, *logits;
     int32_t *d_ids, *d_pos, *d_vis, *d_next;
     int32_t *d_step;                 /* {cache length, rope delta} for graph decoding */

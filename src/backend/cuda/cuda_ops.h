@@ -127,8 +127,8 @@ void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, in
                         const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int n,
                         int p0, const int32_t *pos, int pos_stride, int pos_scalar, const int32_t *step);
 void qvl_k_step_advance(cudaStream_t st, int32_t *step); /* step[0] += 1 */
-/* The same for a batch: row i's key and value go to cache row slots[i] (a KV pool row), its
- * positions are pos[i], pos[pos_stride + i], pos[2 pos_stride + i]. */
+/* The same for a batch: row i's key and value go to cache row slots[i] (a KV pool row; none where
+ * slots[i] < 0: padding rows), its positions are pos[i], pos[pos_stride + i], pos[2 pos_stride + i]. */
 void qvl_k_qk_norm_rope_slots(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, bf16 *k_cache,
                               bf16 *v_cache, const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm,
                               const float *inv_freq, int n, const int32_t *pos, int pos_stride, const int32_t *slots);
@@ -146,6 +146,21 @@ void qvl_attention_paged(cudaStream_t st, bf16 *out, int out_stride, const bf16 
 /* k_dst, v_dst rows 0 .. n-1 = the sequence's keys and values 0 .. n-1 (table: its blocks). */
 void qvl_k_kv_gather(cudaStream_t st, bf16 *k_dst, bf16 *v_dst, const bf16 *k_pool, const bf16 *v_pool, int kv,
                      const int32_t *table, int block, int n);
+/* FP8 KV pool (--kv-dtype fp8: e4m3 bytes, cuda_kv_fp8.cuh): the same operations over byte pools.
+ * The attention upcasts each element to F32 as it loads it; the gather writes BF16 rows (exact). */
+void qvl_attention_paged_fp8(cudaStream_t st, bf16 *out, int out_stride, const bf16 *q, int q_stride,
+                             const uint8_t *k_pool, const uint8_t *v_pool, int kv_stride, const int32_t *rows, int n_rows,
+                             const int32_t *seq, const int32_t *kv_len, const int32_t *tables, int blocks_per_seq,
+                             int block, int Hq, int Hkv, int hd, int splits, float *partial);
+void qvl_k_kv_gather_fp8(cudaStream_t st, bf16 *k_dst, bf16 *v_dst, const uint8_t *k_pool, const uint8_t *v_pool, int kv,
+                         const int32_t *table, int block, int n);
+/* qvl_k_qk_norm_rope_slots writing e4m3 keys and values (each BF16 result rounded once more). */
+void qvl_k_qk_norm_rope_slots_fp8(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, uint8_t *k_cache,
+                                  uint8_t *v_cache, const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm,
+                                  const float *inv_freq, int n, const int32_t *pos, int pos_stride, const int32_t *slots);
+/* The element conversions themselves, n values (tests: against backend/cpu/kv_fp8.c bit for bit). */
+void qvl_k_kv_fp8_encode(cudaStream_t st, uint8_t *dst, const float *src, size_t n);
+void qvl_k_kv_fp8_decode(cudaStream_t st, float *dst, const uint8_t *src, size_t n);
 /* dst[i] = src[rows[i]] (rows of D values), for i < n. */
 void qvl_k_gather_rows(cudaStream_t st, bf16 *dst, const bf16 *src, const int32_t *rows, int n, int D);
 
