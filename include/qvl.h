@@ -97,6 +97,9 @@ typedef struct {
     qvl_tuning tuning;        /* CUDA kernel choices; qvl_tuning_default() */
     int kv_blocks;            /* > 0: at most this many KV blocks (of 64 tokens) in the pool, e.g. to run
                                  with a pool that fits one sequence; <= 0 = from the memory plan */
+    int token_budget;         /* > 0: rows of one forward pass (prefill chunks + decodes); <= 0 = the backend's */
+    long vision_tokens;       /* > 0: image tokens of one vision pass (at least the largest image); <= 0 = the
+                                 backend's (qvl eval passes both from its data plan: eval/plan_fit.h) */
     const char *tokenizer_cache_dir; /* folder of the tokenizer's binary cache (parsed tables: skips
                                  ~0.2 s of JSON parsing at open); NULL = no cache. The CLI passes
                                  $QVL_CACHE_DIR, else $XDG_CACHE_HOME/qvl, else ~/.cache/qvl
@@ -224,6 +227,7 @@ typedef struct {
     int waiting, running;     /* requests */
     int max_batch;            /* the cap in force (resolved from the plan when opts.max_batch <= 0) */
     int kv_blocks_total, kv_blocks_used, kv_block_tokens;
+    int kv_blocks_peak;       /* the most KV blocks in use at once since open */
     long long requests_finished, requests_failed, prompt_tokens, generated_tokens;
 } qvl_engine_stats;
 void qvl_engine_stats_get(qvl_engine *e, qvl_engine_stats *out);

@@ -93,16 +93,28 @@ TEST(plan_fit_sizes_the_context_and_vision_for_the_largest_sample) {
     CHECK_INT(r.plan.max_model_len, r.max_model_len);
     CHECK_INT(r.plan.max_image_tokens, big);
     CHECK_INT(r.auto_image_tokens, 0);
-    /* KV cache: 28 layers x (K, V) x 1024 x context x 2 bytes */
-    CHECK_NEAR(r.plan.kv_cache, 2.0 * 28 * 1024 * r.max_model_len * 2 / 1048576.0, 1e-9);
+    /* KV cache: the batched engine's pool, 28 layers x (K, V) x 1024 x 64 tokens x 2 bytes a block; without
+     * a budget what one request at a time took, never less than one whole context */
+    CHECK(r.kv_blocks >= (r.max_model_len + 63) / 64);
+    CHECK_INT(r.plan.kv_blocks, r.kv_blocks);
+    CHECK_INT(r.plan.sequences, r.batch);
+    CHECK_NEAR(r.plan.kv_cache, 2.0 * 28 * 1024 * 64 * 2 * r.kv_blocks / 1048576.0, 1e-9);
     CHECK_CONTAINS(r.sized_for, "= largest prompt ");
     CHECK_CONTAINS(r.sized_for, "(sample 4) + 128 answer tokens");
     CHECK_CONTAINS(r.sized_for, "6 of 7 samples planned, 1 unreadable");
-    /* the same plan as config-driven with these exact figures */
-    qvl_plan_inputs in = {.max_model_len = r.max_model_len, .max_image_tokens = big};
+    /* the same plan as the CUDA backend makes from the engine options the fit sets (qvl_fit_engine_opts):
+     * its batched plan with these sequences and this pool, no cap */
+    qvl_engine_opts eo = qvl_engine_opts_default();
+    qvl_fit_engine_opts(&r, &eo);
+    CHECK_INT(eo.max_batch, r.batch);
+    CHECK_INT(eo.kv_blocks, r.kv_blocks);
+    qvl_plan_inputs in = {.max_model_len = eo.max_model_len, .max_image_tokens = eo.plan_image_tokens,
+                          .sequences = eo.max_batch, .kv_blocks = eo.kv_blocks, .token_budget = eo.token_budget,
+                          .vision_tokens = eo.vision_tokens};
     qvl_mem_plan same;
-    CHECK_INT(qvl_mem_plan_compute_inputs(&f.cfg, -1, &in, -1, &same), 0);
+    CHECK_INT(qvl_mem_plan_batched(&f.cfg, -1, &in, -1, 0, &same), 0);
     CHECK_NEAR(same.total, r.plan.total, 0);
+    CHECK_INT(same.kv_blocks, r.kv_blocks);
     /* a cap lowers both */
     rq.max_image_tokens = 2048;
     CHECK_INT(fit(&f, &rq, &r), 0);
@@ -120,7 +132,7 @@ TEST(plan_fit_auto_fits_the_largest_cap_under_the_budget) {
     CHECK_INT(fit(&f, &rq, &full), 0);
     int before[N_IMAGES];
     for (int i = 0; i < N_IMAGES; i++) before[i] = f.dp.samples[i].image_tokens;
-    long budgets[] = {5200, 5600, 6000, (long)full.plan.total - 100};
+    long budgets[] = {5200, 5600, 6000, 7000};
     for (int b = 0; b < 4; b++) {
         rq = qvl_fit_request_default();
         rq.gpu_mem_mib = budgets[b];
@@ -140,12 +152,14 @@ TEST(plan_fit_auto_fits_the_largest_cap_under_the_budget) {
         CHECK(down >= 1);
         CHECK_CONTAINS(r.sized_for, "auto-fit to --gpu-mem");
         CHECK(!strcmp(r.params.max_pixels == r.auto_image_tokens * 1024 ? "ok" : "no", "ok"));
-        /* one token more does not fit: the cap is the largest */
+        /* one token more does not fit even one sequence: the cap is the largest */
         qvl_fit_request one = qvl_fit_request_default();
         one.max_image_tokens = r.auto_image_tokens + 1;
+        one.gpu_mem_mib = budgets[b];
         qvl_fit above;
-        CHECK_INT(fit(&f, &one, &above), 0);
-        CHECK(above.plan.total + QVL_FIT_CONTEXT_MARGIN_MIB > (double)budgets[b]);
+        CHECK_INT(fit(&f, &one, &above), -1);
+        CHECK_CONTAINS(qvl_error(), "below the plan for this data at these pixel settings");
+        CHECK_CONTAINS(qvl_error(), "1 sequence of up to ");
     }
     /* a budget that fits without a cap changes nothing */
     rq.gpu_mem_mib = (long)full.plan.total + 100;
@@ -169,8 +183,13 @@ TEST(plan_fit_kv_fp8_fits_larger_images_under_the_budget) {
     CHECK_INT(fit(&f, &rq, &b16), 0);
     rq.kv_dtype = QVL_PLAN_KV_FP8;
     CHECK_INT(fit(&f, &rq, &f8), 0);
+    /* BF16: one whole context (512 blocks of 7 MiB) is all that fits; FP8: 3.5 MiB blocks, room for
+     * every sample at once */
+    CHECK_INT(b16.kv_blocks, 512);
     CHECK_NEAR(b16.plan.kv_cache, 3584.0, 1e-9);
-    CHECK_NEAR(f8.plan.kv_cache, 1792.0, 1e-9);
+    CHECK_NEAR(f8.plan.kv_cache, 3.5 * f8.kv_blocks, 1e-9);
+    CHECK_INT(f8.kv_blocks, f8.kv_blocks_needed);
+    CHECK_INT(f8.batch, 6);
     /* BF16: images capped (the 4000x3000 and 8000x6000 ones and the document); FP8: every image whole */
     CHECK(b16.auto_image_tokens >= QVL_FIT_MIN_IMAGE_TOKENS && b16.auto_image_tokens < 4096);
     CHECK(b16.n_auto_downscaled > 0);
@@ -184,7 +203,7 @@ TEST(plan_fit_kv_fp8_fits_larger_images_under_the_budget) {
     CHECK(f8.auto_image_tokens >= QVL_FIT_MIN_IMAGE_TOKENS);
     rq.kv_dtype = QVL_PLAN_KV_BF16;
     CHECK_INT(fit(&f, &rq, &b16), -1);
-    CHECK_CONTAINS(qvl_error(), "KV cache 3584 for 32768 tokens");
+    CHECK_CONTAINS(qvl_error(), "KV cache 3584 for 512 blocks: 1 sequence of up to 32768 tokens");
     teardown(&f);
 }
 
@@ -289,6 +308,17 @@ TEST(plan_fit_eval_reports_what_the_plan_was_sized_for) {
         CHECK_INT(cJSON_GetObjectItem(mp, "max_model_len")->valueint, 81);
         CHECK_INT(cJSON_GetObjectItem(mp, "largest_prompt")->valueint, 41);
         CHECK_INT(cJSON_GetObjectItem(mp, "samples_planned")->valueint, 3);
+        /* the batch and the pool, the batched engine's plan (the CPU engine keeps its own batch) */
+        CHECK(cJSON_GetObjectItem(mp, "batch")->valueint >= 1);
+        CHECK_INT(cJSON_GetObjectItem(mp, "kv_block_tokens")->valueint, 64);
+        CHECK(cJSON_GetObjectItem(mp, "kv_blocks")->valueint >= 2);   /* one context of 81 tokens */
+        CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(mp, "batch_from")), "plan");
+        /* the CPU engine's own pool (16 slots of a whole 81-token context) and the most of it in use */
+        cJSON *kp = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "settings"), "kv_pool");
+        CHECK_INT(cJSON_GetObjectItem(kp, "blocks")->valueint, 16 * 2);
+        CHECK_INT(cJSON_GetObjectItem(kp, "block_tokens")->valueint, 64);
+        int peak = cJSON_GetObjectItem(kp, "peak_blocks")->valueint;
+        CHECK(peak >= 1 && peak <= 3 * 2);   /* 3 samples of at most 2 blocks each */
     }
     cJSON_Delete(j);
     free(out), free(err);

@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "cli/eval_scale.h"
 #include "cli/opts.h"
+#include "engine/backend.h"
 #include "eval/dataset.h"
 #include "eval/plan_fit.h"
 #include "eval/progress.h"
@@ -256,6 +257,17 @@ static int progress_mode_from_env(void) {
     return -1;
 }
 
+/* Whether the engine will open on a GPU (the data plan's batch and KV pool are then its limits):
+ * --device cuda[:K], or auto with a usable CUDA device in this build. */
+static int runs_on_gpu(const char *device) {
+    if (device && !strcmp(device, "cpu")) return 0;
+    if (device) return 1;
+    const qvl_backend_ops *cuda = qvl_backend_find("cuda");
+    int n = cuda ? cuda->devices() : 0;
+    qvl_error_clear();
+    return n > 0;
+}
+
 int cmd_eval(int argc, char **argv) {
     eval_args a;
     int rc = parse_args(argc, argv, &a);
@@ -307,13 +319,15 @@ int cmd_eval(int argc, char **argv) {
         return runtime_error();
     }
     /* The memory plan from the data: the context and the vision activations for the largest sample
-     * of this selection plus the answer budget, auto-fitted to --gpu-mem (eval/plan_fit.h). */
+     * of this selection plus the answer budget, the KV pool and the batch, auto-fitted to --gpu-mem
+     * (eval/plan_fit.h). */
     qvl_fit_request frq = qvl_fit_request_default();
     frq.max_model_len = a.c.max_model_len, frq.min_pixels = a.c.min_pixels, frq.max_pixels = a.c.max_pixels;
     frq.max_image_tokens = a.c.max_image_tokens, frq.gpu_mem_mib = a.c.gpu_mem_mib;
     frq.auto_fit = !(a.c.device && !strcmp(a.c.device, "cpu"));
     frq.max_new_tokens = a.max_new_tokens, frq.downscale = !strcmp(a.on_overflow, "downscale");
     frq.kv_dtype = a.c.kv_dtype && !strcmp(a.c.kv_dtype, "fp8") ? QVL_PLAN_KV_FP8 : QVL_PLAN_KV_BF16;
+    frq.batch = a.batch;
     frq.tokenizer_cache_dir = cli_tokenizer_cache_dir();
     if (cfg.quant.method) { /* packed Linears as the GPU keeps them (the default counts every weight as BF16) */
         qvl_safetensors *wst = qvl_st_open(a.model);
@@ -363,8 +377,12 @@ int cmd_eval(int argc, char **argv) {
     if (pending > 0) {
         double t0 = qvl_now_s();
         qvl_engine_opts eo = common_engine_opts(&a.c, a.model);
-        qvl_fit_engine_opts(&fit, &eo);
-        eo.max_batch = a.batch;
+        qvl_fit_engine_opts(&fit, &eo);   /* the batch, the KV pool and the pass sizes too */
+        if (!runs_on_gpu(a.c.device)) {   /* no device plan: the CPU backend's own batch unless --batch */
+            eo.max_batch = a.batch;
+            eo.kv_blocks = eo.token_budget = 0;
+            eo.vision_tokens = 0;
+        }
         st.engine = qvl_engine_open(&eo);
         if (!st.engine) {
             state_free(&st);
@@ -534,6 +552,14 @@ int cmd_eval(int argc, char **argv) {
         cJSON_AddStringToObject(report_settings, "kv_dtype", "bf16");
     if (max_batch > 0) cJSON_AddNumberToObject(report_settings, "batch", max_batch);   /* sequences in flight at most */
     else cJSON_AddNullToObject(report_settings, "batch");   /* nothing ran: every sample was already done */
+    if (st.engine) {   /* the KV pool in force and the most of it in use at once (within the plan's pool) */
+        qvl_engine_stats es;
+        qvl_engine_stats_get(st.engine, &es);
+        cJSON *kp = cJSON_AddObjectToObject(report_settings, "kv_pool");
+        cJSON_AddNumberToObject(kp, "blocks", es.kv_blocks_total);
+        cJSON_AddNumberToObject(kp, "block_tokens", es.kv_block_tokens);
+        cJSON_AddNumberToObject(kp, "peak_blocks", es.kv_blocks_peak);
+    }
     cJSON_AddStringToObject(report_settings, "qvl_version", QVL_VERSION);
     cJSON_AddStringToObject(report_settings, "results", st.out);
     cJSON_AddItemToObject(report_settings, "memory_plan", qvl_fit_json(&fit, &st.dp, &frq));

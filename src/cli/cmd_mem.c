@@ -1,5 +1,6 @@
 /* qvl mem: the GPU memory plan of a model without running it (docs/cli.md). */
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,14 +42,20 @@ static void print_plan(const qvl_mem_plan *p, long budget, int from_config, cons
         fprintf(stdout, "%-20s %10.2f MiB (estimate: no GPU here)\n", "cuda_context", p->cuda_context);
     fprintf(stdout, "%-20s %10.2f MiB%s\n", "weights", p->weights, from_config ? " (from config: no weights found)" : "");
     if (p->kv_blocks > 0)
-        fprintf(stdout, "%-20s %10.2f MiB (%ld blocks of %d tokens for %d sequences of up to %ld tokens%s)\n",
-                "kv_cache", p->kv_cache, p->kv_blocks, p->kv_block_tokens, p->sequences, p->max_model_len,
+        fprintf(stdout, "%-20s %10.2f MiB (%ld blocks of %d tokens for %d sequence%s of up to %ld tokens%s)\n",
+                "kv_cache", p->kv_cache, p->kv_blocks, p->kv_block_tokens, p->sequences, p->sequences == 1 ? "" : "s",
+                p->max_model_len,
                 p->kv_dtype == QVL_PLAN_KV_FP8 ? ", fp8" : "");
     else
         fprintf(stdout, "%-20s %10.2f MiB (%ld tokens%s)\n", "kv_cache", p->kv_cache, p->max_model_len,
                 p->kv_dtype == QVL_PLAN_KV_FP8 ? ", fp8" : "");
-    fprintf(stdout, "%-20s %10.2f MiB (largest image; MLP in chunks of %ld patches)\n", "vision_activations",
-            p->vision_activations, p->vision_mlp_chunk);
+    if (p->kv_blocks > 0)
+        fprintf(stdout, "%-20s %10.2f MiB (%ld image tokens per pass, image cache %ld; MLP in chunks of %ld patches)\n",
+                "vision_activations", p->vision_activations, p->vision_tokens, p->image_cache_tokens,
+                p->vision_mlp_chunk);
+    else
+        fprintf(stdout, "%-20s %10.2f MiB (largest image; MLP in chunks of %ld patches)\n", "vision_activations",
+                p->vision_activations, p->vision_mlp_chunk);
     if (p->cuda_runtime > 0)
         fprintf(stdout, "%-20s %10.2f MiB (of which %.2f: CUDA runtime after the context, estimate)\n", "workspace",
                 p->workspace, p->cuda_runtime);
@@ -57,6 +64,9 @@ static void print_plan(const qvl_mem_plan *p, long budget, int from_config, cons
     fprintf(stdout, "%-20s %10.2f MiB\n", "total", p->total);
     if (budget > 0) fprintf(stdout, "%-20s %10ld MiB\n", "budget", budget);
     fprintf(stdout, "largest image: %ld pixels (%ld tokens)\n", p->max_image_pixels, p->max_image_tokens);
+    if (p->kv_blocks > 0)
+        fprintf(stdout, "batch: %d sequences in flight, KV pool %ld blocks of %d tokens (%ld tokens), %d rows per step\n",
+                p->sequences, p->kv_blocks, p->kv_block_tokens, p->kv_blocks * p->kv_block_tokens, p->token_budget);
 }
 
 static void print_json(const qvl_mem_plan *p, long budget, const char *ctx_measure, cJSON *sized_for) {
@@ -71,6 +81,11 @@ static void print_json(const qvl_mem_plan *p, long budget, const char *ctx_measu
     if (budget > 0) printf("%ld", budget); else printf("null");
     printf(", \"kv_dtype\": \"%s\", \"vision_mlp_chunk\": %ld, \"sequences\": %d",
            p->kv_dtype == QVL_PLAN_KV_FP8 ? "fp8" : "bf16", p->vision_mlp_chunk, p->sequences > 0 ? p->sequences : 1);
+    if (p->kv_blocks > 0)   /* the batched plan */
+        printf(", \"kv_blocks\": %ld, \"kv_block_tokens\": %d, \"token_budget\": %d, \"vision_tokens\": %ld",
+               p->kv_blocks, p->kv_block_tokens, p->token_budget, p->vision_tokens);
+    else
+        printf(", \"kv_blocks\": null, \"kv_block_tokens\": null, \"token_budget\": null, \"vision_tokens\": null");
     char *sf = sized_for ? cJSON_PrintUnformatted(sized_for) : NULL;
     printf(", \"data_plan\": %s}\n", sf ? sf : "null");
     cJSON_free(sf);
@@ -78,14 +93,14 @@ static void print_json(const qvl_mem_plan *p, long budget, const char *ctx_measu
 
 /* --data: the plan `qvl eval` would make for this dataset (eval/plan_fit.h), without running. */
 static int mem_for_data(const char *model, const char *data, const char *images, const qvl_config *cfg,
-                        const common_opts *c, int max_new, int downscale, int kv, double wbytes, double ctx,
-                        const char *ctx_measure, int json) {
+                        const common_opts *c, int batch, int max_new, int downscale, int kv, double wbytes,
+                        double ctx, const char *ctx_measure, int json) {
     qvl_dataset ds;
     if (qvl_dataset_load(data, images, 1, &ds)) return runtime_error();
     qvl_fit_request rq = qvl_fit_request_default();
     rq.max_model_len = c->max_model_len, rq.min_pixels = c->min_pixels, rq.max_pixels = c->max_pixels;
     rq.max_image_tokens = c->max_image_tokens, rq.gpu_mem_mib = c->gpu_mem_mib, rq.auto_fit = 1;
-    rq.max_new_tokens = max_new, rq.downscale = downscale, rq.kv_dtype = kv;
+    rq.max_new_tokens = max_new, rq.downscale = downscale, rq.kv_dtype = kv, rq.batch = batch;
     rq.weight_bytes = wbytes, rq.cuda_context_mib = ctx;
     rq.tokenizer_cache_dir = cli_tokenizer_cache_dir();
     qvl_data_plan dp;
@@ -102,7 +117,8 @@ static int mem_for_data(const char *model, const char *data, const char *images,
         }
         if (fit.auto_image_tokens > 0)
             fprintf(stderr, "qvl mem: auto-fit: at most %ld image tokens per image fit --gpu-mem %ld MiB (%ld samples "
-                    "downscaled)\n", fit.auto_image_tokens, c->gpu_mem_mib, fit.n_auto_downscaled);
+                    "downscaled); batch %d, KV pool %ld blocks\n", fit.auto_image_tokens, c->gpu_mem_mib,
+                    fit.n_auto_downscaled, fit.batch, fit.kv_blocks);
     }
     qvl_data_plan_free(&dp);
     qvl_dataset_free(&ds);
@@ -111,12 +127,13 @@ static int mem_for_data(const char *model, const char *data, const char *images,
 
 int cmd_mem(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *images = NULL, *on_overflow = "skip";
-    int json = 0, batch = 1, max_new = 128;
+    int json = 0, batch = INT_MIN, max_new = 128;   /* INT_MIN: --batch not given */
     common_opts c = COMMON_OPTS_INIT;
     cli_opt opts[] = {
         {"model", OPT_STR, &model, "DIR", "checkpoint folder (config.json, *.safetensors)"},
         {"json", OPT_FLAG, &json, NULL, "print the plan as one JSON object"},
-        {"batch", OPT_INT, &batch, "N", "plan for N sequences in flight (qvl eval --batch N; default 1)"},
+        {"batch", OPT_INT, &batch, "N", "plan for N sequences in flight (qvl eval --batch N; default 1, with "
+                                        "--data: from the plan)"},
         {"data", OPT_STR, &data, "PATH", "size the plan for this dataset (as `qvl eval` does), auto-fit to --gpu-mem"},
         {"images", OPT_STR, &images, "DIR", "image folder for OCRBench.json (default: its folder)"},
         {"max-new-tokens", OPT_INT, &max_new, "N", "answer budget per sample, with --data (default 128)"},
@@ -134,7 +151,9 @@ int cmd_mem(int argc, char **argv) {
                         NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : rc;
     if (!model) return usage_error("mem", "--model is required");
-    if (batch < 1) return usage_error("mem", "--batch %d: must be at least 1", batch);
+    if (batch != INT_MIN && batch < 1) return usage_error("mem", "--batch %d: must be at least 1", batch);
+    int batch_given = batch != INT_MIN;
+    if (!batch_given) batch = 1;
     if (common_opts_check("mem", &c)) return 2;
     if (max_new < 1) return usage_error("mem", "--max-new-tokens %d: must be at least 1", max_new);
     if (strcmp(on_overflow, "skip") && strcmp(on_overflow, "downscale"))
@@ -153,8 +172,8 @@ int cmd_mem(int argc, char **argv) {
     const char *ctx_measure = "none";
     double ctx = qvl_gpu_context_mib(&meter, &ctx_measure);
     qvl_mem_plan plan;
-    if (data) return mem_for_data(model, data, images, &cfg, &c, max_new, !strcmp(on_overflow, "downscale"), kv, wbytes,
-                                  ctx, ctx_measure, json);
+    if (data) return mem_for_data(model, data, images, &cfg, &c, batch_given ? batch : 0, max_new,
+                                  !strcmp(on_overflow, "downscale"), kv, wbytes, ctx, ctx_measure, json);
     qvl_plan_inputs in = {.max_model_len = max_len, .max_pixels = max_px, .kv_dtype = kv, .sequences = batch};
     /* --batch N > 1: the CUDA backend's batched plan (KV pool filling --gpu-mem, or what one
      * request at a time took) */

@@ -129,7 +129,8 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
                            .max_pixels = px > 0 ? px : img.max_pixels, .plan_image_tokens = o.plan_image_tokens,
                            .max_seqs = o.max_batch, .kv_block_tokens = QVL_KV_BLOCK_TOKENS,
                            .gpu_mem_mib = o.gpu_mem_mib, .kv_dtype = o.kv_dtype, .tuning = o.tuning,
-                           .kv_blocks = o.kv_blocks};
+                           .kv_blocks = o.kv_blocks, .token_budget = o.token_budget,
+                           .vision_tokens = o.vision_tokens};
     if (!(e->be = e->ops->open(&bo))) return open_fail(e);
     e->ops->limits(e->be, &e->lim);
     e->cfg = e->ops->config(e->be);
@@ -362,6 +363,7 @@ void qvl_engine_stats_get(qvl_engine *e, qvl_engine_stats *out) {
     out->max_batch = e->lim.max_seqs;
     out->kv_blocks_total = e->kv.n_blocks;
     out->kv_blocks_used = qvl_kv_pool_used(&e->kv);
+    out->kv_blocks_peak = qvl_kv_pool_high_water(&e->kv);
     out->kv_block_tokens = e->kv.block_tokens;
     out->requests_finished = e->finished;
     out->requests_failed = e->failed;

@@ -47,6 +47,7 @@ int qvl_kv_pool_reserve(qvl_kv_pool *p, int seq, long tokens) {
     int32_t *t = p->tables + (size_t)seq * p->max_blocks_per_seq;
     for (int i = have; i < want; i++) t[i] = p->free_ids[--p->n_free];
     p->n_table[seq] = want;
+    if (p->n_blocks - p->n_free > p->high_water) p->high_water = p->n_blocks - p->n_free;
     return 0;
 }
 
@@ -64,3 +65,4 @@ const int32_t *qvl_kv_pool_table(const qvl_kv_pool *p, int seq, int *n_blocks) {
 }
 
 int qvl_kv_pool_used(const qvl_kv_pool *p) { return p->n_blocks - p->n_free; }
+int qvl_kv_pool_high_water(const qvl_kv_pool *p) { return p->high_water; }

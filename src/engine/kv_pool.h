@@ -10,6 +10,7 @@ typedef struct {
     int n_blocks, block_tokens, max_seqs, max_blocks_per_seq;
     int32_t *free_ids;        /* stack of free block ids (the lowest id on top at start) */
     int n_free;
+    int high_water;           /* the most blocks in use at once so far */
     int32_t *tables;          /* [max_seqs][max_blocks_per_seq] */
     int *n_table;             /* [max_seqs] blocks each slot holds */
 } qvl_kv_pool;
@@ -26,5 +27,7 @@ int qvl_kv_pool_reserve(qvl_kv_pool *p, int seq, long tokens);
 void qvl_kv_pool_release(qvl_kv_pool *p, int seq);
 const int32_t *qvl_kv_pool_table(const qvl_kv_pool *p, int seq, int *n_blocks);
 int qvl_kv_pool_used(const qvl_kv_pool *p);
+/* The most blocks in use at once since init (what the memory plan's pool must cover). */
+int qvl_kv_pool_high_water(const qvl_kv_pool *p);
 
 #endif

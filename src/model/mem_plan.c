@@ -188,7 +188,9 @@ int qvl_mem_plan_batched(const qvl_config *cfg, double weight_bytes, qvl_plan_in
     long per_seq = qvl_plan_blocks_per_seq(in->max_model_len, block);
     double kvb = in->kv_dtype == QVL_PLAN_KV_FP8 ? 1.0 : (double)BF16;
     double block_mib = 2.0 * t->num_layers * block * (double)t->num_kv_heads * t->head_dim * kvb / MiB;
-    if (cap_mib <= 0) {   /* no cap given: what one request at a time took */
+    if (cap_mib <= 0 && in->kv_blocks > 0 && in->sequences > 0) {
+        cap_mib = 1e15;   /* no cap, the pool and the slots given (a data plan: eval/plan_fit.h): as asked */
+    } else if (cap_mib <= 0) {   /* no cap given: what one request at a time took */
         qvl_plan_inputs one = *in;
         one.kv_blocks = 0, one.sequences = 1;
         qvl_mem_plan p1;

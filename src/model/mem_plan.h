@@ -126,7 +126,8 @@ long qvl_plan_blocks_per_seq(long max_model_len, int kv_block_tokens);
 
 /* A batched plan within cap_mib (<= 0: the one-sequence plan's total for the same context and
  * images, i.e. no more memory than one request at a time took, but always room for one sequence
- * of the whole context). in->sequences <= 0: chosen from what the KV pool holds (pool tokens /
+ * of the whole context; no cap at all when both in->sequences and in->kv_blocks are given, as
+ * `qvl eval` passes its data plan's batch and pool). in->sequences <= 0: chosen from what the KV pool holds (pool tokens /
  * QVL_PLAN_TEXT_RESERVE, at most QVL_PLAN_MAX_SEQS); in->kv_blocks <= 0: as many as fit. Refuses
  * (-1 + error naming the figures) when not even one sequence of the whole context fits. The
  * resolved inputs are written back to *in. */

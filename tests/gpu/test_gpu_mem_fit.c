@@ -157,10 +157,12 @@ static void one_budget(const char *model, int b, int n, int max_side, double tol
     qvl_fit full, small, fit;
     CHECK_INT(qvl_fit_dataset(&cfg, model, &ds, 0, ds.n_samples, &rq, &dp, &full), 0);
     qvl_data_plan_free(&dp);
-    rq.max_image_tokens = QVL_FIT_MIN_IMAGE_TOKENS;
-    CHECK_INT(qvl_fit_dataset(&cfg, model, &ds, 0, ds.n_samples, &rq, &dp, &small), 0);
+    /* a budget of 1 MiB is refused, the fit then holding the smallest plan (the smallest cap, one
+     * sequence, lean passes: eval/plan_fit.h) */
+    rq.gpu_mem_mib = 1, rq.auto_fit = 1;
+    CHECK_INT(qvl_fit_dataset(&cfg, model, &ds, 0, ds.n_samples, &rq, &dp, &small), -1);
     qvl_data_plan_free(&dp);
-    rq.max_image_tokens = -1;
+    rq.gpu_mem_mib = -1, rq.auto_fit = 0;
     /* every fifth budget below the smallest plan: refused up front */
     double lo = small.plan.total + QVL_FIT_CONTEXT_MARGIN_MIB + 1, hi = full.plan.total + 64;
     long budget = b % 5 == 4 ? (long)(small.plan.total - 20) : (long)(lo + uniform() * (hi - lo));
@@ -200,9 +202,11 @@ static void one_budget(const char *model, int b, int n, int max_side, double tol
             qvl_memory_info mi;
             qvl_engine_memory(e, &mi);
             double err = (mi.plan_total - mi.peak_mib) / mi.peak_mib;
-            printf("FIT budget=%ld cap=%ld downscaled=%ld images=%d plan=%.1f peak=%.1f (%s) err=%+.3f%% ctx=%ld vis_tokens=%ld\n",
+            printf("FIT budget=%ld cap=%ld downscaled=%ld images=%d plan=%.1f peak=%.1f (%s) err=%+.3f%% ctx=%ld vis_tokens=%ld "
+                   "batch=%d kv_blocks=%ld passes=%s\n",
                    budget, fit.auto_image_tokens, fit.n_auto_downscaled, ran, mi.plan_total, mi.peak_mib, mi.peak_measure,
-                   100 * err, fit.max_model_len, fit.plan_image_tokens);
+                   100 * err, fit.max_model_len, fit.plan_image_tokens, fit.batch, fit.kv_blocks,
+                   fit.passes == QVL_FIT_PASSES_LEAN ? "lean" : "full");
             if (mi.peak_mib > (double)budget)
                 test_fail(__FILE__, __LINE__, "budget %ld MiB: measured peak %.1f MiB is above it", budget, mi.peak_mib);
             if (!(fabs(err) <= tol))
