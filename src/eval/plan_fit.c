@@ -123,8 +123,9 @@ static int plan_smallest(const qvl_config *cfg, const qvl_fit_request *rq, qvl_f
 }
 
 /* What the plan may take: the budget less the margin, or without one what one request at a time
- * took (the CUDA backend's rule for a pool without --gpu-mem), never less than the smallest batch. */
-static double usable_mib(const qvl_config *cfg, const qvl_fit_request *rq, const qvl_fit *f) {
+ * took plus the slots of QVL_PLAN_DEFAULT_SEQS sequences sharing a pool of one whole context (the
+ * CUDA backend's rule without --gpu-mem, mem_plan.h), never less than the smallest batch. */
+static double usable_mib(const qvl_config *cfg, const qvl_fit_request *rq, const qvl_fit *f, const needs *nd) {
     if (rq->gpu_mem_mib > 0)
         return (double)rq->gpu_mem_mib - (rq->cuda_context_mib < 0 ? QVL_FIT_CONTEXT_MARGIN_MIB : 0);
     qvl_plan_inputs one = {.max_model_len = f->max_model_len, .max_image_tokens = f->plan_image_tokens,
@@ -132,6 +133,8 @@ static double usable_mib(const qvl_config *cfg, const qvl_fit_request *rq, const
     qvl_mem_plan p1;
     double cap = f->plan.total;   /* the smallest batch (planned by the caller) */
     if (qvl_mem_plan_compute_inputs(cfg, rq->weight_bytes, &one, rq->cuda_context_mib, &p1) == 0 && p1.total > cap)
+        cap = p1.total;
+    if (plan_with(cfg, rq, f, f->passes, QVL_PLAN_DEFAULT_SEQS, nd->per_seq, &p1) == 0 && p1.total > cap)
         cap = p1.total;
     return cap;
 }
@@ -141,7 +144,7 @@ static double usable_mib(const qvl_config *cfg, const qvl_fit_request *rq, const
  * what is left, up to what S of the largest samples reserve. */
 static int choose_batch(const qvl_config *cfg, const qvl_fit_request *rq, qvl_fit *f, const needs *nd) {
     if (rq->batch > 0) return 0;   /* honoured as planned */
-    double cap = usable_mib(cfg, rq, f);
+    double cap = usable_mib(cfg, rq, f, nd);
     int most = nd->k < QVL_PLAN_MAX_SEQS ? (int)nd->k : QVL_PLAN_MAX_SEQS;
     qvl_mem_plan p;
     for (int s = most; s > 1; s--) {   /* s = 1: the smallest batch, planned already */
@@ -245,8 +248,12 @@ int qvl_fit_plan(const qvl_config *cfg, qvl_data_plan *dp, const qvl_fit_request
         return -1;
     needs nd = {NULL, 0, 0};
     int *full = NULL, rc = -1, ok;
-    /* Images whole: full passes, else lean ones. */
-    if ((ok = smallest_at(cfg, dp, rq, &base, QVL_FIT_PASSES_FULL, out, &nd)) < 0) goto done;
+    /* Images whole: full passes, else lean ones. Without a budget or --batch, lean passes (one
+     * largest image per vision pass, QVL_PLAN_PREFILL_CHUNK rows per step): the default batch then
+     * costs little beyond what one request at a time took. */
+    int lean_default = rq->gpu_mem_mib <= 0 && rq->batch <= 0;
+    if ((ok = smallest_at(cfg, dp, rq, &base, lean_default ? QVL_FIT_PASSES_LEAN : QVL_FIT_PASSES_FULL, out, &nd)) < 0)
+        goto done;
     if (!ok && (ok = smallest_at(cfg, dp, rq, &base, QVL_FIT_PASSES_LEAN, out, &nd)) < 0) goto done;
     if (!ok) {
         int explicit_px = rq->min_pixels > 0 || rq->max_pixels > 0 || rq->max_image_tokens > 0;

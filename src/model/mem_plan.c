@@ -196,8 +196,8 @@ int qvl_mem_plan_batched(const qvl_config *cfg, double weight_bytes, qvl_plan_in
         qvl_mem_plan p1;
         if (qvl_mem_plan_compute_inputs(cfg, weight_bytes, &one, cuda_context_mib, &p1)) return -1;
         cap_mib = p1.total;
-        one = *in;   /* but never less than the slots asked for (or one) and one whole context */
-        one.sequences = in->sequences > 0 ? in->sequences : 1, one.kv_blocks = per_seq;
+        one = *in;   /* plus the slots asked for (or the default's) beside one whole context */
+        one.sequences = in->sequences > 0 ? in->sequences : QVL_PLAN_DEFAULT_SEQS, one.kv_blocks = per_seq;
         if (qvl_mem_plan_compute_inputs(cfg, weight_bytes, &one, cuda_context_mib, &p1)) return -1;
         if (p1.total > cap_mib) cap_mib = p1.total;
     }
@@ -229,6 +229,12 @@ int qvl_mem_plan_batched(const qvl_config *cfg, double weight_bytes, qvl_plan_in
             if (want_blocks > 0 && blocks >= per_seq)
                 return qvl_errorf("gpu-mem: %ld KV blocks need %.0f MiB beside the fixed %.0f MiB, above %.0f MiB", blocks,
                                   blocks * block_mib, fixed, cap_mib);
+            if (fit <= 0)
+                return qvl_errorf("gpu-mem: %.0f MiB is below the plan's fixed %.0f MiB (context %.0f + weights %.0f + "
+                                  "vision %.0f + workspace %.0f), and one sequence of %ld tokens needs %ld KV blocks "
+                                  "(%.0f MiB) more; raise --gpu-mem or lower --max-model-len or --max-pixels",
+                                  cap_mib, fixed, out->cuda_context, out->weights, out->vision_activations,
+                                  out->workspace, in->max_model_len, per_seq, per_seq * block_mib);
             return qvl_errorf("gpu-mem: %.0f MiB hold %ld KV blocks after the fixed %.0f MiB (context %.0f + weights %.0f "
                               "+ vision %.0f + workspace %.0f) but one sequence of %ld tokens needs %ld; lower "
                               "--max-model-len or --max-pixels",

@@ -71,6 +71,10 @@ typedef struct {
 } qvl_plan_inputs;
 enum { QVL_PLAN_KV_BLOCK_TOKENS = 64, QVL_PLAN_TOKEN_BUDGET = 4096, QVL_PLAN_VISION_TOKENS = 4096,
        QVL_PLAN_MAX_SEQS = 128, QVL_PLAN_DEC_SPLITS = 16 };
+/* Without a budget, the batched plan is what one request at a time took plus the slots of this many
+ * sequences (a few MiB each: block tables, logits rows, decode partials); the KV pool stays one whole
+ * context, which the sequences share, so they run together while their prompts are small. */
+enum { QVL_PLAN_DEFAULT_SEQS = 64 };
 enum { QVL_PLAN_KV_BF16 = 0, QVL_PLAN_KV_FP8 = 1 };   /* = QVL_KV_BF16 / QVL_KV_FP8 of qvl.h */
 
 /* The vision MLP's hidden activations (patches x intermediate) are computed in chunks of at most
@@ -125,8 +129,8 @@ long qvl_plan_batch_in_ints(int token_budget, int sequences, long blocks_per_seq
 long qvl_plan_blocks_per_seq(long max_model_len, int kv_block_tokens);
 
 /* A batched plan within cap_mib (<= 0: the one-sequence plan's total for the same context and
- * images, i.e. no more memory than one request at a time took, but always room for one sequence
- * of the whole context; no cap at all when both in->sequences and in->kv_blocks are given, as
+ * images, i.e. no more memory than one request at a time took, plus the slots of
+ * QVL_PLAN_DEFAULT_SEQS sequences (or in->sequences) sharing one whole context's pool; no cap at all when both in->sequences and in->kv_blocks are given, as
  * `qvl eval` passes its data plan's batch and pool). in->sequences <= 0: chosen from what the KV pool holds (pool tokens /
  * QVL_PLAN_TEXT_RESERVE, at most QVL_PLAN_MAX_SEQS); in->kv_blocks <= 0: as many as fit. Refuses
  * (-1 + error naming the figures) when not even one sequence of the whole context fits. The
