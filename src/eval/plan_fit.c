@@ -221,7 +221,9 @@ static void describe(qvl_fit *f, const qvl_data_plan *dp, const qvl_fit_request 
                       "per step, %ld image tokens per vision pass%s",
                       f->batch, f->batch_given ? "--batch" : "the most that fit", f->kv_blocks,
                       QVL_PLAN_KV_BLOCK_TOKENS, f->batch, f->kv_blocks_needed, f->plan.token_budget,
-                      f->plan.vision_tokens, f->passes == QVL_FIT_PASSES_LEAN ? " (lean passes, for the images)" : "");
+                      f->plan.vision_tokens, f->passes != QVL_FIT_PASSES_LEAN ? ""
+                      : rq->gpu_mem_mib > 0 || rq->batch > 0 ? " (lean passes, for the images)"
+                                                             : " (lean passes: the default without --gpu-mem)");
     if (f->auto_image_tokens > 0 && (size_t)n < len)
         snprintf(b + n, len - (size_t)n, "; auto-fit to --gpu-mem %ld MiB: at most %ld image tokens per image (%ld "
                  "samples downscaled)", rq->gpu_mem_mib, f->auto_image_tokens, f->n_auto_downscaled);
