@@ -5,7 +5,8 @@
 #   default settings (the plan from the data, default batch), the same with decode graphs on
 #   (QVL_DECODE_GRAPHS=1), --max-image-tokens 2048, and --gpu-mem 8000,
 # then `qvl serve` under load (bench/run_serve_gpu.sh, CLIENTS), then transformers batched
-# (bench/bench_hf_batched.py, HF_MAX_SECONDS) beside `qvl eval` on every HF_EVERY-th row.
+# (bench/bench_hf_batched.py, HF_MAX_SECONDS) beside `qvl eval` on every HF_EVERY-th row (0: not run).
+# ROWS picks the eval rows (default: default graphs cap2048 gpumem8000).
 #   tests/gpu/batched_check.sh PACK OUTDIR
 # PACK: tar.xz of qvl, qvl-gpu-tests, bench_serve and lib/ (the Debian runtime libraries the GPU
 # machine lacks, lib/mhd for the server). OUTDIR gets summary.md (every table) and all.tgz (logs, JSON).
@@ -43,10 +44,14 @@ print("| %s | %.2f | %s | %s | %s | %s (%s) | %.1f |" % (sys.argv[2], s["samples
 PY
     grep -h "memory plan" "$L/eval_$name.err" | head -1 >> "$L/plan_lines.txt"
 }
-row default ""
-row graphs "QVL_DECODE_GRAPHS=1"
-row cap2048 "" --max-image-tokens 2048
-row gpumem8000 "" --gpu-mem 8000
+for r in ${ROWS:-default graphs cap2048 gpumem8000}; do
+    case $r in
+        default) row default "" ;;
+        graphs) row graphs "QVL_DECODE_GRAPHS=1" ;;
+        cap2048) row cap2048 "" --max-image-tokens 2048 ;;
+        gpumem8000) row gpumem8000 "" --gpu-mem 8000 ;;
+    esac
+done
 cat "$L/plan_lines.txt" >> "$S"
 log "serve"
 LIBS=$B/lib:$B/lib/mhd timeout ${SERVE_TIMEOUT:-100} bash bench/run_serve_gpu.sh "$B" "$L/serve" "${CLIENTS:-1,8,32}" > "$L/serve.log" 2>&1 || rc=1
