@@ -235,6 +235,36 @@ static char *request_body(const item *it, unsigned seed, int max_tokens) {
     return s;
 }
 
+/* Request bodies are built on all cores before a level starts (large PNGs take a while each). */
+typedef struct {
+    const item *items;
+    int n_items, offset, n, max_tokens, failed;
+    char **bodies;
+    atomic_int next;
+} body_job;
+
+static void *body_worker(void *arg) {
+    body_job *j = arg;
+    for (int i; (i = atomic_fetch_add(&j->next, 1)) < j->n;) {
+        int k = (j->offset + i) % j->n_items;
+        if (!(j->bodies[i] = request_body(&j->items[k], (unsigned)k, j->max_tokens))) j->failed = 1;
+    }
+    return NULL;
+}
+
+static int build_bodies(const item *items, int n_items, int offset, int n, int max_tokens, char **bodies) {
+    body_job j = {.items = items, .n_items = n_items, .offset = offset, .n = n, .max_tokens = max_tokens, .bodies = bodies};
+    atomic_init(&j.next, 0);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int nt = cores < 1 ? 1 : cores > 32 ? 32 : (int)cores;
+    pthread_t th[32];
+    int started = 0;
+    for (int t = 0; t < nt; t++) started += pthread_create(&th[started], NULL, body_worker, &j) == 0;
+    if (!started) body_worker(&j);
+    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+    return j.failed ? -1 : 0;
+}
+
 /* ---- HTTP ---- */
 
 static const char *g_host = "127.0.0.1";
@@ -417,11 +447,7 @@ int main(int argc, char **argv) {
         L.bodies = calloc((size_t)nr, sizeof *L.bodies);
         L.out = calloc((size_t)nr, sizeof *L.out);
         double tb = now_s();
-        for (int i = 0; i < nr; i++) {
-            int k = (offset + i) % n_items;
-            L.bodies[i] = request_body(&items[k], (unsigned)k, max_tokens);
-            if (!L.bodies[i]) return 1;
-        }
+        if (build_bodies(items, n_items, offset, nr, max_tokens, L.bodies)) return 1;
         offset = (offset + nr) % n_items;
         fprintf(stderr, "bench_serve: %d request bodies built in %.1f s\n", nr, now_s() - tb);
         pthread_t *th = calloc((size_t)nc, sizeof *th);

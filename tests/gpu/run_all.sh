@@ -24,7 +24,7 @@ python3 tools/unpack_xz.py > /dev/null || exit 1   # tokenizer (the tiny fixture
 export LD_LIBRARY_PATH=$B/lib QVL_BIN=$B/qvl PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 rc=0
-QVL_TEST_VERBOSE=1 timeout 200 "$B/qvl-gpu-tests" > "$OUT/gpu_tests.log" 2>&1 || rc=1
+QVL_TEST_VERBOSE=1 timeout 300 "$B/qvl-gpu-tests" > "$OUT/gpu_tests.log" 2>&1 || rc=1
 grep -h "^ok\|^FAIL\|passed,\|tiny-ocr" "$OUT/gpu_tests.log"
 if [ -n "$TEST_AB_ENV" ]; then
     { echo "environment: $TEST_AB_ENV"; env $TEST_AB_ENV QVL_TEST_VERBOSE=1 timeout 120 "$B/qvl-gpu-tests" gpu_tiny; } \
