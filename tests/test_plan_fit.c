@@ -8,77 +8,19 @@
 #include <unistd.h>
 
 #include "eval/plan_fit.h"
+#include "plan_fixture.h"
 #include "test.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/file.h"
 
-#define IMAGES "tests/fixtures/image/images"
-
-/* A 2B model folder without weights: the fixture config and the real tokenizer. */
-static const char *model_2b(void) {
-    static char dir[512];
-    if (dir[0]) return dir;
-    snprintf(dir, sizeof dir, "%s/m2b", test_tmpdir());
-    char cwd[400], cmd[2400];
-    if (!getcwd(cwd, sizeof cwd)) return dir;
-    snprintf(cmd, sizeof cmd,
-             "mkdir -p %s && cp tests/fixtures/configs/2b/*.json %s/ && ln -sf %s/models/tokenizer/tokenizer.json %s/",
-             dir, dir, cwd, dir);
-    CHECK_INT(system(cmd), 0);
-    return dir;
-}
-
-/* Seven samples: images from 131x58 to 8000x6000 and one unreadable header. */
-static const char *images[] = {"jpeg_ocr_131x58.jpg", "png_rgb_text_1280x720.png", "png_doc_1700x2200.png",
-                               "jpeg_large_4000x3000.jpg", "png_huge_8000x6000.png", "webp_lossy_300x200.webp",
-                               "bad_text.jpg"};
-enum { N_IMAGES = 7 };
-
-static char *dataset_json(void) {
-    char json[8192];
-    size_t n = 0;
-    n += (size_t)snprintf(json + n, sizeof json - n, "[");
-    for (int i = 0; i < N_IMAGES; i++)
-        n += (size_t)snprintf(json + n, sizeof json - n,
-                              "%s{\"dataset_name\": \"x\", \"id\": %d, \"image_path\": \"%s\", \"question\": \"What is "
-                              "written in image %d?\", \"answers\": \"a\", \"type\": \"Regular Text Recognition\"}",
-                              i ? "," : "", i, images[i], i);
-    snprintf(json + n, sizeof json - n, "]");
-    return test_tmp_file("fit.json", json, strlen(json));
-}
-
-typedef struct {
-    qvl_config cfg;
-    qvl_dataset ds;
-    qvl_data_plan dp;
-} fixture;
-
-static int setup(fixture *f) {
-    memset(f, 0, sizeof *f);
-    char *path = dataset_json();
-    int rc = qvl_config_load(model_2b(), &f->cfg) || qvl_dataset_load(path, IMAGES, 1, &f->ds);
-    free(path);
-    CHECK_INT(rc, 0);
-    return rc;
-}
-
-static int fit(fixture *f, const qvl_fit_request *rq, qvl_fit *out) {
-    qvl_data_plan_free(&f->dp);
-    return qvl_fit_dataset(&f->cfg, model_2b(), &f->ds, 0, f->ds.n_samples, rq, &f->dp, out);
-}
-
-static void teardown(fixture *f) {
-    qvl_data_plan_free(&f->dp);
-    qvl_dataset_free(&f->ds);
-}
 
 TEST(plan_fit_sizes_the_context_and_vision_for_the_largest_sample) {
-    fixture f;
-    if (setup(&f)) return;
+    plan_fixture f;
+    if (plan_fixture_setup(&f, "fit.json")) return;
     qvl_fit_request rq = qvl_fit_request_default();
     qvl_fit r;
-    CHECK_INT(fit(&f, &rq, &r), 0);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &r), 0);
     CHECK_INT(f.dp.n_ok, 6);
     CHECK_INT(f.dp.n_failed, 1);
     CHECK_CONTAINS(f.dp.samples[6].error, "bad_text.jpg: unsupported or unrecognized image format");
@@ -117,32 +59,32 @@ TEST(plan_fit_sizes_the_context_and_vision_for_the_largest_sample) {
     CHECK_INT(same.kv_blocks, r.kv_blocks);
     /* a cap lowers both */
     rq.max_image_tokens = 2048;
-    CHECK_INT(fit(&f, &rq, &r), 0);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &r), 0);
     CHECK_INT(r.plan_image_tokens, f.dp.largest_image_tokens);
     CHECK(r.plan_image_tokens <= 2048 && r.plan_image_tokens > 1900);
     CHECK(r.max_model_len < 2048 + 128 + 40);
-    teardown(&f);
+    plan_fixture_teardown(&f);
 }
 
 TEST(plan_fit_auto_fits_the_largest_cap_under_the_budget) {
-    fixture f;
-    if (setup(&f)) return;
+    plan_fixture f;
+    if (plan_fixture_setup(&f, "fit.json")) return;
     qvl_fit_request rq = qvl_fit_request_default();
     qvl_fit full, r;
-    CHECK_INT(fit(&f, &rq, &full), 0);
-    int before[N_IMAGES];
-    for (int i = 0; i < N_IMAGES; i++) before[i] = f.dp.samples[i].image_tokens;
+    CHECK_INT(plan_fixture_fit(&f, &rq, &full), 0);
+    int before[PLAN_N_IMAGES];
+    for (int i = 0; i < PLAN_N_IMAGES; i++) before[i] = f.dp.samples[i].image_tokens;
     long budgets[] = {5200, 5600, 6000, 7000};
     for (int b = 0; b < 4; b++) {
         rq = qvl_fit_request_default();
         rq.gpu_mem_mib = budgets[b];
         rq.auto_fit = 1;
-        CHECK_INT(fit(&f, &rq, &r), 0);
+        CHECK_INT(plan_fixture_fit(&f, &rq, &r), 0);
         CHECK(r.auto_image_tokens >= QVL_FIT_MIN_IMAGE_TOKENS);
         CHECK(r.plan.total + QVL_FIT_CONTEXT_MARGIN_MIB <= (double)budgets[b]);   /* fits, with the margin */
         CHECK(r.plan_image_tokens <= r.auto_image_tokens);
         long down = 0;
-        for (int i = 0; i < N_IMAGES; i++) {
+        for (int i = 0; i < PLAN_N_IMAGES; i++) {
             down += before[i] > r.auto_image_tokens;
             /* only samples above the cap change */
             if (before[i] <= r.auto_image_tokens) CHECK_INT(f.dp.samples[i].image_tokens, before[i]);
@@ -157,32 +99,32 @@ TEST(plan_fit_auto_fits_the_largest_cap_under_the_budget) {
         one.max_image_tokens = r.auto_image_tokens + 1;
         one.gpu_mem_mib = budgets[b];
         qvl_fit above;
-        CHECK_INT(fit(&f, &one, &above), -1);
+        CHECK_INT(plan_fixture_fit(&f, &one, &above), -1);
         CHECK_CONTAINS(qvl_error(), "below the plan for this data at these pixel settings");
         CHECK_CONTAINS(qvl_error(), "1 sequence of up to ");
     }
     /* a budget that fits without a cap changes nothing */
     rq.gpu_mem_mib = (long)full.plan.total + 100;
-    CHECK_INT(fit(&f, &rq, &r), 0);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &r), 0);
     CHECK_INT(r.auto_image_tokens, 0);
     CHECK_INT(r.plan_image_tokens, full.plan_image_tokens);
     cJSON *j = qvl_fit_json(&r, &f.dp, &rq);
     CHECK(cJSON_IsNull(cJSON_GetObjectItem(j, "auto_fit")));
     cJSON_Delete(j);
-    teardown(&f);
+    plan_fixture_teardown(&f);
 }
 
 /* The FP8 KV cache halves the KV term, so under one budget the auto-fit admits larger images (or a
  * budget refused with BF16 fits): at a 32768-token context the 2B KV cache is 3584 MiB BF16, 1792 FP8. */
 TEST(plan_fit_kv_fp8_fits_larger_images_under_the_budget) {
-    fixture f;
-    if (setup(&f)) return;
+    plan_fixture f;
+    if (plan_fixture_setup(&f, "fit.json")) return;
     qvl_fit b16, f8;
     qvl_fit_request rq = qvl_fit_request_default();
     rq.max_model_len = 32768, rq.gpu_mem_mib = 8500, rq.auto_fit = 1;
-    CHECK_INT(fit(&f, &rq, &b16), 0);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &b16), 0);
     rq.kv_dtype = QVL_PLAN_KV_FP8;
-    CHECK_INT(fit(&f, &rq, &f8), 0);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &f8), 0);
     /* BF16: one whole context (512 blocks of 7 MiB) is all that fits; FP8: 3.5 MiB blocks, room for
      * every sample at once */
     CHECK_INT(b16.kv_blocks, 512);
@@ -199,44 +141,44 @@ TEST(plan_fit_kv_fp8_fits_larger_images_under_the_budget) {
     CHECK(f8.plan.total <= 8500 - QVL_FIT_CONTEXT_MARGIN_MIB);
     /* 7000 MiB: BF16 does not fit even the smallest cap; FP8 fits with a cap */
     rq.gpu_mem_mib = 7000;
-    CHECK_INT(fit(&f, &rq, &f8), 0);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &f8), 0);
     CHECK(f8.auto_image_tokens >= QVL_FIT_MIN_IMAGE_TOKENS);
     rq.kv_dtype = QVL_PLAN_KV_BF16;
-    CHECK_INT(fit(&f, &rq, &b16), -1);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &b16), -1);
     CHECK_CONTAINS(qvl_error(), "KV cache 3584 for 512 blocks: 1 sequence of up to 32768 tokens");
-    teardown(&f);
+    plan_fixture_teardown(&f);
 }
 
 TEST(plan_fit_refuses_a_budget_too_small_up_front) {
-    fixture f;
-    if (setup(&f)) return;
+    plan_fixture f;
+    if (plan_fixture_setup(&f, "fit.json")) return;
     qvl_fit_request rq = qvl_fit_request_default();
     qvl_fit r;
     rq.auto_fit = 1;
     rq.gpu_mem_mib = 4600;   /* weights 4058 + context 512 fit, the rest does not */
-    CHECK_INT(fit(&f, &rq, &r), -1);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &r), -1);
     CHECK_CONTAINS(qvl_error(), "gpu-mem: 4600 MiB is below what even a cap of 64 image tokens per image needs: ");
     CHECK_CONTAINS(qvl_error(), "weights 4058 + KV cache ");
     CHECK(strstr(qvl_error(), "weights alone") == NULL);
     rq.gpu_mem_mib = 3000;
-    CHECK_INT(fit(&f, &rq, &r), -1);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &r), -1);
     CHECK_CONTAINS(qvl_error(), "; the weights alone do not fit");
     /* explicit pixel options: no auto-fit, the plan at those settings is refused */
     rq.gpu_mem_mib = 5000;
     rq.max_image_tokens = 16384;
-    CHECK_INT(fit(&f, &rq, &r), -1);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &r), -1);
     CHECK_CONTAINS(qvl_error(), "below the plan for this data at these pixel settings");
     CHECK(strchr(qvl_error(), '\n') == NULL);
-    teardown(&f);
+    plan_fixture_teardown(&f);
 }
 
 TEST(plan_fit_max_model_len_below_the_largest_prompt) {
-    fixture f;
-    if (setup(&f)) return;
+    plan_fixture f;
+    if (plan_fixture_setup(&f, "fit.json")) return;
     qvl_fit_request rq = qvl_fit_request_default();
     qvl_fit r;
     rq.max_model_len = 4096;   /* the 4000x3000 and 8000x6000 images do not fit */
-    CHECK_INT(fit(&f, &rq, &r), 0);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &r), 0);
     CHECK_INT(r.max_model_len, 4096);
     CHECK_INT(f.dp.n_overflow, 2);
     CHECK_INT(f.dp.n_ok, 4);
@@ -245,22 +187,22 @@ TEST(plan_fit_max_model_len_below_the_largest_prompt) {
     CHECK_CONTAINS(r.sized_for, "context 4096 tokens (--max-model-len)");
     CHECK_CONTAINS(r.sized_for, "2 over the context (skipped)");
     rq.downscale = 1;
-    CHECK_INT(fit(&f, &rq, &r), 0);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &r), 0);
     CHECK_INT(f.dp.n_downscaled, 2);
     CHECK_INT(f.dp.n_ok, 6);
     CHECK(f.dp.largest_prompt <= 4095 && f.dp.largest_prompt > 3900);   /* shrunk to fit context - 1 */
-    teardown(&f);
+    plan_fixture_teardown(&f);
 }
 
 TEST(plan_fit_mem_cli_data) {
     char *out = NULL, *err = NULL;
-    char *path = dataset_json();
-    CHECK_INT(test_qvl(&out, &err, "mem --model %s --data %s --images " IMAGES, model_2b(), path), 0);
+    char *path = plan_dataset_json("fit.json");
+    CHECK_INT(test_qvl(&out, &err, "mem --model %s --data %s --images " PLAN_IMAGES, plan_model_2b(), path), 0);
     CHECK_CONTAINS(out, "kv_cache ");
     CHECK_CONTAINS(out, "sized for ");
     CHECK_CONTAINS(out, "(sample 4) + 128 answer tokens; vision for ");
     free(out), free(err);
-    CHECK_INT(test_qvl(&out, &err, "mem --model %s --data %s --images " IMAGES " --gpu-mem 5500 --json", model_2b(), path), 0);
+    CHECK_INT(test_qvl(&out, &err, "mem --model %s --data %s --images " PLAN_IMAGES " --gpu-mem 5500 --json", plan_model_2b(), path), 0);
     cJSON *j = cJSON_Parse(out);
     CHECK(j != NULL);
     cJSON *dp = cJSON_GetObjectItem(j, "data_plan"), *af = dp ? cJSON_GetObjectItem(dp, "auto_fit") : NULL;
@@ -273,17 +215,17 @@ TEST(plan_fit_mem_cli_data) {
     CHECK_CONTAINS(err, "qvl mem: auto-fit: at most ");
     cJSON_Delete(j);
     free(out), free(err);
-    CHECK_INT(test_qvl(NULL, &err, "mem --model %s --data %s --images " IMAGES " --gpu-mem 4600", model_2b(), path), 1);
+    CHECK_INT(test_qvl(NULL, &err, "mem --model %s --data %s --images " PLAN_IMAGES " --gpu-mem 4600", plan_model_2b(), path), 1);
     CHECK_CONTAINS(err, "qvl: gpu-mem: 4600 MiB is below what even a cap of 64 image tokens per image needs");
     free(err);
-    CHECK_INT(test_qvl(NULL, &err, "mem --model %s --data /no/such.json", model_2b()), 1);
+    CHECK_INT(test_qvl(NULL, &err, "mem --model %s --data /no/such.json", plan_model_2b()), 1);
     CHECK_CONTAINS(err, "qvl: /no/such.json: ");
     free(err);
-    CHECK_INT(test_qvl(NULL, &err, "mem --model %s --kv-dtype fp16", model_2b()), 2);
+    CHECK_INT(test_qvl(NULL, &err, "mem --model %s --kv-dtype fp16", plan_model_2b()), 2);
     CHECK_CONTAINS(err, "--kv-dtype: 'fp16' is not bf16 or fp8");
     free(err);
     /* fp8 halves the KV cache in the plan */
-    CHECK_INT(test_qvl(&out, NULL, "mem --model %s --max-model-len 16384 --kv-dtype fp8", model_2b()), 0);
+    CHECK_INT(test_qvl(&out, NULL, "mem --model %s --max-model-len 16384 --kv-dtype fp8", plan_model_2b()), 0);
     CHECK_CONTAINS(out, "kv_cache                 896.00 MiB (16384 tokens, fp8)");
     free(out);
     free(path);

@@ -10,69 +10,11 @@
 #include <unistd.h>
 
 #include "eval/plan_fit.h"
+#include "plan_fixture.h"
 #include "test.h"
 #include "util/error.h"
 
-#define IMAGES "tests/fixtures/image/images"
 static const double MiB = 1048576.0;
-
-/* A 2B model folder without weights: the fixture config and the real tokenizer. */
-static const char *model_2b(void) {
-    static char dir[512];
-    if (dir[0]) return dir;
-    snprintf(dir, sizeof dir, "%s/m2b", test_tmpdir());
-    char cwd[400], cmd[2400];
-    if (!getcwd(cwd, sizeof cwd)) return dir;
-    snprintf(cmd, sizeof cmd,
-             "mkdir -p %s && cp tests/fixtures/configs/2b/*.json %s/ && ln -sf %s/models/tokenizer/tokenizer.json %s/",
-             dir, dir, cwd, dir);
-    CHECK_INT(system(cmd), 0);
-    return dir;
-}
-
-/* Six readable samples from 131x58 to 8000x6000 and one unreadable header. */
-static const char *images[] = {"jpeg_ocr_131x58.jpg", "png_rgb_text_1280x720.png", "png_doc_1700x2200.png",
-                               "jpeg_large_4000x3000.jpg", "png_huge_8000x6000.png", "webp_lossy_300x200.webp",
-                               "bad_text.jpg"};
-enum { N_IMAGES = 7, N_OK = 6 };
-
-static char *dataset_json(void) {
-    char json[8192];
-    size_t n = 0;
-    n += (size_t)snprintf(json + n, sizeof json - n, "[");
-    for (int i = 0; i < N_IMAGES; i++)
-        n += (size_t)snprintf(json + n, sizeof json - n,
-                              "%s{\"dataset_name\": \"x\", \"id\": %d, \"image_path\": \"%s\", \"question\": \"What is "
-                              "written in image %d?\", \"answers\": \"a\", \"type\": \"Regular Text Recognition\"}",
-                              i ? "," : "", i, images[i], i);
-    snprintf(json + n, sizeof json - n, "]");
-    return test_tmp_file("fitbatch.json", json, strlen(json));
-}
-
-typedef struct {
-    qvl_config cfg;
-    qvl_dataset ds;
-    qvl_data_plan dp;
-} fixture;
-
-static int setup(fixture *f) {
-    memset(f, 0, sizeof *f);
-    char *path = dataset_json();
-    int rc = qvl_config_load(model_2b(), &f->cfg) || qvl_dataset_load(path, IMAGES, 1, &f->ds);
-    free(path);
-    CHECK_INT(rc, 0);
-    return rc;
-}
-
-static int fit(fixture *f, const qvl_fit_request *rq, qvl_fit *out) {
-    qvl_data_plan_free(&f->dp);
-    return qvl_fit_dataset(&f->cfg, model_2b(), &f->ds, 0, f->ds.n_samples, rq, &f->dp, out);
-}
-
-static void teardown(fixture *f) {
-    qvl_data_plan_free(&f->dp);
-    qvl_dataset_free(&f->ds);
-}
 
 /* The blocks each planned sample reserves (prompt + answer, at most the context), largest first,
  * counted here by hand from the settled data plan. */
@@ -94,7 +36,7 @@ static int needs_by_hand(const qvl_data_plan *dp, long ctx, int max_new, long *n
 }
 
 /* The plan the engine options of a fit give (the backend's batched plan), with `extra` blocks more. */
-static double plan_total_with(const fixture *f, const qvl_fit *r, long extra) {
+static double plan_total_with(const plan_fixture *f, const qvl_fit *r, long extra) {
     qvl_engine_opts eo = qvl_engine_opts_default();
     qvl_fit_engine_opts(r, &eo);
     qvl_plan_inputs in = {.max_model_len = eo.max_model_len, .max_image_tokens = eo.plan_image_tokens,
@@ -110,22 +52,22 @@ static double plan_total_with(const fixture *f, const qvl_fit *r, long extra) {
  * buffers: logits (vocab BF16), picking state (64 B), flags (vocab bytes), uniforms (context x 8 B),
  * decode attention partials (16 heads x 16 splits x 130 floats), and the block table + 3 ints. */
 TEST(plan_fit_batch_plan_grows_with_the_batch_as_the_formula_says) {
-    fixture f;
-    if (setup(&f)) return;
-    qvl_fit r[N_OK + 1];
-    long need[N_IMAGES];
-    for (int s = 1; s <= N_OK; s++) {
+    plan_fixture f;
+    if (plan_fixture_setup(&f, "fitbatch.json")) return;
+    qvl_fit r[PLAN_N_OK + 1];
+    long need[PLAN_N_IMAGES];
+    for (int s = 1; s <= PLAN_N_OK; s++) {
         qvl_fit_request rq = qvl_fit_request_default();
         rq.batch = s;
-        CHECK_INT(fit(&f, &rq, &r[s]), 0);
+        CHECK_INT(plan_fixture_fit(&f, &rq, &r[s]), 0);
     }
     long ctx = r[1].max_model_len, per_seq = (ctx + 63) / 64;
-    CHECK_INT(needs_by_hand(&f.dp, ctx, 128, need), N_OK);
+    CHECK_INT(needs_by_hand(&f.dp, ctx, 128, need), PLAN_N_OK);
     CHECK_INT(r[1].largest_blocks, need[0]);
     double V = f.cfg.text.vocab_size;
     double per_slot = V * 2 + 64 + V + ctx * 8.0 + 16.0 * 16 * 130 * 4 + (3.0 + per_seq) * 4;
     long sum = 0;
-    for (int s = 1; s <= N_OK; s++) {
+    for (int s = 1; s <= PLAN_N_OK; s++) {
         sum += need[s - 1];
         long pool = sum > per_seq ? sum : per_seq;
         CHECK_INT(r[s].batch, s);
@@ -141,9 +83,9 @@ TEST(plan_fit_batch_plan_grows_with_the_batch_as_the_formula_says) {
         if (s > 1) CHECK(r[s].plan.total > r[s - 1].plan.total);
     }
     /* the whole data at once: every sample's blocks */
-    CHECK_INT(r[N_OK].kv_blocks, sum);
+    CHECK_INT(r[PLAN_N_OK].kv_blocks, sum);
     CHECK_CONTAINS(r[3].sized_for, "; batch 3 (--batch), KV pool ");
-    teardown(&f);
+    plan_fixture_teardown(&f);
 }
 
 /* Auto-fit under budgets from "only a small cap fits" to "everything at once": never above the
@@ -151,8 +93,8 @@ TEST(plan_fit_batch_plan_grows_with_the_batch_as_the_formula_says) {
  * lean); then the pool takes the rest up to what the batch's largest samples reserve, and the
  * batch is the most samples the pool holds at once. */
 TEST(plan_fit_batch_auto_fit_never_exceeds_the_budget_and_prefers_whole_images) {
-    fixture f;
-    if (setup(&f)) return;
+    plan_fixture f;
+    if (plan_fixture_setup(&f, "fitbatch.json")) return;
     long budgets[] = {4700, 5000, 5200, 5600, 6000, 7000, 7800, 7850, 8500, 9000, 12000, 20000};
     enum { NB = sizeof budgets / sizeof budgets[0] };
     long prev_tokens = 0;
@@ -162,7 +104,7 @@ TEST(plan_fit_batch_auto_fit_never_exceeds_the_budget_and_prefers_whole_images) 
         rq.gpu_mem_mib = budgets[b];
         rq.auto_fit = 1;
         qvl_fit r;
-        if (fit(&f, &rq, &r)) {
+        if (plan_fixture_fit(&f, &rq, &r)) {
             CHECK_CONTAINS(qvl_error(), "is below what even a cap of 64 image tokens per image needs");
             CHECK(b == 0);   /* only the smallest budget */
             continue;
@@ -172,9 +114,9 @@ TEST(plan_fit_batch_auto_fit_never_exceeds_the_budget_and_prefers_whole_images) 
         CHECK_NEAR(plan_total_with(&f, &r, 0), r.plan.total, 0);   /* what the engine will be asked for */
         /* the pool: one whole context at least, never more than the batch's largest samples reserve,
          * and one block more would not fit unless it is all they reserve */
-        long need[N_IMAGES], ctx = r.max_model_len, per_seq = (ctx + 63) / 64;
+        long need[PLAN_N_IMAGES], ctx = r.max_model_len, per_seq = (ctx + 63) / 64;
         int k = needs_by_hand(&f.dp, ctx, 128, need);
-        CHECK_INT(k, N_OK);
+        CHECK_INT(k, PLAN_N_OK);
         long big = 0, small = 0;
         for (int i = 0; i < r.batch; i++) big += need[i], small += need[k - 1 - i];
         CHECK_INT(r.kv_blocks_needed, big > per_seq ? big : per_seq);
@@ -198,7 +140,7 @@ TEST(plan_fit_batch_auto_fit_never_exceeds_the_budget_and_prefers_whole_images) 
         if (r.auto_image_tokens > 0) {
             n_capped++;
             CHECK_INT(r.passes, QVL_FIT_PASSES_LEAN);
-            CHECK_INT(fit(&f, &whole, &w), -1);   /* even one sequence with whole images is over */
+            CHECK_INT(plan_fixture_fit(&f, &whole, &w), -1);   /* even one sequence with whole images is over */
             CHECK_CONTAINS(qvl_error(), "below the plan for this data at these pixel settings");
             CHECK(r.plan_image_tokens <= r.auto_image_tokens);
         } else {
@@ -227,7 +169,7 @@ TEST(plan_fit_batch_auto_fit_never_exceeds_the_budget_and_prefers_whole_images) 
         else CHECK(cJSON_IsNull(af));
         cJSON_Delete(j);
         if (budgets[b] == 20000) {   /* room for everything: the whole data in flight */
-            CHECK_INT(r.batch, N_OK);
+            CHECK_INT(r.batch, PLAN_N_OK);
             CHECK_INT(r.kv_blocks, r.kv_blocks_needed);
             CHECK_INT(r.passes, QVL_FIT_PASSES_FULL);
         }
@@ -236,57 +178,57 @@ TEST(plan_fit_batch_auto_fit_never_exceeds_the_budget_and_prefers_whole_images) 
     CHECK(n_capped >= 4);
     CHECK(n_lean_whole >= 1);
     CHECK(n_full >= 3);
-    teardown(&f);
+    plan_fixture_teardown(&f);
 }
 
 /* --batch N is honoured: the pool of its N largest samples, the cap lowered for it under a budget, a
  * budget too small refused up front with the breakdown in one line. */
 TEST(plan_fit_batch_explicit_batch_is_honoured_or_refused) {
-    fixture f;
-    if (setup(&f)) return;
+    plan_fixture f;
+    if (plan_fixture_setup(&f, "fitbatch.json")) return;
     qvl_fit_request rq = qvl_fit_request_default();
     rq.batch = 3, rq.auto_fit = 1, rq.gpu_mem_mib = 20000;
     qvl_fit r, one;
-    CHECK_INT(fit(&f, &rq, &r), 0);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &r), 0);
     CHECK_INT(r.batch, 3);
     CHECK_INT(r.auto_image_tokens, 0);
-    long need[N_IMAGES];
+    long need[PLAN_N_IMAGES];
     needs_by_hand(&f.dp, r.max_model_len, 128, need);
     CHECK_INT(r.kv_blocks, need[0] + need[1] + need[2]);
     /* 6500 MiB: whole images fit one sequence but not three: the cap is lowered for the batch */
     rq.gpu_mem_mib = 6500;
-    CHECK_INT(fit(&f, &rq, &r), 0);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &r), 0);
     CHECK_INT(r.batch, 3);
     CHECK(r.auto_image_tokens > 0);
     CHECK(r.plan.total + QVL_FIT_CONTEXT_MARGIN_MIB <= 6500);
     needs_by_hand(&f.dp, r.max_model_len, 128, need);
     CHECK_INT(r.kv_blocks, need[0] + need[1] + need[2]);
     rq.batch = 0;
-    CHECK_INT(fit(&f, &rq, &one), 0);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &one), 0);
     CHECK(one.auto_image_tokens > r.auto_image_tokens);   /* the plan's own batch keeps larger images */
     /* refused: pixel options given, and a budget below even the smallest cap */
     rq.batch = 3, rq.max_image_tokens = 8192;
-    CHECK_INT(fit(&f, &rq, &r), -1);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &r), -1);
     CHECK_CONTAINS(qvl_error(), "gpu-mem: 6500 MiB is below the plan for this data at these pixel settings: ");
     CHECK_CONTAINS(qvl_error(), "blocks: 3 sequences of up to ");
     CHECK(strchr(qvl_error(), '\n') == NULL);
     rq.max_image_tokens = -1, rq.gpu_mem_mib = 4650;
-    CHECK_INT(fit(&f, &rq, &r), -1);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &r), -1);
     CHECK_CONTAINS(qvl_error(), "gpu-mem: 4650 MiB is below what even a cap of 64 image tokens per image needs");
     CHECK_CONTAINS(qvl_error(), "3 sequences");
-    teardown(&f);
+    plan_fixture_teardown(&f);
 }
 
 /* `qvl mem --data --batch N` prints the plan `qvl eval --batch N` makes, numbers included. */
 TEST(plan_fit_batch_mem_cli_prints_the_batch_and_pool) {
-    fixture f;
-    if (setup(&f)) return;
+    plan_fixture f;
+    if (plan_fixture_setup(&f, "fitbatch.json")) return;
     qvl_fit_request rq = qvl_fit_request_default();
     rq.batch = 3, rq.auto_fit = 1;
     qvl_fit r;
-    CHECK_INT(fit(&f, &rq, &r), 0);
-    char *path = dataset_json(), *out = NULL, *err = NULL, want[256];
-    CHECK_INT(test_qvl(&out, &err, "mem --model %s --data %s --images " IMAGES " --batch 3", model_2b(), path), 0);
+    CHECK_INT(plan_fixture_fit(&f, &rq, &r), 0);
+    char *path = plan_dataset_json("fitbatch.json"), *out = NULL, *err = NULL, want[256];
+    CHECK_INT(test_qvl(&out, &err, "mem --model %s --data %s --images " PLAN_IMAGES " --batch 3", plan_model_2b(), path), 0);
     snprintf(want, sizeof want, "batch: 3 sequences in flight, KV pool %ld blocks of 64 tokens (%ld tokens), 4096 rows "
              "per step\n", r.kv_blocks, r.kv_blocks * 64);
     CHECK_CONTAINS(out, want);
@@ -297,7 +239,7 @@ TEST(plan_fit_batch_mem_cli_prints_the_batch_and_pool) {
     CHECK_CONTAINS(out, want);
     CHECK_CONTAINS(out, "; batch 3 (--batch), KV pool ");
     free(out), free(err);
-    CHECK_INT(test_qvl(&out, &err, "mem --model %s --data %s --images " IMAGES " --batch 3 --json", model_2b(), path), 0);
+    CHECK_INT(test_qvl(&out, &err, "mem --model %s --data %s --images " PLAN_IMAGES " --batch 3 --json", plan_model_2b(), path), 0);
     cJSON *j = cJSON_Parse(out);
     CHECK(j != NULL);
     if (j) {
@@ -312,21 +254,21 @@ TEST(plan_fit_batch_mem_cli_prints_the_batch_and_pool) {
     cJSON_Delete(j);
     free(out), free(err);
     /* a budget: the one line on stderr says the batch and the pool too */
-    CHECK_INT(test_qvl(&out, &err, "mem --model %s --data %s --images " IMAGES " --gpu-mem 6000", model_2b(), path), 0);
+    CHECK_INT(test_qvl(&out, &err, "mem --model %s --data %s --images " PLAN_IMAGES " --gpu-mem 6000", plan_model_2b(), path), 0);
     CHECK_CONTAINS(err, "qvl mem: auto-fit: at most ");
     CHECK_CONTAINS(err, "); batch ");
     CHECK_CONTAINS(err, ", KV pool ");
     free(out), free(err);
-    CHECK_INT(test_qvl(NULL, &err, "mem --model %s --data %s --images " IMAGES " --batch 3 --gpu-mem 4650", model_2b(),
+    CHECK_INT(test_qvl(NULL, &err, "mem --model %s --data %s --images " PLAN_IMAGES " --batch 3 --gpu-mem 4650", plan_model_2b(),
                        path), 1);
     CHECK_CONTAINS(err, "qvl: gpu-mem: 4650 MiB is below what even a cap of 64 image tokens per image needs: ");
     CHECK_CONTAINS(err, "3 sequences of up to ");
     free(err);
-    CHECK_INT(test_qvl(NULL, &err, "mem --model %s --data %s --batch 0", model_2b(), path), 2);
+    CHECK_INT(test_qvl(NULL, &err, "mem --model %s --data %s --batch 0", plan_model_2b(), path), 2);
     CHECK_CONTAINS(err, "--batch 0: must be at least 1");
     free(err);
     free(path);
-    teardown(&f);
+    plan_fixture_teardown(&f);
 }
 
 /* ---- the CPU engine run under a chosen fit ---- */
