@@ -460,34 +460,36 @@ static __global__ void k_qk_norm_rope(qvl_rope_desc d, bf16 *q_out, int q_stride
     KT *vdst = v_cache + (size_t)slot * kv;
     for (int e = threadIdx.x; e < kv; e += blockDim.x) qvl_kv_store(vdst + e, vsrc[e]);
 }
-void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, bf16 *k_cache, bf16 *v_cache,
-                        const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int n, int p0,
-                        const int32_t *pos, int pos_stride, int pos_scalar, const int32_t *step) {
+/* A warp per head (up to 32): in decoding this block is alone on the GPU, so per-warp head loops
+ * would be pure latency. */
+template <typename KT>
+static void launch_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, KT *k_cache,
+                                KT *v_cache, const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm,
+                                const float *inv_freq, int n, int p0, const int32_t *pos, int pos_stride,
+                                int pos_scalar, const int32_t *step, const int32_t *slots) {
     if (!n) return;
-    /* A warp per head (up to 32): in decoding this block is alone on the GPU, so per-warp head
-     * loops would be pure latency. */
     int warps = d->Hq + d->Hkv < 32 ? d->Hq + d->Hkv : 32;
     const size_t smem = (size_t)warps * d->hd * sizeof(float);
     k_qk_norm_rope<<<n, warps * 32, smem, st>>>(*d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm, inv_freq,
-                                                p0, pos, pos_stride, pos_scalar, step, NULL);
+                                                p0, pos, pos_stride, pos_scalar, step, slots);
+}
+void qvl_k_qk_norm_rope(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, bf16 *k_cache, bf16 *v_cache,
+                        const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm, const float *inv_freq, int n, int p0,
+                        const int32_t *pos, int pos_stride, int pos_scalar, const int32_t *step) {
+    launch_qk_norm_rope(st, d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm, inv_freq, n, p0, pos, pos_stride,
+                        pos_scalar, step, (const int32_t *)NULL);
 }
 void qvl_k_qk_norm_rope_slots(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, bf16 *k_cache,
                               bf16 *v_cache, const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm,
                               const float *inv_freq, int n, const int32_t *pos, int pos_stride, const int32_t *slots) {
-    if (!n) return;
-    int warps = d->Hq + d->Hkv < 32 ? d->Hq + d->Hkv : 32;
-    const size_t smem = (size_t)warps * d->hd * sizeof(float);
-    k_qk_norm_rope<<<n, warps * 32, smem, st>>>(*d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm, inv_freq,
-                                                0, pos, pos_stride, 0, NULL, slots);
+    launch_qk_norm_rope(st, d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm, inv_freq, n, 0, pos, pos_stride, 0,
+                        (const int32_t *)NULL, slots);
 }
 void qvl_k_qk_norm_rope_slots_fp8(cudaStream_t st, const qvl_rope_desc *d, bf16 *q_out, int q_stride, uint8_t *k_cache,
                                   uint8_t *v_cache, const bf16 *qkv, const bf16 *q_norm, const bf16 *k_norm,
                                   const float *inv_freq, int n, const int32_t *pos, int pos_stride, const int32_t *slots) {
-    if (!n) return;
-    int warps = d->Hq + d->Hkv < 32 ? d->Hq + d->Hkv : 32;
-    const size_t smem = (size_t)warps * d->hd * sizeof(float);
-    k_qk_norm_rope<<<n, warps * 32, smem, st>>>(*d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm, inv_freq,
-                                                0, pos, pos_stride, 0, NULL, slots);
+    launch_qk_norm_rope(st, d, q_out, q_stride, k_cache, v_cache, qkv, q_norm, k_norm, inv_freq, n, 0, pos, pos_stride, 0,
+                        (const int32_t *)NULL, slots);
 }
 
 static __global__ void k_embed(bf16 *x, const bf16 *embed, const int32_t *ids, const int32_t *vis_row,
