@@ -100,6 +100,9 @@ typedef struct {
     int token_budget;         /* > 0: rows of one forward pass (prefill chunks + decodes); <= 0 = the backend's */
     long vision_tokens;       /* > 0: image tokens of one vision pass (at least the largest image); <= 0 = the
                                  backend's (qvl eval passes both from its data plan: eval/plan_fit.h) */
+    long image_cache_tokens;  /* > 0: image feature rows kept at once over all sequences, from their vision
+                                 pass until their prompt has run (at least vision_tokens); <= 0 = the
+                                 backend's (CUDA: 2 x vision_tokens; qvl eval's lean passes: 1 x) */
     const char *tokenizer_cache_dir; /* folder of the tokenizer's binary cache (parsed tables: skips
                                  ~0.2 s of JSON parsing at open); NULL = no cache. The CLI passes
                                  $QVL_CACHE_DIR, else $XDG_CACHE_HOME/qvl, else ~/.cache/qvl
@@ -229,6 +232,14 @@ typedef struct {
     int kv_blocks_total, kv_blocks_used, kv_block_tokens;
     int kv_blocks_peak;       /* the most KV blocks in use at once since open */
     long long requests_finished, requests_failed, prompt_tokens, generated_tokens;
+    /* Where qvl_step's time went since open (host wall time; each phase ends when the device has
+     * finished it), seconds: */
+    double wait_s;            /* nothing to run: waiting for the worker threads to read images */
+    double vision_s;          /* vision passes (encode_images) */
+    double prefill_steps_s;   /* forward passes with prompt rows (and the decode rows beside them) */
+    double decode_steps_s;    /* forward passes of decode rows only */
+    long long vision_passes, prefill_steps, decode_steps;
+    long long step_rows;      /* rows of every forward pass together */
 } qvl_engine_stats;
 void qvl_engine_stats_get(qvl_engine *e, qvl_engine_stats *out);
 

@@ -566,6 +566,13 @@ static void mixed_batch(const char *model, int kv_blocks, int max_batch, int wan
     CHECK_INT(st.waiting, 0);
     CHECK_INT(st.requests_finished, 6);
     CHECK_INT(st.requests_failed, 3);
+    /* The time split: every row of a forward pass is a prompt token or a decode row (each answer token
+     * but the first, which the prompt's last row picks); the five images went through vision passes. */
+    CHECK_INT(st.step_rows, st.prompt_tokens + st.generated_tokens - st.requests_finished);
+    CHECK(st.vision_passes >= 1 && st.vision_passes <= 5 && st.vision_s > 0);
+    CHECK(st.prefill_steps >= 1 && st.prefill_steps_s > 0);
+    CHECK(st.decode_steps >= min_new - 1 && st.decode_steps_s > 0);
+    CHECK(st.wait_s >= 0);
     free(log);
     qvl_engine_close(e);
 }

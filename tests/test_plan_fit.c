@@ -52,7 +52,7 @@ TEST(plan_fit_sizes_the_context_and_vision_for_the_largest_sample) {
     CHECK_INT(eo.kv_blocks, r.kv_blocks);
     qvl_plan_inputs in = {.max_model_len = eo.max_model_len, .max_image_tokens = eo.plan_image_tokens,
                           .sequences = eo.max_batch, .kv_blocks = eo.kv_blocks, .token_budget = eo.token_budget,
-                          .vision_tokens = eo.vision_tokens};
+                          .vision_tokens = eo.vision_tokens, .image_cache_tokens = eo.image_cache_tokens};
     qvl_mem_plan same;
     CHECK_INT(qvl_mem_plan_batched(&f.cfg, -1, &in, -1, 0, &same), 0);
     CHECK_NEAR(same.total, r.plan.total, 0);

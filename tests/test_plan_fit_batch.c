@@ -41,7 +41,7 @@ static double plan_total_with(const plan_fixture *f, const qvl_fit *r, long extr
     qvl_fit_engine_opts(r, &eo);
     qvl_plan_inputs in = {.max_model_len = eo.max_model_len, .max_image_tokens = eo.plan_image_tokens,
                           .sequences = eo.max_batch, .kv_blocks = eo.kv_blocks + extra,
-                          .token_budget = eo.token_budget, .vision_tokens = eo.vision_tokens};
+                          .token_budget = eo.token_budget, .vision_tokens = eo.vision_tokens, .image_cache_tokens = eo.image_cache_tokens};
     qvl_mem_plan p;
     CHECK_INT(qvl_mem_plan_compute_inputs(&f->cfg, -1, &in, -1, &p), 0);
     return p.total;
@@ -149,6 +149,7 @@ TEST(plan_fit_batch_auto_fit_never_exceeds_the_budget_and_prefers_whole_images) 
                 n_lean_whole++;
                 CHECK_INT(r.plan.token_budget, QVL_PLAN_PREFILL_CHUNK);
                 CHECK_INT(r.plan.vision_tokens, r.plan_image_tokens);
+                CHECK_INT(r.plan.image_cache_tokens, r.plan_image_tokens);   /* one pass kept */
             } else {
                 n_full++;
                 CHECK_INT(r.plan.token_budget, QVL_PLAN_TOKEN_BUDGET);

@@ -247,6 +247,29 @@ static void state_free(eval_state *st) {
     free(st->summary);
 }
 
+/* Where the engine's time went (qvl_engine_stats): one line on stderr and "engine_time_s" in the
+ * summary, so that a slow run says whether images, vision, prompts or decoding took it. */
+static void engine_time(qvl_engine *e, cJSON *summary) {
+    qvl_engine_stats s;
+    qvl_engine_stats_get(e, &s);
+    long long steps = s.prefill_steps + s.decode_steps;
+    double rows = steps > 0 ? (double)s.step_rows / (double)steps : 0;
+    if (!eval_scale_quiet())
+        fprintf(stderr, "qvl eval: engine time: vision %.2f s (%lld passes), prompt steps %.2f s (%lld), decode-only "
+                "steps %.2f s (%lld), %.1f rows per step, waiting for images %.2f s\n", s.vision_s, s.vision_passes,
+                s.prefill_steps_s, s.prefill_steps, s.decode_steps_s, s.decode_steps, rows, s.wait_s);
+    cJSON *t = cJSON_AddObjectToObject(summary, "engine_time_s");
+    if (!t) return;
+    cJSON_AddNumberToObject(t, "vision", s.vision_s);
+    cJSON_AddNumberToObject(t, "prompt_steps", s.prefill_steps_s);
+    cJSON_AddNumberToObject(t, "decode_only_steps", s.decode_steps_s);
+    cJSON_AddNumberToObject(t, "waiting_for_images", s.wait_s);
+    cJSON_AddNumberToObject(t, "vision_passes", (double)s.vision_passes);
+    cJSON_AddNumberToObject(t, "prompt_step_count", (double)s.prefill_steps);
+    cJSON_AddNumberToObject(t, "decode_only_step_count", (double)s.decode_steps);
+    cJSON_AddNumberToObject(t, "rows_per_step", rows);
+}
+
 /* QVL_PROGRESS=tty|plain|off overrides the display's detection (-1: detect; MPI ranks other than 0
  * set off). */
 static int progress_mode_from_env(void) {
@@ -589,6 +612,7 @@ int cmd_eval(int argc, char **argv) {
         free(text);
     }
     cJSON *summary = qvl_report_summary(&in);
+    if (st.engine && summary) engine_time(st.engine, summary);
     eval_scale_annotate(summary, &in);
     if (qvl_report_write_json(st.summary, summary) == 0) {
         if (!eval_scale_quiet()) fprintf(stderr, "qvl eval: results in %s, summary in %s\n", st.out, st.summary);

@@ -47,6 +47,7 @@ typedef struct {
     int token_budget;         /* most tokens in one run_batch (prefill chunks + decodes); <= 0: backend's */
     long vision_tokens;       /* most image tokens (after the 2x2 merge) in one encode_images pass; <= 0:
                                  backend's choice (at least one image of the largest admitted size) */
+    long image_cache_tokens;  /* image feature rows kept at once (>= vision_tokens); <= 0: backend's */
     long gpu_mem_mib;         /* hard cap on everything the backend allocates; <= 0: none */
     int kv_dtype;             /* QVL_KV_BF16 / QVL_KV_FP8 */
     qvl_tuning tuning;        /* kernel choices; tuning.dump_dir: parity dumps (CPU and CUDA) */

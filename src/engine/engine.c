@@ -130,7 +130,7 @@ qvl_engine *qvl_engine_open(const qvl_engine_opts *opts) {
                            .max_seqs = o.max_batch, .kv_block_tokens = QVL_KV_BLOCK_TOKENS,
                            .gpu_mem_mib = o.gpu_mem_mib, .kv_dtype = o.kv_dtype, .tuning = o.tuning,
                            .kv_blocks = o.kv_blocks, .token_budget = o.token_budget,
-                           .vision_tokens = o.vision_tokens};
+                           .vision_tokens = o.vision_tokens, .image_cache_tokens = o.image_cache_tokens};
     if (!(e->be = e->ops->open(&bo))) return open_fail(e);
     e->ops->limits(e->be, &e->lim);
     e->cfg = e->ops->config(e->be);
@@ -369,6 +369,14 @@ void qvl_engine_stats_get(qvl_engine *e, qvl_engine_stats *out) {
     out->requests_failed = e->failed;
     out->prompt_tokens = e->prompt_tokens;
     out->generated_tokens = e->generated_tokens;
+    out->wait_s = e->time.wait_s;
+    out->vision_s = e->time.vision_s;
+    out->prefill_steps_s = e->time.prefill_steps_s;
+    out->decode_steps_s = e->time.decode_steps_s;
+    out->vision_passes = e->time.vision_passes;
+    out->prefill_steps = e->time.prefill_steps;
+    out->decode_steps = e->time.decode_steps;
+    out->step_rows = e->time.step_rows;
     pthread_mutex_unlock(&e->mu);
 }
 

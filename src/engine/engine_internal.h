@@ -57,6 +57,7 @@ struct qvl_engine {
     qvl_event_node *done_head, *done_tail;
     qvl_req_id next_id;
     long long finished, failed, prompt_tokens, generated_tokens;
+    qvl_engine_stats time;      /* the wait/vision/step time fields only (qvl_engine_stats_get) */
 };
 
 /* Turns a finished request into an event on the done list and frees it (mu held). res: its result

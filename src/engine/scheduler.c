@@ -300,7 +300,7 @@ static void name_image_error(const char *name) {
 /* The images of the admitted requests through the vision tower, as few passes as the vision
  * budget allows; a failed pass runs again image by image so that only the bad image's request
  * fails. */
-static void encode_admitted(qvl_engine *e, qvl_req **adm, int n_adm) {
+static void encode_admitted(qvl_engine *e, qvl_req **adm, int n_adm, qvl_engine_stats *time) {
     int cap = 0;
     for (int i = 0; i < n_adm; i++) cap += adm[i] ? adm[i]->n_images : 0;
     if (!cap) return;
@@ -349,6 +349,8 @@ static void encode_admitted(qvl_engine *e, qvl_req **adm, int n_adm) {
             }
         }
         double dt = qvl_now_mono() - t0;
+        time->vision_s += dt;
+        time->vision_passes++;
         for (int j = 0; j < n; j++) {
             qvl_req *r = adm[owner[j]];
             if (j == 0 || owner[j] != owner[j - 1]) r->vision_s += dt;
@@ -416,6 +418,17 @@ static void fail_running(qvl_engine *e, const char *msg, qvl_error_code code) {
 
 static int left_locked(const qvl_engine *e) { return e->n_queue + e->n_running; }
 
+static void add_time_locked(qvl_engine *e, const qvl_engine_stats *t) {
+    e->time.wait_s += t->wait_s;
+    e->time.vision_s += t->vision_s;
+    e->time.prefill_steps_s += t->prefill_steps_s;
+    e->time.decode_steps_s += t->decode_steps_s;
+    e->time.vision_passes += t->vision_passes;
+    e->time.prefill_steps += t->prefill_steps;
+    e->time.decode_steps += t->decode_steps;
+    e->time.step_rows += t->step_rows;
+}
+
 int qvl_step(qvl_engine *e) {
     if (!e) {
         qvl_errorf("engine: NULL");
@@ -426,10 +439,15 @@ int qvl_step(qvl_engine *e) {
     for (int s = 0; s < e->lim.max_seqs; s++)
         if (e->slots[s] && cancelled(e->slots[s])) finish_cancelled(e, e->slots[s]);
 
+    qvl_engine_stats t = {0};   /* this step's share of the time split (added under mu at the end) */
     pthread_mutex_lock(&e->mu);
     dispatch_locked(e);
     /* Nothing to run yet: wait for a worker to finish preparing. */
-    while (e->n_running == 0 && e->n_ready == 0 && e->n_preparing > 0) pthread_cond_wait(&e->prepared, &e->mu);
+    if (e->n_running == 0 && e->n_ready == 0 && e->n_preparing > 0) {
+        double t0 = qvl_now_mono();
+        while (e->n_running == 0 && e->n_ready == 0 && e->n_preparing > 0) pthread_cond_wait(&e->prepared, &e->mu);
+        t.wait_s = qvl_now_mono() - t0;
+    }
     int n_adm = admit_locked(e);
     dispatch_locked(e);   /* keep the workers busy while this step runs */
     pthread_mutex_unlock(&e->mu);
@@ -438,7 +456,7 @@ int qvl_step(qvl_engine *e) {
         qvl_req *r = e->admitted[i];
         if (begin_sequence(e, r)) qvl_req_fail(r, QVL_ERR_INPUT);
     }
-    encode_admitted(e, e->admitted, n_adm);
+    encode_admitted(e, e->admitted, n_adm, &t);
     double t_vis = qvl_now_mono();
     for (int i = 0; i < n_adm; i++) {
         qvl_req *r = e->admitted[i];
@@ -449,7 +467,15 @@ int qvl_step(qvl_engine *e) {
     build_batch(e);
     qvl_batch *b = &e->batch;
     if (b->n_tokens > 0) {
-        if (e->ops->run_batch(e->be, b, e->picked, e->logits)) {
+        int prefill = 0;
+        for (int i = 0; i < b->n_tokens && !prefill; i++) prefill = b->kv_index[i] < e->slots[b->seq[i]]->n_ids;
+        double t0 = qvl_now_mono();
+        int failed = e->ops->run_batch(e->be, b, e->picked, e->logits);
+        double dt = qvl_now_mono() - t0;
+        *(prefill ? &t.prefill_steps_s : &t.decode_steps_s) += dt;
+        (*(prefill ? &t.prefill_steps : &t.decode_steps))++;
+        t.step_rows += b->n_tokens;
+        if (failed) {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", qvl_error());
             qvl_error_code code = qvl_error_kind() ? (qvl_error_code)qvl_error_kind() : QVL_ERR_DEVICE;
@@ -477,6 +503,7 @@ int qvl_step(qvl_engine *e) {
         }
     }
     pthread_mutex_lock(&e->mu);
+    add_time_locked(e, &t);
     int left = left_locked(e);
     pthread_mutex_unlock(&e->mu);
     return left;

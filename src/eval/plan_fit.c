@@ -107,6 +107,7 @@ static int plan_with(const qvl_config *cfg, const qvl_fit_request *rq, const qvl
     if (passes == QVL_FIT_PASSES_LEAN) {
         in.token_budget = QVL_PLAN_PREFILL_CHUNK;
         in.vision_tokens = f->plan_image_tokens;
+        in.image_cache_tokens = f->plan_image_tokens;   /* one pass's features: the next pass waits for the prompt */
     }
     return qvl_mem_plan_compute_inputs(cfg, rq->weight_bytes, &in, rq->cuda_context_mib, out);
 }
@@ -218,10 +219,10 @@ static void describe(qvl_fit *f, const qvl_data_plan *dp, const qvl_fit_request 
     if ((size_t)n < len)
         n += snprintf(b + n, len - (size_t)n,
                       "; batch %d (%s), KV pool %ld blocks of %d tokens (%d of the largest samples reserve %ld), %d rows "
-                      "per step, %ld image tokens per vision pass%s",
+                      "per step, %ld image tokens per vision pass, %ld kept%s",
                       f->batch, f->batch_given ? "--batch" : "the most that fit", f->kv_blocks,
                       QVL_PLAN_KV_BLOCK_TOKENS, f->batch, f->kv_blocks_needed, f->plan.token_budget,
-                      f->plan.vision_tokens, f->passes != QVL_FIT_PASSES_LEAN ? ""
+                      f->plan.vision_tokens, f->plan.image_cache_tokens, f->passes != QVL_FIT_PASSES_LEAN ? ""
                       : rq->gpu_mem_mib > 0 || rq->batch > 0 ? " (lean passes, for the images)"
                                                              : " (lean passes: the default without --gpu-mem)");
     if (f->auto_image_tokens > 0 && (size_t)n < len)
@@ -308,6 +309,7 @@ void qvl_fit_engine_opts(const qvl_fit *f, qvl_engine_opts *eo) {
     eo->kv_blocks = (int)f->kv_blocks;
     eo->token_budget = f->plan.token_budget;
     eo->vision_tokens = f->plan.vision_tokens;
+    eo->image_cache_tokens = f->plan.image_cache_tokens;
 }
 
 int qvl_fit_dataset(const qvl_config *cfg, const char *model_dir, const qvl_dataset *ds, long first, long n,
@@ -343,6 +345,7 @@ cJSON *qvl_fit_json(const qvl_fit *f, const qvl_data_plan *dp, const qvl_fit_req
     cJSON_AddNumberToObject(o, "largest_sample_blocks", (double)f->largest_blocks);
     cJSON_AddNumberToObject(o, "token_budget", f->plan.token_budget);
     cJSON_AddNumberToObject(o, "vision_tokens", (double)f->plan.vision_tokens);
+    cJSON_AddNumberToObject(o, "image_cache_tokens", (double)f->plan.image_cache_tokens);
     cJSON_AddStringToObject(o, "passes", f->passes == QVL_FIT_PASSES_LEAN ? "lean" : "full");
     if (rq->gpu_mem_mib > 0) cJSON_AddNumberToObject(o, "budget_mib", (double)rq->gpu_mem_mib);
     else cJSON_AddNullToObject(o, "budget_mib");

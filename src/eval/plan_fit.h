@@ -12,7 +12,8 @@
  *   qvl_fit f;
  *   if (qvl_fit_plan(cfg, &dp, &rq, &f)) ... one-line error (budget too small: with the breakdown)
  *   engine opts (qvl_fit_engine_opts): max_model_len, plan_image_tokens, max_image_tokens (the auto
- *                cap, when > 0), max_batch = f.batch, kv_blocks = f.kv_blocks, token_budget, vision_tokens
+ *                cap, when > 0), max_batch = f.batch, kv_blocks = f.kv_blocks, token_budget, vision_tokens,
+ *                image_cache_tokens
  */
 #ifndef QVL_EVAL_PLAN_FIT_H
 #define QVL_EVAL_PLAN_FIT_H
@@ -104,7 +105,7 @@ void qvl_fit_engine_opts(const qvl_fit *f, qvl_engine_opts *eo);
 /* The facts for the report's settings and the summary: {"sized_for", "max_model_len",
  * "context" (why: context_why), "plan_image_tokens", "largest_prompt", "largest_prompt_index", "samples_planned", "unreadable",
  * "overflow", "overflow_downscaled", "kv_dtype", "batch", "batch_from" ("--batch" | "plan"), "kv_blocks",
- * "kv_block_tokens", "kv_blocks_needed", "largest_sample_blocks", "token_budget", "vision_tokens", "passes"
+ * "kv_block_tokens", "kv_blocks_needed", "largest_sample_blocks", "token_budget", "vision_tokens", "image_cache_tokens", "passes"
  * ("full" | "lean"), "budget_mib" (null: none), "auto_fit": null (images whole) | {"budget_mib",
  * "max_image_tokens", "downscaled", "batch", "kv_blocks"}}. */
 cJSON *qvl_fit_json(const qvl_fit *f, const qvl_data_plan *dp, const qvl_fit_request *rq);

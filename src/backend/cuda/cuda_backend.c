@@ -42,6 +42,7 @@ static qvl_backend *open_(const qvl_backend_opts *o) {
     co.kv_block_tokens = o->kv_block_tokens > 0 ? o->kv_block_tokens : QVL_KV_BLOCK_TOKENS;
     co.token_budget = o->token_budget;
     co.vision_tokens = o->vision_tokens;
+    co.image_cache_tokens = o->image_cache_tokens;
     co.kv_blocks = o->kv_blocks;
     /* The meter's baseline comes before this process's context exists; the context is then
      * created and measured the way the peak will be (NVML). */
