@@ -42,7 +42,8 @@ peak = s.get("peak_memory_mib", {})
 print("| %s | %.2f | %s | %s | %s | %s (%s) | %.1f |" % (sys.argv[2], s["samples_per_s"], peak.get("used") if isinstance(peak, dict) else peak,
       s.get("memory_plan_mib"), st.get("batch"), mp.get("kv_blocks"), kp.get("peak_blocks"), s.get("total_time_s") or 0))
 PY
-    grep -h "memory plan" "$L/eval_$name.err" | head -1 >> "$L/plan_lines.txt"
+    grep -h "memory plan" "$L/eval_$name.err" | head -1 | sed "s/^/$name: /" >> "$L/plan_lines.txt"
+    grep -h "engine time" "$L/eval_$name.err" | head -1 | sed "s/^/$name: /" >> "$L/plan_lines.txt"
 }
 for r in ${ROWS:-default graphs cap2048 gpumem8000}; do
     case $r in
